@@ -1,0 +1,1 @@
+"""Schema layer: settings, MySQL migrations, MongoDB specs, Redis key catalogue, event contracts."""

@@ -1,0 +1,77 @@
+"""MongoDB collection specs (indexes, capped collections) and `ensure_collections`, applied by `migrate`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.database import Database
+from pymongo.errors import CollectionInvalid
+
+from schema.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    name: str
+    keys: tuple[tuple[str, int], ...]
+    unique: bool = False
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    name: str
+    doc: str
+    indexes: tuple[IndexSpec, ...] = ()
+    capped: bool = False
+
+
+TENDER_SUMMARIES = CollectionSpec(
+    name="tender_summaries",
+    doc="One summary per tender: text, model_used, content hash, event_id and source_seq that produced it.",
+    indexes=(IndexSpec("uq_tender_id", (("tender_id", ASCENDING),), unique=True),),
+)
+READINESS_SCORES = CollectionSpec(
+    name="readiness_scores",
+    doc="One score per (team, tender) with its checklist, rules version and the source_seq of both inputs.",
+    indexes=(
+        IndexSpec("uq_team_tender", (("team_id", ASCENDING), ("tender_id", ASCENDING)), unique=True),
+        IndexSpec("ix_team_score", (("team_id", ASCENDING), ("score", DESCENDING))),
+    ),
+)
+USER_ACTIVITY_LOGS = CollectionSpec(
+    name="user_activity_logs",
+    doc="Capped log of user.activity events; _id = event id so a redelivery cannot insert twice.",
+    indexes=(IndexSpec("ix_user_time", (("user_id", ASCENDING), ("occurred_at", DESCENDING))),),
+    capped=True,
+)
+
+COLLECTIONS = (TENDER_SUMMARIES, READINESS_SCORES, USER_ACTIVITY_LOGS)
+
+
+def collection_options(spec: CollectionSpec, settings: Settings) -> dict[str, Any]:
+    if not spec.capped:
+        return {}
+    return {"capped": True, "size": settings.activity_log_max_bytes, "max": settings.activity_log_max_docs}
+
+
+def ensure_collections(db: Database[dict[str, Any]], settings: Settings) -> list[str]:
+    """Create missing collections and indexes; return the names of collections created now."""
+    created = []
+    existing = set(db.list_collection_names())
+    for spec in COLLECTIONS:
+        if spec.name not in existing:
+            try:
+                db.create_collection(spec.name, **collection_options(spec, settings))
+                created.append(spec.name)
+                log.info("created MongoDB collection %s", spec.name)
+            except CollectionInvalid:
+                log.info("collection %s was created concurrently", spec.name)
+        coll = db[spec.name]
+        for index in spec.indexes:
+            coll.create_index(list(index.keys), name=index.name, unique=index.unique)
+    return created

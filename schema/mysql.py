@@ -1,0 +1,197 @@
+"""MySQL schema: versioned migrations and the least-privilege users that the app and the CDC relay run as.
+
+`migrate()` is idempotent: it creates the database if missing, applies each `migrations/NNNN_*.sql` once (a
+checksum guards against editing an applied file), then (re)creates the users and sets exactly their grants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
+
+import pymysql
+import pymysql.cursors
+
+from schema.settings import MysqlDsn, Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+RelayMode = Literal["binlog", "polling"]
+
+BUSINESS_TABLES = ("teams", "users", "company_profiles", "company_cidb_gradings", "tenders")
+OUTBOX_TABLE = "integration_outbox"
+_IDENT = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+class MigrationError(Exception):
+    """A migration cannot be applied (edited after it was applied, or failed on the server)."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    def statements(self) -> list[str]:
+        body = "\n".join(line for line in self.sql.splitlines() if not line.lstrip().startswith("--"))
+        return [s.strip() for s in re.split(r";\s*$", body, flags=re.MULTILINE) if s.strip()]
+
+
+def load_migrations() -> list[Migration]:
+    """The packaged migrations, in version order."""
+    found = []
+    for entry in resources.files("schema").joinpath("migrations").iterdir():
+        m = re.fullmatch(r"(\d{4})_([a-z0-9_]+)\.sql", entry.name)
+        if m:
+            found.append(Migration(m.group(1), m.group(2), entry.read_text(encoding="utf-8")))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"two migrations share a version number: {sorted(versions)}")
+    return sorted(found, key=lambda m: m.version)
+
+
+def _ident(name: str) -> str:
+    if not _IDENT.fullmatch(name):
+        raise SettingsError(f"{name!r} is not a valid MySQL identifier (letters, digits, underscore)")
+    return f"`{name}`"
+
+
+def _account(user: str, host: str) -> str:
+    if not _IDENT.fullmatch(user) or not re.fullmatch(r"[A-Za-z0-9.%_:\-]{1,255}", host):
+        raise SettingsError(f"invalid MySQL account {user!r}@{host!r}")
+    return f"'{user}'@'{host}'"
+
+
+def relay_grants(mode: RelayMode, database: str, mariadb: bool) -> list[str]:
+    """Exactly the privileges the relay needs in `mode` (see DESIGN.md: measured on MariaDB)."""
+    outbox = f"{_ident(database)}.{_ident(OUTBOX_TABLE)}"
+    # Backfill reads the outbox; marking published touches two columns; the janitor deletes old rows.
+    grants = [f"SELECT, DELETE, UPDATE (published, published_at) ON {outbox}"]
+    if mode == "binlog":
+        # MariaDB >= 10.5 split REPLICATION CLIENT: SHOW BINARY LOGS / MASTER STATUS need BINLOG MONITOR.
+        monitor = "BINLOG MONITOR" if mariadb else "REPLICATION CLIENT"
+        grants.insert(0, f"REPLICATION SLAVE, {monitor} ON *.*")
+    return grants
+
+
+def app_grants(database: str) -> list[str]:
+    """The application writes business rows and appends events; it never rewrites or reads the outbox."""
+    db = _ident(database)
+    tables = [f"SELECT, INSERT, UPDATE, DELETE ON {db}.{_ident(t)}" for t in BUSINESS_TABLES]
+    return [*tables, f"INSERT ON {db}.{_ident(OUTBOX_TABLE)}"]
+
+
+@contextmanager
+def connect(dsn: MysqlDsn, database: str | None = None) -> Iterator[pymysql.connections.Connection]:
+    conn = pymysql.connect(
+        **dsn.pymysql_kwargs(),
+        database=database,
+        charset="utf8mb4",
+        autocommit=True,
+        connect_timeout=10,
+        cursorclass=pymysql.cursors.Cursor,
+    )
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def is_mariadb(conn: pymysql.connections.Connection) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT VERSION()")
+        row = cur.fetchone()
+    return row is not None and "mariadb" in str(row[0]).lower()
+
+
+def apply_migrations(conn: pymysql.connections.Connection) -> list[str]:
+    """Apply pending migrations on the current database; return the versions applied now."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version VARCHAR(16) NOT NULL PRIMARY KEY, name VARCHAR(200) NOT NULL,"
+            " checksum CHAR(64) NOT NULL, applied_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)"
+            ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        )
+        cur.execute("SELECT version, checksum FROM schema_migrations")
+        applied = {str(v): str(c) for v, c in cur.fetchall()}
+    done = []
+    for mig in load_migrations():
+        if mig.version in applied:
+            if applied[mig.version] != mig.checksum:
+                raise MigrationError(
+                    f"migration {mig.version}_{mig.name} was edited after it was applied "
+                    "(checksum differs). Fix: revert the edit and add a new migration instead."
+                )
+            continue
+        log.info("applying migration %s_%s", mig.version, mig.name)
+        with conn.cursor() as cur:
+            for stmt in mig.statements():
+                try:
+                    cur.execute(stmt)
+                except pymysql.MySQLError as exc:
+                    raise MigrationError(f"migration {mig.version}_{mig.name} failed: {exc}\n{stmt[:300]}") from exc
+            cur.execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                (mig.version, mig.name, mig.checksum),
+            )
+        done.append(mig.version)
+    return done
+
+
+def _ensure_user(cur: pymysql.cursors.Cursor, dsn: MysqlDsn, host: str, grants: list[str]) -> None:
+    account = _account(dsn.user, host)
+    # Parameters cannot bind inside CREATE USER; the password is escaped by the driver instead.
+    password = cur.connection.escape(dsn.password)
+    cur.execute(f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {password}")
+    cur.execute(f"ALTER USER {account} IDENTIFIED BY {password}")
+    # Exactly these grants: drop whatever an older migration or a hand edit left behind.
+    cur.execute(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {account}")
+    for grant in grants:
+        cur.execute(f"GRANT {grant} TO {account}")
+
+
+def migrate(settings: Settings) -> list[str]:
+    """Create the database, apply migrations, and set up the app and relay users. Idempotent."""
+    admin = settings.mysql_admin
+    database = settings.mysql.database
+    for name, dsn in (
+        ("TENDERHUB_RELAY_MYSQL_URL", settings.relay_mysql),
+        ("TENDERHUB_MYSQL_ADMIN_URL", admin),
+    ):
+        if dsn.database != database:
+            raise SettingsError(
+                f"{name} names database {dsn.database!r} but TENDERHUB_MYSQL_URL names {database!r}. "
+                "Fix: point every MySQL URL at the same database."
+            )
+    if settings.mysql.user in (admin.user, settings.relay_mysql.user) or admin.user == settings.relay_mysql.user:
+        raise SettingsError("the admin, app and relay MySQL URLs must use three different users")
+    with connect(admin) as conn:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"CREATE DATABASE IF NOT EXISTS {_ident(database)} "
+                "DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+        conn.select_db(database)
+        applied = apply_migrations(conn)
+        mariadb = is_mariadb(conn)
+        with conn.cursor() as cur:
+            _ensure_user(cur, settings.mysql, settings.mysql_grant_host, app_grants(database))
+            _ensure_user(
+                cur,
+                settings.relay_mysql,
+                settings.mysql_grant_host,
+                relay_grants(settings.relay_mode, database, mariadb),
+            )
+    return applied

@@ -1,0 +1,99 @@
+"""The Redis key catalogue: every key family with its type, TTL and the ONE agent that owns (writes and deletes) it.
+
+Keys are only ever built through `KeyFamily.key()`, which validates each id, so no input can forge a key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+RedisType = Literal["hash", "zset", "string", "set"]
+
+# Ids that become part of a key: positive integers (MySQL BIGINT ids) or a short window name.
+_PART = {"id": re.compile(r"[1-9][0-9]{0,19}"), "window": re.compile(r"[0-9]{1,4}d")}
+
+
+class InvalidKeyError(ValueError):
+    """An id does not fit its key family's pattern."""
+
+
+@dataclass(frozen=True)
+class KeyFamily:
+    pattern: str
+    type: RedisType
+    ttl_s: int
+    owner: str
+    doc: str
+
+    @property
+    def parts(self) -> list[str]:
+        return re.findall(r"\{(\w+)\}", self.pattern)
+
+    def key(self, **parts: object) -> str:
+        if sorted(parts) != sorted(self.parts):
+            raise InvalidKeyError(f"{self.pattern} takes {self.parts}, got {sorted(parts)}")
+        out = self.pattern
+        for name, value in parts.items():
+            text = str(value)
+            if isinstance(value, bool) or not _PART[name].fullmatch(text):
+                raise InvalidKeyError(f"invalid {name} {text[:40]!r} for {self.pattern}")
+            out = out.replace("{" + name + "}", text)
+        return out
+
+
+TENDER_METADATA = KeyFamily(
+    "tender:{id}:metadata",
+    "hash",
+    6 * 3600,
+    "streams.agents.tender_summaries",
+    "Tender card for reads: title, buyer, closing date, status, summary; dropped on tender.closed.",
+)
+TEAM_TOP_TENDERS = KeyFamily(
+    "team:{id}:top_tenders",
+    "zset",
+    3600,
+    "streams.agents.readiness",
+    "Top 5 open tenders of a team by readiness score (member = tender id); swept when closing dates pass.",
+)
+SPEND_BY_BUYER = KeyFamily(
+    "analytics:spend_by_buyer",
+    "zset",
+    24 * 3600,
+    "streams.agents.spend",
+    "All-time spend per buyer and currency (member = 'currency|buyer', score = amount).",
+)
+SPEND_BY_BUYER_WINDOW = KeyFamily(
+    "analytics:spend_by_buyer:{window}",
+    "zset",
+    24 * 3600,
+    "streams.agents.spend",
+    "Spend per buyer and currency over a rolling window of published dates (e.g. 30d).",
+)
+SUMMARY_LOCK = KeyFamily(
+    "lock:summary:{id}",
+    "string",
+    600,
+    "streams.agents.tender_summaries",
+    "Held (SET NX EX) while one worker summarises a tender; released in finally.",
+)
+
+CATALOGUE: tuple[KeyFamily, ...] = (
+    TENDER_METADATA,
+    TEAM_TOP_TENDERS,
+    SPEND_BY_BUYER,
+    SPEND_BY_BUYER_WINDOW,
+    SUMMARY_LOCK,
+)
+
+
+def owner_of(key: str) -> KeyFamily:
+    """The family a concrete key belongs to (for audits and the invalidation rules)."""
+    for family in CATALOGUE:
+        regex = re.escape(family.pattern)
+        for part in family.parts:
+            regex = regex.replace(re.escape("{" + part + "}"), f"(?:{_PART[part].pattern})")
+        if re.fullmatch(regex, key):
+            return family
+    raise InvalidKeyError(f"{key[:80]!r} is not in the Redis key catalogue")

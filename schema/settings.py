@@ -1,0 +1,235 @@
+"""Every tenderhub setting, declared once: type, default, environment variable and a line of doc.
+
+This is the only module that reads the environment. Values come from `TENDERHUB_*` variables, then from the env
+file the dev stack writes (`.stack/tenderhub.env`, or the file named by `TENDERHUB_ENV_FILE`). Bad values fail at
+start-up with a `SettingsError` that names the variable and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "TENDERHUB_"
+DEFAULT_ENV_FILE = ".stack/tenderhub.env"
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the variable and the fix."""
+
+
+def _env_file() -> str:
+    # The env file's own location cannot live inside the settings it configures.
+    return os.environ.get(f"{ENV_PREFIX}ENV_FILE", DEFAULT_ENV_FILE)
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+
+class StackSettings(_Base):
+    """Where and how the local dev/test stack runs (tenderhub stack up | down | status)."""
+
+    stack_dir: Path = Field(Path(".stack"), description="Folder for the stack's data, logs and PID files.")
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "tenderhub",
+        description="Machine-wide download cache (Kafka jars, FerretDB binary, Python wheels).",
+    )
+    stack_host: str = Field("127.0.0.1", description="Address every local service binds to.")
+    mysql_port: int = Field(13306, ge=1024, le=65535, description="Local MariaDB port.")
+    kafka_port: int = Field(19092, ge=1024, le=65535, description="Local Kafka broker port.")
+    kafka_controller_port: int = Field(19093, ge=1024, le=65535, description="Local KRaft controller port.")
+    mongo_port: int = Field(37017, ge=1024, le=65535, description="Local FerretDB (MongoDB wire) port.")
+    ferretdb_debug_port: int = Field(38088, ge=1024, le=65535, description="FerretDB debug/metrics port.")
+    redis_port: int = Field(16379, ge=1024, le=65535, description="Local Redis port.")
+    kafka_version: str = Field("4.1.1", description="Apache Kafka version fetched from Maven Central.")
+    ferretdb_version: str = Field("v1.24.2", description="FerretDB version built with `go install`.")
+    kafka_heap: str = Field("768m", description="Kafka JVM heap (-Xmx).")
+    health_timeout_s: float = Field(90.0, gt=0, description="Seconds `stack up` waits for each service.")
+    ferretdb_capped_cleanup_s: int = Field(
+        10, ge=1, description="FerretDB capped-collection clean-up interval (seconds) for the dev stack."
+    )
+
+    @field_validator("stack_host")
+    @classmethod
+    def _loopback_only(cls, v: str) -> str:
+        if not v.startswith("127.") and v != "localhost":
+            raise ValueError("the dev stack binds to loopback only; use 127.0.0.1")
+        return v
+
+
+class Settings(_Base):
+    """Connections and pipeline behaviour, shared by the relay, the workers and the CLI."""
+
+    mysql_url: SecretStr = Field(
+        description="Application's MySQL URL (mysql+pymysql://user:password@host:port/db): DML on business tables."
+    )
+    mysql_admin_url: SecretStr | None = Field(
+        None, description="MySQL URL with DDL and GRANT rights, used only by `tenderhub migrate`."
+    )
+    relay_mysql_url: SecretStr = Field(
+        description="MySQL URL of the CDC relay's least-privilege user (replication + outbox rights only)."
+    )
+    kafka_bootstrap: str = Field(description="Kafka bootstrap servers, host:port[,host:port].")
+    mongo_url: SecretStr = Field(description="MongoDB URL (mongodb://host:port/).")
+    mongo_db: str = Field("tenderhub", description="MongoDB database name.")
+    redis_url: SecretStr = Field(description="Redis URL (redis://[:password@]host:port/db).")
+    as_of: dt.date | None = Field(
+        None,
+        description="The date treated as 'now' for open / closing-soon (YYYY-MM-DD); empty = real clock.",
+    )
+    mysql_grant_host: str = Field(
+        "%", description="Host part of the app and relay MySQL accounts that `migrate` creates."
+    )
+    relay_mode: Literal["binlog", "polling"] = Field(
+        "binlog", description="How the relay reads the outbox: tail the binlog, or poll the table."
+    )
+    topic_prefix: str = Field("tenderhub.", description="Prefix of every Kafka topic tenderhub declares.")
+    activity_log_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=4096, description="Size cap of the capped user_activity_logs collection."
+    )
+    activity_log_max_docs: int = Field(1_000_000, ge=1, description="Document cap of user_activity_logs.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_json: bool = Field(False, description="Write logs as JSON lines (production).")
+
+    @field_validator("mysql_url", "mysql_admin_url", "relay_mysql_url")
+    @classmethod
+    def _mysql_scheme(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            parts = urlsplit(v.get_secret_value())
+            if parts.scheme not in ("mysql", "mysql+pymysql") or not parts.hostname or not parts.path.strip("/"):
+                raise ValueError("expected mysql+pymysql://user:password@host:port/database")
+        return v
+
+    @field_validator("mongo_url")
+    @classmethod
+    def _mongo_scheme(cls, v: SecretStr) -> SecretStr:
+        if urlsplit(v.get_secret_value()).scheme not in ("mongodb", "mongodb+srv"):
+            raise ValueError("expected mongodb://host:port/")
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, v: SecretStr) -> SecretStr:
+        if urlsplit(v.get_secret_value()).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("expected redis://[:password@]host:port/db")
+        return v
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap(cls, v: str) -> str:
+        for server in v.split(","):
+            if not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+:\d{1,5}", server.strip()):
+                raise ValueError("expected host:port[,host:port]")
+        return v
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_prefix(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._\-]{0,100}", v):
+            raise ValueError("topic names allow only letters, digits, '.', '_' and '-'")
+        return v
+
+    @cached_property
+    def mysql(self) -> MysqlDsn:
+        return MysqlDsn.parse(self.mysql_url)
+
+    @cached_property
+    def relay_mysql(self) -> MysqlDsn:
+        return MysqlDsn.parse(self.relay_mysql_url)
+
+    @cached_property
+    def mysql_admin(self) -> MysqlDsn:
+        if self.mysql_admin_url is None:
+            raise SettingsError(
+                f"{ENV_PREFIX}MYSQL_ADMIN_URL is not set: migrations need a user with DDL and GRANT rights. "
+                "Fix: export it (the dev stack writes it to .stack/tenderhub.env)."
+            )
+        return MysqlDsn.parse(self.mysql_admin_url)
+
+    def today(self) -> dt.date:
+        """The as-of date: the configured one, or today's date (UTC) on the real clock."""
+        return self.as_of or dt.datetime.now(dt.UTC).date()
+
+
+class MysqlDsn:
+    """A parsed MySQL URL, ready for PyMySQL and python-mysql-replication."""
+
+    def __init__(self, host: str, port: int, user: str, password: str, database: str) -> None:
+        self.host, self.port, self.user, self.password, self.database = host, port, user, password, database
+
+    @classmethod
+    def parse(cls, url: SecretStr) -> MysqlDsn:
+        parts = urlsplit(url.get_secret_value())
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 3306,
+            user=unquote(parts.username or ""),
+            password=unquote(parts.password or ""),
+            database=parts.path.strip("/"),
+        )
+
+    def pymysql_kwargs(self) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port, "user": self.user, "password": self.password}
+
+    def __repr__(self) -> str:
+        return f"MysqlDsn({self.user}@{self.host}:{self.port}/{self.database})"
+
+
+_FIXES = {
+    "mysql_url": "export it, or run `tenderhub stack up`, which writes .stack/tenderhub.env",
+    "relay_mysql_url": "export it, or run `tenderhub stack up`, which writes .stack/tenderhub.env",
+    "kafka_bootstrap": "export it as host:port, e.g. 127.0.0.1:19092",
+    "mongo_url": "export it, e.g. mongodb://127.0.0.1:37017/",
+    "redis_url": "export it, e.g. redis://:password@127.0.0.1:16379/0",
+}
+
+
+def _explain(exc: ValidationError, model: type[BaseSettings]) -> SettingsError:
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        var = f"{ENV_PREFIX}{field.upper()}"
+        doc = model.model_fields[field].description if field in model.model_fields else ""
+        problem = "is not set" if err["type"] == "missing" else f"is invalid: {err['msg']}"
+        fix = _FIXES.get(field, "set it to a valid value")
+        lines.append(f"  {var} {problem} ({doc}) Fix: {fix}.")
+    return SettingsError("invalid tenderhub settings:\n" + "\n".join(lines))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the pipeline settings; raise SettingsError with a fix for each bad option."""
+    try:
+        return Settings(_env_file=_env_file(), **overrides)
+    except ValidationError as exc:
+        raise _explain(exc, Settings) from None
+
+
+def load_stack_settings(**overrides: Any) -> StackSettings:
+    try:
+        return StackSettings(_env_file=_env_file(), **overrides)
+    except ValidationError as exc:
+        raise _explain(exc, StackSettings) from None
+
+
+def describe_options() -> list[tuple[str, str, str, str]]:
+    """(variable, type, default, doc) of every option, for `tenderhub settings` and the README."""
+    rows = []
+    for model in (Settings, StackSettings):
+        for name, field in model.model_fields.items():
+            default = "(required)" if field.is_required() else repr(field.default)
+            rows.append((f"{ENV_PREFIX}{name.upper()}", str(field.annotation), default, field.description or ""))
+    return rows

@@ -1,0 +1,72 @@
+"""Kafka topics tenderhub declares (never auto-created): one per aggregate type, the DLQ and the relay position."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from aiokafka import errors
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from schema.events import AGGREGATE_TYPES
+from schema.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Data topics keep the broker's default 1 MiB message cap; the DLQ takes 8 MiB so that an oversized event's
+# record (id, size, hash, truncated sample) and a contract violation with its original row always fit.
+DATA_MAX_MESSAGE_BYTES = 1_048_588
+DLQ_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+class TopicError(Exception):
+    """The broker refused to create a declared topic."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+def data_topic(settings: Settings, aggregate_type: str) -> str:
+    return f"{settings.topic_prefix}{aggregate_type}"
+
+
+def topic_specs(settings: Settings, partitions: int = 6) -> list[TopicSpec]:
+    p = settings.topic_prefix
+    specs = [
+        TopicSpec(data_topic(settings, agg), partitions, {"max.message.bytes": str(DATA_MAX_MESSAGE_BYTES)})
+        for agg in AGGREGATE_TYPES
+    ]
+    specs.append(TopicSpec(f"{p}dlq", 1, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}))
+    # The relay's committed position: one key per source, only the newest value matters.
+    specs.append(TopicSpec(f"{p}relay.position", 1, {"cleanup.policy": "compact", "min.insync.replicas": "1"}))
+    return specs
+
+
+async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication: int = 1) -> list[str]:
+    """Create missing topics; return the names created now. Existing topics are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if not missing:
+            return []
+        response = await admin.create_topics(
+            [NewTopic(s.name, s.partitions, replication, topic_configs=s.configs) for s in missing]
+        )
+    finally:
+        await admin.close()
+    created = []
+    # The broker answers per topic; a failure is an error code in the response, not an exception.
+    for topic, code, *rest in response.topic_errors:
+        if code == 0:
+            created.append(topic)
+            log.info("created topic %s", topic)
+        elif errors.for_code(code) is not errors.TopicAlreadyExistsError:
+            message = rest[0] if rest else ""
+            raise TopicError(f"cannot create topic {topic}: {errors.for_code(code).__name__} {message}")
+    return created

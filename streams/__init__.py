@@ -1,0 +1,1 @@
+"""Faust stream agents that turn events into derived data."""

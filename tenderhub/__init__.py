@@ -1,0 +1,1 @@
+"""The tenderhub command line: dev stack provisioner, migrations, smoke run."""

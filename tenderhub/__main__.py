@@ -1,0 +1,5 @@
+import sys
+
+from tenderhub.cli import main
+
+sys.exit(main())

@@ -1,0 +1,137 @@
+"""`tenderhub` command line: the dev stack, migrations, the smoke run and the main demo job."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+
+from schema.settings import Settings, SettingsError, describe_options, load_settings, load_stack_settings
+
+log = logging.getLogger("tenderhub")
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from tenderhub.stack import Stack
+
+    stack = Stack(load_stack_settings())
+    if args.action == "up":
+        start = time.monotonic()
+        stack.up(progress=_say)
+        _say(f"stack up in {time.monotonic() - start:.1f} s")
+        return 0
+    if args.action == "down":
+        stack.down(purge=args.purge, progress=_say)
+        return 0
+    rows = stack.status()
+    _say(f"{'service':<10} {'port':>6} {'pid':>8} {'rss MB':>8}  health")
+    for r in rows:
+        rss = f"{r.rss_mb:.0f}" if r.rss_mb is not None else "-"
+        _say(f"{r.name:<10} {r.port:>6} {r.pid or '-':>8} {rss:>8}  {r.health}")
+    total = sum(r.rss_mb or 0 for r in rows)
+    _say(f"total RSS {total:.0f} MB")
+    return 0 if all(r.health == "healthy" for r in rows) else 1
+
+
+def run_migrate(settings: Settings) -> None:
+    from pymongo import MongoClient
+
+    from schema.mongo import ensure_collections
+    from schema.mysql import migrate
+    from schema.topics import ensure_topics, topic_specs
+
+    applied = migrate(settings)
+    _say(
+        f"mysql: {len(applied)} migration(s) applied{': ' + ', '.join(applied) if applied else ''}; "
+        f"users {settings.mysql.user} and {settings.relay_mysql.user} ({settings.relay_mode} mode) granted"
+    )
+    client: MongoClient[dict[str, object]] = MongoClient(
+        settings.mongo_url.get_secret_value(), serverSelectionTimeoutMS=10_000
+    )
+    try:
+        created = ensure_collections(client[settings.mongo_db], settings)
+    finally:
+        client.close()
+    _say(f"mongodb: collections ready ({', '.join(created) or 'none'} created now)")
+    topics = asyncio.run(ensure_topics(settings.kafka_bootstrap, topic_specs(settings)))
+    _say(f"kafka: topics ready ({', '.join(topics) or 'none'} created now)")
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    run_migrate(load_settings())
+    return 0
+
+
+def cmd_smoke(_: argparse.Namespace) -> int:
+    from tenderhub.smoke import run_all
+
+    _say("smoke run through every service:")
+    run_all(load_settings(), progress=_say)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job: bring the stack up, migrate, and run the smoke checks."""
+    start = time.monotonic()
+    _say("[1/3] stack up")
+    cmd_stack(argparse.Namespace(action="up"))
+    _say("[2/3] migrate")
+    run_migrate(load_settings())
+    _say("[3/3] smoke")
+    cmd_smoke(args)
+    cmd_stack(argparse.Namespace(action="status"))
+    _say(f"demo finished in {time.monotonic() - start:.1f} s; stop the stack with `tenderhub stack down`")
+    return 0
+
+
+def cmd_settings(_: argparse.Namespace) -> int:
+    for var, typ, default, doc in describe_options():
+        _say(f"{var}\n    {doc}\n    type {typ}, default {default}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tenderhub", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    stack = sub.add_parser("stack", help="the local services: up | down | status")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--purge", action="store_true", help="with down: also delete the stack's data folder")
+    stack.set_defaults(func=cmd_stack)
+    sub.add_parser("migrate", help="apply MySQL migrations, users, MongoDB collections, Kafka topics").set_defaults(
+        func=cmd_migrate
+    )
+    sub.add_parser("smoke", help="check every service as the pipeline uses it").set_defaults(func=cmd_smoke)
+    sub.add_parser("demo", help="the main job: stack up, migrate, smoke").set_defaults(func=cmd_demo)
+    sub.add_parser("settings", help="list every setting with its doc and default").set_defaults(func=cmd_settings)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    from tenderhub.stack import StackError
+
+    try:
+        return int(args.func(args))
+    except (SettingsError, StackError) as exc:
+        print(f"tenderhub: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tenderhub: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,710 @@
+"""The local stack provisioner: installs, starts, checks and stops MariaDB, Kafka, FerretDB and Redis.
+
+Every service binds to 127.0.0.1 on a non-default port and keeps its data, log and PID file under one folder
+(`TENDERHUB_STACK_DIR`, default `.stack/`). Downloads (Kafka jars, the FerretDB build) are cached machine-wide in
+`TENDERHUB_CACHE_DIR`, so a second `up` on the same machine needs no network. `down` stops exactly the processes
+`up` started: a PID file records the PID and the process start time, so a recycled PID is never signalled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from schema.settings import ENV_PREFIX, StackSettings
+
+log = logging.getLogger(__name__)
+
+ADMIN_USER, APP_USER, RELAY_USER = "tenderhub_admin", "tenderhub_app", "tenderhub_relay"
+DATABASE = "tenderhub"
+
+
+class StackError(Exception):
+    """A service could not be installed or started; says which, why and where its log is."""
+
+    def __init__(self, service: str, reason: str, log_path: Path | None = None) -> None:
+        where = f" (log: {log_path})" if log_path else ""
+        super().__init__(f"{service}: {reason}{where}")
+        self.service, self.reason, self.log_path = service, reason, log_path
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    port: int
+    pid: int | None
+    health: str  # "healthy", "stopped" or "unhealthy: <reason>"
+    rss_mb: float | None
+
+
+def _run(cmd: list[str], service: str, timeout: float = 900, **kw: object) -> str:
+    log.debug("%s: running %s", service, " ".join(cmd))
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, **kw)  # type: ignore[call-overload]
+    except FileNotFoundError as exc:
+        raise StackError(service, f"{cmd[0]} is not installed ({exc})") from None
+    except subprocess.TimeoutExpired:
+        raise StackError(service, f"{' '.join(cmd[:3])} did not finish in {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip()[-1500:]
+        raise StackError(service, f"{' '.join(cmd[:4])} failed (exit {proc.returncode}): {tail}")
+    return str(proc.stdout)
+
+
+def apt_install(service: str, packages: list[str]) -> None:
+    """Install Debian packages (as root). Runs `apt-get update` only when the first try cannot find them."""
+    if os.geteuid() != 0:
+        raise StackError(service, f"needs Debian packages {packages}: run as root or `apt-get install` them")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
+    log.info("%s: installing Debian packages %s", service, " ".join(packages))
+    try:
+        _run(cmd, service, env=env)
+    except StackError:
+        _run(["apt-get", "update", "-q"], service, env=env)
+        _run(cmd, service, env=env)
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _proc_start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the command name (which may contain spaces): state is field 3, starttime field 22.
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        # An exited child of this very process: reap it; it is not running.
+        _reap(pid)
+        return None
+    return fields[19]
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+class Service:
+    """One local service. Subclasses say how to install, initialise, start and health-check it."""
+
+    name = ""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.cfg = stack.cfg
+        self.dir = stack.root / self.name
+        self.log_path = stack.root / f"{self.name}.log"
+        self.pid_path = stack.root / f"{self.name}.pid"
+
+    port: int = 0
+
+    def ensure_installed(self) -> None:
+        raise NotImplementedError
+
+    def initialise(self) -> None:
+        """Create the data folder and config on first start."""
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def check_health(self) -> None:
+        """Raise (any exception) while the service is not ready."""
+        raise NotImplementedError
+
+    def after_start(self) -> None:
+        """Runs once the service is healthy, on every `up` (must be idempotent)."""
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def running_pid(self) -> int | None:
+        """The PID from our PID file if that very process is still alive (PID and start time both match)."""
+        try:
+            pid_text, started = self.pid_path.read_text().split()
+        except (OSError, ValueError):
+            return None
+        pid = int(pid_text)
+        return pid if _proc_start_time(pid) == started else None
+
+    def health(self) -> str:
+        try:
+            self.check_health()
+        except Exception as exc:  # noqa: BLE001 - any failure of a probe means "not healthy", with its reason
+            return f"unhealthy: {type(exc).__name__}: {str(exc)[:200]}"
+        return "healthy"
+
+    def start(self) -> bool:
+        """Start if not running; return False when it was already running."""
+        if self.running_pid() is not None:
+            return False
+        self.pid_path.unlink(missing_ok=True)
+        if _port_open(self.cfg.stack_host, self.port):
+            raise StackError(
+                self.name,
+                f"port {self.cfg.stack_host}:{self.port} is already in use by a process this stack did not start; "
+                f"stop it or set {ENV_PREFIX}{self.port_setting.upper()}",
+            )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.initialise()
+        with self.log_path.open("ab") as out:
+            out.write(f"\n--- tenderhub stack: starting {self.name} at {time.ctime()} ---\n".encode())
+            out.flush()
+            proc = subprocess.Popen(
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.dir,
+                start_new_session=True,
+            )
+        started = _proc_start_time(proc.pid)
+        self.pid_path.write_text(f"{proc.pid} {started}\n")
+        self._proc = proc
+        log.info("%s: started pid %d on port %d", self.name, proc.pid, self.port)
+        return True
+
+    @property
+    def port_setting(self) -> str:
+        return f"{self.name}_port" if self.name != "ferretdb" else "mongo_port"
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            if self.running_pid() is None:
+                raise StackError(self.name, f"the process exited during start-up: {self._log_tail()}", self.log_path)
+            last = self.health()
+            if last == "healthy":
+                return
+            time.sleep(0.3)
+        raise StackError(self.name, f"not healthy after {timeout:.0f} s ({last})", self.log_path)
+
+    def _log_tail(self, lines: int = 8) -> str:
+        try:
+            return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        pid = self.running_pid()
+        if pid is None:
+            self.pid_path.unlink(missing_ok=True)
+            return False
+        log.info("%s: stopping pid %d", self.name, pid)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.running_pid() is not None:
+            _reap(pid)
+            time.sleep(0.1)
+        if self.running_pid() is not None:
+            log.warning("%s: pid %d ignored SIGTERM for %.0f s; sending SIGKILL", self.name, pid, timeout)
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+            _reap(pid)
+        self.pid_path.unlink(missing_ok=True)
+        return True
+
+    def status(self) -> ServiceStatus:
+        pid = self.running_pid()
+        health = self.health() if pid is not None else "stopped"
+        return ServiceStatus(self.name, self.port, pid, health, _rss_mb(pid) if pid else None)
+
+
+def _reap(pid: int) -> None:
+    # A child started by this very process must be reaped or it stays a zombie that looks alive.
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return
+
+
+class MariaDB(Service):
+    name = "mysql"
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__(stack)
+        self.port = self.cfg.mysql_port
+        self.socket = self.dir / "mysqld.sock"
+        self.datadir = self.dir / "data"
+
+    def ensure_installed(self) -> None:
+        if not (shutil.which("mariadbd") or Path("/usr/sbin/mariadbd").exists()) or not shutil.which("mariadb"):
+            apt_install(self.name, ["mariadb-server", "mariadb-client"])
+
+    def _user_args(self) -> list[str]:
+        # mariadbd refuses to run as root unless told so explicitly.
+        return ["--user=root"] if os.geteuid() == 0 else []
+
+    def initialise(self) -> None:
+        if (self.datadir / "mysql").is_dir():
+            return
+        log.info("mysql: initialising a private data directory in %s", self.datadir)
+        _run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                "--skip-test-db",
+                "--auth-root-authentication-method=socket",
+                *self._user_args(),
+            ],
+            self.name,
+        )
+
+    def command(self) -> list[str]:
+        return [
+            shutil.which("mariadbd") or "/usr/sbin/mariadbd",
+            "--no-defaults",
+            *self._user_args(),
+            f"--datadir={self.datadir}",
+            f"--socket={self.socket}",
+            f"--pid-file={self.dir / 'mariadbd.pid'}",
+            f"--bind-address={self.cfg.stack_host}",
+            f"--port={self.port}",
+            "--skip-name-resolve",
+            # Row-based binlog with full images and column metadata: what the CDC relay decodes.
+            "--log-bin=mariadb-bin",
+            "--binlog-format=ROW",
+            "--binlog-row-image=FULL",
+            "--binlog-row-metadata=FULL",
+            "--server-id=1",
+            "--gtid-strict-mode=ON",
+            "--log-slave-updates=ON",
+            "--sync-binlog=1",
+            "--binlog-expire-logs-seconds=604800",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_unicode_ci",
+            "--innodb-buffer-pool-size=256M",
+            "--max-allowed-packet=64M",
+            "--max-connections=300",
+        ]
+
+    def _client(self, sql: str) -> str:
+        return _run(
+            ["mariadb", "--no-defaults", f"--socket={self.socket}", "-u", _os_user(), "-N", "-e", sql],
+            self.name,
+            timeout=30,
+        )
+
+    def check_health(self) -> None:
+        _run(
+            ["mariadb-admin", "--no-defaults", f"--socket={self.socket}", "-u", _os_user(), "ping"],
+            self.name,
+            timeout=5,
+        )
+
+    def after_start(self) -> None:
+        # The admin account used by `migrate` (DDL + GRANT). Local socket auth is root's only way in.
+        pw = self.stack.secrets["mysql_admin_password"].replace("'", "''")
+        for host in ("127.0.0.1", "localhost"):
+            self._client(
+                f"CREATE USER IF NOT EXISTS '{ADMIN_USER}'@'{host}' IDENTIFIED BY '{pw}';"
+                f"ALTER USER '{ADMIN_USER}'@'{host}' IDENTIFIED BY '{pw}';"
+                f"GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'{host}' WITH GRANT OPTION;"
+            )
+
+
+def _os_user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+class Kafka(Service):
+    name = "kafka"
+
+    KAFKA_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.tenderhub</groupId><artifactId>kafka-runtime</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{v}</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>2.0.17</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId>
+      <version>2.24.3</version></dependency>
+  </dependencies>
+</project>
+"""
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__(stack)
+        self.port = self.cfg.kafka_port
+        self.jars = self.cfg.cache_dir / f"kafka-{self.cfg.kafka_version}"
+        self.props = self.dir / "server.properties"
+        self.logdir = self.dir / "data"
+
+    def ensure_installed(self) -> None:
+        if not shutil.which("java"):
+            apt_install(self.name, ["openjdk-17-jre-headless"])
+        if (self.jars / ".complete").exists():
+            return
+        if not shutil.which("mvn"):
+            apt_install(self.name, ["maven"])
+        log.info(
+            "kafka: fetching Apache Kafka %s jars from Maven Central into %s",
+            self.cfg.kafka_version,
+            self.jars,
+        )
+        self.jars.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.jars.parent) as tmp:
+            pom = Path(tmp) / "pom.xml"
+            pom.write_text(self.KAFKA_POM.format(v=self.cfg.kafka_version))
+            out = Path(tmp) / "jars"
+            _run(
+                [
+                    "mvn",
+                    "-q",
+                    "-B",
+                    "-f",
+                    str(pom),
+                    "dependency:copy-dependencies",
+                    f"-DoutputDirectory={out}",
+                    "-DincludeScope=runtime",
+                ],
+                self.name,
+            )
+            (out / ".complete").write_text(self.cfg.kafka_version)
+            shutil.rmtree(self.jars, ignore_errors=True)
+            out.rename(self.jars)
+
+    def _java(self, main: str, *args: str, heap: str = "256m") -> list[str]:
+        return [
+            "java",
+            f"-Xmx{heap}",
+            f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
+            "-cp",
+            f"{self.jars}/*",
+            main,
+            *args,
+        ]
+
+    def initialise(self) -> None:
+        host, cport = self.cfg.stack_host, self.cfg.kafka_controller_port
+        self.props.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@{host}:{cport}",
+                    f"listeners=PLAINTEXT://{host}:{self.port},CONTROLLER://{host}:{cport}",
+                    f"advertised.listeners=PLAINTEXT://{host}:{self.port}",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={self.logdir}",
+                    "num.partitions=3",
+                    # One broker: internal topics (offsets, transaction state) cannot be replicated.
+                    "offsets.topic.replication.factor=1",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    # Topics are declared by `tenderhub migrate`, never created by accident.
+                    "auto.create.topics.enable=false",
+                    "log.retention.hours=168",
+                    "",
+                ]
+            )
+        )
+        (self.dir / "log4j2.properties").write_text(
+            "\n".join(
+                [
+                    "rootLogger.level = INFO",
+                    "rootLogger.appenderRef.out.ref = out",
+                    "appender.out.type = Console",
+                    "appender.out.name = out",
+                    "appender.out.layout.type = PatternLayout",
+                    "appender.out.layout.pattern = [%d] %p %m (%c)%n",
+                    "logger.kafka.name = kafka",
+                    "logger.kafka.level = WARN",
+                    "logger.state.name = state.change.logger",
+                    "logger.state.level = WARN",
+                    "logger.org.name = org.apache.kafka",
+                    "logger.org.level = WARN",
+                    "",
+                ]
+            )
+        )
+        if (self.logdir / "meta.properties").exists():
+            return
+        # KRaft needs a formatted log directory with a cluster id before the first start.
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        log.info("kafka: formatting KRaft storage (cluster %s)", cluster_id)
+        _run(
+            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.props)),
+            self.name,
+            timeout=120,
+        )
+
+    def command(self) -> list[str]:
+        heap = self.cfg.kafka_heap
+        return [
+            "java",
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
+            "-cp",
+            f"{self.jars}/*",
+            "kafka.Kafka",
+            str(self.props),
+        ]
+
+    def check_health(self) -> None:
+        if not _port_open(self.cfg.stack_host, self.port):
+            raise ConnectionRefusedError(f"nothing listens on {self.cfg.stack_host}:{self.port} yet")
+        asyncio.run(_kafka_ready(f"{self.cfg.stack_host}:{self.port}"))
+
+
+async def _kafka_ready(bootstrap: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    await admin.start()
+    try:
+        cluster = await admin.describe_cluster()
+        if not cluster.get("brokers"):
+            raise RuntimeError("no broker registered yet")
+    finally:
+        await admin.close()
+
+
+class FerretDB(Service):
+    name = "ferretdb"
+    MODULE = "github.com/FerretDB/FerretDB"
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__(stack)
+        self.port = self.cfg.mongo_port
+        self.binary = self.cfg.cache_dir / "bin" / f"ferretdb-{self.cfg.ferretdb_version}"
+
+    def ensure_installed(self) -> None:
+        if self.binary.exists():
+            return
+        if not shutil.which("go"):
+            raise StackError(self.name, "Go >= 1.24 is needed to build FerretDB; install it from go.dev's tarball")
+        log.info(
+            "ferretdb: building FerretDB %s from its module source (about a minute)",
+            self.cfg.ferretdb_version,
+        )
+        info = json.loads(
+            _run(["go", "mod", "download", "-json", f"{self.MODULE}@{self.cfg.ferretdb_version}"], self.name)
+        )
+        self.binary.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.binary.parent) as tmp:
+            src = Path(tmp) / "src"
+            shutil.copytree(info["Dir"], src)
+            for path in src.rglob("*"):
+                path.chmod(path.stat().st_mode | 0o200)
+            # `go install module@version` leaves build/version/version.txt empty and the binary panics at start;
+            # the version file is what FerretDB's own release build writes.
+            (src / "build" / "version" / "version.txt").write_text(self.cfg.ferretdb_version + "\n")
+            out = Path(tmp) / "ferretdb"
+            _run(
+                ["go", "build", "-trimpath", "-o", str(out), "./cmd/ferretdb"],
+                self.name,
+                cwd=src,
+                env={**os.environ, "CGO_ENABLED": "0"},
+            )
+            out.rename(self.binary)
+
+    def command(self) -> list[str]:
+        host = self.cfg.stack_host
+        data = self.dir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        return [
+            str(self.binary),
+            "--handler=sqlite",
+            f"--sqlite-url=file:{data}/",
+            f"--listen-addr={host}:{self.port}",
+            f"--debug-addr={host}:{self.cfg.ferretdb_debug_port}",
+            f"--state-dir={self.dir}",
+            "--telemetry=disable",
+            "--log-level=warn",
+            f"--test-capped-cleanup-interval={self.cfg.ferretdb_capped_cleanup_s}s",
+        ]
+
+    def check_health(self) -> None:
+        from pymongo import MongoClient
+
+        client: MongoClient[dict[str, object]] = MongoClient(
+            self.stack.mongo_url(), serverSelectionTimeoutMS=1500, connectTimeoutMS=1500
+        )
+        try:
+            client.admin.command("ping")
+        finally:
+            client.close()
+
+
+class Redis(Service):
+    name = "redis"
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__(stack)
+        self.port = self.cfg.redis_port
+
+    def ensure_installed(self) -> None:
+        if not shutil.which("redis-server"):
+            apt_install(self.name, ["redis-server"])
+
+    def initialise(self) -> None:
+        conf = self.dir / "redis.conf"
+        # The password lives in a 0600 file, not on the command line where `ps` shows it.
+        conf.touch(mode=0o600)
+        conf.chmod(0o600)
+        conf.write_text(
+            "\n".join(
+                [
+                    f"bind {self.cfg.stack_host}",
+                    f"port {self.port}",
+                    "protected-mode yes",
+                    'save ""',
+                    "appendonly no",
+                    f"dir {self.dir}",
+                    "daemonize no",
+                    'logfile ""',
+                    f"requirepass {self.stack.secrets['redis_password']}",
+                    "",
+                ]
+            )
+        )
+
+    def command(self) -> list[str]:
+        return [shutil.which("redis-server") or "redis-server", str(self.dir / "redis.conf")]
+
+    def check_health(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.stack.redis_url(), socket_timeout=1.5, socket_connect_timeout=1.5)
+        try:
+            client.ping()
+        finally:
+            client.close()
+
+
+class Stack:
+    """The four services, their shared secrets and the env file the rest of tenderhub reads."""
+
+    SERVICE_TYPES: tuple[type[Service], ...] = (MariaDB, Kafka, FerretDB, Redis)
+
+    def __init__(self, cfg: StackSettings) -> None:
+        self.cfg = cfg
+        self.root = cfg.stack_dir.resolve()
+        self.services = [t(self) for t in self.SERVICE_TYPES]
+        self._secrets: dict[str, str] | None = None
+
+    @property
+    def env_file(self) -> Path:
+        return self.root / "tenderhub.env"
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        """Random passwords made on first use and kept (0600) with the stack's data."""
+        if self._secrets is None:
+            path = self.root / "secrets.json"
+            if path.exists():
+                self._secrets = json.loads(path.read_text())
+            else:
+                self.root.mkdir(parents=True, exist_ok=True)
+                self._secrets = {
+                    k: secrets.token_urlsafe(18)
+                    for k in (
+                        "mysql_admin_password",
+                        "mysql_app_password",
+                        "mysql_relay_password",
+                        "redis_password",
+                    )
+                }
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    json.dump(self._secrets, f)
+        return self._secrets
+
+    def _mysql_url(self, user: str, secret: str) -> str:
+        pw = quote(self.secrets[secret], safe="")
+        return f"mysql+pymysql://{user}:{pw}@{self.cfg.stack_host}:{self.cfg.mysql_port}/{DATABASE}"
+
+    def mongo_url(self) -> str:
+        return f"mongodb://{self.cfg.stack_host}:{self.cfg.mongo_port}/"
+
+    def redis_url(self) -> str:
+        return (
+            f"redis://:{quote(self.secrets['redis_password'], safe='')}@{self.cfg.stack_host}:{self.cfg.redis_port}/0"
+        )
+
+    def write_env_file(self) -> None:
+        values = {
+            "MYSQL_URL": self._mysql_url(APP_USER, "mysql_app_password"),
+            "MYSQL_ADMIN_URL": self._mysql_url(ADMIN_USER, "mysql_admin_password"),
+            "RELAY_MYSQL_URL": self._mysql_url(RELAY_USER, "mysql_relay_password"),
+            "KAFKA_BOOTSTRAP": f"{self.cfg.stack_host}:{self.cfg.kafka_port}",
+            "MONGO_URL": self.mongo_url(),
+            "REDIS_URL": self.redis_url(),
+            # The dev stack's own users connect over TCP from this machine only.
+            "MYSQL_GRANT_HOST": self.cfg.stack_host,
+        }
+        text = "# Written by `tenderhub stack up`: connection settings of the local stack.\n" + "".join(
+            f"{ENV_PREFIX}{k}={v}\n" for k, v in values.items()
+        )
+        fd = os.open(self.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+
+    def up(self, progress: Callable[[str], None] = log.info) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        for svc in self.services:
+            svc.ensure_installed()
+        started = []
+        for svc in self.services:
+            if svc.start():
+                started.append(svc)
+            else:
+                progress(f"{svc.name}: already running (pid {svc.running_pid()})")
+        for svc in self.services:
+            svc.wait_healthy(self.cfg.health_timeout_s)
+            svc.after_start()
+            if svc in started:
+                progress(f"{svc.name}: healthy on {self.cfg.stack_host}:{svc.port} (pid {svc.running_pid()})")
+        self.write_env_file()
+        progress(f"settings written to {self.env_file}")
+
+    def down(self, purge: bool = False, progress: Callable[[str], None] = log.info) -> None:
+        for svc in reversed(self.services):
+            if svc.stop():
+                progress(f"{svc.name}: stopped")
+            else:
+                progress(f"{svc.name}: was not running")
+        if purge and self.root.exists():
+            shutil.rmtree(self.root)
+            progress(f"removed {self.root}")
+
+    def status(self) -> list[ServiceStatus]:
+        return [svc.status() for svc in self.services]

@@ -1,0 +1,110 @@
+"""Settings: every option from TENDERHUB_* variables; bad values fail with the variable's name and a fix."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from schema.settings import SettingsError, describe_options, load_settings, load_stack_settings
+
+GOOD = {
+    "TENDERHUB_MYSQL_URL": "mysql+pymysql://app:s3cret@127.0.0.1:13306/tenderhub",
+    "TENDERHUB_RELAY_MYSQL_URL": "mysql+pymysql://relay:r%40lay@127.0.0.1:13306/tenderhub",
+    "TENDERHUB_KAFKA_BOOTSTRAP": "127.0.0.1:19092",
+    "TENDERHUB_MONGO_URL": "mongodb://127.0.0.1:37017/",
+    "TENDERHUB_REDIS_URL": "redis://:pw@127.0.0.1:16379/0",
+}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for key in list(__import__("os").environ):
+        if key.startswith("TENDERHUB_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("TENDERHUB_ENV_FILE", "/nonexistent/tenderhub.env")
+    for key, value in GOOD.items():
+        monkeypatch.setenv(key, value)
+    return monkeypatch
+
+
+def test_loads_valid_environment(env: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert s.relay_mysql.user == "relay"
+    assert s.relay_mysql.password == "r@lay"  # percent-decoded
+    assert s.mysql.port == 13306 and s.mysql.database == "tenderhub"
+    assert s.relay_mode == "binlog"
+
+
+def test_missing_url_names_variable_and_fix(env: pytest.MonkeyPatch) -> None:
+    env.delenv("TENDERHUB_MYSQL_URL")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert "TENDERHUB_MYSQL_URL is not set" in str(err.value)
+    assert "tenderhub stack up" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("TENDERHUB_MYSQL_URL", "postgres://u:p@h/db"),
+        ("TENDERHUB_MYSQL_URL", "mysql+pymysql://u:p@h:1/"),
+        ("TENDERHUB_KAFKA_BOOTSTRAP", "localhost"),
+        ("TENDERHUB_MONGO_URL", "http://x"),
+        ("TENDERHUB_REDIS_URL", "memcached://x"),
+        ("TENDERHUB_AS_OF", "30/11/2026"),
+        ("TENDERHUB_RELAY_MODE", "trigger"),
+        ("TENDERHUB_TOPIC_PREFIX", "bad topic/"),
+    ],
+)
+def test_invalid_value_names_variable(env: pytest.MonkeyPatch, var: str, value: str) -> None:
+    env.setenv(var, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert f"{var} is invalid" in str(err.value)
+
+
+def test_secrets_never_printed(env: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert "s3cret" not in repr(s) and "s3cret" not in str(s.mysql)
+
+
+def test_as_of_sets_today(env: pytest.MonkeyPatch) -> None:
+    env.setenv("TENDERHUB_AS_OF", "2025-09-18")
+    assert load_settings().today() == dt.date(2025, 9, 18)
+
+
+def test_real_clock_when_as_of_empty(env: pytest.MonkeyPatch) -> None:
+    assert load_settings().today() == dt.datetime.now(dt.UTC).date()
+
+
+def test_env_file_is_read_and_environment_wins(env: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory) -> None:
+    env_file = tmp_path / "t.env"  # type: ignore[operator]
+    env_file.write_text("TENDERHUB_MONGO_DB=fromfile\nTENDERHUB_LOG_LEVEL=DEBUG\n")
+    env.setenv("TENDERHUB_ENV_FILE", str(env_file))
+    env.setenv("TENDERHUB_LOG_LEVEL", "ERROR")
+    s = load_settings()
+    assert s.mongo_db == "fromfile" and s.log_level == "ERROR"
+
+
+def test_admin_url_required_only_for_migrations(env: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    with pytest.raises(SettingsError, match="TENDERHUB_MYSQL_ADMIN_URL"):
+        _ = s.mysql_admin
+
+
+def test_stack_binds_loopback_only(env: pytest.MonkeyPatch) -> None:
+    env.setenv("TENDERHUB_STACK_HOST", "0.0.0.0")  # noqa: S104 - the value under test
+    with pytest.raises(SettingsError, match="TENDERHUB_STACK_HOST is invalid"):
+        load_stack_settings()
+
+
+def test_stack_ports_default_to_non_default_ports(env: pytest.MonkeyPatch) -> None:
+    s = load_stack_settings()
+    assert {s.mysql_port, s.kafka_port, s.mongo_port, s.redis_port}.isdisjoint({3306, 9092, 27017, 6379})
+
+
+def test_every_option_is_documented() -> None:
+    rows = describe_options()
+    assert len(rows) > 20
+    assert all(doc for _, _, _, doc in rows), [var for var, _, _, doc in rows if not doc]

@@ -1,0 +1,37 @@
+"""Declared topics: one per aggregate type, a DLQ with a larger message cap, a compacted relay position."""
+
+from __future__ import annotations
+
+import pytest
+
+from schema.settings import Settings
+from schema.topics import DATA_MAX_MESSAGE_BYTES, DLQ_MAX_MESSAGE_BYTES, topic_specs
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        mysql_url="mysql+pymysql://a:b@h:1/d",
+        relay_mysql_url="mysql+pymysql://c:d@h:1/d",
+        kafka_bootstrap="h:1",
+        mongo_url="mongodb://h:1/",
+        redis_url="redis://h:1/0",
+    )
+
+
+def test_one_topic_per_aggregate_type(settings: Settings) -> None:
+    names = {s.name for s in topic_specs(settings)}
+    assert {"tenderhub.tender", "tenderhub.company", "tenderhub.activity"} <= names
+
+
+def test_dlq_accepts_larger_messages_than_data_topics(settings: Settings) -> None:
+    specs = {s.name: s for s in topic_specs(settings)}
+    assert int(specs["tenderhub.dlq"].configs["max.message.bytes"]) == DLQ_MAX_MESSAGE_BYTES
+    assert int(specs["tenderhub.tender"].configs["max.message.bytes"]) == DATA_MAX_MESSAGE_BYTES
+    assert DLQ_MAX_MESSAGE_BYTES > DATA_MAX_MESSAGE_BYTES
+
+
+def test_relay_position_topic_is_compacted(settings: Settings) -> None:
+    specs = {s.name: s for s in topic_specs(settings)}
+    assert specs["tenderhub.relay.position"].configs["cleanup.policy"] == "compact"
