@@ -98,6 +98,34 @@ class Settings(_Base):
         "binlog", description="How the relay reads the outbox: tail the binlog, or poll the table."
     )
     topic_prefix: str = Field("tenderhub.", description="Prefix of every Kafka topic tenderhub declares.")
+    relay_source_name: str = Field(
+        "main",
+        pattern=r"^[a-z0-9_-]{1,40}$",
+        description="Name of the MySQL source; keys the relay position and the shared Kafka transactional id.",
+    )
+    relay_server_id: int = Field(
+        4_200_001, ge=1, le=4_294_967_295, description="Replica server_id the relay registers with (unique per source)."
+    )
+    relay_batch_rows: int = Field(2000, ge=1, le=100_000, description="Most outbox rows in one Kafka transaction.")
+    relay_linger_ms: int = Field(5, ge=0, le=10_000, description="How long a partial batch waits for more rows.")
+    relay_heartbeat_s: float = Field(
+        2.0, gt=0, le=60, description="Binlog heartbeat period: how fast the relay notices a dead connection."
+    )
+    relay_transaction_timeout_ms: int = Field(
+        120_000, ge=1000, description="Kafka transaction timeout (a dead relay's open transaction aborts after it)."
+    )
+    relay_backfill_max_rows: int = Field(
+        500_000, ge=1, description="Most unpublished rows a first start publishes in its one backfill transaction."
+    )
+    relay_mark_published: bool = Field(
+        True, description="Set published/published_at on outbox rows after Kafka commits them (binlog mode)."
+    )
+    relay_retention_hours: float = Field(
+        72.0, gt=0, description="The janitor deletes published outbox rows older than this."
+    )
+    relay_metrics_addr: str = Field(
+        "127.0.0.1:9400", pattern=r"^[0-9.]+:[0-9]{1,5}$", description="host:port of the relay's Prometheus endpoint."
+    )
     activity_log_max_bytes: int = Field(
         256 * 1024 * 1024, ge=4096, description="Size cap of the capped user_activity_logs collection."
     )

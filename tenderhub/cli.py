@@ -90,6 +90,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cdc(args: argparse.Namespace) -> int:
+    from cdc.cli import run_relay
+    from cdc.relay import StartOptions
+
+    if args.from_now and args.resnapshot:
+        raise SettingsError("--from-now and --resnapshot exclude each other")
+    return asyncio.run(run_relay(load_settings(), StartOptions(from_now=args.from_now, resnapshot=args.resnapshot)))
+
+
 def cmd_settings(_: argparse.Namespace) -> int:
     for var, typ, default, doc in describe_options():
         _say(f"{var}\n    {doc}\n    type {typ}, default {default}")
@@ -107,6 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply MySQL migrations, users, MongoDB collections, Kafka topics").set_defaults(
         func=cmd_migrate
     )
+    cdc = sub.add_parser("cdc", help="the CDC relay: binlog -> Kafka")
+    cdc.add_argument("action", choices=["run"])
+    cdc.add_argument(
+        "--from-now", action="store_true", help="first start: skip the backfill, start at the current binlog position"
+    )
+    cdc.add_argument(
+        "--resnapshot",
+        action="store_true",
+        help="ignore the committed position: republish unpublished rows from a consistent snapshot",
+    )
+    cdc.set_defaults(func=cmd_cdc)
     sub.add_parser("smoke", help="check every service as the pipeline uses it").set_defaults(func=cmd_smoke)
     sub.add_parser("demo", help="the main job: stack up, migrate, smoke").set_defaults(func=cmd_demo)
     sub.add_parser("settings", help="list every setting with its doc and default").set_defaults(func=cmd_settings)
@@ -121,11 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    from cdc.errors import CdcError
     from tenderhub.stack import StackError
 
     try:
         return int(args.func(args))
-    except (SettingsError, StackError) as exc:
+    except (SettingsError, StackError, CdcError) as exc:
         print(f"tenderhub: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,129 @@
+"""Map one outbox row to the Kafka record the relay publishes: the event envelope on its aggregate's topic, or a
+DLQ record that says why the row could not be published (contract violation, or too large for the broker)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from schema.events import ContractError, Envelope, validate_payload
+from schema.topics import DATA_MAX_MESSAGE_BYTES
+
+# Room for the record's key, headers and batch framing inside the broker's max.message.bytes.
+RECORD_OVERHEAD = 4096
+DLQ_SAMPLE_CHARS = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    event_type: str
+    aggregate_type: str
+    aggregate_id: str
+    schema_version: int
+    payload: str
+    created_at: dt.datetime  # naive UTC, millisecond precision
+    txn_seq: int
+    row_index: int
+    source_seq: int
+
+    def position_text(self) -> str:
+        return f"txn {self.txn_seq} row {self.row_index}"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    event_id: int
+    created_at: dt.datetime
+    dlq_reason: str | None = None
+
+
+def occurred_at(created_at: dt.datetime) -> str:
+    return created_at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{created_at.microsecond // 1000:03d}Z"
+
+
+def _headers(row: OutboxRow, extra: dict[str, str] | None = None) -> list[tuple[str, bytes]]:
+    h = {
+        "event_id": str(row.id),
+        "event_type": row.event_type,
+        "source_seq": str(row.source_seq),
+        "source_pos": row.position_text(),
+        **(extra or {}),
+    }
+    return [(k, v.encode()) for k, v in h.items()]
+
+
+def to_record(row: OutboxRow, topic_prefix: str, max_bytes: int = DATA_MAX_MESSAGE_BYTES) -> Record:
+    """The data record for `row`, or a DLQ record with the reason. Never raises for bad row content."""
+    dlq = f"{topic_prefix}dlq"
+    try:
+        payload = validate_payload(
+            row.event_type, row.schema_version, row.aggregate_type, row.aggregate_id, row.payload
+        )
+    except ContractError as exc:
+        return _dlq_record(row, dlq, exc.reason, {"row": _row_dict(row)})
+    envelope = Envelope(
+        event_id=row.id,
+        event_type=row.event_type,
+        aggregate_type=row.aggregate_type,
+        aggregate_id=row.aggregate_id,
+        occurred_at=occurred_at(row.created_at),
+        schema_version=row.schema_version,
+        source_seq=row.source_seq,
+        payload=payload.model_dump(mode="json"),
+    )
+    value = envelope.to_json()
+    key = row.aggregate_id.encode()
+    if len(value) + len(key) + RECORD_OVERHEAD > max_bytes:
+        return _dlq_record(
+            row,
+            dlq,
+            "oversized",
+            {
+                "size": len(value),
+                "max_bytes": max_bytes,
+                "sha256": hashlib.sha256(value).hexdigest(),
+                "sample": value[:DLQ_SAMPLE_CHARS].decode(errors="replace"),
+                "aggregate_type": row.aggregate_type,
+                "aggregate_id": row.aggregate_id,
+            },
+        )
+    return Record(f"{topic_prefix}{row.aggregate_type}", key, value, _headers(row), row.id, row.created_at)
+
+
+def _row_dict(row: OutboxRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "event_type": row.event_type,
+        "aggregate_type": row.aggregate_type,
+        "aggregate_id": row.aggregate_id,
+        "schema_version": row.schema_version,
+        # The original payload text, truncated so the DLQ record itself always fits.
+        "payload": row.payload[: 64 * 1024],
+        "payload_truncated": len(row.payload) > 64 * 1024,
+        "created_at": occurred_at(row.created_at),
+    }
+
+
+def _dlq_record(row: OutboxRow, topic: str, reason: str, detail: dict[str, Any]) -> Record:
+    value = json.dumps(
+        {"reason": reason, "event_id": row.id, "event_type": row.event_type, "source_seq": row.source_seq, **detail},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
+    return Record(
+        topic,
+        str(row.id).encode(),
+        value,
+        _headers(row, {"dlq_reason": reason[:200]}),
+        row.id,
+        row.created_at,
+        dlq_reason=reason,
+    )

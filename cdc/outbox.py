@@ -1,0 +1,74 @@
+"""The application's side of the outbox: write a business change and its event in ONE MySQL transaction.
+
+    engine = make_engine(settings)
+    with engine.begin() as conn:                      # one transaction
+        tender_id = conn.execute(insert_tender).lastrowid
+        write_event(conn, "tender.created", tender_id, {...})
+
+The payload is checked against the event contract before the insert, so an application bug fails in the
+application (where it can be fixed) instead of reaching the relay's DLQ.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from schema.events import EVENT_TYPES, ContractError, validate_payload
+from schema.settings import Settings
+
+_INSERT = sa.text(
+    "INSERT INTO integration_outbox (event_type, aggregate_type, aggregate_id, schema_version, payload) "
+    "VALUES (:event_type, :aggregate_type, :aggregate_id, :schema_version, :payload)"
+)
+
+
+def make_engine(settings: Settings, **kwargs: Any) -> sa.Engine:
+    """A SQLAlchemy engine for the application user (pool pre-ping, utf8mb4)."""
+    url = sa.engine.make_url(settings.mysql_url.get_secret_value()).set(drivername="mysql+pymysql")
+    url = url.update_query_dict({"charset": "utf8mb4"})
+    return sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600, **kwargs)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def encode_payload(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def write_event(
+    conn: sa.Connection,
+    event_type: str,
+    aggregate_id: int | str,
+    payload: dict[str, Any],
+    schema_version: int = 1,
+) -> int:
+    """Append one event to the outbox inside the caller's transaction; return its event id (outbox id)."""
+    spec = EVENT_TYPES.get(event_type)
+    if spec is None:
+        raise ContractError(f"unknown event type {event_type!r}")
+    text = encode_payload(payload)
+    validate_payload(event_type, schema_version, spec.aggregate_type, str(aggregate_id), text)
+    if not conn.in_transaction():
+        raise ContractError("write_event must run inside the transaction that makes the business change")
+    result = conn.execute(
+        _INSERT,
+        {
+            "event_type": event_type,
+            "aggregate_type": spec.aggregate_type,
+            "aggregate_id": str(aggregate_id),
+            "schema_version": schema_version,
+            "payload": text,
+        },
+    )
+    return int(result.lastrowid)

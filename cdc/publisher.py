@@ -1,0 +1,109 @@
+"""Kafka side of the relay: each batch of records and the relay position go out in ONE Kafka transaction, so a
+crash aborts both; the committed position is read back from a compacted topic on start."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import errors as kafka_errors
+
+from cdc.envelope import Record
+from cdc.errors import CdcError, FencedError
+from cdc.position import Position
+from schema.topics import DLQ_MAX_MESSAGE_BYTES
+
+log = logging.getLogger(__name__)
+
+
+class TransactionalPublisher:
+    """One transactional producer. All relay instances of a source share its transactional id, so a standby that
+    takes over fences the old instance: Kafka aborts its open transaction and rejects anything it sends later."""
+
+    def __init__(
+        self, bootstrap: str, transactional_id: str, position_topic: str, source_name: str, transaction_timeout_ms: int
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.transactional_id = transactional_id
+        self.position_topic = position_topic
+        self.source_key = source_name.encode()
+        self.transaction_timeout_ms = transaction_timeout_ms
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            transactional_id=self.transactional_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            max_batch_size=512 * 1024,
+            # DLQ records may exceed the data topics' 1 MiB cap (the DLQ topic allows more).
+            max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024,
+            transaction_timeout_ms=self.transaction_timeout_ms,
+            request_timeout_ms=30_000,
+        )
+        # start() initialises transactions: this fences any older producer with the same transactional id.
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+    async def publish(self, records: list[Record], position: Position) -> None:
+        """Send `records` and `position` atomically. Raises FencedError if another instance took over."""
+        producer = self._producer
+        assert producer is not None, "start() first"
+        try:
+            await producer.begin_transaction()
+            for r in records:
+                await producer.send(r.topic, r.value, key=r.key, headers=r.headers)
+            await producer.send(self.position_topic, position.to_json(), key=self.source_key)
+            await producer.commit_transaction()
+        except (kafka_errors.ProducerFenced, kafka_errors.InvalidProducerEpoch) as exc:
+            raise FencedError(
+                f"transactional id {self.transactional_id} was taken over by another relay instance: {exc}"
+            ) from exc
+        except BaseException:
+            await self._abort_quietly()
+            raise
+
+    async def _abort_quietly(self) -> None:
+        producer = self._producer
+        if producer is None:
+            return
+        try:
+            await producer.abort_transaction()
+        except Exception as exc:  # noqa: BLE001 - the caller restarts the producer and reloads the position anyway
+            log.warning("abort after a failed publish also failed (%s); the producer will be recreated", exc)
+
+
+async def load_position(bootstrap: str, position_topic: str, source_name: str) -> Position | None:
+    """The last COMMITTED position of `source_name` (read_committed: an aborted position is never seen)."""
+    key = source_name.encode()
+    tp = TopicPartition(position_topic, 0)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        found: Position | None = None
+        deadline = asyncio.get_running_loop().time() + 60
+        while await consumer.position(tp) < end:
+            if asyncio.get_running_loop().time() > deadline:
+                raise CdcError(f"could not read {position_topic} up to offset {end} within 60 s")
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            for record in batch.get(tp, []):
+                if record.key == key and record.value is not None:
+                    found = Position.from_json(record.value)
+        return found
+    finally:
+        await consumer.stop()

@@ -1,0 +1,395 @@
+"""The CDC relay: binlog -> Kafka, exactly once for read_committed consumers, crash-safe.
+
+Loop: read outbox rows from `BinlogSource`, map them to records (`cdc.envelope`), and publish each batch together
+with the position after its last row in one Kafka transaction. Only a committed transaction moves the position.
+Any failure (MySQL or Kafka down, a commit with an unknown outcome) tears down source and producer, backs off,
+reloads the committed position from Kafka and resumes there: nothing is lost and nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+
+from cdc.envelope import OutboxRow, Record, to_record
+from cdc.errors import CdcError, FencedError, PositionPurgedError, SourceConfigError
+from cdc.metrics import RelayMetrics
+from cdc.position import MAX_ROWS_PER_TXN, Position, mariadb_gtid_seq, source_seq
+from cdc.publisher import TransactionalPublisher, load_position
+from cdc.source import BinlogSource, Idle, TxnEnd
+from schema.mysql import OUTBOX_TABLE, connect
+from schema.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START_S, BACKOFF_MAX_S = 0.5, 10.0
+IDLE_POSITION_FLUSH_S = 1.0
+
+
+@dataclass
+class StartOptions:
+    from_now: bool = False  # no backfill: start at the current binlog position
+    resnapshot: bool = False  # ignore the committed position: backfill unpublished rows, restart from a snapshot
+
+
+class Relay:
+    def __init__(
+        self, settings: Settings, options: StartOptions | None = None, metrics: RelayMetrics | None = None
+    ) -> None:
+        self.s = settings
+        self.options = options or StartOptions()
+        self.metrics = metrics or RelayMetrics()
+        self.position_topic = f"{settings.topic_prefix}relay.position"
+        self.transactional_id = f"tenderhub-relay-{settings.relay_source_name}"
+        self._stop = asyncio.Event()
+        self._lock_lost = asyncio.Event()
+        self._marker = PublishedMarker(settings) if settings.relay_mark_published else None
+        self.position: Position | None = None
+        self.on_commit: Callable[[list[Record], Position], None] | None = None
+
+    def request_stop(self) -> None:
+        log.info("stop requested: flushing the current batch, then exiting")
+        self._stop.set()
+
+    # -- start-up --------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        lock = LeaderLock(self.s)
+        await lock.acquire(self._stop)
+        if self._stop.is_set():
+            return
+        janitor = asyncio.create_task(self._janitor_loop(), name="outbox-janitor")
+        marker = asyncio.create_task(self._marker.run(self._stop), name="mark-published") if self._marker else None
+        backoff = BACKOFF_START_S
+        first = True
+        try:
+            while not self._stop.is_set():
+                await lock.ensure(self._stop)
+                if self._stop.is_set():
+                    break
+                self._lock_lost.clear()
+                watcher = asyncio.create_task(lock.watch(self._lock_lost), name="leader-lock-watch")
+                publisher = TransactionalPublisher(
+                    self.s.kafka_bootstrap,
+                    self.transactional_id,
+                    self.position_topic,
+                    self.s.relay_source_name,
+                    self.s.relay_transaction_timeout_ms,
+                )
+                try:
+                    await publisher.start()
+                    position = await self._initial_position(publisher, first)
+                    first = False
+                    await self._stream(publisher, position)
+                    backoff = BACKOFF_START_S
+                except (FencedError, PositionPurgedError, SourceConfigError):
+                    raise
+                except (TimeoutError, OSError, pymysql.MySQLError, CdcError) as exc:
+                    self._note_error(exc)
+                except Exception as exc:  # noqa: BLE001 - Kafka client errors have no common base; all retried
+                    self._note_error(exc)
+                finally:
+                    watcher.cancel()
+                    await publisher.stop()
+                if not self._stop.is_set():
+                    log.info("reconnecting in %.1f s from the last committed position", backoff)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX_S)
+        finally:
+            janitor.cancel()
+            if marker is not None:
+                self._stop.set()
+                await asyncio.shield(marker)
+            lock.release()
+
+    def _note_error(self, exc: BaseException) -> None:
+        pos = self.position.describe() if self.position else "(none)"
+        log.warning("relay error at %s: %s: %s", pos, type(exc).__name__, exc)
+        self.metrics.error(exc)
+
+    async def _initial_position(self, publisher: TransactionalPublisher, first: bool) -> Position:
+        if not (first and self.options.resnapshot):
+            committed = await load_position(self.s.kafka_bootstrap, self.position_topic, self.s.relay_source_name)
+            if committed is not None:
+                log.info("resuming from the committed position %s", committed.describe())
+                self.position = committed
+                return committed
+        if self.options.from_now and first:
+            position = await asyncio.to_thread(self._current_position)
+            await publisher.publish([], position)
+            self._committed([], position)
+            log.info("no committed position: starting from now at %s (no backfill)", position.describe())
+        else:
+            position = await self._backfill(publisher)
+        self.position = position
+        return position
+
+    def _current_position(self) -> Position:
+        with connect(self.s.relay_mysql) as conn, conn.cursor() as cur:
+            cur.execute("SELECT @@gtid_binlog_pos")
+            row = cur.fetchone()
+        gtid = str(row[0] if row else "")
+        return Position(gtid, mariadb_gtid_seq(gtid, 0))
+
+    def _snapshot(self) -> tuple[Position, list[OutboxRow]]:
+        """Unpublished outbox rows and the binlog position of the same consistent snapshot (no global lock)."""
+        dsn = self.s.relay_mysql
+        with connect(dsn, dsn.database) as conn, conn.cursor() as cur:
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            cur.execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
+            status = {str(k).lower(): str(v) for k, v in cur.fetchall()}
+            if not status.get("binlog_snapshot_file"):
+                raise SourceConfigError("the server reports no binlog snapshot position: is log_bin on?")
+            cur.execute(
+                "SELECT BINLOG_GTID_POS(%s, %s)",
+                (status["binlog_snapshot_file"], int(status["binlog_snapshot_position"])),
+            )
+            row = cur.fetchone()
+            gtid = str(row[0] or "") if row else ""
+            cur.execute(
+                f"SELECT id, event_type, aggregate_type, aggregate_id, schema_version, payload, created_at "
+                f"FROM {OUTBOX_TABLE} WHERE published = FALSE ORDER BY id LIMIT %s",
+                (self.s.relay_backfill_max_rows + 1,),
+            )
+            rows = cur.fetchall()
+            cur.execute("COMMIT")
+        if len(rows) > self.s.relay_backfill_max_rows:
+            raise CdcError(
+                f"more than {self.s.relay_backfill_max_rows} unpublished outbox rows: raise "
+                "TENDERHUB_RELAY_BACKFILL_MAX_ROWS (they are published in one Kafka transaction)"
+            )
+        seq = mariadb_gtid_seq(gtid, 0)
+        # Backfilled rows were committed at or before the snapshot; streamed rows come after it. They take the
+        # snapshot transaction's seq slot, in id order (their exact commit order is not recoverable).
+        out = [
+            OutboxRow(
+                int(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), str(r[5]), r[6], seq, i, source_seq(seq, i)
+            )
+            for i, r in enumerate(rows)
+        ]
+        return Position(gtid, seq), out
+
+    async def _backfill(self, publisher: TransactionalPublisher) -> Position:
+        position, rows = await asyncio.to_thread(self._snapshot)
+        records = [to_record(r, self.s.topic_prefix) for r in rows]
+        log.info(
+            "backfill: publishing %d unpublished outbox rows, then streaming from %s", len(records), position.describe()
+        )
+        await publisher.publish(records, position)
+        self._committed(records, position)
+        return position
+
+    # -- streaming -------------------------------------------------------------------------------------------
+
+    async def _stream(self, publisher: TransactionalPublisher, position: Position) -> None:
+        source = BinlogSource(self.s.relay_mysql, position, self.s.relay_server_id, self.s.relay_heartbeat_s)
+        source.start()
+        log.info("tailing binlog from %s", position.describe())
+        batch: list[Record] = []
+        pending = position
+        last_flush = time.monotonic()
+        linger = self.s.relay_linger_ms / 1000
+        try:
+            while True:
+                timeout = linger if batch else IDLE_POSITION_FLUSH_S
+                try:
+                    item = await asyncio.wait_for(source.get(), timeout)
+                except TimeoutError:
+                    item = Idle()
+                if isinstance(item, BaseException):
+                    raise item
+                if self._lock_lost.is_set():
+                    raise CdcError("the leader lock was lost")
+                if isinstance(item, OutboxRow):
+                    batch.append(to_record(item, self.s.topic_prefix))
+                    pending = Position(pending.gtid, pending.seq, item.txn_seq, item.row_index + 1)
+                elif isinstance(item, TxnEnd):
+                    pending = Position(item.gtid_state, item.seq)
+                moved = pending != position
+                due = (
+                    len(batch) >= self.s.relay_batch_rows
+                    or (batch and (isinstance(item, Idle) or time.monotonic() - last_flush >= linger))
+                    or (moved and not batch and time.monotonic() - last_flush >= IDLE_POSITION_FLUSH_S)
+                    or self._stop.is_set()
+                )
+                if due and (batch or moved):
+                    await publisher.publish(batch, pending)
+                    self._committed(batch, pending)
+                    position, batch, last_flush = pending, [], time.monotonic()
+                if self._stop.is_set() and not batch:
+                    return
+        finally:
+            source.stop()
+            await asyncio.to_thread(source.join)
+
+    def _committed(self, records: list[Record], position: Position) -> None:
+        self.position = position
+        self.metrics.committed(records, position)
+        if self._marker is not None and records:
+            self._marker.add(r.event_id for r in records)
+        if self.on_commit is not None:
+            self.on_commit(records, position)
+
+    async def _janitor_loop(self, every_s: float = 300.0) -> None:
+        while True:
+            try:
+                deleted = await asyncio.to_thread(delete_published, self.s)
+                if deleted:
+                    log.info(
+                        "janitor: deleted %d published outbox rows older than %.0f h",
+                        deleted,
+                        self.s.relay_retention_hours,
+                    )
+            except pymysql.MySQLError as exc:
+                log.warning("janitor failed (will retry): %s", exc)
+            await asyncio.sleep(every_s)
+
+
+def delete_published(settings: Settings, chunk: int = 10_000) -> int:
+    """Delete published outbox rows older than the retention, in chunks (short locks)."""
+    cutoff = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=settings.relay_retention_hours)
+    total = 0
+    dsn = settings.relay_mysql
+    with connect(dsn, dsn.database) as conn, conn.cursor() as cur:
+        while True:
+            n = cur.execute(
+                f"DELETE FROM {OUTBOX_TABLE} WHERE published = TRUE AND created_at < %s LIMIT %s", (cutoff, chunk)
+            )
+            total += n
+            if n < chunk:
+                return total
+
+
+class PublishedMarker:
+    """Sets published/published_at on outbox rows after Kafka committed them, in batches, off the hot path.
+    The flags are bookkeeping for first starts, resnapshots and the janitor; the Kafka position is the truth."""
+
+    def __init__(self, settings: Settings, max_pending: int = 1_000_000) -> None:
+        self.s = settings
+        self._ids: list[int] = []
+        self._max_pending = max_pending
+        self._wake = asyncio.Event()
+
+    def add(self, ids: Any) -> None:
+        self._ids.extend(ids)
+        if len(self._ids) > self._max_pending:
+            dropped = len(self._ids) - self._max_pending
+            log.warning(
+                "mark-published backlog over %d: %d oldest marks dropped (rows stay published=FALSE)",
+                self._max_pending,
+                dropped,
+            )
+            del self._ids[:dropped]
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.5)
+            self._wake.clear()
+            if self._ids:
+                ids, self._ids = self._ids, []
+                try:
+                    await asyncio.to_thread(self._mark, ids)
+                except pymysql.MySQLError as exc:
+                    log.warning("marking %d rows published failed (will retry): %s", len(ids), exc)
+                    self._ids[:0] = ids
+                    await asyncio.sleep(1)
+            if stop.is_set() and not self._ids:
+                return
+
+    def _mark(self, ids: list[int], chunk: int = 2000) -> None:
+        dsn = self.s.relay_mysql
+        with connect(dsn, dsn.database) as conn, conn.cursor() as cur:
+            for i in range(0, len(ids), chunk):
+                part = ids[i : i + chunk]
+                marks = ",".join(["%s"] * len(part))
+                cur.execute(
+                    f"UPDATE {OUTBOX_TABLE} SET published = TRUE, published_at = NOW(3) "
+                    f"WHERE id IN ({marks}) AND published = FALSE",
+                    part,
+                )
+
+
+class LeaderLock:
+    """Exactly one active relay per source: a MySQL named lock held on a dedicated connection. A standby waits
+    for it. The lock alone cannot stop a paused relay that wakes up; the shared transactional id does that."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.name = f"tenderhub_relay_{settings.relay_source_name}"
+        self._conn: Any = None
+
+    async def acquire(self, stop: asyncio.Event, poll_s: float = 1.0) -> None:
+        announced = False
+        while not stop.is_set():
+            try:
+                if await asyncio.to_thread(self._try):
+                    log.info("leader lock %s acquired: this relay is active", self.name)
+                    return
+            except pymysql.MySQLError as exc:
+                log.warning("cannot reach MySQL for the leader lock (%s); retrying", exc)
+                self._close()
+            if not announced:
+                log.info("leader lock %s is held by another relay: standing by", self.name)
+                announced = True
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_s)
+
+    def _try(self) -> bool:
+        if self._conn is None:
+            self._conn = pymysql.connect(**self.s.relay_mysql.pymysql_kwargs(), autocommit=True, connect_timeout=5)
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT GET_LOCK(%s, 0)", (self.name,))
+            row = cur.fetchone()
+        return bool(row and row[0] == 1)
+
+    def holds(self) -> bool:
+        """Is the lock still held by this relay's connection? (Also keeps that connection alive.)"""
+        if self._conn is None:
+            return False
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute("SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", (self.name,))
+                row = cur.fetchone()
+        except pymysql.MySQLError:
+            self._close()
+            return False
+        return bool(row and row[0] == 1)
+
+    async def ensure(self, stop: asyncio.Event) -> None:
+        """Re-acquire after a lost connection (e.g. MySQL restarted). Safe: Kafka fencing guards the overlap."""
+        if not await asyncio.to_thread(self.holds):
+            await self.acquire(stop)
+
+    async def watch(self, lost: asyncio.Event, every_s: float = 5.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            if not await asyncio.to_thread(self.holds):
+                log.warning("leader lock %s lost; pausing publication until it is held again", self.name)
+                lost.set()
+
+    def release(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(pymysql.MySQLError), self._conn.cursor() as cur:
+                cur.execute("SELECT RELEASE_LOCK(%s)", (self.name,))
+            self._close()
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+
+__all__ = ["MAX_ROWS_PER_TXN", "Relay", "StartOptions", "delete_published"]

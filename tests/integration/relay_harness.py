@@ -1,0 +1,197 @@
+"""Run the real relay (`python -m tenderhub cdc run`) as a subprocess with its own topics, source and ports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from schema.settings import Settings
+from schema.topics import ensure_topics, topic_specs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RelayEnv:
+    """Settings overrides that give one test its own topic prefix, relay source, server id and metrics port."""
+
+    uid: str
+    settings: Settings
+
+    @property
+    def prefix(self) -> str:
+        return f"test.{self.uid}."
+
+    @property
+    def source(self) -> str:
+        return f"t{self.uid}"
+
+    def env(self, metrics_port: int, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "TENDERHUB_TOPIC_PREFIX": self.prefix,
+            "TENDERHUB_RELAY_SOURCE_NAME": self.source,
+            "TENDERHUB_RELAY_SERVER_ID": str(4_300_000 + int(self.uid[:6], 16) % 600_000),
+            "TENDERHUB_RELAY_METRICS_ADDR": f"127.0.0.1:{metrics_port}",
+            "TENDERHUB_RELAY_HEARTBEAT_S": "1",
+            **extra,
+        }
+
+    def test_settings(self) -> Settings:
+        return self.settings.model_copy(update={"topic_prefix": self.prefix, "relay_source_name": self.source})
+
+    async def create_topics(self) -> None:
+        await ensure_topics(self.settings.kafka_bootstrap, topic_specs(self.test_settings(), partitions=3))
+
+    async def delete_topics(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            names = [t for t in await admin.list_topics() if t.startswith(self.prefix)]
+            if names:
+                await admin.delete_topics(names)
+        finally:
+            await admin.close()
+
+
+class RelayProcess:
+    def __init__(self, renv: RelayEnv, *args: str, **extra_env: str) -> None:
+        self.renv = renv
+        self.args = list(args)
+        self.extra_env = extra_env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.log_path = Path(tempfile.gettempdir()) / f"relay-{renv.uid}.log"
+
+    def start(self) -> RelayProcess:
+        self.port = free_port()
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tenderhub", "cdc", "run", *self.args],
+            cwd=ROOT,
+            env=self.renv.env(self.port, **self.extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return self
+
+    def metrics(self) -> dict[str, float]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def wait_committed(self, timeout: float = 30) -> None:
+        """Until the relay has committed at least one Kafka transaction (its position exists)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, self.tail()
+            try:
+                if self.metrics().get("tenderhub_relay_transactions_total", 0) >= 1:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"relay committed nothing in {timeout} s: {self.tail()}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def stop_quietly(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@dataclass(frozen=True)
+class Consumed:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: dict[str, Any]
+    headers: dict[str, bytes]
+
+
+async def consume(
+    bootstrap: str,
+    topics: Iterable[str],
+    until: int,
+    timeout: float = 60,
+    isolation: str = "read_committed",
+    settle_s: float = 1.0,
+) -> list[Consumed]:
+    """Everything on `topics` from the start, until `until` records arrived (then `settle_s` more, to catch
+    duplicates) or `timeout`."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        isolation_level=isolation,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    out: list[Consumed] = []
+    deadline = time.monotonic() + timeout
+    settled_at: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300, max_records=10_000)
+            for tp, records in batch.items():
+                for r in records:
+                    out.append(
+                        Consumed(
+                            tp.topic, tp.partition, r.offset, r.key, json.loads(r.value or b"null"), dict(r.headers)
+                        )
+                    )
+            if len(out) >= until:
+                settled_at = settled_at or time.monotonic()
+                if time.monotonic() - settled_at >= settle_s:
+                    break
+    finally:
+        await consumer.stop()
+    return out
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
