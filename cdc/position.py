@@ -43,6 +43,9 @@ class Position:
     seq: int  # sequence number of the last fully published transaction (in the relay's domain)
     txn_seq: int | None = None  # transaction partly published, if any
     rows_done: int = 0  # its outbox rows already published
+    # Polling mode: outbox ids of the last committed batch. A crash after the Kafka commit but before the MySQL
+    # commit leaves them unmarked; the restart marks them instead of publishing them again.
+    last_ids: tuple[int, ...] = ()
 
     def last_sent(self) -> tuple[int, int]:
         """(txn seq, row index) of the last row published; rows at or before it are skipped on resume."""
@@ -55,7 +58,9 @@ class Position:
 
     @classmethod
     def from_json(cls, raw: bytes) -> Position:
-        return cls(**json.loads(raw))
+        data = json.loads(raw)
+        data["last_ids"] = tuple(data.get("last_ids", ()))
+        return cls(**data)
 
     def describe(self) -> str:
         tail = f" + {self.rows_done} rows of txn {self.txn_seq}" if self.txn_seq is not None else ""

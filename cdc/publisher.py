@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka import errors as kafka_errors
@@ -29,6 +31,8 @@ class TransactionalPublisher:
         self.position_topic = position_topic
         self.source_key = source_name.encode()
         self.transaction_timeout_ms = transaction_timeout_ms
+        # Which process committed each position: for audits ("who was active when?") and the failover tests.
+        self.instance = f"{socket.gethostname()}:{os.getpid()}".encode()
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -56,17 +60,27 @@ class TransactionalPublisher:
         """Send `records` and `position` atomically. Raises FencedError if another instance took over."""
         producer = self._producer
         assert producer is not None, "start() first"
+        sent: list[asyncio.Future[object]] = []
         try:
             await producer.begin_transaction()
             for r in records:
-                await producer.send(r.topic, r.value, key=r.key, headers=r.headers)
-            await producer.send(self.position_topic, position.to_json(), key=self.source_key)
+                sent.append(await producer.send(r.topic, r.value, key=r.key, headers=r.headers))
+            sent.append(
+                await producer.send(
+                    self.position_topic,
+                    position.to_json(),
+                    key=self.source_key,
+                    headers=[("instance", self.instance)],
+                )
+            )
             await producer.commit_transaction()
         except (kafka_errors.ProducerFenced, kafka_errors.InvalidProducerEpoch) as exc:
+            _consume_outcomes(sent)
             raise FencedError(
                 f"transactional id {self.transactional_id} was taken over by another relay instance: {exc}"
             ) from exc
         except BaseException:
+            _consume_outcomes(sent)
             await self._abort_quietly()
             raise
 
@@ -78,6 +92,15 @@ class TransactionalPublisher:
             await producer.abort_transaction()
         except Exception as exc:  # noqa: BLE001 - the caller restarts the producer and reloads the position anyway
             log.warning("abort after a failed publish also failed (%s); the producer will be recreated", exc)
+
+
+def _consume_outcomes(sent: list[asyncio.Future[object]]) -> None:
+    # The transaction failed as a whole (the caller reports why); per-record failures are part of that.
+    for fut in sent:
+        if fut.done() and not fut.cancelled():
+            fut.exception()
+        else:
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 async def load_position(bootstrap: str, position_topic: str, source_name: str) -> Position | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pymysql
+from aiokafka.errors import KafkaError
 
 from cdc.envelope import OutboxRow, Record, to_record
 from cdc.errors import CdcError, FencedError, PositionPurgedError, SourceConfigError
@@ -26,7 +27,7 @@ from cdc.position import MAX_ROWS_PER_TXN, Position, mariadb_gtid_seq, source_se
 from cdc.publisher import TransactionalPublisher, load_position
 from cdc.source import BinlogSource, Idle, TxnEnd
 from schema.mysql import OUTBOX_TABLE, connect
-from schema.settings import Settings
+from schema.settings import MysqlDsn, Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,10 @@ class Relay:
         self.transactional_id = f"tenderhub-relay-{settings.relay_source_name}"
         self._stop = asyncio.Event()
         self._lock_lost = asyncio.Event()
-        self._marker = PublishedMarker(settings) if settings.relay_mark_published else None
+        # Binlog mode marks rows after the Kafka commit; polling mode marks them inside its own transaction.
+        self._marker = (
+            PublishedMarker(settings) if settings.relay_mark_published and settings.relay_mode == "binlog" else None
+        )
         self.position: Position | None = None
         self.on_commit: Callable[[list[Record], Position], None] | None = None
 
@@ -92,9 +96,9 @@ class Relay:
                     backoff = BACKOFF_START_S
                 except (FencedError, PositionPurgedError, SourceConfigError):
                     raise
-                except (TimeoutError, OSError, pymysql.MySQLError, CdcError) as exc:
-                    self._note_error(exc)
-                except Exception as exc:  # noqa: BLE001 - Kafka client errors have no common base; all retried
+                except (TimeoutError, OSError, pymysql.MySQLError, CdcError, KafkaError) as exc:
+                    # Transient: a service restarting, a commit with an unknown outcome. Anything else is a bug
+                    # and crashes the relay rather than retrying forever.
                     self._note_error(exc)
                 finally:
                     watcher.cancel()
@@ -117,6 +121,15 @@ class Relay:
         self.metrics.error(exc)
 
     async def _initial_position(self, publisher: TransactionalPublisher, first: bool) -> Position:
+        if self.s.relay_mode == "polling":
+            committed = await load_position(self.s.kafka_bootstrap, self.position_topic, self.s.relay_source_name)
+            position = committed or Position("", 0)
+            if position.last_ids:
+                # The last batch may have been committed to Kafka but not marked in MySQL: mark it now.
+                await asyncio.to_thread(self._poll_conn_mark, list(position.last_ids))
+            log.info("polling mode: starting after batch %d", position.seq)
+            self.position = position
+            return position
         if not (first and self.options.resnapshot):
             committed = await load_position(self.s.kafka_bootstrap, self.position_topic, self.s.relay_source_name)
             if committed is not None:
@@ -192,6 +205,9 @@ class Relay:
     # -- streaming -------------------------------------------------------------------------------------------
 
     async def _stream(self, publisher: TransactionalPublisher, position: Position) -> None:
+        if self.s.relay_mode == "polling":
+            await self._poll(publisher, position)
+            return
         source = BinlogSource(self.s.relay_mysql, position, self.s.relay_server_id, self.s.relay_heartbeat_s)
         source.start()
         log.info("tailing binlog from %s", position.describe())
@@ -232,10 +248,71 @@ class Relay:
             source.stop()
             await asyncio.to_thread(source.join)
 
-    def _committed(self, records: list[Record], position: Position) -> None:
+    # -- polling mode (servers without binlog access) ----------------------------------------------------------
+
+    async def _poll(self, publisher: TransactionalPublisher, position: Position) -> None:
+        """SELECT ... FOR UPDATE SKIP LOCKED a batch, publish it in a Kafka transaction whose position lists the
+        batch's ids, mark it published, then commit MySQL. Order follows visibility, which follows commit order
+        between batches; inside a batch rows go in id order."""
+        conn = await asyncio.to_thread(_transactional_connection, self.s.relay_mysql)
+        try:
+            while not self._stop.is_set():
+                rows = await asyncio.to_thread(self._poll_lock_batch, conn, position.seq + 1)
+                if not rows:
+                    await asyncio.to_thread(conn.rollback)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), self.s.relay_poll_interval_ms / 1000)
+                    continue
+                records = [to_record(r, self.s.topic_prefix) for r in rows]
+                ids = tuple(r.id for r in rows)
+                new = Position("", position.seq + 1, last_ids=ids)
+                await publisher.publish(records, new)
+                await asyncio.to_thread(self._poll_mark_and_commit, conn, ids)
+                self._committed(records, new, mark=False)
+                position = new
+        finally:
+            await asyncio.to_thread(conn.close)
+
+    def _poll_lock_batch(self, conn: Any, batch_no: int) -> list[OutboxRow]:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"SELECT id, event_type, aggregate_type, aggregate_id, schema_version, payload, created_at "
+                f"FROM {OUTBOX_TABLE} WHERE published = FALSE ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                (self.s.relay_batch_rows,),
+            )
+            rows = cur.fetchall()
+        return [
+            OutboxRow(
+                int(r[0]),
+                str(r[1]),
+                str(r[2]),
+                str(r[3]),
+                int(r[4]),
+                _text(r[5]),
+                r[6],
+                batch_no,
+                i,
+                source_seq(batch_no, i),
+            )
+            for i, r in enumerate(rows)
+        ]
+
+    def _poll_mark_and_commit(self, conn: Any, ids: tuple[int, ...]) -> None:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"UPDATE {OUTBOX_TABLE} SET published = TRUE, published_at = NOW(3) "
+                f"WHERE id IN ({','.join(['%s'] * len(ids))})",
+                ids,
+            )
+        conn.commit()
+
+    def _poll_conn_mark(self, ids: list[int]) -> None:
+        PublishedMarker(self.s)._mark(ids)
+
+    def _committed(self, records: list[Record], position: Position, mark: bool = True) -> None:
         self.position = position
         self.metrics.committed(records, position)
-        if self._marker is not None and records:
+        if mark and self._marker is not None and records:
             self._marker.add(r.event_id for r in records)
         if self.on_commit is not None:
             self.on_commit(records, position)
@@ -253,6 +330,15 @@ class Relay:
             except pymysql.MySQLError as exc:
                 log.warning("janitor failed (will retry): %s", exc)
             await asyncio.sleep(every_s)
+
+
+def _transactional_connection(dsn: MysqlDsn) -> Any:
+    return pymysql.connect(**dsn.pymysql_kwargs(), database=dsn.database, autocommit=False, charset="utf8mb4")
+
+
+def _text(value: Any) -> str:
+    # A JSON column arrives as str; a polling source on a TEXT/BLOB column may hand bytes.
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def delete_published(settings: Settings, chunk: int = 10_000) -> int:
@@ -349,6 +435,10 @@ class LeaderLock:
     def _try(self) -> bool:
         if self._conn is None:
             self._conn = pymysql.connect(**self.s.relay_mysql.pymysql_kwargs(), autocommit=True, connect_timeout=5)
+            with self._conn.cursor() as cur:
+                # The server drops this connection (and so the lock) once it is idle this long: a relay that is
+                # paused (SIGSTOP, a long GC, a frozen VM) stops pinging and a standby takes over.
+                cur.execute("SET SESSION wait_timeout = %s", (self.s.relay_lock_timeout_s,))
         with self._conn.cursor() as cur:
             cur.execute("SELECT GET_LOCK(%s, 0)", (self.name,))
             row = cur.fetchone()
@@ -372,7 +462,8 @@ class LeaderLock:
         if not await asyncio.to_thread(self.holds):
             await self.acquire(stop)
 
-    async def watch(self, lost: asyncio.Event, every_s: float = 5.0) -> None:
+    async def watch(self, lost: asyncio.Event) -> None:
+        every_s = self.s.relay_lock_timeout_s / 4
         while True:
             await asyncio.sleep(every_s)
             if not await asyncio.to_thread(self.holds):

@@ -120,8 +120,17 @@ class Settings(_Base):
     relay_mark_published: bool = Field(
         True, description="Set published/published_at on outbox rows after Kafka commits them (binlog mode)."
     )
+    relay_poll_interval_ms: int = Field(
+        200, ge=10, le=60_000, description="Polling mode: pause between polls that found nothing."
+    )
     relay_retention_hours: float = Field(
         72.0, gt=0, description="The janitor deletes published outbox rows older than this."
+    )
+    relay_lock_timeout_s: int = Field(
+        6,
+        ge=2,
+        le=3600,
+        description="A paused or unreachable active relay loses the leader lock after this many idle seconds.",
     )
     relay_metrics_addr: str = Field(
         "127.0.0.1:9400", pattern=r"^[0-9.]+:[0-9]{1,5}$", description="host:port of the relay's Prometheus endpoint."
