@@ -65,3 +65,49 @@ class Position:
     def describe(self) -> str:
         tail = f" + {self.rows_done} rows of txn {self.txn_seq}" if self.txn_seq is not None else ""
         return f"gtid {self.gtid or '(empty)'}{tail}"
+
+
+# -- MySQL GTID sets ("uuid:1-5:7-9,uuid2:1-3"): the relay sends the set it has read; the server sends the rest.
+
+
+def _parse_mysql_set(gtid_set: str) -> dict[str, list[tuple[int, int]]]:
+    out: dict[str, list[tuple[int, int]]] = {}
+    for part in filter(None, (p.strip() for p in gtid_set.replace("\n", "").split(","))):
+        uuid, *ranges = part.split(":")
+        if not ranges:
+            raise ValueError(f"not a MySQL GTID set: {gtid_set!r}")
+        for r in ranges:
+            lo, _, hi = r.partition("-")
+            out.setdefault(uuid.lower(), []).append((int(lo), int(hi or lo)))
+    return out
+
+
+def _format_mysql_set(sets: dict[str, list[tuple[int, int]]]) -> str:
+    parts = []
+    for uuid in sorted(sets):
+        ranges = ":".join(f"{lo}-{hi}" if hi != lo else f"{lo}" for lo, hi in sets[uuid])
+        parts.append(f"{uuid}:{ranges}")
+    return ",".join(parts)
+
+
+def mysql_gtid_add(gtid_set: str, gtid: str) -> str:
+    """`gtid_set` plus one GTID 'uuid:gno', with adjacent intervals merged."""
+    uuid, gno_text = gtid.lower().rsplit(":", 1)
+    gno = int(gno_text)
+    sets = _parse_mysql_set(gtid_set)
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted([*sets.get(uuid, []), (gno, gno)]):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    sets[uuid] = merged
+    return _format_mysql_set(sets)
+
+
+def mysql_gtid_seq(gtid_set: str) -> int:
+    """Highest transaction number in a single-source GTID set (source_seq needs one source server uuid)."""
+    sets = _parse_mysql_set(gtid_set)
+    if len(sets) > 1:
+        raise ValueError(f"GTID set {gtid_set!r} has several source uuids; source_seq needs one source server")
+    return max((hi for ranges in sets.values() for _, hi in ranges), default=0)

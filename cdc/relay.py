@@ -23,10 +23,10 @@ from aiokafka.errors import KafkaError
 from cdc.envelope import OutboxRow, Record, to_record
 from cdc.errors import CdcError, FencedError, PositionPurgedError, SourceConfigError
 from cdc.metrics import RelayMetrics
-from cdc.position import MAX_ROWS_PER_TXN, Position, mariadb_gtid_seq, source_seq
+from cdc.position import MAX_ROWS_PER_TXN, Position, mariadb_gtid_seq, mysql_gtid_seq, source_seq
 from cdc.publisher import TransactionalPublisher, load_position
 from cdc.source import BinlogSource, Idle, TxnEnd
-from schema.mysql import OUTBOX_TABLE, connect
+from schema.mysql import OUTBOX_TABLE, connect, is_mariadb
 from schema.settings import MysqlDsn, Settings
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class Relay:
             PublishedMarker(settings) if settings.relay_mark_published and settings.relay_mode == "binlog" else None
         )
         self.position: Position | None = None
+        self._mariadb = True  # set from the server on first contact
         self.on_commit: Callable[[list[Record], Position], None] | None = None
 
     def request_stop(self) -> None:
@@ -130,6 +131,7 @@ class Relay:
             log.info("polling mode: starting after batch %d", position.seq)
             self.position = position
             return position
+        self._mariadb = await asyncio.to_thread(self._detect_flavor)
         if not (first and self.options.resnapshot):
             committed = await load_position(self.s.kafka_bootstrap, self.position_topic, self.s.relay_source_name)
             if committed is not None:
@@ -146,29 +148,51 @@ class Relay:
         self.position = position
         return position
 
+    def _detect_flavor(self) -> bool:
+        with connect(self.s.relay_mysql) as conn:
+            return is_mariadb(conn)
+
     def _current_position(self) -> Position:
         with connect(self.s.relay_mysql) as conn, conn.cursor() as cur:
-            cur.execute("SELECT @@gtid_binlog_pos")
+            self._mariadb = is_mariadb(conn)
+            cur.execute("SELECT @@gtid_binlog_pos" if self._mariadb else "SELECT @@global.gtid_executed")
             row = cur.fetchone()
         gtid = str(row[0] if row else "")
-        return Position(gtid, mariadb_gtid_seq(gtid, 0))
+        return Position(gtid, self._gtid_seq(gtid))
+
+    def _gtid_seq(self, gtid: str) -> int:
+        return mariadb_gtid_seq(gtid, 0) if self._mariadb else mysql_gtid_seq(gtid)
 
     def _snapshot(self) -> tuple[Position, list[OutboxRow]]:
         """Unpublished outbox rows and the binlog position of the same consistent snapshot (no global lock)."""
         dsn = self.s.relay_mysql
         with connect(dsn, dsn.database) as conn, conn.cursor() as cur:
+            self._mariadb = is_mariadb(conn)
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-            cur.execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
-            status = {str(k).lower(): str(v) for k, v in cur.fetchall()}
-            if not status.get("binlog_snapshot_file"):
-                raise SourceConfigError("the server reports no binlog snapshot position: is log_bin on?")
-            cur.execute(
-                "SELECT BINLOG_GTID_POS(%s, %s)",
-                (status["binlog_snapshot_file"], int(status["binlog_snapshot_position"])),
-            )
-            row = cur.fetchone()
-            gtid = str(row[0] or "") if row else ""
+            if self._mariadb:
+                # MariaDB reports the binlog position of a consistent snapshot: no global lock.
+                cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                cur.execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
+                status = {str(k).lower(): str(v) for k, v in cur.fetchall()}
+                if not status.get("binlog_snapshot_file"):
+                    raise SourceConfigError("the server reports no binlog snapshot position: is log_bin on?")
+                cur.execute(
+                    "SELECT BINLOG_GTID_POS(%s, %s)",
+                    (status["binlog_snapshot_file"], int(status["binlog_snapshot_position"])),
+                )
+                row = cur.fetchone()
+                gtid = str(row[0] or "") if row else ""
+            else:
+                # MySQL has no snapshot status: hold a global read lock for the instant it takes to open the
+                # snapshot and read gtid_executed (needs RELOAD).
+                cur.execute("FLUSH TABLES WITH READ LOCK")
+                try:
+                    cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                    cur.execute("SELECT @@global.gtid_executed")
+                    row = cur.fetchone()
+                    gtid = str(row[0] or "") if row else ""
+                finally:
+                    cur.execute("UNLOCK TABLES")
             cur.execute(
                 f"SELECT id, event_type, aggregate_type, aggregate_id, schema_version, payload, created_at "
                 f"FROM {OUTBOX_TABLE} WHERE published = FALSE ORDER BY id LIMIT %s",
@@ -181,7 +205,7 @@ class Relay:
                 f"more than {self.s.relay_backfill_max_rows} unpublished outbox rows: raise "
                 "TENDERHUB_RELAY_BACKFILL_MAX_ROWS (they are published in one Kafka transaction)"
             )
-        seq = mariadb_gtid_seq(gtid, 0)
+        seq = self._gtid_seq(gtid)
         # Backfilled rows were committed at or before the snapshot; streamed rows come after it. They take the
         # snapshot transaction's seq slot, in id order (their exact commit order is not recoverable).
         out = [
@@ -208,7 +232,9 @@ class Relay:
         if self.s.relay_mode == "polling":
             await self._poll(publisher, position)
             return
-        source = BinlogSource(self.s.relay_mysql, position, self.s.relay_server_id, self.s.relay_heartbeat_s)
+        source = BinlogSource(
+            self.s.relay_mysql, position, self.s.relay_server_id, self.s.relay_heartbeat_s, mariadb=self._mariadb
+        )
         source.start()
         log.info("tailing binlog from %s", position.describe())
         batch: list[Record] = []

@@ -17,12 +17,12 @@ from typing import Any
 
 import pymysql
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.event import HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, XidEvent
+from pymysqlreplication.event import GtidEvent, HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, XidEvent
 from pymysqlreplication.row_event import WriteRowsEvent
 
 from cdc.envelope import OutboxRow
 from cdc.errors import CdcError, PositionPurgedError
-from cdc.position import MAX_ROWS_PER_TXN, Position, replace_domain, source_seq
+from cdc.position import MAX_ROWS_PER_TXN, Position, mysql_gtid_add, replace_domain, source_seq
 from schema.mysql import OUTBOX_TABLE
 from schema.settings import MysqlDsn
 
@@ -57,9 +57,11 @@ class BinlogSource:
         position: Position,
         server_id: int,
         heartbeat_s: float,
+        mariadb: bool = True,
         domain: int = 0,
         max_pending: int = 20_000,
     ) -> None:
+        self.mariadb = mariadb
         self.dsn = dsn
         self.position = position
         self.server_id = server_id
@@ -105,12 +107,20 @@ class BinlogSource:
         return BinLogStreamReader(
             connection_settings={**self.dsn.pymysql_kwargs(), "read_timeout": max(10, int(self.heartbeat_s * 4))},
             server_id=self.server_id,
-            only_events=[MariadbGtidEvent, XidEvent, QueryEvent, WriteRowsEvent, HeartbeatLogEvent],
+            only_events=[
+                MariadbGtidEvent if self.mariadb else GtidEvent,
+                XidEvent,
+                QueryEvent,
+                WriteRowsEvent,
+                HeartbeatLogEvent,
+            ],
             only_schemas=[self.dsn.database],
             only_tables=[OUTBOX_TABLE],
-            # GTID auto-position: MariaDB resumes after this state; file/pos would be ignored with is_mariadb.
-            auto_position=gtid_state or "",
-            is_mariadb=True,
+            # Always an explicit GTID position: MariaDB resumes after this state (file/pos would be ignored with
+            # is_mariadb); MySQL sends what is not in this set. With no position the library would run
+            # SHOW MASTER STATUS, which MySQL 8.4 removed.
+            auto_position=gtid_state or ("" if self.mariadb else None),
+            is_mariadb=self.mariadb,
             blocking=True,
             slave_heartbeat=self.heartbeat_s,
             enable_logging=False,
@@ -159,6 +169,12 @@ class BinlogSource:
                     cur_gtid, cur_seq, row_index = event.gtid, event.gtid_seq_no, 0
                     # FL_STANDALONE: a DDL (or similar) with no Xid/COMMIT after it; its query ends it.
                     standalone = bool(event.flags & 0x01)
+                elif isinstance(event, GtidEvent):
+                    cur_gtid, cur_seq, row_index = event.gtid, event.gno, 0
+                    # MySQL opens DML transactions with a BEGIN query; a GTID not followed by BEGIN is a DDL.
+                    standalone = True
+                elif isinstance(event, QueryEvent) and str(event.query).strip().upper() == "BEGIN":
+                    standalone = False
                 elif isinstance(event, WriteRowsEvent):
                     for row in event.rows:
                         idx = row_index
@@ -171,7 +187,9 @@ class BinlogSource:
                 elif cur_gtid is not None and (
                     isinstance(event, XidEvent) or (isinstance(event, QueryEvent) and _ends_txn(event, standalone))
                 ):
-                    gtid_state = replace_domain(gtid_state, cur_gtid)
+                    gtid_state = (
+                        replace_domain(gtid_state, cur_gtid) if self.mariadb else mysql_gtid_add(gtid_state, cur_gtid)
+                    )
                     # The library reconnects from its auto_position: keep it at the last finished transaction.
                     stream.auto_position = gtid_state
                     cur_gtid = None

@@ -80,8 +80,9 @@ def relay_grants(mode: RelayMode, database: str, mariadb: bool) -> list[str]:
     grants = [f"SELECT, DELETE, UPDATE (published, published_at) ON {outbox}"]
     if mode == "binlog":
         # MariaDB >= 10.5 split REPLICATION CLIENT: SHOW BINARY LOGS / MASTER STATUS need BINLOG MONITOR.
-        monitor = "BINLOG MONITOR" if mariadb else "REPLICATION CLIENT"
-        grants.insert(0, f"REPLICATION SLAVE, {monitor} ON *.*")
+        # MySQL has no snapshot status: the first-start backfill takes a brief FLUSH TABLES WITH READ LOCK.
+        extra = "BINLOG MONITOR" if mariadb else "REPLICATION CLIENT, RELOAD"
+        grants.insert(0, f"REPLICATION SLAVE, {extra} ON *.*")
     return grants
 
 

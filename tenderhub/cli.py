@@ -99,6 +99,14 @@ def cmd_cdc(args: argparse.Namespace) -> int:
     return asyncio.run(run_relay(load_settings(), StartOptions(from_now=args.from_now, resnapshot=args.resnapshot)))
 
 
+def cmd_doctor(_: argparse.Namespace) -> int:
+    from cdc.doctor import exit_code, render, run_checks
+
+    checks = run_checks(load_settings())
+    _say(render(checks))
+    return exit_code(checks)
+
+
 def cmd_settings(_: argparse.Namespace) -> int:
     for var, typ, default, doc in describe_options():
         _say(f"{var}\n    {doc}\n    type {typ}, default {default}")
@@ -127,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="ignore the committed position: republish unpublished rows from a consistent snapshot",
     )
     cdc.set_defaults(func=cmd_cdc)
+    sub.add_parser(
+        "doctor", help="check the MySQL source as the relay sees it, with a fix for each problem"
+    ).set_defaults(func=cmd_doctor)
     sub.add_parser("smoke", help="check every service as the pipeline uses it").set_defaults(func=cmd_smoke)
     sub.add_parser("demo", help="the main job: stack up, migrate, smoke").set_defaults(func=cmd_demo)
     sub.add_parser("settings", help="list every setting with its doc and default").set_defaults(func=cmd_settings)

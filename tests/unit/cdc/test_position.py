@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from cdc.position import MAX_ROWS_PER_TXN, Position, mariadb_gtid_seq, replace_domain, source_seq
+from cdc.position import (
+    MAX_ROWS_PER_TXN,
+    Position,
+    mariadb_gtid_seq,
+    mysql_gtid_add,
+    mysql_gtid_seq,
+    replace_domain,
+    source_seq,
+)
 
 
 def test_source_seq_orders_by_transaction_then_row() -> None:
@@ -45,3 +53,23 @@ def test_position_round_trips_as_json() -> None:
     p = Position("0-1-100", 100, 101, 3)
     assert Position.from_json(p.to_json()) == p
     assert "3 rows of txn 101" in p.describe()
+
+
+U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+U2 = "4f22fa47-71ca-11e1-9e33-c80aa9429563"
+
+
+def test_mysql_gtid_add_extends_and_merges_intervals() -> None:
+    assert mysql_gtid_add("", f"{U1}:1") == f"{U1}:1"
+    assert mysql_gtid_add(f"{U1}:1-5", f"{U1}:6") == f"{U1}:1-6"
+    assert mysql_gtid_add(f"{U1}:1-5:7-9", f"{U1}:6") == f"{U1}:1-9"
+    assert mysql_gtid_add(f"{U1}:1-5", f"{U1}:8") == f"{U1}:1-5:8"
+    assert mysql_gtid_add(f"{U1}:1-5", f"{U1}:3") == f"{U1}:1-5"
+    assert mysql_gtid_add(f"{U2}:1-2", f"{U1.upper()}:1") == f"{U1}:1,{U2}:1-2"
+
+
+def test_mysql_gtid_seq_needs_one_source() -> None:
+    assert mysql_gtid_seq(f"{U1}:1-5:7-9") == 9
+    assert mysql_gtid_seq("") == 0
+    with pytest.raises(ValueError, match="several source uuids"):
+        mysql_gtid_seq(f"{U1}:1-5,{U2}:1-3")

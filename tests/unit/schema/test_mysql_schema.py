@@ -61,7 +61,9 @@ def test_binlog_mode_grants_replication_and_outbox_rights_on_mariadb() -> None:
 
 
 def test_binlog_mode_uses_replication_client_on_mysql() -> None:
-    assert relay_grants("binlog", "tenderhub", mariadb=False)[0] == "REPLICATION SLAVE, REPLICATION CLIENT ON *.*"
+    assert (
+        relay_grants("binlog", "tenderhub", mariadb=False)[0] == "REPLICATION SLAVE, REPLICATION CLIENT, RELOAD ON *.*"
+    )
 
 
 def test_polling_mode_has_no_replication_rights() -> None:

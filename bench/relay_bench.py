@@ -1,0 +1,229 @@
+"""Relay benchmark: relay throughput against the source's own maximum insert rate, commit-to-consumer latency at
+a steady rate, and relay memory over a long run. Prints figures; asserts nothing.
+
+    .venv/bin/python -m bench.relay_bench                 # quick: 20k rows per workload, 20 s latency run
+    .venv/bin/python -m bench.relay_bench --rows 100000 --soak 1000000
+
+Needs the stack (`tenderhub stack up && tenderhub migrate`). Each run uses its own topics and relay source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import statistics
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer
+
+from cdc.outbox import encode_payload, make_engine
+from schema.settings import Settings, load_settings
+from tests.integration.relay_harness import RelayEnv, RelayProcess
+
+INSERT = sa.text(
+    "INSERT INTO integration_outbox (event_type, aggregate_type, aggregate_id, payload) "
+    "VALUES ('user.activity', 'activity', :agg, :payload)"
+)
+
+
+def _payload(user: int, n: int, tag: str) -> str:
+    return encode_payload({"user_id": user, "team_id": 1, "action": "tender.viewed", "details": {"b": tag, "n": n}})
+
+
+def insert_rows(engine: sa.Engine, rows: int, txn_size: int, writers: int, tag: str) -> float:
+    """Insert `rows` as fast as the server commits them; return rows/s (durable: sync_binlog=1)."""
+    per_writer = rows // writers
+
+    def work(w: int) -> None:
+        done = 0
+        with engine.connect() as conn:
+            while done < per_writer:
+                n = min(txn_size, per_writer - done)
+                with conn.begin():
+                    conn.execute(
+                        INSERT,
+                        [
+                            {"agg": str((w * 7919 + done + i) % 1000 + 1), "payload": _payload(1, done + i, tag)}
+                            for i in range(n)
+                        ],
+                    )
+                done += n
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return per_writer * writers / (time.perf_counter() - start)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_events(relay: RelayProcess, target: float, timeout: float, samples: list[tuple[float, float, float]]) -> None:
+    """Poll the relay's metrics until `target` events are committed; record (time, events, rss)."""
+    deadline = time.monotonic() + timeout
+    assert relay.proc is not None
+    while time.monotonic() < deadline:
+        m = relay.metrics()
+        events = sum(v for k, v in m.items() if k.startswith("tenderhub_relay_events_total"))
+        samples.append((time.monotonic(), events, rss_mb(relay.proc.pid)))
+        if events >= target:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"relay committed {samples[-1][1]:.0f} of {target:.0f} events in {timeout:.0f} s")
+
+
+def drain_rate(samples: list[tuple[float, float, float]], start_events: float) -> float:
+    moving = [s for s in samples if s[1] > start_events]
+    first, last = moving[0], moving[-1]
+    return (last[1] - first[1]) / max(last[0] - first[0], 1e-9)
+
+
+def throughput(settings: Settings, engine: sa.Engine, rows: int, txn_size: int, writers: int) -> None:
+    """Insert a backlog while the relay is stopped (the source's max rate), then let the relay drain it."""
+    renv = RelayEnv(uuid.uuid4().hex[:10], settings)
+    asyncio.run(renv.create_topics())
+    relay = RelayProcess(renv, "--from-now").start()
+    try:
+        relay.wait_committed(60)
+        relay.terminate()
+        insert_rate = insert_rows(engine, rows, txn_size, writers, renv.uid)
+        relay.start()
+        samples: list[tuple[float, float, float]] = []
+        wait_events(relay, rows, 600, samples)
+        rate = drain_rate(samples, 0)
+        print(
+            f"  {txn_size:>5}-row txns, {writers} writers: source insert {insert_rate:>9,.0f} rows/s | "
+            f"relay binlog->Kafka committed {rate:>9,.0f} rows/s | ratio {rate / insert_rate:.2f} | "
+            f"relay RSS {max(s[2] for s in samples):.0f} MB"
+        )
+        relay.terminate()
+    finally:
+        relay.stop_quietly()
+        asyncio.run(renv.delete_topics())
+
+
+async def _consume_latency(
+    settings: Settings, topic: str, expect: int, out: list[float], ready: asyncio.Event, timeout: float
+) -> None:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        isolation_level="read_committed",
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    try:
+        await consumer.seek_to_end()
+        ready.set()
+        deadline = time.monotonic() + timeout
+        while len(out) < expect and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=100)
+            now = dt.datetime.now(dt.UTC).timestamp()
+            for records in batch.values():
+                for r in records:
+                    created = dt.datetime.strptime(json.loads(r.value)["occurred_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+                    out.append((now - created.replace(tzinfo=dt.UTC).timestamp()) * 1000)
+    finally:
+        await consumer.stop()
+
+
+def latency(settings: Settings, engine: sa.Engine, rate: int, seconds: int) -> None:
+    """Single-row commits at a steady `rate`; latency = receive time at a read_committed consumer minus the row's
+    created_at (NOW(3) at insert)."""
+    renv = RelayEnv(uuid.uuid4().hex[:10], settings)
+    asyncio.run(renv.create_topics())
+    relay = RelayProcess(renv, "--from-now", TENDERHUB_RELAY_LINGER_MS="2").start()
+    expect = rate * seconds
+    lat: list[float] = []
+    try:
+        relay.wait_committed(60)
+        loop = asyncio.new_event_loop()
+        ready = asyncio.Event()
+        consumer = threading.Thread(
+            target=loop.run_until_complete,
+            args=(_consume_latency(settings, f"{renv.prefix}activity", expect, lat, ready, seconds + 60),),
+        )
+        consumer.start()
+        while not ready.is_set():
+            time.sleep(0.05)
+        start = time.perf_counter()
+        with engine.connect() as conn:
+            for i in range(expect):
+                due = start + i / rate
+                pause = due - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+                with conn.begin():
+                    conn.execute(INSERT, {"agg": str(i % 1000 + 1), "payload": _payload(1, i, renv.uid)})
+        achieved = expect / (time.perf_counter() - start)
+        consumer.join()
+        lat.sort()
+        q = statistics.quantiles(lat, n=100)
+        print(
+            f"  steady {achieved:,.0f} rows/s for {seconds} s: {len(lat)} received; commit->consumer latency "
+            f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {lat[-1]:.1f} ms"
+        )
+        relay.terminate()
+    finally:
+        relay.stop_quietly()
+        asyncio.run(renv.delete_topics())
+
+
+def soak(settings: Settings, engine: sa.Engine, events: int) -> None:
+    """Relay RSS while it publishes `events` rows (inserted in 1,000-row transactions while it runs)."""
+    renv = RelayEnv(uuid.uuid4().hex[:10], settings)
+    asyncio.run(renv.create_topics())
+    relay = RelayProcess(renv, "--from-now").start()
+    samples: list[tuple[float, float, float]] = []
+    try:
+        relay.wait_committed(60)
+        writer = threading.Thread(target=insert_rows, args=(engine, events, 1000, 2, renv.uid))
+        writer.start()
+        wait_events(relay, events, 3600, samples)
+        writer.join()
+        marks = [samples[int(len(samples) * f) - 1] for f in (0.1, 0.25, 0.5, 0.75, 1.0)]
+        trace = ", ".join(f"{s[1] / 1e3:,.0f}k: {s[2]:.0f} MB" for s in marks)
+        print(f"  {events:,} events: relay RSS at {trace} (max {max(s[2] for s in samples):.0f} MB)")
+        relay.terminate()
+    finally:
+        relay.stop_quietly()
+        asyncio.run(renv.delete_topics())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=20_000, help="rows per throughput workload")
+    parser.add_argument("--rate", type=int, default=1000, help="steady insert rate for the latency run")
+    parser.add_argument("--seconds", type=int, default=20, help="length of the latency run")
+    parser.add_argument("--soak", type=int, default=0, help="events for the RSS soak (0 = skip)")
+    args = parser.parse_args()
+    settings = load_settings()
+    engine = make_engine(settings, pool_size=8)
+    print("relay throughput (backlog drained from the binlog, vs the source's durable insert rate):")
+    throughput(settings, engine, args.rows, 1, 8)
+    throughput(settings, engine, args.rows, 1000, 2)
+    print("latency:")
+    latency(settings, engine, args.rate, args.seconds)
+    if args.soak:
+        print("memory:")
+        soak(settings, engine, args.soak)
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
