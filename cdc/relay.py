@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pymysql
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from cdc.envelope import OutboxRow, Record, to_record
@@ -28,6 +29,7 @@ from cdc.publisher import TransactionalPublisher, load_position
 from cdc.source import BinlogSource, Idle, TxnEnd
 from schema.mysql import OUTBOX_TABLE, connect, is_mariadb
 from schema.settings import MysqlDsn, Settings
+from schema.topics import topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class Relay:
                     self.s.relay_transaction_timeout_ms,
                 )
                 try:
+                    await self._check_topics()
                     await publisher.start()
                     position = await self._initial_position(publisher, first)
                     first = False
@@ -115,6 +118,20 @@ class Relay:
                 self._stop.set()
                 await asyncio.shield(marker)
             lock.release()
+
+    async def _check_topics(self) -> None:
+        """Topics are declared by `tenderhub migrate`, never auto-created: a missing one is a setup error."""
+        needed = {spec.name for spec in topic_specs(self.s)}
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.s.kafka_bootstrap, request_timeout_ms=15_000)
+        await admin.start()
+        try:
+            missing = needed - set(await admin.list_topics())
+        finally:
+            await admin.close()
+        if missing:
+            raise SourceConfigError(
+                f"Kafka topics {sorted(missing)} do not exist. Fix: run `tenderhub migrate` (it declares them)."
+            )
 
     def _note_error(self, exc: BaseException) -> None:
         pos = self.position.describe() if self.position else "(none)"
@@ -243,30 +260,29 @@ class Relay:
         linger = self.s.relay_linger_ms / 1000
         try:
             while True:
-                timeout = linger if batch else IDLE_POSITION_FLUSH_S
-                try:
-                    item = await asyncio.wait_for(source.get(), timeout)
-                except TimeoutError:
-                    item = Idle()
-                if isinstance(item, BaseException):
-                    raise item
+                items = await source.get_many(linger if batch else IDLE_POSITION_FLUSH_S)
+                for item in items:
+                    if isinstance(item, BaseException):
+                        raise item
+                    if isinstance(item, OutboxRow):
+                        batch.append(to_record(item, self.s.topic_prefix))
+                        pending = Position(pending.gtid, pending.seq, item.txn_seq, item.row_index + 1)
+                        if len(batch) >= self.s.relay_batch_rows:
+                            await self._publish(publisher, batch, pending)
+                            position, batch, last_flush = pending, [], time.monotonic()
+                    elif isinstance(item, TxnEnd):
+                        pending = Position(item.gtid_state, item.seq)
                 if self._lock_lost.is_set():
                     raise CdcError("the leader lock was lost")
-                if isinstance(item, OutboxRow):
-                    batch.append(to_record(item, self.s.topic_prefix))
-                    pending = Position(pending.gtid, pending.seq, item.txn_seq, item.row_index + 1)
-                elif isinstance(item, TxnEnd):
-                    pending = Position(item.gtid_state, item.seq)
-                moved = pending != position
+                idle = not items or isinstance(items[-1], Idle)
+                since = time.monotonic() - last_flush
                 due = (
-                    len(batch) >= self.s.relay_batch_rows
-                    or (batch and (isinstance(item, Idle) or time.monotonic() - last_flush >= linger))
-                    or (moved and not batch and time.monotonic() - last_flush >= IDLE_POSITION_FLUSH_S)
+                    (batch and (idle or since >= linger))
+                    or (pending != position and since >= IDLE_POSITION_FLUSH_S)
                     or self._stop.is_set()
                 )
-                if due and (batch or moved):
-                    await publisher.publish(batch, pending)
-                    self._committed(batch, pending)
+                if due and (batch or pending != position):
+                    await self._publish(publisher, batch, pending)
                     position, batch, last_flush = pending, [], time.monotonic()
                 if self._stop.is_set() and not batch:
                     return
@@ -335,6 +351,10 @@ class Relay:
     def _poll_conn_mark(self, ids: list[int]) -> None:
         PublishedMarker(self.s)._mark(ids)
 
+    async def _publish(self, publisher: TransactionalPublisher, batch: list[Record], position: Position) -> None:
+        await publisher.publish(batch, position)
+        self._committed(batch, position)
+
     def _committed(self, records: list[Record], position: Position, mark: bool = True) -> None:
         self.position = position
         self.metrics.committed(records, position)
@@ -391,6 +411,7 @@ class PublishedMarker:
         self._ids: list[int] = []
         self._max_pending = max_pending
         self._wake = asyncio.Event()
+        self._conn: Any = None
 
     def add(self, ids: Any) -> None:
         self._ids.extend(ids)
@@ -418,11 +439,26 @@ class PublishedMarker:
                     self._ids[:0] = ids
                     await asyncio.sleep(1)
             if stop.is_set() and not self._ids:
+                if self._conn is not None:
+                    await asyncio.to_thread(self._conn.close)
                 return
 
     def _mark(self, ids: list[int], chunk: int = 2000) -> None:
-        dsn = self.s.relay_mysql
-        with connect(dsn, dsn.database) as conn, conn.cursor() as cur:
+        # One long-lived connection: connecting per batch cost more than the UPDATE itself.
+        if self._conn is None:
+            self._conn = _transactional_connection(self.s.relay_mysql)
+            self._conn.autocommit(True)
+        try:
+            self._update(self._conn, ids, chunk)
+        except pymysql.MySQLError:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
+
+    @staticmethod
+    def _update(conn: Any, ids: list[int], chunk: int) -> None:
+        with conn.cursor() as cur:
             for i in range(0, len(ids), chunk):
                 part = ids[i : i + chunk]
                 marks = ",".join(["%s"] * len(part))

@@ -10,8 +10,11 @@ auto-position it was given.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,11 +70,15 @@ class BinlogSource:
         self.server_id = server_id
         self.heartbeat_s = heartbeat_s
         self.domain = domain
-        self._slots = threading.Semaphore(max_pending)
+        self.max_pending = max_pending
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stream: BinLogStreamReader | None = None
-        self.queue: asyncio.Queue[Item] = asyncio.Queue()
+        # Hand-off to the event loop: the thread appends; the loop is woken only when it is waiting (one wake-up
+        # per burst, not per row: per-row call_soon_threadsafe cost more than the decoding).
+        self._buf: collections.deque[Item] = collections.deque()
+        self._waiting = False
+        self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
@@ -79,28 +86,39 @@ class BinlogSource:
         self._thread = threading.Thread(target=self._run, name="binlog-source", daemon=True)
         self._thread.start()
 
-    async def get(self) -> Item:
-        item = await self.queue.get()
-        self._slots.release()
-        return item
+    async def get_many(self, timeout: float) -> list[Item]:
+        """Everything the thread has read so far; waits up to `timeout` for the first item ([] on timeout)."""
+        if not self._buf:
+            self._wake.clear()
+            self._waiting = True
+            if not self._buf:  # re-check: the thread may have appended before it saw the flag
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+            self._waiting = False
+        items = []
+        for _ in range(len(self._buf)):
+            items.append(self._buf.popleft())
+        return items
 
     def stop(self) -> None:
         self._stop.set()
-        # Unblock a thread waiting for queue room.
-        self._slots.release()
 
     def join(self, timeout: float = 10.0) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
 
     def _put(self, item: Item) -> bool:
-        while not self._slots.acquire(timeout=0.5):
+        while len(self._buf) >= self.max_pending:  # back-pressure: Kafka is slower than the binlog right now
             if self._stop.is_set():
                 return False
+            time.sleep(0.001)
         if self._stop.is_set():
             return False
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        self._buf.append(item)
+        if self._waiting:
+            self._waiting = False
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._wake.set)
         return True
 
     def _open(self, gtid_state: str) -> BinLogStreamReader:

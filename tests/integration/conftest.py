@@ -14,12 +14,19 @@ from pymongo.database import Database
 
 from schema.mysql import connect
 from schema.settings import Settings, load_settings
+from tests.integration.relay_harness import kill_leftovers
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.path):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_relays() -> Iterator[None]:
+    yield
+    kill_leftovers()
 
 
 @pytest.fixture(scope="session")

@@ -75,6 +75,18 @@ class RelayEnv:
             await admin.close()
 
 
+# Every relay a test starts, so a fixture can kill what a failing test left behind.
+STARTED: list[subprocess.Popen[bytes]] = []
+
+
+def kill_leftovers() -> None:
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 class RelayProcess:
     def __init__(self, renv: RelayEnv, *args: str, **extra_env: str) -> None:
         self.renv = renv
@@ -94,6 +106,7 @@ class RelayProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        STARTED.append(self.proc)
         log.close()
         return self
 

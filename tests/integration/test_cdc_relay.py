@@ -283,3 +283,10 @@ def test_polling_mode_survives_sigkills_exactly_once(renv: RelayEnv, engine: sa.
         print(f"polling: {kills} kills, {len(ids)} rows, 0 missing, 0 duplicates")
     finally:
         relay.stop_quietly()
+
+
+def test_missing_topics_stop_the_relay_with_the_fix(settings: Settings, uid: str) -> None:
+    relay = RelayProcess(RelayEnv(uid, settings), "--from-now").start()  # topics never declared for this prefix
+    assert relay.proc is not None
+    assert relay.proc.wait(60) == 2
+    assert "do not exist. Fix: run `tenderhub migrate`" in relay.tail(5)

@@ -8,6 +8,7 @@ import json
 
 from cdc.envelope import OutboxRow, to_record
 from cdc.position import source_seq
+from schema.events import Envelope
 
 CREATED = dt.datetime(2025, 9, 18, 10, 0, 0, 123000)
 
@@ -41,8 +42,9 @@ def test_valid_row_becomes_envelope_on_aggregate_topic() -> None:
         "occurred_at": "2025-09-18T10:00:00.123Z",
         "schema_version": 1,
         "source_seq": source_seq(560, 3),
-        "payload": {"user_id": 7, "team_id": 2, "action": "tender.viewed", "tender_id": 9, "details": {}},
+        "payload": {"user_id": 7, "team_id": 2, "action": "tender.viewed", "tender_id": 9},
     }
+    assert Envelope.from_json(rec.value).payload["tender_id"] == 9
     headers = dict(rec.headers)
     assert headers["event_id"] == b"41" and headers["event_type"] == b"user.activity"
     assert headers["source_seq"] == str(source_seq(560, 3)).encode()
