@@ -32,6 +32,7 @@ class RelayMetrics:
         self.errors = Counter("tenderhub_relay_errors", "Errors that caused a reconnect", ["kind"], registry=r)
         self.last_error_time = Gauge("tenderhub_relay_last_error_unixtime", "Time of the last error", registry=r)
         self.last_error = ""
+        self.last_lag_ms = 0.0
 
     def serve(self, addr: str) -> None:
         host, port = addr.rsplit(":", 1)
@@ -52,7 +53,8 @@ class RelayMetrics:
             newest = r.created_at
         if newest is not None:
             created = newest.replace(tzinfo=dt.UTC).timestamp()
-            self.lag_ms.set(max(0.0, (now - created) * 1000))
+            self.last_lag_ms = max(0.0, (now - created) * 1000)
+            self.lag_ms.set(self.last_lag_ms)
 
     def error(self, exc: BaseException) -> None:
         self.errors.labels(type(exc).__name__).inc()

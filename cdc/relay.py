@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_START_S, BACKOFF_MAX_S = 0.5, 10.0
 IDLE_POSITION_FLUSH_S = 1.0
+PROGRESS_LOG_S = 10.0
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Relay:
         )
         self.position: Position | None = None
         self._mariadb = True  # set from the server on first contact
+        self._since_log, self._last_log = 0, time.monotonic()
         self.on_commit: Callable[[list[Record], Position], None] | None = None
 
     def request_stop(self) -> None:
@@ -358,6 +360,18 @@ class Relay:
     def _committed(self, records: list[Record], position: Position, mark: bool = True) -> None:
         self.position = position
         self.metrics.committed(records, position)
+        self._since_log += len(records)
+        now = time.monotonic()
+        if now - self._last_log >= PROGRESS_LOG_S:
+            log.info(
+                "committed %d events in %.0f s (%.0f/s), position %s, lag %.0f ms",
+                self._since_log,
+                now - self._last_log,
+                self._since_log / (now - self._last_log),
+                position.describe(),
+                self.metrics.last_lag_ms,
+            )
+            self._since_log, self._last_log = 0, now
         if mark and self._marker is not None and records:
             self._marker.add(r.event_id for r in records)
         if self.on_commit is not None:

@@ -39,6 +39,9 @@ class _Base(BaseSettings):
         frozen=True,
     )
 
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_json: bool = Field(False, description="Write logs as JSON lines (production).")
+
 
 class StackSettings(_Base):
     """Where and how the local dev/test stack runs (tenderhub stack up | down | status)."""
@@ -139,8 +142,6 @@ class Settings(_Base):
         256 * 1024 * 1024, ge=4096, description="Size cap of the capped user_activity_logs collection."
     )
     activity_log_max_docs: int = Field(1_000_000, ge=1, description="Document cap of user_activity_logs.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
-    log_json: bool = Field(False, description="Write logs as JSON lines (production).")
 
     @field_validator("mysql_url", "mysql_admin_url", "relay_mysql_url")
     @classmethod
@@ -265,8 +266,12 @@ def load_stack_settings(**overrides: Any) -> StackSettings:
 def describe_options() -> list[tuple[str, str, str, str]]:
     """(variable, type, default, doc) of every option, for `tenderhub settings` and the README."""
     rows = []
+    seen: set[str] = set()
     for model in (Settings, StackSettings):
         for name, field in model.model_fields.items():
+            if name in seen:
+                continue
+            seen.add(name)
             default = "(required)" if field.is_required() else repr(field.default)
             rows.append((f"{ENV_PREFIX}{name.upper()}", str(field.annotation), default, field.description or ""))
     return rows

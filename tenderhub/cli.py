@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 import time
 
-from schema.settings import Settings, SettingsError, describe_options, load_settings, load_stack_settings
+from schema.settings import (
+    Settings,
+    SettingsError,
+    StackSettings,
+    describe_options,
+    load_settings,
+    load_stack_settings,
+)
 
 log = logging.getLogger("tenderhub")
 
@@ -113,6 +121,37 @@ def cmd_settings(_: argparse.Namespace) -> int:
     return 0
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers in production (TENDERHUB_LOG_JSON=true)."""
+
+    @staticmethod
+    def converter(secs: float | None = None) -> time.struct_time:
+        return time.gmtime(secs)
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(cfg: StackSettings, verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if cfg.log_json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level="DEBUG" if verbose else cfg.log_level, handlers=[handler], force=True)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # The replication library logs its whole configuration at INFO on every (re)connect.
+    logging.getLogger("pymysqlreplication").setLevel(logging.WARNING)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tenderhub", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -146,16 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     from cdc.errors import CdcError
     from tenderhub.stack import StackError
 
     try:
+        setup_logging(load_stack_settings(), args.verbose)
         return int(args.func(args))
     except (SettingsError, StackError, CdcError) as exc:
         print(f"tenderhub: {exc}", file=sys.stderr)
