@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schema.events import ContractError, validate_payload
-from schema.topics import DATA_MAX_MESSAGE_BYTES
+from schema.topics import DATA_MAX_MESSAGE_BYTES, TopicNames
 
 # Room for the record's key, headers and batch framing inside the broker's max.message.bytes.
 RECORD_OVERHEAD = 4096
@@ -60,9 +60,9 @@ def _headers(row: OutboxRow, extra: dict[str, str] | None = None) -> list[tuple[
     return [(k, v.encode()) for k, v in h.items()]
 
 
-def to_record(row: OutboxRow, topic_prefix: str, max_bytes: int = DATA_MAX_MESSAGE_BYTES) -> Record:
+def to_record(row: OutboxRow, topics: TopicNames, max_bytes: int = DATA_MAX_MESSAGE_BYTES) -> Record:
     """The data record for `row`, or a DLQ record with the reason. Never raises for bad row content."""
-    dlq = f"{topic_prefix}dlq"
+    dlq = topics.dlq
     try:
         validate_payload(row.event_type, row.schema_version, row.aggregate_type, row.aggregate_id, row.payload)
     except ContractError as exc:
@@ -83,7 +83,7 @@ def to_record(row: OutboxRow, topic_prefix: str, max_bytes: int = DATA_MAX_MESSA
                 "aggregate_id": row.aggregate_id,
             },
         )
-    return Record(f"{topic_prefix}{row.aggregate_type}", key, value, _headers(row), row.id, row.created_at)
+    return Record(topics.data[row.aggregate_type], key, value, _headers(row), row.id, row.created_at)
 
 
 def envelope_bytes(row: OutboxRow) -> bytes:

@@ -29,7 +29,7 @@ from cdc.publisher import TransactionalPublisher, load_position
 from cdc.source import BinlogSource, Idle, TxnEnd
 from schema.mysql import OUTBOX_TABLE, connect, is_mariadb
 from schema.settings import MysqlDsn, Settings
-from schema.topics import topic_specs
+from schema.topics import TopicNames, topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ class Relay:
         self.s = settings
         self.options = options or StartOptions()
         self.metrics = metrics or RelayMetrics()
-        self.position_topic = f"{settings.topic_prefix}relay.position"
+        self.topics = TopicNames.from_settings(settings)
+        self.position_topic = self.topics.position
         self.transactional_id = f"tenderhub-relay-{settings.relay_source_name}"
         self._stop = asyncio.Event()
         self._lock_lost = asyncio.Event()
@@ -237,7 +238,7 @@ class Relay:
 
     async def _backfill(self, publisher: TransactionalPublisher) -> Position:
         position, rows = await asyncio.to_thread(self._snapshot)
-        records = [to_record(r, self.s.topic_prefix) for r in rows]
+        records = [to_record(r, self.topics) for r in rows]
         log.info(
             "backfill: publishing %d unpublished outbox rows, then streaming from %s", len(records), position.describe()
         )
@@ -267,7 +268,7 @@ class Relay:
                     if isinstance(item, BaseException):
                         raise item
                     if isinstance(item, OutboxRow):
-                        batch.append(to_record(item, self.s.topic_prefix))
+                        batch.append(to_record(item, self.topics))
                         pending = Position(pending.gtid, pending.seq, item.txn_seq, item.row_index + 1)
                         if len(batch) >= self.s.relay_batch_rows:
                             await self._publish(publisher, batch, pending)
@@ -307,7 +308,7 @@ class Relay:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), self.s.relay_poll_interval_ms / 1000)
                     continue
-                records = [to_record(r, self.s.topic_prefix) for r in rows]
+                records = [to_record(r, self.topics) for r in rows]
                 ids = tuple(r.id for r in rows)
                 new = Position("", position.seq + 1, last_ids=ids)
                 await publisher.publish(records, new)

@@ -101,6 +101,10 @@ class Settings(_Base):
         "binlog", description="How the relay reads the outbox: tail the binlog, or poll the table."
     )
     topic_prefix: str = Field("tenderhub.", description="Prefix of every Kafka topic tenderhub declares.")
+    topic_map: dict[str, str] = Field(
+        default_factory=dict,
+        description='Topic per aggregate type, overriding prefix+type, as JSON: {"tender": "prod.tenders"}.',
+    )
     relay_source_name: str = Field(
         "main",
         pattern=r"^[a-z0-9_-]{1,40}$",
@@ -172,6 +176,14 @@ class Settings(_Base):
         for server in v.split(","):
             if not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+:\d{1,5}", server.strip()):
                 raise ValueError("expected host:port[,host:port]")
+        return v
+
+    @field_validator("topic_map")
+    @classmethod
+    def _topic_map(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v.values():
+            if not re.fullmatch(r"[A-Za-z0-9._\-]{1,249}", name):
+                raise ValueError(f"{name!r} is not a valid Kafka topic name")
         return v
 
     @field_validator("topic_prefix")

@@ -9,7 +9,7 @@ from aiokafka import errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schema.events import AGGREGATE_TYPES
-from schema.settings import Settings
+from schema.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +30,35 @@ class TopicSpec:
     configs: dict[str, str] = field(default_factory=dict)
 
 
-def data_topic(settings: Settings, aggregate_type: str) -> str:
-    return f"{settings.topic_prefix}{aggregate_type}"
+@dataclass(frozen=True)
+class TopicNames:
+    """Where events go: a topic per aggregate type (prefix + type unless TENDERHUB_TOPIC_MAP says otherwise)."""
+
+    data: dict[str, str]
+    dlq: str
+    position: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TopicNames:
+        unknown = set(settings.topic_map) - set(AGGREGATE_TYPES)
+        if unknown:
+            raise SettingsError(
+                f"TENDERHUB_TOPIC_MAP names unknown aggregate types {sorted(unknown)}; known: {AGGREGATE_TYPES}"
+            )
+        p = settings.topic_prefix
+        data = {agg: settings.topic_map.get(agg, f"{p}{agg}") for agg in AGGREGATE_TYPES}
+        return cls(data=data, dlq=f"{p}dlq", position=f"{p}relay.position")
 
 
 def topic_specs(settings: Settings, partitions: int = 6) -> list[TopicSpec]:
-    p = settings.topic_prefix
+    names = TopicNames.from_settings(settings)
     specs = [
-        TopicSpec(data_topic(settings, agg), partitions, {"max.message.bytes": str(DATA_MAX_MESSAGE_BYTES)})
-        for agg in AGGREGATE_TYPES
+        TopicSpec(topic, partitions, {"max.message.bytes": str(DATA_MAX_MESSAGE_BYTES)})
+        for topic in names.data.values()
     ]
-    specs.append(TopicSpec(f"{p}dlq", 1, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}))
+    specs.append(TopicSpec(names.dlq, 1, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}))
     # The relay's committed position: one key per source, only the newest value matters.
-    specs.append(TopicSpec(f"{p}relay.position", 1, {"cleanup.policy": "compact", "min.insync.replicas": "1"}))
+    specs.append(TopicSpec(names.position, 1, {"cleanup.policy": "compact", "min.insync.replicas": "1"}))
     return specs
 
 

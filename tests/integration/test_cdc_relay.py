@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from cdc.outbox import make_engine, write_event
+from cdc.relay import delete_published
 from schema.events import ContractError
 from schema.mysql import connect
 from schema.settings import Settings
@@ -290,3 +291,29 @@ def test_missing_topics_stop_the_relay_with_the_fix(settings: Settings, uid: str
     assert relay.proc is not None
     assert relay.proc.wait(60) == 2
     assert "do not exist. Fix: run `tenderhub migrate`" in relay.tail(5)
+
+
+def test_janitor_deletes_only_published_rows_past_retention(engine: sa.Engine, settings: Settings, uid: str) -> None:
+    old_published = insert_activities(engine, uid, [3])
+    unpublished = insert_activities(engine, uid, [2])
+    with connect(settings.relay_mysql, settings.relay_mysql.database) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"UPDATE integration_outbox SET published = TRUE, published_at = NOW(3) "
+            f"WHERE id IN ({','.join(map(str, old_published))})"
+        )
+    time.sleep(1.5)
+    fresh_published = insert_activities(engine, uid, [2])
+    with connect(settings.relay_mysql, settings.relay_mysql.database) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"UPDATE integration_outbox SET published = TRUE, published_at = NOW(3) "
+            f"WHERE id IN ({','.join(map(str, fresh_published))})"
+        )
+    # Retention of one second (as the relay user, with its DELETE grant).
+    assert delete_published(settings.model_copy(update={"relay_retention_hours": 1 / 3600})) >= len(old_published)
+    with connect(settings.mysql_admin, settings.mysql.database) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"SELECT id FROM integration_outbox WHERE id IN "
+            f"({','.join(map(str, old_published + unpublished + fresh_published))})"
+        )
+        left = {row[0] for row in cur.fetchall()}
+    assert left == set(unpublished + fresh_published)

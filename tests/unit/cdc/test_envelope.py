@@ -8,7 +8,10 @@ import json
 
 from cdc.envelope import OutboxRow, to_record
 from cdc.position import source_seq
-from schema.events import Envelope
+from schema.events import AGGREGATE_TYPES, Envelope
+from schema.topics import TopicNames
+
+TOPICS = TopicNames({a: f"tenderhub.{a}" for a in AGGREGATE_TYPES}, "tenderhub.dlq", "tenderhub.relay.position")
 
 CREATED = dt.datetime(2025, 9, 18, 10, 0, 0, 123000)
 
@@ -31,7 +34,7 @@ def row(**kw: object) -> OutboxRow:
 
 
 def test_valid_row_becomes_envelope_on_aggregate_topic() -> None:
-    rec = to_record(row(), "tenderhub.")
+    rec = to_record(row(), TOPICS)
     assert rec.topic == "tenderhub.activity" and rec.key == b"7" and rec.dlq_reason is None
     env = json.loads(rec.value)
     assert env == {
@@ -51,7 +54,7 @@ def test_valid_row_becomes_envelope_on_aggregate_topic() -> None:
 
 
 def test_contract_violation_goes_to_dlq_with_reason_and_original_row() -> None:
-    rec = to_record(row(event_type="user.exploded"), "tenderhub.")
+    rec = to_record(row(event_type="user.exploded"), TOPICS)
     assert rec.topic == "tenderhub.dlq" and rec.dlq_reason is not None
     body = json.loads(rec.value)
     assert "unknown event type" in body["reason"]
@@ -60,9 +63,9 @@ def test_contract_violation_goes_to_dlq_with_reason_and_original_row() -> None:
 
 def test_oversized_event_is_recorded_by_id_size_hash_and_sample() -> None:
     big = json.dumps({"user_id": 7, "team_id": 2, "action": "x", "details": {"blob": "y" * 5000}})
-    rec = to_record(row(payload=big), "tenderhub.", max_bytes=4096)
+    rec = to_record(row(payload=big), TOPICS, max_bytes=4096)
     body = json.loads(rec.value)
     assert rec.topic == "tenderhub.dlq" and body["reason"] == "oversized"
-    full = to_record(row(payload=big), "tenderhub.").value
+    full = to_record(row(payload=big), TOPICS).value
     assert body["size"] == len(full) and body["sha256"] == hashlib.sha256(full).hexdigest()
     assert len(body["sample"]) == 2048 and body["event_id"] == 41

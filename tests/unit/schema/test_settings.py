@@ -108,3 +108,11 @@ def test_every_option_is_documented() -> None:
     rows = describe_options()
     assert len(rows) > 20
     assert all(doc for _, _, _, doc in rows), [var for var, _, _, doc in rows if not doc]
+
+
+def test_topic_map_from_json_environment(env: pytest.MonkeyPatch) -> None:
+    env.setenv("TENDERHUB_TOPIC_MAP", '{"tender": "prod.tenders"}')
+    assert load_settings().topic_map == {"tender": "prod.tenders"}
+    env.setenv("TENDERHUB_TOPIC_MAP", '{"tender": "bad topic"}')
+    with pytest.raises(SettingsError, match="TENDERHUB_TOPIC_MAP is invalid"):
+        load_settings()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from schema.settings import Settings
-from schema.topics import DATA_MAX_MESSAGE_BYTES, DLQ_MAX_MESSAGE_BYTES, topic_specs
+from schema.settings import Settings, SettingsError
+from schema.topics import DATA_MAX_MESSAGE_BYTES, DLQ_MAX_MESSAGE_BYTES, TopicNames, topic_specs
 
 
 @pytest.fixture
@@ -35,3 +35,15 @@ def test_dlq_accepts_larger_messages_than_data_topics(settings: Settings) -> Non
 def test_relay_position_topic_is_compacted(settings: Settings) -> None:
     specs = {s.name: s for s in topic_specs(settings)}
     assert specs["tenderhub.relay.position"].configs["cleanup.policy"] == "compact"
+
+
+def test_topic_map_overrides_the_prefix_per_aggregate(settings: Settings) -> None:
+    custom = settings.model_copy(update={"topic_map": {"tender": "prod.tenders.v1"}})
+    names = TopicNames.from_settings(custom)
+    assert names.data["tender"] == "prod.tenders.v1" and names.data["company"] == "tenderhub.company"
+    assert "prod.tenders.v1" in {s.name for s in topic_specs(custom)}
+
+
+def test_topic_map_refuses_unknown_aggregates(settings: Settings) -> None:
+    with pytest.raises(SettingsError, match="unknown aggregate types"):
+        TopicNames.from_settings(settings.model_copy(update={"topic_map": {"tendr": "x"}}))
