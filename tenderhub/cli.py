@@ -85,14 +85,23 @@ def cmd_smoke(_: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job: bring the stack up, migrate, and run the smoke checks."""
+    """The main job: stack up, migrate, smoke every service, then real tenders through the outbox and the relay."""
+    from tenderhub.demo import DemoError, relay_demo
+
     start = time.monotonic()
-    _say("[1/3] stack up")
+    _say("[1/4] stack up")
     cmd_stack(argparse.Namespace(action="up"))
-    _say("[2/3] migrate")
-    run_migrate(load_settings())
-    _say("[3/3] smoke")
+    _say("[2/4] migrate")
+    settings = load_settings()
+    run_migrate(settings)
+    _say("[3/4] smoke")
     cmd_smoke(args)
+    _say(f"[4/4] outbox -> binlog -> relay -> Kafka with {args.tenders} real eTenders tenders")
+    try:
+        relay_demo(settings, load_stack_settings().stack_dir, _say, tenders=args.tenders)
+    except DemoError as exc:
+        print(f"tenderhub demo: {exc}", file=sys.stderr)
+        return 1
     cmd_stack(argparse.Namespace(action="status"))
     _say(f"demo finished in {time.monotonic() - start:.1f} s; stop the stack with `tenderhub stack down`")
     return 0
@@ -178,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor", help="check the MySQL source as the relay sees it, with a fix for each problem"
     ).set_defaults(func=cmd_doctor)
     sub.add_parser("smoke", help="check every service as the pipeline uses it").set_defaults(func=cmd_smoke)
-    sub.add_parser("demo", help="the main job: stack up, migrate, smoke").set_defaults(func=cmd_demo)
+    demo = sub.add_parser("demo", help="the main job: stack up, migrate, smoke, real tenders through the relay")
+    demo.add_argument("--tenders", type=int, default=20, help="how many real eTenders tenders to load (max 200)")
+    demo.set_defaults(func=cmd_demo)
     sub.add_parser("settings", help="list every setting with its doc and default").set_defaults(func=cmd_settings)
     return parser
 

@@ -1,0 +1,160 @@
+"""Load OCDS tender releases the way the application writes them: the `tenders` row and its `tender.created` /
+`tender.updated` event in one MySQL transaction (through the outbox writer)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from cdc.outbox import write_event
+
+log = logging.getLogger(__name__)
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+SAMPLE_TENDERS = DATA_DIR / "za_etenders_portal_200.ocds.jsonl"
+OCDS_STATUSES = {"planning", "planned", "active", "cancelled", "unsuccessful", "complete", "withdrawn"}
+
+
+class ReleaseError(ValueError):
+    """An OCDS release lacks what a tender row needs (ocid, title)."""
+
+
+@dataclass(frozen=True)
+class TenderRow:
+    ocid: str
+    tender_number: str | None
+    title: str
+    description: str | None
+    buyer: str | None
+    budget: Decimal | None
+    currency: str | None
+    status: str
+    published_at: dt.datetime | None
+    closing_at: dt.datetime | None
+    province: str | None
+    category: str | None
+    raw_ocds: str
+
+
+def _utc(value: str | None) -> dt.datetime | None:
+    """OCDS dates carry an offset (+02:00 for eTenders); MySQL DATETIME columns hold naive UTC."""
+    if not value:
+        return None
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return parsed
+
+
+def tender_row(release: dict[str, Any]) -> TenderRow:
+    tender = release.get("tender") or {}
+    ocid = release.get("ocid")
+    if not ocid:
+        raise ReleaseError("release has no ocid")
+    number = tender.get("title")
+    # eTenders puts the tender number in title and the real title in description.
+    title = (tender.get("description") or number or "").strip()
+    if not title:
+        raise ReleaseError(f"{ocid}: tender has neither title nor description")
+    details = [tender.get("description"), tender.get("specialConditions")]
+    value = tender.get("value") or {}
+    amount, currency = value.get("amount"), value.get("currency")
+    if amount in (0, "0", 0.0):
+        # The eTenders API publishes {"amount": 0} when no estimate was published: unknown, not free.
+        amount = None
+    status = str(tender.get("status")) if tender.get("status") in OCDS_STATUSES else "active"
+    period = tender.get("tenderPeriod") or {}
+    buyer = (release.get("buyer") or tender.get("procuringEntity") or {}).get("name")
+    return TenderRow(
+        ocid=ocid,
+        tender_number=number,
+        title=title[:1000],
+        description="\n\n".join(d.strip() for d in details if d and d.strip()) or None,
+        buyer=buyer,
+        budget=Decimal(str(amount)) if amount is not None and currency else None,
+        currency=currency if amount is not None and currency else None,
+        status=status,
+        published_at=_utc(period.get("startDate") or release.get("date")),
+        closing_at=_utc(period.get("endDate")),
+        province=tender.get("province"),
+        category=tender.get("category"),
+        raw_ocds=json.dumps(release, ensure_ascii=False),
+    )
+
+
+def read_releases(path: Path = SAMPLE_TENDERS, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f):
+            if limit is not None and n >= limit:
+                return
+            if line.strip():
+                yield json.loads(line)
+
+
+def _payload(tender_id: int, row: TenderRow) -> dict[str, Any]:
+    return {
+        "tender_id": tender_id,
+        "ocid": row.ocid,
+        "title": row.title,
+        "buyer": row.buyer,
+        "budget": str(row.budget) if row.budget is not None else None,
+        "currency": row.currency,
+        "status": row.status,
+        "published_at": row.published_at.isoformat() if row.published_at else None,
+        "closing_at": row.closing_at.isoformat() if row.closing_at else None,
+        "province": row.province,
+        "category": row.category,
+    }
+
+
+_COLUMNS = (
+    "tender_number",
+    "title",
+    "description",
+    "buyer",
+    "budget",
+    "currency",
+    "status",
+    "published_at",
+    "closing_at",
+    "province",
+    "category",
+    "raw_ocds",
+)
+
+
+def upsert_tender(conn: sa.Connection, row: TenderRow) -> tuple[int, str]:
+    """Insert or update one tender and append its event, in the caller's transaction. Returns (id, event type)."""
+    existing = conn.execute(sa.text("SELECT id FROM tenders WHERE ocid = :ocid FOR UPDATE"), {"ocid": row.ocid})
+    found = existing.scalar()
+    values = {c: getattr(row, c) for c in _COLUMNS}
+    if found is None:
+        cols = ", ".join(("ocid", *_COLUMNS))
+        params = ", ".join(f":{c}" for c in ("ocid", *_COLUMNS))
+        result = conn.execute(sa.text(f"INSERT INTO tenders ({cols}) VALUES ({params})"), {"ocid": row.ocid, **values})
+        tender_id, event_type = int(result.lastrowid), "tender.created"
+    else:
+        sets = ", ".join(f"{c} = :{c}" for c in _COLUMNS)
+        conn.execute(sa.text(f"UPDATE tenders SET {sets} WHERE id = :id"), {"id": found, **values})
+        tender_id, event_type = int(found), "tender.updated"
+    write_event(conn, event_type, tender_id, _payload(tender_id, row))
+    return tender_id, event_type
+
+
+def load_tenders(engine: sa.Engine, releases: Iterable[dict[str, Any]]) -> list[tuple[int, str, TenderRow]]:
+    """Each tender in its own transaction, as an application would write them."""
+    done = []
+    for release in releases:
+        row = tender_row(release)
+        with engine.begin() as conn:
+            tender_id, event_type = upsert_tender(conn, row)
+        done.append((tender_id, event_type, row))
+    return done
