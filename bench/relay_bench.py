@@ -13,10 +13,12 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import multiprocessing
 import statistics
 import threading
 import time
 import uuid
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -119,31 +121,36 @@ def throughput(settings: Settings, engine: sa.Engine, rows: int, txn_size: int, 
         asyncio.run(renv.delete_topics())
 
 
-async def _consume_latency(
-    settings: Settings, topic: str, expect: int, out: list[float], ready: asyncio.Event, timeout: float
-) -> None:
+async def _consume_latency(bootstrap: str, topic: str, expect: int, timeout: float, conn: Connection) -> None:
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=settings.kafka_bootstrap,
+        bootstrap_servers=bootstrap,
         isolation_level="read_committed",
         auto_offset_reset="latest",
         enable_auto_commit=False,
         group_id=None,
     )
     await consumer.start()
+    out: list[float] = []
     try:
         await consumer.seek_to_end()
-        ready.set()
+        conn.send("ready")
         deadline = time.monotonic() + timeout
         while len(out) < expect and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=100)
             now = dt.datetime.now(dt.UTC).timestamp()
             for records in batch.values():
                 for r in records:
-                    created = dt.datetime.strptime(json.loads(r.value)["occurred_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+                    created = dt.datetime.strptime(json.loads(r.value or b"{}")["occurred_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
                     out.append((now - created.replace(tzinfo=dt.UTC).timestamp()) * 1000)
     finally:
         await consumer.stop()
+        conn.send(out)
+
+
+def _consumer_process(bootstrap: str, topic: str, expect: int, timeout: float, conn: Connection) -> None:
+    # Its own process, like a real downstream consumer: the bench's writer threads do not steal its GIL.
+    asyncio.run(_consume_latency(bootstrap, topic, expect, timeout, conn))
 
 
 def latency(settings: Settings, engine: sa.Engine, rate: int, seconds: int) -> None:
@@ -153,18 +160,17 @@ def latency(settings: Settings, engine: sa.Engine, rate: int, seconds: int) -> N
     asyncio.run(renv.create_topics())
     relay = RelayProcess(renv, "--from-now", TENDERHUB_RELAY_LINGER_MS="2").start()
     expect = rate * seconds
-    lat: list[float] = []
     try:
         relay.wait_committed(60)
-        loop = asyncio.new_event_loop()
-        ready = asyncio.Event()
-        consumer = threading.Thread(
-            target=loop.run_until_complete,
-            args=(_consume_latency(settings, f"{renv.prefix}activity", expect, lat, ready, seconds + 60),),
+        ctx = multiprocessing.get_context("spawn")
+        here, there = ctx.Pipe()
+        consumer = ctx.Process(
+            target=_consumer_process,
+            args=(settings.kafka_bootstrap, f"{renv.prefix}activity", expect, seconds + 60, there),
         )
         consumer.start()
-        while not ready.is_set():
-            time.sleep(0.05)
+        if not here.poll(60) or here.recv() != "ready":
+            raise TimeoutError("the latency consumer did not start")
         start = time.perf_counter()
         # One connection commits at most ~800 durable rows/s here (fsync per commit): pace several writers.
         pacers = 4
@@ -184,8 +190,8 @@ def latency(settings: Settings, engine: sa.Engine, rate: int, seconds: int) -> N
         for t in threads:
             t.join()
         achieved = expect / (time.perf_counter() - start)
+        lat = sorted(here.recv())
         consumer.join()
-        lat.sort()
         q = statistics.quantiles(lat, n=100)
         print(
             f"  steady {achieved:,.0f} rows/s for {seconds} s: {len(lat)} received; commit->consumer latency "

@@ -6,7 +6,7 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from cdc.position import Position
 
@@ -29,6 +29,12 @@ class RelayMetrics:
             "tenderhub_relay_position_rows_done", "Rows published of the open source transaction", registry=r
         )
         self.last_commit = Gauge("tenderhub_relay_last_commit_unixtime", "Time of the last commit", registry=r)
+        self.commit_seconds = Histogram(
+            "tenderhub_relay_commit_seconds",
+            "Duration of one Kafka transaction (begin, sends, commit)",
+            buckets=(0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 5.0),
+            registry=r,
+        )
         self.errors = Counter("tenderhub_relay_errors", "Errors that caused a reconnect", ["kind"], registry=r)
         self.last_error_time = Gauge("tenderhub_relay_last_error_unixtime", "Time of the last error", registry=r)
         self.last_error = ""

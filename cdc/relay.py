@@ -355,7 +355,8 @@ class Relay:
         PublishedMarker(self.s)._mark(ids)
 
     async def _publish(self, publisher: TransactionalPublisher, batch: list[Record], position: Position) -> None:
-        await publisher.publish(batch, position)
+        with self.metrics.commit_seconds.time():
+            await publisher.publish(batch, position)
         self._committed(batch, position)
 
     def _committed(self, records: list[Record], position: Position, mark: bool = True) -> None:
