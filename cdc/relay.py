@@ -300,9 +300,14 @@ class Relay:
         batch's ids, mark it published, then commit MySQL. Order follows visibility, which follows commit order
         between batches; inside a batch rows go in id order."""
         conn = await asyncio.to_thread(_transactional_connection, self.s.relay_mysql)
+        # The first poll waits for row locks instead of skipping them: a relay killed mid-batch may still hold
+        # some (until the server notices its connection is gone), and skipping them would publish later rows of
+        # the same aggregate first. After that only uncommitted app inserts hold locks, and those are skipped.
+        skip_locked = False
         try:
             while not self._stop.is_set():
-                rows = await asyncio.to_thread(self._poll_lock_batch, conn, position.seq + 1)
+                rows = await asyncio.to_thread(self._poll_lock_batch, conn, position.seq + 1, skip_locked)
+                skip_locked = True
                 if not rows:
                     await asyncio.to_thread(conn.rollback)
                     with contextlib.suppress(asyncio.TimeoutError):
@@ -318,11 +323,12 @@ class Relay:
         finally:
             await asyncio.to_thread(conn.close)
 
-    def _poll_lock_batch(self, conn: Any, batch_no: int) -> list[OutboxRow]:
+    def _poll_lock_batch(self, conn: Any, batch_no: int, skip_locked: bool) -> list[OutboxRow]:
         with conn.cursor() as cur:
             cur.execute(
                 f"SELECT id, event_type, aggregate_type, aggregate_id, schema_version, payload, created_at "
-                f"FROM {OUTBOX_TABLE} WHERE published = FALSE ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                f"FROM {OUTBOX_TABLE} WHERE published = FALSE ORDER BY id LIMIT %s FOR UPDATE"
+                + (" SKIP LOCKED" if skip_locked else ""),
                 (self.s.relay_batch_rows,),
             )
             rows = cur.fetchall()
@@ -395,7 +401,11 @@ class Relay:
 
 
 def _transactional_connection(dsn: MysqlDsn) -> Any:
-    return pymysql.connect(**dsn.pymysql_kwargs(), database=dsn.database, autocommit=False, charset="utf8mb4")
+    conn = pymysql.connect(**dsn.pymysql_kwargs(), database=dsn.database, autocommit=False, charset="utf8mb4")
+    with conn.cursor() as cur:
+        # No gap locks: a polling batch held open across the Kafka commit must not stall the app's inserts.
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    return conn
 
 
 def _text(value: Any) -> str:

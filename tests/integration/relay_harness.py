@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterable
@@ -133,6 +134,18 @@ class RelayProcess:
             time.sleep(0.1)
         raise AssertionError(f"relay committed nothing in {timeout} s: {self.tail()}")
 
+    def wait_serving(self, timeout: float = 30) -> None:
+        """Until the relay answers on its metrics port (a polling relay commits nothing while the outbox is empty)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, self.tail()
+            try:
+                self.metrics()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"relay not serving metrics in {timeout} s: {self.tail()}")
+
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
@@ -208,3 +221,25 @@ async def consume(
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+class Writer(threading.Thread):
+    """Runs `fn` in a thread and hands its result (or its exception) back to the test through `result()`."""
+
+    def __init__(self, fn: Any) -> None:
+        super().__init__()
+        self.fn = fn
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.value = self.fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread by result()
+            self.error = exc
+
+    def result(self) -> Any:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.value

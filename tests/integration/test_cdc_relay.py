@@ -18,7 +18,7 @@ from cdc.relay import delete_published
 from schema.events import ContractError
 from schema.mysql import connect
 from schema.settings import Settings
-from tests.integration.relay_harness import Consumed, RelayEnv, RelayProcess, consume, run
+from tests.integration.relay_harness import Consumed, RelayEnv, RelayProcess, Writer, consume, run
 
 
 @pytest.fixture
@@ -262,19 +262,19 @@ def test_polling_mode_survives_sigkills_exactly_once(renv: RelayEnv, engine: sa.
     the Kafka commit and the MySQL commit is repaired from the position's batch ids, never republished."""
     rng = random.Random(uid)
     relay = RelayProcess(renv, TENDERHUB_RELAY_MODE="polling", TENDERHUB_RELAY_BATCH_ROWS="200").start()
-    relay.wait_committed(timeout=60)
-    ids: list[int] = []
     sizes = [rng.choice([1, 3, 20, 100]) for _ in range(200)]
-    writer = threading.Thread(target=lambda: ids.extend(insert_activities(engine, uid, sizes)))
-    writer.start()
-    kills = 0
     try:
+        relay.wait_serving()
+        writer = Writer(lambda: insert_activities(engine, uid, sizes))
+        writer.start()
+        kills = 0
         while kills < 8 or writer.is_alive():
             time.sleep(rng.uniform(0.3, 1.5))
             relay.kill()
             kills += 1
             relay.start()
-        writer.join()
+        ids: list[int] = writer.result()
+        assert len(ids) == sum(sizes)
         records = mine(
             run(consume(renv.settings.kafka_bootstrap, [f"{renv.prefix}activity"], len(ids), timeout=120, settle_s=3)),
             uid,
