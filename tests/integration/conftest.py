@@ -9,12 +9,14 @@ from typing import Any
 import pymysql
 import pytest
 import redis
+import sqlalchemy as sa
 from pymongo import MongoClient
 from pymongo.database import Database
 
+from cdc.outbox import make_engine
 from schema.mysql import connect
 from schema.settings import Settings, load_settings
-from tests.integration.relay_harness import kill_leftovers
+from tests.integration.relay_harness import RelayEnv, kill_leftovers, run
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -76,3 +78,20 @@ def redis_client(settings: Settings) -> Iterator[redis.Redis]:
     client.ping()
     yield client
     client.close()
+
+
+@pytest.fixture
+def renv(settings: Settings, uid: str) -> Iterator[RelayEnv]:
+    """A relay environment of the test's own: topics under a unique prefix, its own source name."""
+    env = RelayEnv(uid, settings)
+    run(env.create_topics())
+    yield env
+    run(env.delete_topics())
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[sa.Engine]:
+    """The application's SQLAlchemy engine (app user)."""
+    eng = make_engine(settings, pool_size=4)
+    yield eng
+    eng.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -161,6 +162,18 @@ class RelayProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return "(no log)"
+
+    def kill_repeatedly(
+        self, rng: random.Random, while_alive: threading.Thread, at_least: int, pause_s: tuple[float, float]
+    ) -> int:
+        """SIGKILL and restart at random moments, at least `at_least` times and until the writer is done."""
+        kills = 0
+        while kills < at_least or while_alive.is_alive():
+            time.sleep(rng.uniform(*pause_s))
+            self.kill()
+            kills += 1
+            self.start()
+        return kills
 
     def stop_quietly(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

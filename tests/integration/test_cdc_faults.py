@@ -5,32 +5,14 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
 
-import pytest
 import sqlalchemy as sa
 
-from cdc.outbox import make_engine
 from schema.mysql import connect
 from schema.settings import Settings, load_stack_settings
 from tenderhub.stack import Kafka, MariaDB, Service, Stack
 from tests.integration.relay_harness import RelayEnv, RelayProcess, consume, run
 from tests.integration.test_cdc_relay import assert_exactly_once_in_order, insert_activities, mine
-
-
-@pytest.fixture
-def renv(settings: Settings, uid: str) -> Iterator[RelayEnv]:
-    env = RelayEnv(uid, settings)
-    run(env.create_topics())
-    yield env
-    run(env.delete_topics())
-
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[sa.Engine]:
-    eng = make_engine(settings, pool_size=2)
-    yield eng
-    eng.dispose()
 
 
 def _service(kind: type[Service]) -> Service:

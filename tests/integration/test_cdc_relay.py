@@ -7,33 +7,17 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from cdc.outbox import make_engine, write_event
+from cdc.outbox import write_event
 from cdc.relay import delete_published
 from schema.events import ContractError
 from schema.mysql import connect
 from schema.settings import Settings
 from tests.integration.relay_harness import Consumed, RelayEnv, RelayProcess, Writer, consume, run
-
-
-@pytest.fixture
-def renv(settings: Settings, uid: str) -> Iterator[RelayEnv]:
-    env = RelayEnv(uid, settings)
-    run(env.create_topics())
-    yield env
-    run(env.delete_topics())
-
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[sa.Engine]:
-    eng = make_engine(settings)
-    yield eng
-    eng.dispose()
 
 
 def activity(uid: str, user_id: int, n: int) -> dict[str, Any]:
@@ -236,13 +220,8 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(renv: RelayEnv, 
     ids: list[int] = []
     writer = threading.Thread(target=lambda: ids.extend(insert_activities(engine, uid, sizes)))
     writer.start()
-    kills = 0
     try:
-        while kills < 20 or writer.is_alive():
-            time.sleep(rng.uniform(0.2, 2.5))
-            relay.kill()
-            kills += 1
-            relay.start()
+        kills = relay.kill_repeatedly(rng, writer, at_least=20, pause_s=(0.2, 2.5))
         writer.join()
         assert len(ids) == 50_000 and kills >= 20
         records = mine(
@@ -267,12 +246,7 @@ def test_polling_mode_survives_sigkills_exactly_once(renv: RelayEnv, engine: sa.
         relay.wait_serving()
         writer = Writer(lambda: insert_activities(engine, uid, sizes))
         writer.start()
-        kills = 0
-        while kills < 8 or writer.is_alive():
-            time.sleep(rng.uniform(0.3, 1.5))
-            relay.kill()
-            kills += 1
-            relay.start()
+        kills = relay.kill_repeatedly(rng, writer, at_least=8, pause_s=(0.3, 1.5))
         ids: list[int] = writer.result()
         assert len(ids) == sum(sizes)
         records = mine(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,24 +13,21 @@ from schema.mysql import connect
 from schema.settings import Settings
 from tenderhub.demo import relay_demo
 from tenderhub.loader import load_tenders, read_releases, tender_row
-from tests.integration.relay_harness import RelayEnv, run
+from tests.integration.relay_harness import RelayEnv
 
 
 @pytest.fixture
-def renv(settings: Settings, uid: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[RelayEnv]:
-    env = RelayEnv(uid, settings)
-    run(env.create_topics())
+def demo_env(renv: RelayEnv, uid: str, monkeypatch: pytest.MonkeyPatch) -> RelayEnv:
     # The demo's relay subprocess reads these from the environment, like any tenderhub process.
-    monkeypatch.setenv("TENDERHUB_TOPIC_PREFIX", env.prefix)
-    monkeypatch.setenv("TENDERHUB_RELAY_SOURCE_NAME", env.source)
+    monkeypatch.setenv("TENDERHUB_TOPIC_PREFIX", renv.prefix)
+    monkeypatch.setenv("TENDERHUB_RELAY_SOURCE_NAME", renv.source)
     monkeypatch.setenv("TENDERHUB_RELAY_SERVER_ID", str(4_900_000 + int(uid[:5], 16)))
-    yield env
-    run(env.delete_topics())
+    return renv
 
 
-def test_relay_demo_publishes_real_tenders(renv: RelayEnv, tmp_path: Path) -> None:
+def test_relay_demo_publishes_real_tenders(demo_env: RelayEnv, tmp_path: Path) -> None:
     lines: list[str] = []
-    relay_demo(renv.test_settings(), tmp_path, lines.append, tenders=12, relay_args=("--from-now",))
+    relay_demo(demo_env.test_settings(), tmp_path, lines.append, tenders=12, relay_args=("--from-now",))
     text = "\n".join(lines)
     assert "wrote 12/12 real tenders" in text
     assert "read back 12/12 events" in text
