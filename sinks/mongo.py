@@ -1,0 +1,630 @@
+"""Idempotent, version-guarded MongoDB writes: latest-version documents (`upsert_versioned`) and append-only logs.
+
+Blocking (pymongo): async callers run these methods with `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import bson
+from bson.errors import InvalidDocument
+from bson.son import SON
+from pymongo import MongoClient
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    ExecutionTimeout,
+    OperationFailure,
+    WriteConcernError,
+    WTimeoutError,
+)
+from pymongo.write_concern import WriteConcern
+
+from schema.settings import Settings
+from sinks.errors import InvalidInputError, PermanentSinkError, SinkError, TransientSinkError
+from sinks.retry import RetryPolicy, retry_sync
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DUPLICATE_KEY = 11000
+# Server codes that mean "try again": elections, shutdowns, network trouble, time limits, write conflicts.
+TRANSIENT_CODES = frozenset(
+    {6, 7, 50, 63, 64, 89, 91, 112, 133, 134, 150, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+)
+# Server codes that mean "this document can never be written": bad values, oversized or `$`-named fields.
+PERMANENT_CODES = frozenset({2, 14, 52, 55, 56, 66, 10334, 17419})
+
+_INT64_MAX = 2**63 - 1
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_RESERVED = frozenset({"_id", "event_id"})
+# How many rounds a key that keeps changing under us gets before the whole write is retried later.
+_CONFLICT_ROUNDS = 3
+_PREREAD_CHUNK = 1000
+# Measured on FerretDB 1.24.2 (SQLite): each op of an `update` command that matches a document keeps a pool
+# connection until the command ends (msg_update.go defers closing each op's iterator), and the pool holds 100 per
+# database: ~100 matching ops in one command deadlock that database until FerretDB restarts. Its multi-op replies
+# also stop at the first write error without counts and with wrong indexes. One op per command avoids all three.
+_FERRETDB_BATCH_OPS = 1
+_MONGODB_BATCH_OPS = 500
+# MongoDB refuses documents over 16 MiB; commands are kept well under its 16 MiB + 16 KiB command limit.
+_MAX_DOC_BYTES = 16 * 1024 * 1024
+_MAX_COMMAND_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class VersionedDoc:
+    """One derived document: its unique key, its content, the source versions it was built from, and its event."""
+
+    key: dict[str, Any]
+    fields: dict[str, Any]
+    versions: dict[str, int]
+    event_id: int
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    """What `upsert_versioned` did: new documents, changed ones, equal-version replays, and refused older versions."""
+
+    upserted: int = 0
+    modified: int = 0
+    unchanged: int = 0
+    stale: int = 0
+
+
+def validate_id(name: str, value: object) -> int:
+    """An id that becomes part of a filter: a positive 64-bit int, never a bool, str or document."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"{name} must be a positive int, got {type(value).__name__} {str(value)[:40]!r}")
+    if not 0 < value <= _INT64_MAX:
+        raise InvalidInputError(f"{name} must be a positive 64-bit int, got {value}")
+    return value
+
+
+def validate_version(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _INT64_MAX:
+        raise InvalidInputError(f"version {name} must be a non-negative 64-bit int, got {str(value)[:40]!r}")
+    return value
+
+
+def check_no_operators(value: object, path: str) -> None:
+    """Refuse `$` keys anywhere in a value, so stored data can never be read back as a query or update operator."""
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            if not isinstance(key, str):
+                raise InvalidInputError(f"{path}: field names must be str, got {type(key).__name__}")
+            if key.startswith("$") or "\x00" in key:
+                raise InvalidInputError(f"{path}: field name {key[:40]!r} is not allowed (operator injection)")
+            check_no_operators(inner, f"{path}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, inner in enumerate(value):
+            check_no_operators(inner, f"{path}[{i}]")
+
+
+def _check_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidInputError(f"{what} {str(name)[:40]!r} must be an identifier ([A-Za-z_][A-Za-z0-9_]*)")
+    return name
+
+
+def validate_versioned(docs: Sequence[VersionedDoc]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Check a batch before any write; return its key field names and version field names.
+
+    Raises InvalidInputError naming the first bad document's index. Every document of a batch must use the same key
+    and version fields: mixing them would make the guard compare unrelated versions.
+    """
+    key_fields: tuple[str, ...] = ()
+    version_fields: frozenset[str] = frozenset()
+    for index, doc in enumerate(docs):
+        try:
+            if not isinstance(doc, VersionedDoc):
+                raise InvalidInputError(f"expected VersionedDoc, got {type(doc).__name__}")
+            if not doc.key or not doc.versions:
+                raise InvalidInputError("key and versions must not be empty")
+            for name, value in doc.key.items():
+                validate_id(_check_name(name, "key field"), value)
+            for name, value in doc.versions.items():
+                validate_version(_check_name(name, "version field"), value)
+            validate_id("event_id", doc.event_id)
+            if set(doc.key) & set(doc.versions):
+                raise InvalidInputError(f"key and version fields overlap: {sorted(set(doc.key) & set(doc.versions))}")
+            clash = sorted((set(doc.key) | set(doc.versions) | _RESERVED) & set(doc.fields))
+            if clash:
+                raise InvalidInputError(f"fields may not set key, version or reserved fields: {clash}")
+            for name, value in doc.fields.items():
+                _check_name(name, "field")
+                check_no_operators(value, name)
+            if index == 0:
+                key_fields, version_fields = tuple(doc.key), frozenset(doc.versions)
+            elif set(doc.key) != set(key_fields) or set(doc.versions) != version_fields:
+                raise InvalidInputError(
+                    f"mixed batch: key {sorted(doc.key)} / versions {sorted(doc.versions)} differ from "
+                    f"{sorted(key_fields)} / {sorted(version_fields)}"
+                )
+        except InvalidInputError as exc:
+            key = doc.key if isinstance(doc, VersionedDoc) and isinstance(doc.key, Mapping) else None
+            raise InvalidInputError(f"document {index}: {exc}", index=index, key=key) from None
+    return key_fields, tuple(sorted(version_fields))
+
+
+def dominates(new: Mapping[str, int], old: Mapping[str, int]) -> bool:
+    """True when no version of `new` is older than `old`'s: the only case where `new` may replace `old`."""
+    return all(new[name] >= old[name] for name in old)
+
+
+def collapse_per_key(
+    docs: Sequence[VersionedDoc], key_fields: Sequence[str]
+) -> tuple[list[tuple[int, VersionedDoc]], list[tuple[int, VersionedDoc]]]:
+    """Keep one document per key: (winners, dropped), each with its index in `docs`.
+
+    Folding in batch order gives exactly what writing the documents one by one through the guard would: a later
+    document replaces the held one only if it dominates it (ties go to the later one, as a replay rewrites the same
+    content). With two or more version fields an incomparable later document is dropped, as the guard would refuse it.
+    """
+    held: dict[tuple[Any, ...], tuple[int, VersionedDoc]] = {}
+    dropped: list[tuple[int, VersionedDoc]] = []
+    for index, doc in enumerate(docs):
+        key = tuple(doc.key[name] for name in key_fields)
+        current = held.get(key)
+        if current is None:
+            held[key] = (index, doc)
+        elif dominates(doc.versions, current[1].versions):
+            dropped.append(current)
+            held[key] = (index, doc)
+        else:
+            dropped.append((index, doc))
+    return list(held.values()), dropped
+
+
+def update_reply_is_exact(reply: Mapping[str, Any], sent: int) -> bool:
+    """True when an unordered update reply accounts for every op sent, so its error indexes can be trusted.
+
+    MongoDB runs every op of an unordered command and reports n (ops that matched or upserted) plus one error per
+    failed op. FerretDB 1.24 stops at the first error and replies with the error alone, with a wrong index.
+    """
+    errors = reply.get("writeErrors") or []
+    return "n" in reply and "nModified" in reply and int(reply["n"]) + len(errors) == sent
+
+
+def classify_mongo_error(exc: Exception) -> SinkError | None:
+    """The sink policy for a pymongo/bson exception (see sinks.errors); None = not ours, let it propagate."""
+    if isinstance(exc, SinkError):
+        return exc
+    # ConnectionFailure covers AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError and pool wait timeouts.
+    if isinstance(exc, ConnectionFailure | ExecutionTimeout | WTimeoutError | WriteConcernError):
+        return TransientSinkError(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, OperationFailure):
+        if exc.code in TRANSIENT_CODES or exc.has_error_label("RetryableWriteError"):
+            return TransientSinkError(f"{type(exc).__name__} {exc.code}: {exc}")
+        if exc.code in PERMANENT_CODES:
+            return PermanentSinkError(f"{type(exc).__name__} {exc.code}: {exc}", code=exc.code)
+        return None
+    # Raised while encoding: an unencodable value, an int beyond 64 bits, a document over 16 MiB.
+    if isinstance(exc, InvalidDocument | OverflowError):
+        return PermanentSinkError(f"{type(exc).__name__}: {exc}")
+    return None
+
+
+@dataclass(frozen=True)
+class _Op:
+    """One document to write: its index in the caller's batch, its key values and its guarded upsert statement."""
+
+    index: int
+    doc: VersionedDoc
+    key: tuple[Any, ...]
+    statement: dict[str, Any]
+    size: int
+
+
+def _op(index: int, doc: VersionedDoc, key_fields: Sequence[str], version_fields: Sequence[str]) -> _Op:
+    statement = {
+        "q": {**doc.key, **{name: {"$lte": doc.versions[name]} for name in version_fields}},
+        "u": {"$set": {**doc.fields, **doc.versions, "event_id": doc.event_id}},
+        "upsert": True,
+    }
+    # Encoding here refuses unencodable or oversized documents with their index, before anything is written.
+    try:
+        size = len(bson.encode(statement))
+    except (InvalidDocument, OverflowError) as exc:
+        raise InvalidInputError(f"document {index}: {exc}", index=index, key=doc.key) from None
+    if size > _MAX_DOC_BYTES:
+        raise InvalidInputError(f"document {index}: {size} bytes is over MongoDB's 16 MiB", index=index, key=doc.key)
+    return _Op(index, doc, tuple(doc.key[name] for name in key_fields), statement, size)
+
+
+@dataclass
+class _Run:
+    """Bookkeeping of one upsert_versioned attempt: counts so far and the documents that can never be written."""
+
+    collection: str
+    key_fields: tuple[str, ...]
+    version_fields: tuple[str, ...]
+    upserted: int = 0
+    modified: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    failures: list[PermanentSinkError] = field(default_factory=list)
+
+    def count_reply(self, reply: Mapping[str, Any]) -> None:
+        upserted = len(reply.get("upserted") or ())
+        matched = max(0, int(reply.get("n", 0)) - upserted)
+        modified = min(matched, int(reply.get("nModified", 0)))
+        self.upserted += upserted
+        self.modified += modified
+        self.unchanged += matched - modified
+
+    def refuse(self, op: _Op, reason: str, code: int | None = None) -> None:
+        log.warning("%s: cannot write event %d key %s: %s", self.collection, op.doc.event_id, op.doc.key, reason)
+        self.failures.append(
+            PermanentSinkError(f"{self.collection}: {reason}", index=op.index, key=op.doc.key, code=code)
+        )
+
+    def result(self) -> UpsertResult:
+        return UpsertResult(self.upserted, self.modified, self.unchanged, self.stale)
+
+
+class MongoSink:
+    """Writes derived documents and logs into one MongoDB database; the client is created on first use."""
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        timeout_s: float = 5.0,
+        socket_timeout_s: float = 60.0,
+        batch_ops: int | None = None,
+        preread: bool = True,
+    ) -> None:
+        """`batch_ops`: update ops per command (default: 1 on FerretDB, 500 on MongoDB). `preread`: read the stored
+        versions of a batch first, so stale documents cost no write and new keys go in with one insert_many (one
+        extra query per batch); False sends every document through the guarded upsert alone."""
+        if batch_ops is not None and batch_ops < 1:
+            raise ValueError(f"batch_ops must be >= 1, got {batch_ops}")
+        self._url = url
+        self._database = database
+        self._policy = retry_policy or RetryPolicy()
+        self._timeout_ms = int(timeout_s * 1000)
+        self._socket_timeout_ms = int(socket_timeout_s * 1000)
+        self._batch_ops = batch_ops
+        self._preread = preread
+        self._client: MongoClient[dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> MongoSink:
+        return cls(settings.mongo_url.get_secret_value(), settings.mongo_db, **options)
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def upsert_versioned(self, collection: str, docs: Sequence[VersionedDoc]) -> UpsertResult:
+        """Write the newest version of each document; an older version never overwrites a newer one.
+
+        A document is written when every stored version is <= its own (equal versions rewrite the same content, so
+        replays are idempotent) and counted `stale` otherwise, as are the older duplicates of a key in the batch.
+        Raises InvalidInputError before writing anything, PermanentSinkError (index, key) after writing the rest of
+        the batch, and TransientSinkError once the retries are spent.
+        """
+        if not docs:
+            return UpsertResult()
+        key_fields, version_fields = validate_versioned(docs)
+        winners, dropped = collapse_per_key(docs, key_fields)
+        for index, doc in dropped:
+            log.debug(
+                "%s: event %d (doc %d) superseded in its batch for key %s", collection, doc.event_id, index, doc.key
+            )
+        ops = [_op(index, doc, key_fields, version_fields) for index, doc in winners]
+
+        def attempt() -> UpsertResult:
+            run = _Run(collection, key_fields, version_fields, stale=len(dropped))
+            self._upsert(run, ops)
+            if run.failures:
+                first = run.failures[0]
+                raise PermanentSinkError(
+                    f"{first} ({len(run.failures)} documents refused, the rest of the batch written)",
+                    index=first.index,
+                    key=first.key,
+                    code=first.code,
+                )
+            return run.result()
+
+        result = self._retry(attempt, f"upsert_versioned {collection} ({len(docs)} docs)")
+        log.debug("upsert_versioned %s: %d docs -> %s", collection, len(docs), result)
+        return result
+
+    def insert_logs(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> int:
+        """Append log documents whose `_id` is their event id; return how many were inserted.
+
+        A duplicate `_id` is a redelivery: ignored and counted in the log. After a transient failure the whole batch
+        is re-sent, so the count covers the final attempt only (documents from earlier attempts count as redeliveries).
+        """
+        batch = [_checked_log_doc(index, doc) for index, doc in enumerate(docs)]
+        if not batch:
+            return 0
+        return self._retry(
+            lambda: self._insert_logs(collection, batch), f"insert_logs {collection} ({len(batch)} docs)"
+        )
+
+    # -- internals --------------------------------------------------------------------------------------------
+
+    def _retry(self, op: Callable[[], T], what: str) -> T:
+        policy = self._policy
+        return retry_sync(
+            op,
+            attempts=policy.attempts,
+            base_delay_s=policy.base_delay_s,
+            max_delay_s=policy.max_delay_s,
+            classify=classify_mongo_error,
+            what=what,
+        )
+
+    def _db(self) -> Database[dict[str, Any]]:
+        with self._lock:
+            if self._client is None:
+                self._client = MongoClient(
+                    self._url,
+                    serverSelectionTimeoutMS=self._timeout_ms,
+                    connectTimeoutMS=self._timeout_ms,
+                    socketTimeoutMS=self._socket_timeout_ms,
+                    appname="tenderhub-sinks",
+                )
+            return self._client[self._database]
+
+    def _collection(self, name: str) -> Collection[dict[str, Any]]:
+        # Majority so an acknowledged write survives a primary failover; FerretDB accepts and ignores it.
+        concern = WriteConcern(w="majority", wtimeout=self._socket_timeout_ms)
+        return self._db().get_collection(name, write_concern=concern)
+
+    def _ops_per_command(self) -> int:
+        if self._batch_ops is None:
+            info = self._db().client.admin.command("buildInfo")
+            ferretdb = info.get("ferretdbVersion")
+            self._batch_ops = _FERRETDB_BATCH_OPS if ferretdb else _MONGODB_BATCH_OPS
+            server = f"FerretDB {ferretdb}" if ferretdb else f"MongoDB {info.get('version')}"
+            log.info("%s: %d update ops per command", server, self._batch_ops)
+        return self._batch_ops
+
+    def _upsert(self, run: _Run, ops: list[_Op]) -> None:
+        updates: list[_Op] = []
+        if self._preread:
+            stored = self._stored_versions(run, ops)
+            inserts: list[_Op] = []
+            for op in ops:
+                current = stored.get(op.key)
+                if current is None:
+                    inserts.append(op)
+                elif self._judge(run, op, current):
+                    updates.append(op)
+            updates.extend(self._insert_new(run, inserts))
+        else:
+            updates = ops
+        most = self._ops_per_command()
+        chunk: list[_Op] = []
+        chunk_bytes = 0
+        for op in updates:
+            if chunk and (len(chunk) >= most or chunk_bytes + op.size > _MAX_COMMAND_BYTES):
+                self._update_chunk(run, chunk)
+                chunk, chunk_bytes = [], 0
+            chunk.append(op)
+            chunk_bytes += op.size
+        if chunk:
+            self._update_chunk(run, chunk)
+
+    def _judge(self, run: _Run, op: _Op, current: Mapping[str, Any]) -> bool:
+        """True if `op` may overwrite `current`; otherwise counts it stale (or refuses it) and returns False."""
+        stored: dict[str, int] = {}
+        for name in run.version_fields:
+            value = current.get(name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                # The $lte guard can never match such a document, so no retry would ever write this key.
+                run.refuse(op, f"stored {name} of {op.doc.key} is {value!r}, not an int: written outside MongoSink?")
+                return False
+            stored[name] = value
+        if dominates(op.doc.versions, stored):
+            return True
+        run.stale += 1
+        log.debug(
+            "%s: event %d is stale for key %s: versions %s < stored %s",
+            run.collection,
+            op.doc.event_id,
+            op.doc.key,
+            op.doc.versions,
+            stored,
+        )
+        return False
+
+    def _stored_versions(self, run: _Run, ops: Sequence[_Op]) -> dict[tuple[Any, ...], dict[str, Any]]:
+        """The stored version fields of the batch's keys, in one query per chunk (absent keys are missing)."""
+        coll = self._collection(run.collection)
+        projection = {"_id": 0, **{name: 1 for name in (*run.key_fields, *run.version_fields)}}
+        found: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for start in range(0, len(ops), _PREREAD_CHUNK):
+            chunk = ops[start : start + _PREREAD_CHUNK]
+            wanted = {op.key for op in chunk}
+            # Per-field $in is a superset for compound keys, filtered below; it uses the unique index on MongoDB.
+            # (FerretDB scans the collection for any filter but {_id: <str|ObjectId>}.) The cursor is always drained.
+            query = {name: {"$in": sorted({op.key[i] for op in chunk})} for i, name in enumerate(run.key_fields)}
+            for doc in coll.find(query, projection):
+                key = tuple(doc.get(name) for name in run.key_fields)
+                if key in wanted:
+                    found[key] = doc
+        return found
+
+    def _insert_new(self, run: _Run, ops: list[_Op]) -> list[_Op]:
+        """Insert documents whose key was absent; return those that appeared meanwhile (for the guarded update)."""
+        if not ops:
+            return []
+        docs = [{**op.doc.key, **op.doc.fields, **op.doc.versions, "event_id": op.doc.event_id} for op in ops]
+        try:
+            self._collection(run.collection).insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            details = exc.details
+            _raise_write_concern_error(details)
+            errors = details.get("writeErrors") or []
+            if int(details.get("nInserted", 0)) + len(errors) < len(ops):
+                raise TransientSinkError(f"{run.collection}: the server stopped an unordered insert early") from exc
+            run.upserted += int(details.get("nInserted", 0))
+            late: list[_Op] = []
+            for error in errors:
+                op = ops[int(error["index"])]
+                if error.get("code") == DUPLICATE_KEY:
+                    late.append(op)
+                else:
+                    self._write_error(run, op, error)
+            return late
+        run.upserted += len(ops)
+        return []
+
+    def _update_chunk(self, run: _Run, ops: list[_Op]) -> None:
+        reply = self._update_command(run, ops)
+        errors = reply.get("writeErrors") or []
+        if not errors:
+            run.count_reply(reply)
+            return
+        if len(ops) == 1:
+            self._op_error(run, ops[0], errors[0])
+            return
+        if update_reply_is_exact(reply, len(ops)):
+            run.count_reply(reply)
+            for error in errors:
+                self._op_error(run, ops[int(error["index"])], error)
+            return
+        # FerretDB 1.24: the command stopped at its first error, reported no counts and a wrong index, so we cannot
+        # tell which ops ran. Re-send each op alone: those already applied match again with equal versions.
+        log.info("%s: multi-op update reply without counts; re-sending %d ops one by one", run.collection, len(ops))
+        for op in ops:
+            self._update_one(run, op)
+
+    def _update_one(self, run: _Run, op: _Op) -> None:
+        reply = self._update_command(run, [op])
+        errors = reply.get("writeErrors") or []
+        if errors:
+            self._op_error(run, op, errors[0])
+        else:
+            run.count_reply(reply)
+
+    def _op_error(self, run: _Run, op: _Op, error: Mapping[str, Any]) -> None:
+        if error.get("code") == DUPLICATE_KEY:
+            self._resolve_conflict(run, op)
+        else:
+            self._write_error(run, op, error)
+
+    def _resolve_conflict(self, run: _Run, op: _Op) -> None:
+        """The guard missed and the upsert's insert hit a unique index: find out whether the stored one is newer.
+
+        Usually it is (stale). If another writer inserted an older version between our read and our write, the
+        key now exists and the guarded update goes through on the next round.
+        """
+        for _ in range(_CONFLICT_ROUNDS):
+            current = self._stored_versions(run, [op]).get(op.key)
+            if current is None:
+                run.refuse(op, f"duplicate key on another unique index for {op.doc.key}", DUPLICATE_KEY)
+                return
+            if not self._judge(run, op, current):
+                return
+            reply = self._update_command(run, [op])
+            errors = reply.get("writeErrors") or []
+            if not errors:
+                run.count_reply(reply)
+                return
+            if errors[0].get("code") != DUPLICATE_KEY:
+                self._write_error(run, op, errors[0])
+                return
+        raise TransientSinkError(f"{run.collection}: key {op.doc.key} kept changing during the write")
+
+    def _write_error(self, run: _Run, op: _Op, error: Mapping[str, Any]) -> None:
+        code = error.get("code")
+        message = str(error.get("errmsg", "write error"))[:300]
+        if code in TRANSIENT_CODES:
+            raise TransientSinkError(f"{run.collection}: write error {code} for key {op.doc.key}: {message}")
+        run.refuse(op, f"write error {code}: {message}", code if isinstance(code, int) else None)
+
+    def _update_command(self, run: _Run, ops: Sequence[_Op]) -> dict[str, Any]:
+        # A raw command rather than bulk_write: pymongo's bulk parser raises KeyError('nModified') on FerretDB's
+        # error replies, and we need the reply itself to tell which ops ran.
+        command = SON(
+            [
+                ("update", run.collection),
+                ("updates", [op.statement for op in ops]),
+                ("ordered", False),
+                ("writeConcern", {"w": "majority", "wtimeout": self._socket_timeout_ms}),
+            ]
+        )
+        reply: dict[str, Any] = self._db().command(command)
+        _raise_write_concern_error(reply)
+        return reply
+
+    def _insert_logs(self, collection: str, docs: list[dict[str, Any]]) -> int:
+        try:
+            self._collection(collection).insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            details = exc.details
+            _raise_write_concern_error(details)
+            inserted = int(details.get("nInserted", 0))
+            errors = details.get("writeErrors") or []
+            if inserted + len(errors) < len(docs):
+                raise TransientSinkError(f"{collection}: the server stopped an unordered insert early") from exc
+            duplicates = [e for e in errors if e.get("code") == DUPLICATE_KEY]
+            others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+            if duplicates:
+                log.info(
+                    "%s: %d redelivered events ignored (event ids %s)",
+                    collection,
+                    len(duplicates),
+                    [docs[int(e["index"])]["_id"] for e in duplicates[:10]],
+                )
+            if others:
+                first = others[0]
+                code = first.get("code")
+                if code in TRANSIENT_CODES:
+                    raise TransientSinkError(f"{collection}: insert error {code}: {first.get('errmsg')}") from exc
+                index = int(first["index"])
+                raise PermanentSinkError(
+                    f"{collection}: insert error {code} for event {docs[index]['_id']}: "
+                    f"{str(first.get('errmsg'))[:300]} ({len(others)} documents refused, the rest inserted)",
+                    index=index,
+                    key={"_id": docs[index]["_id"]},
+                    code=code if isinstance(code, int) else None,
+                ) from exc
+            return inserted
+        return len(docs)
+
+
+def _checked_log_doc(index: int, doc: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        if not isinstance(doc, Mapping):
+            raise InvalidInputError(f"expected a mapping, got {type(doc).__name__}")
+        validate_id("_id", doc.get("_id"))
+        for name in doc:
+            if not isinstance(name, str) or not name or "." in name:
+                raise InvalidInputError(f"field name {str(name)[:40]!r} is not allowed")
+        check_no_operators(doc, "log")
+        size = len(bson.encode(doc))
+        if size > _MAX_DOC_BYTES:
+            raise InvalidInputError(f"{size} bytes is over MongoDB's 16 MiB")
+    except (InvalidDocument, OverflowError) as exc:
+        raise InvalidInputError(f"log document {index}: {exc}", index=index, key={"_id": doc.get("_id")}) from None
+    except InvalidInputError as exc:
+        key = {"_id": doc.get("_id")} if isinstance(doc, Mapping) else None
+        raise InvalidInputError(f"log document {index}: {exc}", index=index, key=key) from None
+    return dict(doc)
+
+
+def _raise_write_concern_error(reply: Mapping[str, Any]) -> None:
+    concern = reply.get("writeConcernError") or reply.get("writeConcernErrors")
+    if concern:
+        raise TransientSinkError(f"write concern not satisfied: {concern}")

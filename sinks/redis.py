@@ -1,0 +1,284 @@
+"""Atomic Redis writes for the key catalogue: whole-key replacement (RENAME) and version-guarded hashes, with TTLs.
+
+Keys must come from `schema.redis_keys` (`KeyFamily.key(...)`); anything else is refused.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import math
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    BusyLoadingError,
+    ClusterDownError,
+    DataError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT
+
+from schema.redis_keys import InvalidKeyError, RedisType, owner_of
+from schema.settings import Settings
+from sinks.errors import InvalidInputError, PermanentSinkError, SinkError, TransientSinkError
+from sinks.retry import RetryPolicy, retry
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+HashValue = str | int | float | bytes
+
+_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{0,64}")
+_INT64_MAX = 2**63 - 1
+
+# KEYS[1] hash; ARGV[1] version field; ARGV[2] new version (canonical decimal); ARGV[3] TTL s; ARGV[4..] field, value.
+# Versions are compared as decimal strings: Lua numbers are doubles and lose precision past 2^53, and source_seq
+# (GTID sequence << 24 | row) gets there. Byte-wise comparison avoids Lua's locale-dependent string ordering.
+# The hash is replaced, not merged, so fields dropped by the newer version do not linger; the DEL runs inside the
+# script, so no reader ever sees the key empty.
+_CAS_HASH_LUA = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current then
+  if not string.match(current, '^%d+$') then
+    return redis.error_reply('TENDERHUB stored ' .. ARGV[1] .. ' is not a non-negative integer')
+  end
+  current = string.gsub(current, '^0+(%d)', '%1')
+  local new = ARGV[2]
+  local older = #current < #new
+  if #current == #new then
+    older = false
+    for i = 1, #new do
+      local a, b = string.byte(current, i), string.byte(new, i)
+      if a ~= b then
+        older = a < b
+        break
+      end
+    end
+  end
+  if not older then
+    return 0
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+def classify_redis_error(exc: Exception) -> SinkError | None:
+    """The sink policy for a redis-py exception (see sinks.errors); None = not ours, let it propagate."""
+    if isinstance(exc, SinkError):
+        return exc
+    # Wrong credentials or ACLs are configuration, not an outage: retrying only hides them.
+    if isinstance(exc, AuthenticationError | AuthorizationError | NoPermissionError):
+        return None
+    transient = (
+        RedisConnectionError,  # includes BusyLoadingError (replica still loading its dataset)
+        RedisTimeoutError,
+        BusyLoadingError,
+        TryAgainError,
+        ClusterDownError,
+        ReadOnlyError,  # talking to a replica during a failover
+        OutOfMemoryError,
+        builtins.ConnectionError,
+        builtins.TimeoutError,
+    )
+    if isinstance(exc, transient):
+        return TransientSinkError(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, ResponseError):
+        if str(exc).startswith("BUSY"):
+            return TransientSinkError(f"{type(exc).__name__}: {exc}")
+        return PermanentSinkError(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, DataError):
+        return PermanentSinkError(f"{type(exc).__name__}: {exc}")
+    return None
+
+
+@dataclass(frozen=True)
+class _Connection:
+    client: aioredis.Redis
+    cas_hash: AsyncScript
+
+
+class RedisSink:
+    """Writes catalogue keys atomically with their TTL; the client is created on first use, in the running loop."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str = "",
+        retry_policy: RetryPolicy | None = None,
+        timeout_s: float = 5.0,
+    ) -> None:
+        if not _PREFIX.fullmatch(key_prefix):
+            raise ValueError(f"key_prefix {key_prefix[:40]!r} may hold only [A-Za-z0-9_.:-] (64 at most)")
+        self._url = url
+        self._prefix = key_prefix
+        self._policy = retry_policy or RetryPolicy()
+        self._timeout_s = timeout_s
+        self._connection: _Connection | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> RedisSink:
+        return cls(settings.redis_url.get_secret_value(), **options)
+
+    async def aclose(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.client.aclose()
+
+    async def replace_hash(self, key: str, mapping: Mapping[str, HashValue], ttl_s: int) -> None:
+        """Make `key` hold exactly `mapping` with a TTL of `ttl_s`, atomically; an empty mapping deletes the key."""
+        full = self._resolve(key, "hash")
+        values = _hash_values(mapping)
+        _check_ttl(ttl_s)
+
+        async def write() -> None:
+            client = self._redis().client
+            if not values:
+                await client.delete(full)
+                return
+            tmp = _temporary_key(full)
+            fields: dict[EncodableT, EncodableT] = {name: value for name, value in values.items()}
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.delete(tmp)
+                pipe.hset(tmp, mapping=fields)
+                pipe.expire(tmp, ttl_s)
+                pipe.rename(tmp, full)
+                await pipe.execute()
+
+        await self._retry(write, f"replace_hash {full}")
+
+    async def replace_zset(self, key: str, members: Mapping[str, float], ttl_s: int) -> None:
+        """Make `key` hold exactly `members` (member -> score) with a TTL, atomically; empty deletes the key."""
+        full = self._resolve(key, "zset")
+        scores = _zset_scores(members)
+        _check_ttl(ttl_s)
+
+        async def write() -> None:
+            client = self._redis().client
+            if not scores:
+                await client.delete(full)
+                return
+            tmp = _temporary_key(full)
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.delete(tmp)
+                pipe.zadd(tmp, scores)
+                pipe.expire(tmp, ttl_s)
+                pipe.rename(tmp, full)
+                await pipe.execute()
+
+        await self._retry(write, f"replace_zset {full}")
+
+    async def cas_hash(
+        self, key: str, mapping: Mapping[str, HashValue], version_field: str, version: int, ttl_s: int
+    ) -> bool:
+        """Replace the hash with `mapping` + {version_field: version} and set its TTL, only if the stored version is
+        missing or older. Returns whether it wrote; an equal version is a replay and writes nothing."""
+        full = self._resolve(key, "hash")
+        values = _hash_values(mapping)
+        if not isinstance(version_field, str) or not version_field or version_field in values:
+            raise InvalidInputError(f"version field {str(version_field)[:40]!r} must be a str not in the mapping")
+        if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= _INT64_MAX:
+            raise InvalidInputError(f"version must be a non-negative 64-bit int, got {str(version)[:40]!r}")
+        _check_ttl(ttl_s)
+        args: list[HashValue] = [version_field, str(version), ttl_s]
+        for name, value in values.items():
+            args.extend((name, value))
+
+        async def write() -> bool:
+            return int(await self._redis().cas_hash(keys=[full], args=args)) == 1
+
+        wrote = await self._retry(write, f"cas_hash {full}")
+        if not wrote:
+            log.debug(
+                "cas_hash %s: %s=%d is not newer than the stored one; nothing written", full, version_field, version
+            )
+        return wrote
+
+    # -- internals --------------------------------------------------------------------------------------------
+
+    def _redis(self) -> _Connection:
+        if self._connection is None:
+            # redis-py's own retries are off: RetryPolicy is the one place that decides, counts and logs retries.
+            client = aioredis.Redis.from_url(
+                self._url,
+                socket_timeout=self._timeout_s,
+                socket_connect_timeout=self._timeout_s,
+                retry=Retry(NoBackoff(), 0),
+            )
+            # Registered once: later calls run EVALSHA and reload the script only if the server lost it.
+            self._connection = _Connection(client, client.register_script(_CAS_HASH_LUA))
+        return self._connection
+
+    def _resolve(self, key: str, expected: RedisType) -> str:
+        try:
+            family = owner_of(key)
+        except InvalidKeyError as exc:
+            raise InvalidInputError(str(exc)) from None
+        if family.type != expected:
+            raise InvalidInputError(f"{key} is a {family.type} ({family.pattern}), not a {expected}")
+        return self._prefix + key
+
+    async def _retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
+        policy = self._policy
+        return await retry(
+            op,
+            attempts=policy.attempts,
+            base_delay_s=policy.base_delay_s,
+            max_delay_s=policy.max_delay_s,
+            classify=classify_redis_error,
+            what=what,
+        )
+
+
+def _temporary_key(full: str) -> str:
+    # A unique name, so concurrent rebuilds never share one; the {hash tag} keeps it in the real key's cluster slot,
+    # which RENAME needs on Redis Cluster.
+    return f"{{{full}}}:tmp:{secrets.token_hex(8)}"
+
+
+def _check_ttl(ttl_s: int) -> None:
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or ttl_s <= 0:
+        raise InvalidInputError(f"ttl_s must be a positive int (every key expires), got {ttl_s!r}")
+
+
+def _hash_values(mapping: Mapping[str, HashValue]) -> dict[str, HashValue]:
+    values: dict[str, HashValue] = {}
+    for name, value in mapping.items():
+        if not isinstance(name, str) or not name:
+            raise InvalidInputError(f"hash field names must be non-empty str, got {str(name)[:40]!r}")
+        # bool would be stored as "True"; None has no Redis form: both are caller bugs worth hearing about.
+        if isinstance(value, bool) or not isinstance(value, str | int | float | bytes):
+            raise InvalidInputError(f"hash field {name!r}: unsupported value type {type(value).__name__}")
+        values[name] = value
+    return values
+
+
+def _zset_scores(members: Mapping[str, float]) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    for member, score in members.items():
+        if not isinstance(member, str) or not member:
+            raise InvalidInputError(f"sorted set members must be non-empty str, got {str(member)[:40]!r}")
+        if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+            raise InvalidInputError(f"member {member[:40]!r}: score must be a finite number, got {score!r}")
+        scores[member] = float(score)
+    return scores

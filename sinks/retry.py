@@ -1,0 +1,130 @@
+"""Retry with exponential backoff and jitter for sink writes: transient errors only, async and sync variants."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sinks.errors import SinkError, TransientSinkError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Maps a store exception to a SinkError, or to None when it is not the sink's to handle (it is then re-raised).
+Classify = Callable[[Exception], SinkError | None]
+Jitter = Callable[[float, float], float]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How sinks retry transient errors: `attempts` tries in all, delays doubling from `base_delay_s`."""
+
+    attempts: int = 5
+    base_delay_s: float = 0.2
+    max_delay_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        _check_policy(self.attempts, self.base_delay_s, self.max_delay_s)
+
+
+def backoff_delay(attempt: int, base_delay_s: float, max_delay_s: float, jitter: Jitter = random.uniform) -> float:
+    """Delay after failed attempt number `attempt` (1-based): doubling, capped, with "equal jitter".
+
+    Half the delay is kept so retries never collapse to zero; the random half spreads workers that failed together.
+    """
+    ceiling = min(max_delay_s, base_delay_s * 2 ** (attempt - 1))
+    return jitter(ceiling / 2, ceiling)
+
+
+async def retry(
+    op: Callable[[], Awaitable[T]],
+    *,
+    attempts: int,
+    base_delay_s: float,
+    max_delay_s: float,
+    classify: Classify,
+    what: str = "sink write",
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    jitter: Jitter = random.uniform,
+) -> T:
+    """Await `op()` until it succeeds; retry transient errors, raise the rest at once.
+
+    Raises TransientSinkError (chained to the last error) after `attempts` transient failures, PermanentSinkError
+    at once, and re-raises unchanged any exception `classify` does not claim. Cancellation is never retried.
+    """
+    _check_policy(attempts, base_delay_s, max_delay_s)
+    for attempt in range(1, attempts + 1):
+        try:
+            return await op()
+        except Exception as exc:
+            outcome = _next_delay(exc, attempt, attempts, base_delay_s, max_delay_s, classify, what, jitter)
+            if outcome is exc:
+                raise
+            if isinstance(outcome, Exception):
+                raise outcome from exc
+            delay = outcome
+        await sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def retry_sync(
+    op: Callable[[], T],
+    *,
+    attempts: int,
+    base_delay_s: float,
+    max_delay_s: float,
+    classify: Classify,
+    what: str = "sink write",
+    sleep: Callable[[float], None] = time.sleep,
+    jitter: Jitter = random.uniform,
+) -> T:
+    """The blocking twin of `retry`, for pymongo calls that run in a worker thread (asyncio.to_thread)."""
+    _check_policy(attempts, base_delay_s, max_delay_s)
+    for attempt in range(1, attempts + 1):
+        try:
+            return op()
+        except Exception as exc:
+            outcome = _next_delay(exc, attempt, attempts, base_delay_s, max_delay_s, classify, what, jitter)
+            if outcome is exc:
+                raise
+            if isinstance(outcome, Exception):
+                raise outcome from exc
+            delay = outcome
+        sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _next_delay(
+    exc: Exception,
+    attempt: int,
+    attempts: int,
+    base_delay_s: float,
+    max_delay_s: float,
+    classify: Classify,
+    what: str,
+    jitter: Jitter,
+) -> float | Exception:
+    """How long to wait before the next attempt, or the exception the caller must see now (`exc` = unchanged)."""
+    error = exc if isinstance(exc, SinkError) else classify(exc)
+    if error is None:
+        return exc
+    if not isinstance(error, TransientSinkError):
+        return error
+    if attempt >= attempts:
+        return TransientSinkError(f"{what} failed after {attempts} attempts: {error}")
+    delay = backoff_delay(attempt, base_delay_s, max_delay_s, jitter)
+    log.warning("%s failed (attempt %d/%d), retrying in %.2fs: %s", what, attempt, attempts, delay, error)
+    return delay
+
+
+def _check_policy(attempts: int, base_delay_s: float, max_delay_s: float) -> None:
+    if attempts < 1:
+        raise ValueError(f"attempts must be >= 1, got {attempts}")
+    if base_delay_s < 0 or max_delay_s < base_delay_s:
+        raise ValueError(f"need 0 <= base_delay_s <= max_delay_s, got {base_delay_s} and {max_delay_s}")

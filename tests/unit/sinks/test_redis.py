@@ -1,0 +1,104 @@
+"""RedisSink's checks before any I/O (catalogue keys, TTLs, values) and its error policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis.exceptions as rex
+
+from schema.redis_keys import SPEND_BY_BUYER, SUMMARY_LOCK, TEAM_TOP_TENDERS, TENDER_METADATA
+from sinks.errors import InvalidInputError, PermanentSinkError, TransientSinkError
+from sinks.redis import RedisSink, classify_redis_error
+
+# Pointed nowhere: every call below must fail validation before a client exists.
+NOWHERE = RedisSink("redis://127.0.0.1:9/0", timeout_s=0.05)
+HASH_KEY = TENDER_METADATA.key(id=5)
+ZSET_KEY = TEAM_TOP_TENDERS.key(id=5)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("key", ["tender:5:metadata:extra", "tender:05:metadata", "other:1", "tender:{5}:metadata", ""])
+async def test_keys_outside_the_catalogue_are_refused(key: str) -> None:
+    with pytest.raises(InvalidInputError):
+        await NOWHERE.replace_hash(key, {"a": "b"}, 60)
+
+
+@pytest.mark.asyncio
+async def test_a_key_of_another_type_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="is a zset"):
+        await NOWHERE.replace_hash(ZSET_KEY, {"a": "b"}, 60)
+    with pytest.raises(InvalidInputError, match="is a hash"):
+        await NOWHERE.replace_zset(HASH_KEY, {"a": 1.0}, 60)
+    with pytest.raises(InvalidInputError, match="is a string"):
+        await NOWHERE.cas_hash(SUMMARY_LOCK.key(id=5), {"a": "b"}, "source_seq", 1, 60)
+    with pytest.raises(InvalidInputError, match="is a zset"):
+        await NOWHERE.cas_hash(SPEND_BY_BUYER.key(), {"a": "b"}, "source_seq", 1, 60)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("ttl", [0, -1, True, 1.5, None])
+async def test_every_write_needs_a_positive_int_ttl(ttl: Any) -> None:
+    with pytest.raises(InvalidInputError, match="ttl_s"):
+        await NOWHERE.replace_hash(HASH_KEY, {"a": "b"}, ttl)
+    with pytest.raises(InvalidInputError, match="ttl_s"):
+        await NOWHERE.replace_zset(ZSET_KEY, {"a": 1.0}, ttl)
+    with pytest.raises(InvalidInputError, match="ttl_s"):
+        await NOWHERE.cas_hash(HASH_KEY, {"a": "b"}, "v", 1, ttl)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("mapping", [{"a": True}, {"a": None}, {"a": ["x"]}, {"": "x"}, {1: "x"}])
+async def test_hash_values_redis_cannot_hold_faithfully_are_refused(mapping: Any) -> None:
+    with pytest.raises(InvalidInputError):
+        await NOWHERE.replace_hash(HASH_KEY, mapping, 60)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("members", [{"a": float("nan")}, {"a": float("inf")}, {"a": "1"}, {"a": True}, {"": 1.0}])
+async def test_zset_scores_must_be_finite_numbers(members: Any) -> None:
+    with pytest.raises(InvalidInputError):
+        await NOWHERE.replace_zset(ZSET_KEY, members, 60)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("field", "version"), [("source_seq", -1), ("source_seq", True), ("source_seq", "5"), ("title", 1), ("", 1)]
+)
+async def test_cas_hash_needs_a_separate_field_and_an_int_version(field: str, version: Any) -> None:
+    with pytest.raises(InvalidInputError):
+        await NOWHERE.cas_hash(HASH_KEY, {"title": "t"}, field, version, 60)
+
+
+def test_key_prefix_is_restricted_to_plain_characters() -> None:
+    RedisSink("redis://127.0.0.1:9/0", key_prefix="test:abc_1.x-")
+    for bad in ("{slot}:", "a b", "x" * 65):
+        with pytest.raises(ValueError):
+            RedisSink("redis://127.0.0.1:9/0", key_prefix=bad)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        rex.ConnectionError("refused"),
+        rex.TimeoutError("slow"),
+        rex.BusyLoadingError("loading"),
+        rex.ReadOnlyError("replica"),
+        rex.ResponseError("BUSY Redis is busy running a script"),
+        ConnectionResetError("reset"),
+    ],
+)
+def test_outages_are_transient(exc: Exception) -> None:
+    assert isinstance(classify_redis_error(exc), TransientSinkError)
+
+
+@pytest.mark.parametrize("exc", [rex.ResponseError("WRONGTYPE"), rex.DataError("bad value")])
+def test_refused_commands_are_permanent(exc: Exception) -> None:
+    assert isinstance(classify_redis_error(exc), PermanentSinkError)
+
+
+@pytest.mark.parametrize(
+    "exc", [rex.AuthenticationError("bad password"), rex.NoPermissionError("acl"), RuntimeError("bug")]
+)
+def test_configuration_errors_and_bugs_propagate(exc: Exception) -> None:
+    assert classify_redis_error(exc) is None

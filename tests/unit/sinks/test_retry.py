@@ -1,0 +1,166 @@
+"""Retry policy: only transient errors are retried, with capped exponential backoff, and the last one surfaces."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TypedDict
+
+import pytest
+
+from sinks.errors import PermanentSinkError, SinkError, TransientSinkError
+from sinks.retry import RetryPolicy, backoff_delay, retry, retry_sync
+
+
+class Flaky:
+    """Fails with the given exceptions in turn, then returns "done"."""
+
+    def __init__(self, *failures: Exception) -> None:
+        self.failures = list(failures)
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return "done"
+
+    async def run(self) -> str:
+        return self()
+
+
+def classify(exc: Exception) -> SinkError | None:
+    if isinstance(exc, ConnectionRefusedError):
+        return TransientSinkError(f"refused: {exc}")
+    if isinstance(exc, ValueError):
+        return PermanentSinkError(f"bad: {exc}")
+    return None
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+    def sync(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+def top(lo: float, hi: float) -> float:
+    return hi
+
+
+class Policy(TypedDict):
+    attempts: int
+    base_delay_s: float
+    max_delay_s: float
+
+
+POLICY: Policy = {"attempts": 4, "base_delay_s": 0.1, "max_delay_s": 0.3}
+
+
+@pytest.mark.asyncio
+async def test_success_first_time_does_not_sleep() -> None:
+    op, sleeps = Flaky(), Sleeps()
+    assert await retry(op.run, **POLICY, classify=classify, sleep=sleeps) == "done"
+    assert op.calls == 1
+    assert sleeps.delays == []
+
+
+@pytest.mark.asyncio
+async def test_transient_errors_are_retried_with_backoff_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    op, sleeps = Flaky(ConnectionRefusedError("a"), ConnectionRefusedError("b")), Sleeps()
+    with caplog.at_level(logging.WARNING, logger="sinks.retry"):
+        result = await retry(op.run, **POLICY, classify=classify, sleep=sleeps, jitter=top, what="test write")
+    assert result == "done"
+    assert op.calls == 3
+    assert sleeps.delays == pytest.approx([0.1, 0.2])
+    messages = [r.getMessage() for r in caplog.records]
+    assert "attempt 1/4" in messages[0] and "refused: a" in messages[0] and "test write" in messages[0]
+    assert "attempt 2/4" in messages[1] and "refused: b" in messages[1]
+
+
+@pytest.mark.asyncio
+async def test_gives_up_after_attempts_with_transient_error_chained_to_the_last() -> None:
+    last = ConnectionRefusedError("4th")
+    op = Flaky(*(ConnectionRefusedError(str(i)) for i in range(3)), last)
+    sleeps = Sleeps()
+    with pytest.raises(TransientSinkError, match="after 4 attempts: refused: 4th") as info:
+        await retry(op.run, **POLICY, classify=classify, sleep=sleeps)
+    assert info.value.__cause__ is last
+    assert op.calls == 4
+    assert len(sleeps.delays) == 3
+
+
+@pytest.mark.asyncio
+async def test_permanent_error_is_raised_at_once() -> None:
+    op, sleeps = Flaky(ValueError("no"), ConnectionRefusedError("never reached")), Sleeps()
+    with pytest.raises(PermanentSinkError, match="bad: no") as info:
+        await retry(op.run, **POLICY, classify=classify, sleep=sleeps)
+    assert isinstance(info.value.__cause__, ValueError)
+    assert op.calls == 1
+    assert sleeps.delays == []
+
+
+@pytest.mark.asyncio
+async def test_unclassified_error_propagates_unchanged() -> None:
+    boom = KeyError("bug")
+    op, sleeps = Flaky(boom), Sleeps()
+    with pytest.raises(KeyError) as info:
+        await retry(op.run, **POLICY, classify=classify, sleep=sleeps)
+    assert info.value is boom
+    assert op.calls == 1
+
+
+@pytest.mark.asyncio
+async def test_sink_errors_raised_by_the_operation_follow_their_own_kind() -> None:
+    op, sleeps = Flaky(TransientSinkError("busy"), PermanentSinkError("broken")), Sleeps()
+    with pytest.raises(PermanentSinkError, match="broken"):
+        await retry(op.run, **POLICY, classify=lambda exc: None, sleep=sleeps)
+    assert op.calls == 2
+
+
+@pytest.mark.asyncio
+async def test_cancellation_is_never_retried() -> None:
+    calls = 0
+
+    async def cancelled() -> str:
+        nonlocal calls
+        calls += 1
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await retry(cancelled, **POLICY, classify=classify, sleep=Sleeps())
+    assert calls == 1
+
+
+def test_backoff_doubles_up_to_the_cap_and_keeps_half_under_jitter() -> None:
+    assert [backoff_delay(n, 0.1, 0.5, top) for n in range(1, 6)] == pytest.approx([0.1, 0.2, 0.4, 0.5, 0.5])
+    assert backoff_delay(3, 0.1, 0.5, lambda lo, hi: lo) == pytest.approx(0.2)
+    for _ in range(100):
+        assert 0.2 <= backoff_delay(3, 0.1, 10.0) <= 0.4
+
+
+def test_sync_variant_retries_and_gives_up_the_same_way() -> None:
+    sleeps = Sleeps()
+    op = Flaky(ConnectionRefusedError("x"))
+    assert retry_sync(op, **POLICY, classify=classify, sleep=sleeps.sync, jitter=top) == "done"
+    assert sleeps.delays == pytest.approx([0.1])
+    op = Flaky(*(ConnectionRefusedError(str(i)) for i in range(4)))
+    with pytest.raises(TransientSinkError, match="after 4 attempts"):
+        retry_sync(op, **POLICY, classify=classify, sleep=sleeps.sync)
+    with pytest.raises(PermanentSinkError):
+        retry_sync(Flaky(ValueError("v")), **POLICY, classify=classify, sleep=sleeps.sync)
+
+
+@pytest.mark.parametrize(
+    ("attempts", "base", "cap"),
+    [(0, 0.1, 1.0), (3, -0.1, 1.0), (3, 2.0, 1.0)],
+)
+def test_nonsense_policies_are_refused(attempts: int, base: float, cap: float) -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(attempts, base, cap)
+    with pytest.raises(ValueError):
+        retry_sync(Flaky(), attempts=attempts, base_delay_s=base, max_delay_s=cap, classify=classify)
