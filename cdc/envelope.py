@@ -46,7 +46,8 @@ class Record:
 
 
 def occurred_at(created_at: dt.datetime) -> str:
-    return created_at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{created_at.microsecond // 1000:03d}Z"
+    """Millisecond UTC ISO 8601 (created_at is naive UTC, TIMESTAMP(3))."""
+    return created_at.isoformat(timespec="milliseconds") + "Z"
 
 
 def _headers(row: OutboxRow, extra: dict[str, str] | None = None) -> list[tuple[str, bytes]]:
@@ -91,10 +92,9 @@ def envelope_bytes(row: OutboxRow) -> bytes:
     JSON that passed the contract): no re-serialisation on the hot path, and a replay yields the same bytes.
     The other fields need no escaping once validated: a declared event type, its aggregate type, a digits-only
     aggregate id and integers."""
-    stamp = row.created_at.isoformat(timespec="milliseconds")
     return (
         f'{{"event_id":{row.id},"event_type":"{row.event_type}","aggregate_type":"{row.aggregate_type}",'
-        f'"aggregate_id":"{row.aggregate_id}","occurred_at":"{stamp}Z","schema_version":{row.schema_version},'
+        f'"aggregate_id":"{row.aggregate_id}","occurred_at":"{occurred_at(row.created_at)}","schema_version":{row.schema_version},'
         f'"source_seq":{row.source_seq},"payload":{row.payload}}}'
     ).encode()
 

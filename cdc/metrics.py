@@ -6,7 +6,7 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 from cdc.position import Position
 
@@ -37,7 +37,7 @@ class RelayMetrics:
         )
         self.errors = Counter("tenderhub_relay_errors", "Errors that caused a reconnect", ["kind"], registry=r)
         self.last_error_time = Gauge("tenderhub_relay_last_error_unixtime", "Time of the last error", registry=r)
-        self.last_error = ""
+        self.last_error = Info("tenderhub_relay_last_error", "Kind and message of the last error", registry=r)
         self.last_lag_ms = 0.0
 
     def serve(self, addr: str) -> None:
@@ -65,4 +65,4 @@ class RelayMetrics:
     def error(self, exc: BaseException) -> None:
         self.errors.labels(type(exc).__name__).inc()
         self.last_error_time.set(time.time())
-        self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        self.last_error.info({"kind": type(exc).__name__, "message": str(exc)[:500]})

@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError
 from cdc.envelope import OutboxRow, Record, to_record
 from cdc.errors import CdcError, FencedError, PositionPurgedError, SourceConfigError
 from cdc.metrics import RelayMetrics
-from cdc.position import MAX_ROWS_PER_TXN, Position, mariadb_gtid_seq, mysql_gtid_seq, source_seq
+from cdc.position import Position, mariadb_gtid_seq, mysql_gtid_seq, source_seq
 from cdc.publisher import TransactionalPublisher, load_position
 from cdc.source import BinlogSource, Idle, TxnEnd
 from schema.mysql import OUTBOX_TABLE, connect, is_mariadb
@@ -174,7 +174,6 @@ class Relay:
 
     def _current_position(self) -> Position:
         with connect(self.s.relay_mysql) as conn, conn.cursor() as cur:
-            self._mariadb = is_mariadb(conn)
             cur.execute("SELECT @@gtid_binlog_pos" if self._mariadb else "SELECT @@global.gtid_executed")
             row = cur.fetchone()
         gtid = str(row[0] if row else "")
@@ -187,7 +186,6 @@ class Relay:
         """Unpublished outbox rows and the binlog position of the same consistent snapshot (no global lock)."""
         dsn = self.s.relay_mysql
         with connect(dsn, dsn.database) as conn, conn.cursor() as cur:
-            self._mariadb = is_mariadb(conn)
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             if self._mariadb:
                 # MariaDB reports the binlog position of a consistent snapshot: no global lock.
@@ -213,11 +211,7 @@ class Relay:
                     gtid = str(row[0] or "") if row else ""
                 finally:
                     cur.execute("UNLOCK TABLES")
-            cur.execute(
-                f"SELECT id, event_type, aggregate_type, aggregate_id, schema_version, payload, created_at "
-                f"FROM {OUTBOX_TABLE} WHERE published = FALSE ORDER BY id LIMIT %s",
-                (self.s.relay_backfill_max_rows + 1,),
-            )
+            cur.execute(f"{SELECT_UNPUBLISHED} LIMIT %s", (self.s.relay_backfill_max_rows + 1,))
             rows = cur.fetchall()
             cur.execute("COMMIT")
         if len(rows) > self.s.relay_backfill_max_rows:
@@ -228,13 +222,7 @@ class Relay:
         seq = self._gtid_seq(gtid)
         # Backfilled rows were committed at or before the snapshot; streamed rows come after it. They take the
         # snapshot transaction's seq slot, in id order (their exact commit order is not recoverable).
-        out = [
-            OutboxRow(
-                int(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), str(r[5]), r[6], seq, i, source_seq(seq, i)
-            )
-            for i, r in enumerate(rows)
-        ]
-        return Position(gtid, seq), out
+        return Position(gtid, seq), _outbox_rows(rows, seq)
 
     async def _backfill(self, publisher: TransactionalPublisher) -> Position:
         position, rows = await asyncio.to_thread(self._snapshot)
@@ -326,27 +314,11 @@ class Relay:
     def _poll_lock_batch(self, conn: Any, batch_no: int, skip_locked: bool) -> list[OutboxRow]:
         with conn.cursor() as cur:
             cur.execute(
-                f"SELECT id, event_type, aggregate_type, aggregate_id, schema_version, payload, created_at "
-                f"FROM {OUTBOX_TABLE} WHERE published = FALSE ORDER BY id LIMIT %s FOR UPDATE"
-                + (" SKIP LOCKED" if skip_locked else ""),
+                f"{SELECT_UNPUBLISHED} LIMIT %s FOR UPDATE" + (" SKIP LOCKED" if skip_locked else ""),
                 (self.s.relay_batch_rows,),
             )
             rows = cur.fetchall()
-        return [
-            OutboxRow(
-                int(r[0]),
-                str(r[1]),
-                str(r[2]),
-                str(r[3]),
-                int(r[4]),
-                _text(r[5]),
-                r[6],
-                batch_no,
-                i,
-                source_seq(batch_no, i),
-            )
-            for i, r in enumerate(rows)
-        ]
+        return _outbox_rows(rows, batch_no)
 
     def _poll_mark_and_commit(self, conn: Any, ids: tuple[int, ...]) -> None:
         with conn.cursor() as cur:
@@ -406,6 +378,22 @@ def _transactional_connection(dsn: MysqlDsn) -> Any:
         # No gap locks: a polling batch held open across the Kafka commit must not stall the app's inserts.
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
     return conn
+
+
+SELECT_UNPUBLISHED = (
+    f"SELECT id, event_type, aggregate_type, aggregate_id, schema_version, payload, created_at "
+    f"FROM {OUTBOX_TABLE} WHERE published = FALSE ORDER BY id"
+)
+
+
+def _outbox_rows(rows: Any, txn_seq: int) -> list[OutboxRow]:
+    """Rows read from the table (backfill, polling) in id order, numbered inside one seq slot."""
+    return [
+        OutboxRow(
+            int(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), _text(r[5]), r[6], txn_seq, i, source_seq(txn_seq, i)
+        )
+        for i, r in enumerate(rows)
+    ]
 
 
 def _text(value: Any) -> str:
@@ -569,6 +557,3 @@ class LeaderLock:
             with contextlib.suppress(Exception):
                 self._conn.close()
             self._conn = None
-
-
-__all__ = ["MAX_ROWS_PER_TXN", "Relay", "StartOptions", "delete_published"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -237,8 +238,6 @@ class BinlogSource:
 
 
 def _as_text(payload: Any) -> str:
-    import json
-
     if isinstance(payload, bytes):
         return payload.decode("utf-8", errors="replace")
     return json.dumps(payload)
