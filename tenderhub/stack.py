@@ -454,7 +454,7 @@ class Kafka(Service):
         if (self.logdir / "meta.properties").exists():
             return
         # KRaft needs a formatted log directory with a cluster id before the first start.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         log.info("kafka: formatting KRaft storage (cluster %s)", cluster_id)
         _run(
             self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.props)),
@@ -495,6 +495,15 @@ async def _kafka_ready(bootstrap: str) -> None:
             raise RuntimeError("no broker registered yet")
     finally:
         await admin.close()
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64. Like Kafka's own Uuid.randomUuid, never one that starts
+    with '-' (1 in 64 would), which the storage tool's command line would read as an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class FerretDB(Service):
