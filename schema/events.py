@@ -46,6 +46,13 @@ class TenderV1(_Payload):
     closing_at: dt.datetime | None = None
     province: str | None = None
     category: str | None = None
+    # The tender's text, for summaries and readiness (optional: older producers sent only the fields above).
+    tender_number: str | None = Field(None, max_length=255)
+    description: str | None = Field(None, max_length=20_000)
+    special_conditions: str | None = Field(None, max_length=50_000)
+    briefing_compulsory: bool | None = None
+    briefing_at: dt.datetime | None = None
+    briefing_venue: str | None = Field(None, max_length=1000)
 
 
 class TenderClosedV1(_Payload):
@@ -54,9 +61,47 @@ class TenderClosedV1(_Payload):
     reason: str | None = None
 
 
+CidbClass = Literal[
+    "CE",
+    "GB",
+    "EB",
+    "EP",
+    "ME",
+    "SO",
+    "SB",
+    "SC",
+    "SD",
+    "SE",
+    "SF",
+    "SG",
+    "SH",
+    "SI",
+    "SJ",
+    "SK",
+    "SL",
+    "SM",
+    "SN",
+    "SQ",
+]
+
+
+class CidbGradingV1(_Payload):
+    class_of_works: CidbClass
+    grade: int = Field(ge=1, le=9)
+    potentially_emerging: bool = False
+
+
 class CompanyUpdatedV1(_Payload):
     team_id: int = Field(ge=1)
     company_id: int = Field(ge=1)
+    # The whole profile (event-carried state): readiness scores from it without reading MySQL, so a replay
+    # rebuilds the same scores. None = an ids-only event from an older producer: readiness cannot use it.
+    company_name: str | None = Field(None, max_length=300)
+    sectors: list[str] | None = None
+    provinces: list[str] | None = None
+    experience_years: int | None = Field(None, ge=0, le=200)
+    bbbee_level: int | None = Field(None, ge=1, le=8)
+    cidb: list[CidbGradingV1] | None = None
 
 
 class UserActivityV1(_Payload):

@@ -71,6 +71,45 @@ SPEND_BY_BUYER_WINDOW = KeyFamily(
     "streams.agents.spend",
     "Spend per buyer and currency over a rolling window of published dates (e.g. 30d).",
 )
+# State behind the spend keys: kept in Redis so that one Lua script updates a tender's state, the exact totals and
+# the sorted sets together (a redelivered or stale event then changes nothing). Longer TTL than the read models:
+# the nightly recompute rewrites them, and rebuilds them from MySQL if they ever expire.
+STATE_TTL_S = 7 * 24 * 3600
+SPEND_TENDER_STATE = KeyFamily(
+    "analytics:spend_by_buyer:tenders",
+    "hash",
+    STATE_TTL_S,
+    "streams.agents.spend",
+    "Each tender's last (buyer, currency, budget, status, published date) and source_seq (field = tender id).",
+)
+SPEND_TOTALS = KeyFamily(
+    "analytics:spend_by_buyer:totals",
+    "hash",
+    STATE_TTL_S,
+    "streams.agents.spend",
+    "Exact all-time totals: 'c:CUR|buyer' cents, 't:...' tenders counted, 'w:...' tenders without a budget.",
+)
+SPEND_WINDOW_TOTALS = KeyFamily(
+    "analytics:spend_by_buyer:{window}:totals",
+    "hash",
+    STATE_TTL_S,
+    "streams.agents.spend",
+    "Exact totals of the rolling window, same fields as analytics:spend_by_buyer:totals.",
+)
+READINESS_TENDERS = KeyFamily(
+    "readiness:tenders",
+    "hash",
+    STATE_TTL_S,
+    "streams.agents.readiness",
+    "Scoring facts of each tender and their source_seq (field = tender id); what a team is scored against.",
+)
+READINESS_COMPANIES = KeyFamily(
+    "readiness:companies",
+    "hash",
+    STATE_TTL_S,
+    "streams.agents.readiness",
+    "Scoring facts of each team's company profile and their source_seq (field = team id).",
+)
 SUMMARY_LOCK = KeyFamily(
     "lock:summary:{id}",
     "string",
@@ -84,6 +123,11 @@ CATALOGUE: tuple[KeyFamily, ...] = (
     TEAM_TOP_TENDERS,
     SPEND_BY_BUYER,
     SPEND_BY_BUYER_WINDOW,
+    SPEND_TENDER_STATE,
+    SPEND_TOTALS,
+    SPEND_WINDOW_TOTALS,
+    READINESS_TENDERS,
+    READINESS_COMPANIES,
     SUMMARY_LOCK,
 )
 

@@ -146,6 +146,40 @@ class Settings(_Base):
         256 * 1024 * 1024, ge=4096, description="Size cap of the capped user_activity_logs collection."
     )
     activity_log_max_docs: int = Field(1_000_000, ge=1, description="Document cap of user_activity_logs.")
+    redis_key_prefix: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_.:-]{0,64}$",
+        description="Prefix of every Redis key tenderhub writes (several deployments or tests on one Redis).",
+    )
+    worker_group: str = Field(
+        "tenderhub-worker",
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="Faust app id = Kafka consumer group of the stream workers (one group per deployment).",
+    )
+    worker_web_host: str = Field("127.0.0.1", description="Address the Faust web view binds to.")
+    worker_web_port: int = Field(16066, ge=1024, le=65535, description="Port of the Faust web view.")
+    worker_batch_max: int = Field(
+        1000, ge=1, le=100_000, description="Most events an agent takes from its stream in one batch."
+    )
+    worker_batch_within_ms: int = Field(
+        50, ge=1, le=60_000, description="How long an agent waits to fill a batch before it processes what it has."
+    )
+    worker_event_attempts: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Attempts for an event that fails for a reason other than an unreachable store; then the DLQ.",
+    )
+    worker_store_retry_max_s: float = Field(
+        30.0, gt=0, le=3600, description="Longest pause between retries while MongoDB or Redis is unreachable."
+    )
+    spend_window_days: int = Field(30, ge=1, le=3650, description="Rolling window of the windowed spend key.")
+    spend_recompute_cron: str = Field(
+        "0 2 * * *", description="When the leader recomputes spend from MySQL (crontab syntax, worker timezone)."
+    )
+    spend_window_refresh_s: float = Field(
+        60.0, gt=0, description="How often the leader rebuilds the windowed spend from tender states (ageing)."
+    )
 
     @field_validator("mysql_url", "mysql_admin_url", "relay_mysql_url")
     @classmethod

@@ -214,6 +214,20 @@ class RedisSink:
             )
         return wrote
 
+    # -- for stores built on this sink (sinks.spend_store) ------------------------------------------------------
+
+    def client(self) -> aioredis.Redis:
+        """The shared client (created on first use, in the running loop)."""
+        return self._redis().client
+
+    def full_key(self, key: str, expected: RedisType) -> str:
+        """A catalogue key with this sink's prefix; refuses keys outside the catalogue or of the wrong type."""
+        return self._resolve(key, expected)
+
+    async def run(self, op: Callable[[], Awaitable[T]], what: str) -> T:
+        """Run `op` with this sink's retry policy and error classification."""
+        return await self._retry(op, what)
+
     # -- internals --------------------------------------------------------------------------------------------
 
     def _redis(self) -> _Connection:

@@ -124,6 +124,13 @@ def cmd_doctor(_: argparse.Namespace) -> int:
     return exit_code(checks)
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.worker import run_worker
+
+    agents = args.agents.split(",") if args.agents else None
+    return run_worker(load_settings(), agents=agents, loglevel="DEBUG" if args.verbose else "INFO")
+
+
 def cmd_settings(_: argparse.Namespace) -> int:
     for var, typ, default, doc in describe_options():
         _say(f"{var}\n    {doc}\n    type {typ}, default {default}")
@@ -190,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the main job: stack up, migrate, smoke, real tenders through the relay")
     demo.add_argument("--tenders", type=int, default=20, help="how many real eTenders tenders to load (max 200)")
     demo.set_defaults(func=cmd_demo)
+    worker = sub.add_parser("worker", help="the stream worker: Faust agents -> MongoDB / Redis (web view on)")
+    worker.add_argument("--agents", default="", help="comma-separated agent names (default: all)")
+    worker.set_defaults(func=cmd_worker)
     sub.add_parser("settings", help="list every setting with its doc and default").set_defaults(func=cmd_settings)
     return parser
 

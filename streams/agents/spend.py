@@ -3,16 +3,24 @@ published dates), kept exact under tender events by retracting each tender's old
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+import faust
+import sqlalchemy as sa
+
 from schema.events import ContractError, Envelope, TenderClosedV1, TenderV1, validate_payload
+from sinks.spend_store import StateWrite, Totals, TotalsDelta
+from streams.batch import BatchRunner, Incoming
+from streams.context import WorkerContext
+from streams.wiring import RunnerFactory, batch_agent
 
 log = logging.getLogger(__name__)
 
@@ -343,3 +351,247 @@ def _naive_utc(value: dt.datetime | None) -> dt.datetime | None:
     if value is None or value.tzinfo is None:
         return value
     return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+# -- batch fold for the Redis-backed wrapper ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CentsDelta:
+    """A delta in integer cents (what the store adds atomically), for the all-time totals or the window."""
+
+    window: bool
+    member: str  # 'CUR|buyer', as in SpendTotals.to_zset_members
+    cents: int
+    tenders: int
+    without_budget: int
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """What one batch changes: the new state of each tender it touched, and the netted deltas."""
+
+    states: dict[int, TenderSpendState]
+    deltas: list[CentsDelta]
+    ignored: int  # duplicate or stale events: no effect
+
+
+def to_cents(amount: Decimal) -> int:
+    """Cents of an amount, rounded half up like MySQL's DECIMAL(18,2) column, so events and rows agree."""
+    return int(amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP) * 100)
+
+
+def member(buyer: str, currency: str) -> str:
+    return f"{currency}|{buyer}"
+
+
+def encode_state(state: TenderSpendState) -> str:
+    """Canonical JSON of a state (sorted keys): the same state always stores the same bytes."""
+    return json.dumps(state.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def decode_state(raw: str) -> TenderSpendState:
+    return TenderSpendState.from_dict(json.loads(raw))
+
+
+def fold_batch(
+    states: Mapping[int, TenderSpendState | None],
+    events: Iterable[Envelope | Mapping[str, Any]],
+    as_of: dt.date,
+    days: int = WINDOW_DAYS,
+) -> FoldResult:
+    """Fold a batch of tender events (in partition order) into the stored states of their tenders.
+
+    `states` holds the stored state of every tender in the batch (None = none yet). Deltas are netted per member:
+    the all-time ones from each tender's first to last contribution in the batch, the window ones likewise over the
+    contributions published in the window ending on `as_of`."""
+    first: dict[int, TenderSpendState | None] = {}
+    current: dict[int, TenderSpendState | None] = {}
+    ignored = 0
+    for envelope in events:
+        env = _as_envelope(envelope)
+        tender_id = int(env.aggregate_id)
+        if tender_id not in current:
+            if tender_id not in states:
+                raise KeyError(f"state of tender {tender_id} was not read before folding its events")
+            first[tender_id] = current[tender_id] = states[tender_id]
+        previous = current[tender_id]
+        new, _ = apply_event(previous, env)
+        if new is previous:
+            ignored += 1
+            continue
+        current[tender_id] = new
+    changed = {t: s for t, s in current.items() if s is not None and s is not first[t]}
+    net: dict[tuple[bool, str], list[int]] = {}
+    for tender_id, new_state in changed.items():
+        old_state = first[tender_id]
+        old_c = None if old_state is None else contribution(old_state)
+        new_c = contribution(new_state)
+        for window in (False, True):
+            before = old_c if not window or (old_c and in_window(old_c.published_at, as_of, days)) else None
+            after = new_c if not window or (new_c and in_window(new_c.published_at, as_of, days)) else None
+            for c, sign in ((before, -1), (after, 1)):
+                if c is None:
+                    continue
+                acc = net.setdefault((window, member(c.buyer, c.currency)), [0, 0, 0])
+                acc[0] += sign * to_cents(c.amount)
+                acc[1] += sign
+                acc[2] += sign * c.without_budget
+    deltas = [
+        CentsDelta(window, m, cents, tenders, without)
+        for (window, m), (cents, tenders, without) in sorted(net.items())
+        if cents or tenders or without
+    ]
+    return FoldResult(states=changed, deltas=deltas, ignored=ignored)
+
+
+def totals_in_cents(totals: SpendTotals) -> dict[str, tuple[int, int, int]]:
+    """SpendTotals as the store keeps them: member -> (cents, tenders, without budget)."""
+    return {
+        member(buyer, currency): (to_cents(e.amount), e.tenders, e.without_budget)
+        for (buyer, currency), e in totals.items()
+    }
+
+
+def zset_from_cents(totals: Mapping[str, tuple[int, int, int]]) -> dict[str, float]:
+    """Sorted-set scores from exact cents: the same division the store's Lua script does."""
+    return {m: cents / 100 for m, (cents, _, _) in totals.items()}
+
+
+# -- Faust wrapper ---------------------------------------------------------------------------------------------
+
+AGENT = "spend"
+_CAS_ROUNDS = 5
+_RECOMPUTE_ROUNDS = 5
+_TENDER_ROWS_SQL = "SELECT id, buyer, currency, budget, status, published_at FROM tenders"
+
+
+class SpendHandler:
+    """Folds tender events into the Redis spend store: read states, fold (pure), apply atomically with a CAS."""
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self._ctx = ctx
+        self.ignored = 0
+
+    async def __call__(self, items: Sequence[Incoming]) -> None:
+        envelopes = [i.event.envelope() for i in items if i.event.event_type in TENDER_EVENTS]
+        if not envelopes:
+            return
+        store = self._ctx.spend
+        ids = sorted({int(e.aggregate_id) for e in envelopes})
+        for _ in range(_CAS_ROUNDS):
+            raw = await store.read_states(ids)
+            stored = {t: None if v is None else decode_state(v) for t, v in raw.items()}
+            result = fold_batch(stored, envelopes, self._ctx.as_of(), self._ctx.settings.spend_window_days)
+            writes = [StateWrite(t, raw[t], encode_state(s)) for t, s in sorted(result.states.items())]
+            deltas = [TotalsDelta(d.window, d.member, d.cents, d.tenders, d.without_budget) for d in result.deltas]
+            conflicts = await store.apply(writes, deltas)
+            if not conflicts:
+                self.ignored += result.ignored
+                return
+            log.info("%s: tender states %s changed while folding; reading them again", AGENT, conflicts[:10])
+        raise RuntimeError(f"{AGENT}: tender states kept changing under the batch ({_CAS_ROUNDS} rounds)")
+
+
+async def refresh_window(ctx: WorkerContext) -> bool:
+    """Rebuild the windowed totals from the tender states: tenders age out of the window with no event."""
+    store = ctx.spend
+    as_of, days = ctx.as_of(), ctx.settings.spend_window_days
+    for _ in range(_RECOMPUTE_ROUNDS):
+        snap = await store.snapshot()
+        states = [decode_state(v) for v in snap.states.values()]
+        cents = totals_in_cents(window_totals(states, as_of, days))
+        done = await store.replace(
+            generation=snap.generation,
+            window_totals={m: Totals(*v) for m, v in cents.items()},
+            window_zset=zset_from_cents(cents),
+        )
+        if done:
+            return True
+    log.warning("%s: window refresh gave way to new batches %d times; the next one retries", AGENT, _RECOMPUTE_ROUNDS)
+    return False
+
+
+@dataclass(frozen=True)
+class RecomputeReport:
+    tenders: int
+    members: int
+    window_members: int
+    drift: list[str]  # members whose stream totals differ from MySQL (in-flight events, or a bug)
+    rebuilt_state: bool
+    replaced: bool
+
+
+async def recompute_from_mysql(ctx: WorkerContext) -> RecomputeReport:
+    """The nightly job: spend recomputed from MySQL replaces the sorted sets readers use, atomically.
+
+    The exact totals and tender states stay the stream's (replacing them from rows the stream has not caught up
+    with would count the pending events twice); members whose stream totals differ are reported as drift. If the
+    states are gone (expired, new Redis), they are rebuilt from the rows together with the totals."""
+
+    def read_rows() -> list[dict[str, Any]]:
+        with ctx.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.text(_TENDER_ROWS_SQL))]
+
+    rows = await asyncio.to_thread(read_rows)
+    as_of, days = ctx.as_of(), ctx.settings.spend_window_days
+    all_cents = totals_in_cents(recompute(rows))
+    window_cents = totals_in_cents(recompute_window(rows, as_of, days))
+    store = ctx.spend
+    for _ in range(_RECOMPUTE_ROUNDS):
+        snap = await store.snapshot()
+        rebuild = not snap.states
+        if rebuild:
+            states = {int(r["id"]): encode_state(_row_state(r)) for r in rows}
+            done = await store.replace(
+                generation=snap.generation,
+                states=states,
+                totals={m: Totals(*v) for m, v in all_cents.items()},
+                zset=zset_from_cents(all_cents),
+                window_totals={m: Totals(*v) for m, v in window_cents.items()},
+                window_zset=zset_from_cents(window_cents),
+            )
+            drift: list[str] = []
+        else:
+            current = await store.read_totals(window=False)
+            stream = {m: (t.cents, t.tenders, t.without_budget) for m, t in current.items()}
+            drift = sorted(m for m in set(stream) | set(all_cents) if stream.get(m) != all_cents.get(m))
+            done = await store.replace(
+                generation=snap.generation,
+                zset=zset_from_cents(all_cents),
+                window_zset=zset_from_cents(window_cents),
+            )
+        if done:
+            if drift:
+                log.warning(
+                    "%s: nightly recompute: %d members differ between the stream and MySQL (events in flight, or a "
+                    "bug): %s",
+                    AGENT,
+                    len(drift),
+                    drift[:20],
+                )
+            log.info(
+                "%s: nightly recompute from MySQL: %d tenders, %d members (%d in the %d-day window) replaced",
+                AGENT,
+                len(rows),
+                len(all_cents),
+                len(window_cents),
+                days,
+            )
+            return RecomputeReport(len(rows), len(all_cents), len(window_cents), drift, rebuild, True)
+    log.warning("%s: nightly recompute gave way to incoming batches %d times", AGENT, _RECOMPUTE_ROUNDS)
+    return RecomputeReport(len(rows), len(all_cents), len(window_cents), [], False, False)
+
+
+def register(app: faust.App, ctx: WorkerContext, runner_factory: RunnerFactory) -> tuple[Any, BatchRunner]:
+    agent, runner = batch_agent(app, ctx, AGENT, [ctx.topics.data["tender"]], SpendHandler(ctx), runner_factory)
+
+    async def spend_window_refresh() -> None:
+        await refresh_window(ctx)
+
+    async def spend_nightly_recompute() -> None:
+        await recompute_from_mysql(ctx)
+
+    app.timer(ctx.settings.spend_window_refresh_s, on_leader=True, name="spend_window_refresh")(spend_window_refresh)
+    app.crontab(ctx.settings.spend_recompute_cron, on_leader=True)(spend_nightly_recompute)
+    return agent, runner

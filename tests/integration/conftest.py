@@ -17,6 +17,7 @@ from cdc.outbox import make_engine
 from schema.mysql import connect
 from schema.settings import Settings, load_settings
 from tests.integration.relay_harness import RelayEnv, kill_leftovers, run
+from tests.integration.worker_harness import PipelineEnv
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -95,3 +96,15 @@ def engine(settings: Settings) -> Iterator[sa.Engine]:
     eng = make_engine(settings, pool_size=4)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def penv(renv: RelayEnv, mongo: MongoClient[dict[str, Any]], redis_client: redis.Redis) -> Iterator[PipelineEnv]:
+    """A relay + worker environment of the test's own: topics, consumer group, MongoDB database, Redis keys."""
+    env = PipelineEnv(renv)
+    yield env
+    mongo.drop_database(env.mongo_db)
+    keys = list(redis_client.scan_iter(match=f"{env.redis_prefix}*", count=1000))
+    keys += list(redis_client.scan_iter(match=f"{{{env.redis_prefix}*", count=1000))
+    if keys:
+        redis_client.delete(*keys)

@@ -1,0 +1,74 @@
+"""Scenario 4: `user.activity` events -> the capped MongoDB collection `user_activity_logs`.
+
+Pure core: `log_document` (event -> document, `_id` = event id). Wrapper: batched, idempotent inserts; a
+redelivered event hits the duplicate `_id` and is not inserted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+
+from schema.events import UserActivityV1
+from schema.mongo import USER_ACTIVITY_LOGS
+from streams.batch import BatchRunner, Incoming
+from streams.context import WorkerContext
+from streams.records import Event
+from streams.wiring import RunnerFactory, batch_agent
+
+log = logging.getLogger(__name__)
+
+AGENT = "activity_logs"
+
+
+def log_document(event: Event) -> dict[str, Any]:
+    """The log document of one `user.activity` event; deterministic, so a replay writes the same document."""
+    payload = event.payload
+    if not isinstance(payload, UserActivityV1):
+        raise TypeError(f"{AGENT} takes user.activity events, got {event.event_type}")
+    return {
+        "_id": event.event_id,
+        "event_id": event.event_id,
+        "source_seq": event.source_seq,
+        "user_id": payload.user_id,
+        "team_id": payload.team_id,
+        "action": payload.action,
+        "tender_id": payload.tender_id,
+        "details": dict(payload.details),
+        "occurred_at": _occurred_at(event.record.occurred_at),
+    }
+
+
+def _occurred_at(text: str) -> dt.datetime | str:
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return parsed
+
+
+class ActivityLogHandler:
+    def __init__(self, ctx: WorkerContext) -> None:
+        self._ctx = ctx
+        self.inserted = 0
+        self.redelivered = 0
+
+    async def __call__(self, items: Sequence[Incoming]) -> None:
+        docs = [log_document(i.event) for i in items if i.event.event_type == "user.activity"]
+        if not docs:
+            return
+        inserted = await asyncio.to_thread(self._ctx.mongo.insert_logs, USER_ACTIVITY_LOGS.name, docs)
+        self.inserted += inserted
+        self.redelivered += len(docs) - inserted
+
+
+def register(app: faust.App, ctx: WorkerContext, runner_factory: RunnerFactory) -> tuple[Any, BatchRunner]:
+    agent, runner = batch_agent(app, ctx, AGENT, [ctx.topics.data["activity"]], ActivityLogHandler(ctx), runner_factory)
+    return agent, runner

@@ -1,0 +1,82 @@
+"""What agents share (arq-style `ctx`): settings, topic names, sinks and stores, created on first use."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from schema.settings import Settings
+from schema.topics import TopicNames
+from sinks.mongo import MongoSink
+from sinks.redis import RedisSink
+from sinks.retry import RetryPolicy
+from sinks.spend_store import SpendStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    _mongo: MongoSink | None = field(default=None, repr=False)
+    _redis: RedisSink | None = field(default=None, repr=False)
+    _spend: SpendStore | None = field(default=None, repr=False)
+    _engine: sa.Engine | None = field(default=None, repr=False)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def topics(self) -> TopicNames:
+        return TopicNames.from_settings(self.settings)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        # A few quick retries inside the sink; the batch runner then backs off for as long as the store is down.
+        return RetryPolicy(attempts=3, base_delay_s=0.05, max_delay_s=1.0)
+
+    @property
+    def mongo(self) -> MongoSink:
+        if self._mongo is None:
+            self._mongo = MongoSink.from_settings(self.settings, retry_policy=self.retry_policy)
+        return self._mongo
+
+    @property
+    def redis(self) -> RedisSink:
+        if self._redis is None:
+            self._redis = RedisSink.from_settings(
+                self.settings, key_prefix=self.settings.redis_key_prefix, retry_policy=self.retry_policy
+            )
+        return self._redis
+
+    @property
+    def spend(self) -> SpendStore:
+        if self._spend is None:
+            self._spend = SpendStore(self.redis, self.settings.spend_window_days)
+        return self._spend
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The application's MySQL (read-only use: the nightly spend recompute)."""
+        if self._engine is None:
+            self._engine = sa.create_engine(
+                self.settings.mysql_url.get_secret_value(), pool_pre_ping=True, pool_recycle=3600
+            )
+        return self._engine
+
+    def as_of(self) -> dt.date:
+        return self.settings.today()
+
+    async def aclose(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+            self._spend = None
+        if self._mongo is not None:
+            self._mongo.close()
+            self._mongo = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None

@@ -1,0 +1,102 @@
+"""Typed Faust records for the event contract, and the one decoder every agent uses on raw Kafka values.
+
+Topics are consumed as raw bytes and decoded here, not by Faust's serializer: a value Faust cannot decode is logged
+and skipped by Faust itself, while here it becomes a `ContractError` that the batch runner sends to the DLQ.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from schema.events import EVENT_TYPES, ContractError, Envelope, validate_payload
+
+_ENVELOPE_FIELDS = frozenset(Envelope.__dataclass_fields__)
+
+
+class EventRecord(faust.Record, serializer="json", include_metadata=False, validation=True):
+    """The relay's JSON envelope (schema.events.Envelope) as a Faust record."""
+
+    event_id: int
+    event_type: str
+    aggregate_type: str
+    aggregate_id: str
+    occurred_at: str
+    schema_version: int
+    source_seq: int
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Event:
+    """A decoded, contract-checked event: the record and its typed payload (a schema.events model)."""
+
+    record: EventRecord
+    payload: Any
+
+    @property
+    def event_id(self) -> int:
+        return int(self.record.event_id)
+
+    @property
+    def event_type(self) -> str:
+        return str(self.record.event_type)
+
+    @property
+    def source_seq(self) -> int:
+        return int(self.record.source_seq)
+
+    @property
+    def aggregate_id(self) -> str:
+        return str(self.record.aggregate_id)
+
+    def envelope(self) -> Envelope:
+        r = self.record
+        return Envelope(
+            event_id=r.event_id,
+            event_type=r.event_type,
+            aggregate_type=r.aggregate_type,
+            aggregate_id=r.aggregate_id,
+            occurred_at=r.occurred_at,
+            schema_version=r.schema_version,
+            source_seq=r.source_seq,
+            payload=dict(r.payload),
+        )
+
+
+def decode(raw: bytes | str | None) -> Event:
+    """Parse and check one Kafka value; raise ContractError with the reason (the caller sends it to the DLQ)."""
+    if raw is None:
+        raise ContractError("empty value (tombstone) on an event topic")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ContractError(f"value is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ContractError(f"envelope must be a JSON object, got {type(data).__name__}")
+    missing = _ENVELOPE_FIELDS - data.keys()
+    if missing:
+        raise ContractError(f"envelope lacks {sorted(missing)}")
+    for name in ("event_id", "schema_version", "source_seq"):
+        value = data[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ContractError(f"envelope {name} must be a non-negative integer, got {str(value)[:40]!r}")
+    for name in ("event_type", "aggregate_type", "aggregate_id", "occurred_at"):
+        if not isinstance(data[name], str):
+            raise ContractError(f"envelope {name} must be a string, got {type(data[name]).__name__}")
+    if not isinstance(data["payload"], dict):
+        raise ContractError("envelope payload must be a JSON object")
+    if data["event_type"] not in EVENT_TYPES:
+        raise ContractError(f"unknown event type {data['event_type']!r}")
+    payload = validate_payload(
+        data["event_type"],
+        data["schema_version"],
+        data["aggregate_type"],
+        data["aggregate_id"],
+        json.dumps(data["payload"]),
+    )
+    record = EventRecord(**{k: data[k] for k in _ENVELOPE_FIELDS})
+    return Event(record=record, payload=payload)

@@ -1,0 +1,97 @@
+"""Scenario 4 end to end (outbox -> relay -> Kafka -> activity agent -> capped MongoDB collection), redelivery,
+poison events to the DLQ, and a SIGTERM that drains and commits."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+from pymongo import MongoClient
+
+from tests.integration.relay_harness import RelayProcess, consume, run
+from tests.integration.test_cdc_relay import insert_activities
+from tests.integration.worker_harness import PipelineEnv, WorkerProcess, wait_for
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+def test_activity_logs_once_each_with_redelivery_and_poison_to_dlq(
+    penv: PipelineEnv, engine: sa.Engine, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    relay = RelayProcess(penv.renv).start()
+    worker = WorkerProcess(penv, "--agents", "activity_logs").start()
+    worker.wait_ready()
+    bootstrap = penv.renv.settings.kafka_bootstrap
+    topic = f"{penv.renv.prefix}activity"
+    ids = insert_activities(engine, penv.uid, [1, 50, 1, 200, 3], users=7)
+    published = run(consume(bootstrap, [topic], until=len(ids), timeout=60))
+    assert len(published) == len(ids)
+    # Poison on user 3's partition: not JSON, and a valid envelope whose payload breaks the contract. Then the
+    # same partition must keep flowing: more events for user 3 after them, and a redelivery of 40 old events.
+    poison_bad_json = (b"3", b"{not json")
+    broken = dict(published[0].value, payload={"user_id": 3, "team_id": "x", "action": "view"}, aggregate_id="3")
+    poison_contract = (b"3", json.dumps(broken).encode())
+    run(produce(bootstrap, topic, [poison_bad_json, poison_contract]))
+    run(produce(bootstrap, topic, [(r.key, json.dumps(r.value).encode()) for r in published[:40]]))
+    later = insert_activities(engine, penv.uid, [30], users=7)
+
+    logs = mongo[penv.mongo_db]["user_activity_logs"]
+    expected = set(ids) | set(later)
+    wait_for(lambda: logs.count_documents({}) >= len(expected), 60, "every activity logged")
+    wait_for(lambda: worker.stats()["activity_logs"]["events"] >= len(expected) + 42, 30, "worker took every record")
+    docs = list(logs.find({}))
+    assert len(docs) == len(expected), "a redelivered event was logged twice"
+    assert {d["_id"] for d in docs} == expected
+    by_id = {r.value["event_id"]: r.value for r in published}
+    for d in docs:
+        if d["_id"] in by_id:
+            env = by_id[d["_id"]]
+            assert d["user_id"] == env["payload"]["user_id"]
+            assert d["action"] == env["payload"]["action"]
+            assert d["source_seq"] == env["source_seq"]
+            assert d["details"]["test"] == penv.uid
+    # The worker created the collection at start-up, capped.
+    assert logs.options()["capped"] is True
+
+    dlq = run(consume(bootstrap, [f"{penv.renv.prefix}dlq"], until=2, timeout=30))
+    reasons = sorted(r.value["reason"] for r in dlq)
+    assert len(dlq) == 2, reasons
+    assert reasons[0].startswith("payload breaks user.activity v1: team_id"), reasons
+    assert reasons[1].startswith("value is not JSON"), reasons
+    assert all(r.value["agent"] == "activity_logs" and r.value["origin"]["topic"] == topic for r in dlq)
+    assert {r.headers["dlq_agent"] for r in dlq} == {b"activity_logs"}
+
+    assert worker.terminate() == 0, worker.tail()
+    assert "Stopping" in worker.log_text()
+    relay.terminate()
+
+
+def test_sigterm_commits_what_was_done_and_restart_redoes_nothing(
+    penv: PipelineEnv, engine: sa.Engine, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    relay = RelayProcess(penv.renv).start()
+    worker = WorkerProcess(penv, "--agents", "activity_logs").start()
+    worker.wait_ready()
+    ids = insert_activities(engine, penv.uid, [500, 500])
+    logs = mongo[penv.mongo_db]["user_activity_logs"]
+    wait_for(lambda: logs.count_documents({}) == len(ids), 60, "all logged")
+    assert worker.terminate() == 0, worker.tail()
+    # Restarted, the worker starts from the offsets committed at SIGTERM: it gets no event again.
+    worker = WorkerProcess(penv, "--agents", "activity_logs").start()
+    worker.wait_ready()
+    more = insert_activities(engine, penv.uid, [5])
+    wait_for(lambda: logs.count_documents({}) == len(ids) + len(more), 60, "new events logged")
+    wait_for(lambda: worker.stats()["activity_logs"]["events"] >= len(more), 30, "worker took the new events")
+    assert worker.stats()["activity_logs"]["events"] == len(more), "events before SIGTERM were delivered again"
+    assert worker.terminate() == 0
+    relay.terminate()

@@ -1,0 +1,153 @@
+"""Run the real stream worker (`python -m tenderhub worker`) as a subprocess, isolated per test: its own topics
+(the relay env's prefix), consumer group, MongoDB database, Redis key prefix and web port."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from schema.settings import Settings
+from tests.integration.relay_harness import ROOT, STARTED, RelayEnv, free_port
+
+
+@dataclass
+class PipelineEnv:
+    renv: RelayEnv
+    as_of: str | None = None
+
+    @property
+    def uid(self) -> str:
+        return self.renv.uid
+
+    @property
+    def group(self) -> str:
+        return f"test-worker-{self.uid}"
+
+    @property
+    def mongo_db(self) -> str:
+        return f"test_{self.uid}"
+
+    @property
+    def redis_prefix(self) -> str:
+        return f"test:{self.uid}:"
+
+    def overrides(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "topic_prefix": self.renv.prefix,
+            "relay_source_name": self.renv.source,
+            "worker_group": self.group,
+            "mongo_db": self.mongo_db,
+            "redis_key_prefix": self.redis_prefix,
+        }
+        if self.as_of:
+            out["as_of"] = self.as_of
+        return out
+
+    def settings(self, **extra: Any) -> Settings:
+        import datetime as dt
+
+        values = self.overrides() | extra
+        if isinstance(values.get("as_of"), str):
+            values["as_of"] = dt.date.fromisoformat(values["as_of"])
+        return self.renv.settings.model_copy(update=values)
+
+    def env(self, web_port: int, **extra: str) -> dict[str, str]:
+        env = self.renv.env(free_port())
+        env.update(
+            {
+                "TENDERHUB_WORKER_GROUP": self.group,
+                "TENDERHUB_MONGO_DB": self.mongo_db,
+                "TENDERHUB_REDIS_KEY_PREFIX": self.redis_prefix,
+                "TENDERHUB_WORKER_WEB_PORT": str(web_port),
+                "TENDERHUB_WORKER_STORE_RETRY_MAX_S": "2",
+            }
+        )
+        if self.as_of:
+            env["TENDERHUB_AS_OF"] = self.as_of
+        env.update(extra)
+        return env
+
+
+class WorkerProcess:
+    def __init__(self, penv: PipelineEnv, *args: str, **extra_env: str) -> None:
+        self.penv = penv
+        self.args = list(args)
+        self.extra_env = extra_env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.offset = 0
+        self.log_path = Path(tempfile.gettempdir()) / f"worker-{penv.uid}.log"
+
+    def start(self) -> WorkerProcess:
+        self.port = free_port()
+        self.offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tenderhub", "worker", *self.args],
+            cwd=ROOT,
+            env=self.penv.env(self.port, **self.extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        STARTED.append(self.proc)
+        log.close()
+        return self
+
+    def stats(self) -> dict[str, dict[str, float]]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/tenderhub/agents/", timeout=2) as resp:
+            data: dict[str, dict[str, float]] = json.loads(resp.read())
+            return data
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until the web view answers and the worker says its partitions are assigned."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, self.tail()
+            try:
+                self.stats()
+                if "Worker ready" in self.log_text()[self.offset :]:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready in {timeout} s: {self.tail()}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll `check` until it returns something truthy; fail with its last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not reached in {timeout} s (last: {str(last)[:500]})")
