@@ -173,6 +173,29 @@ class Settings(_Base):
     worker_store_retry_max_s: float = Field(
         30.0, gt=0, le=3600, description="Longest pause between retries while MongoDB or Redis is unreachable."
     )
+    summary_backend: Literal["extractive", "transformers"] = Field(
+        "extractive",
+        description="Summariser: 'extractive' (offline, no model) or 'transformers' (seq2seq, see SUMMARY_MODEL).",
+    )
+    summary_model: str | None = Field(
+        None,
+        description="transformers backend: a local model directory or a model name (default facebook/bart-large-cnn).",
+    )
+    summary_max_input_tokens: int | None = Field(
+        None, ge=16, description="transformers backend: tokens per chunk (default: the model's own limit)."
+    )
+    summary_max_tokens: int = Field(142, ge=1, description="transformers backend: longest summary of one chunk.")
+    summary_num_beams: int = Field(4, ge=1, le=16, description="transformers backend: beams of generate().")
+    summary_batch_size: int = Field(8, ge=1, le=256, description="transformers backend: chunks per generate() call.")
+    summary_sentences: int = Field(3, ge=1, le=20, description="extractive backend: sentences kept.")
+    readiness_top_k: int = Field(5, ge=1, le=100, description="How many open tenders a team's top list holds.")
+    readiness_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description='Readiness weights overriding the defaults, as JSON summing to 100: {"sector": 40, "cidb": 20}.',
+    )
+    readiness_sweep_s: float = Field(
+        60.0, gt=0, description="How often the leader sweeps tenders whose closing date passed out of top lists."
+    )
     spend_window_days: int = Field(30, ge=1, le=3650, description="Rolling window of the windowed spend key.")
     spend_recompute_cron: str = Field(
         "0 2 * * *", description="When the leader recomputes spend from MySQL (crontab syntax, worker timezone)."

@@ -359,6 +359,25 @@ class MongoSink:
             lambda: self._insert_logs(collection, batch), f"insert_logs {collection} ({len(batch)} docs)"
         )
 
+    def find_by_ids(
+        self, collection: str, field: str, ids: Sequence[int], fields: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """Documents whose `field` is one of `ids` (validated ids, never a caller's document), with `fields` + field."""
+        name = _check_name(field, "field")
+        wanted = sorted({validate_id(name, i) for i in ids})
+        if not wanted:
+            return []
+        projection = {"_id": 0, name: 1, **{_check_name(f, "field"): 1 for f in fields}}
+
+        def read() -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
+            coll = self._db()[_check_name(collection, "collection")]
+            for start in range(0, len(wanted), _PREREAD_CHUNK):
+                out.extend(coll.find({name: {"$in": wanted[start : start + _PREREAD_CHUNK]}}, projection))
+            return out
+
+        return self._retry(read, f"find {collection} by {name} ({len(wanted)} ids)")
+
     # -- internals --------------------------------------------------------------------------------------------
 
     def _retry(self, op: Callable[[], T], what: str) -> T:

@@ -52,6 +52,24 @@ _INT64_MAX = 2**63 - 1
 # (GTID sequence << 24 | row) gets there. Byte-wise comparison avoids Lua's locale-dependent string ordering.
 # The hash is replaced, not merged, so fields dropped by the newer version do not linger; the DEL runs inside the
 # script, so no reader ever sees the key empty.
+# KEYS[1] hash; ARGV[1] version field; ARGV[2] version. Deletes unless the stored version is >= ARGV[2].
+_CAS_DELETE_LUA = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current then
+  local new = ARGV[2]
+  if #current > #new or (#current == #new and current >= new) then
+    return 0
+  end
+end
+return redis.call('DEL', KEYS[1])
+"""
+# KEYS[1] lock; ARGV[1] token.
+_UNLOCK_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 _CAS_HASH_LUA = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if current then
@@ -213,6 +231,41 @@ class RedisSink:
                 "cas_hash %s: %s=%d is not newer than the stored one; nothing written", full, version_field, version
             )
         return wrote
+
+    async def cas_delete_hash(self, key: str, version_field: str, version: int) -> bool:
+        """Delete the hash unless it holds a version >= `version` (a delete for an older event must not remove a
+        newer entry). Returns whether the key is gone because of this call."""
+        full = self._resolve(key, "hash")
+        if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= _INT64_MAX:
+            raise InvalidInputError(f"version must be a non-negative 64-bit int, got {str(version)[:40]!r}")
+
+        async def run() -> bool:
+            client = self._redis().client
+            script = client.register_script(_CAS_DELETE_LUA)
+            return int(await script(keys=[full], args=[version_field, str(version)])) == 1
+
+        return await self._retry(run, f"cas_delete_hash {full}")
+
+    async def lock(self, key: str, token: str, ttl_s: int) -> bool:
+        """SET NX EX: take a lock key (string family) for `ttl_s` seconds; False when someone else holds it."""
+        full = self._resolve(key, "string")
+        _check_ttl(ttl_s)
+
+        async def run() -> bool:
+            return bool(await self._redis().client.set(full, token, nx=True, ex=ttl_s))
+
+        return await self._retry(run, f"lock {full}")
+
+    async def unlock(self, key: str, token: str) -> bool:
+        """Release a lock only if it is still ours (it may have expired and been taken by another worker)."""
+        full = self._resolve(key, "string")
+
+        async def run() -> bool:
+            client = self._redis().client
+            script = client.register_script(_UNLOCK_LUA)
+            return int(await script(keys=[full], args=[token])) == 1
+
+        return await self._retry(run, f"unlock {full}")
 
     # -- for stores built on this sink (sinks.spend_store) ------------------------------------------------------
 

@@ -106,9 +106,14 @@ AgentModule = Callable[[Any, WorkerContext, Callable[[str, Handler], BatchRunner
 
 
 def _agent_modules() -> dict[str, AgentModule]:
-    from streams.agents import activity_logs, spend
+    from streams.agents import activity_logs, readiness, spend, tender_summaries
 
-    return {"activity_logs": activity_logs.register, "spend": spend.register}
+    return {
+        "activity_logs": activity_logs.register,
+        "spend": spend.register,
+        "tender_summaries": tender_summaries.register,
+        "readiness": readiness.register,
+    }
 
 
 def build_pipeline(

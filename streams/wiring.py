@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -10,7 +11,23 @@ import faust
 from streams.batch import BatchRunner, Handler
 from streams.context import WorkerContext
 
+log = logging.getLogger(__name__)
+
 RunnerFactory = Callable[[str, Handler], BatchRunner]
+
+
+def periodic(name: str, job: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
+    """A timer or crontab body that logs its failure and waits for its next run: an exception escaping a Faust
+    timer crashes the whole worker, and a periodic job (a sweep, a recompute) is retried by its next run anyway."""
+
+    async def run() -> None:
+        try:
+            await job()
+        except Exception:
+            log.exception("%s failed; it runs again at its next tick", name)
+
+    run.__name__ = run.__qualname__ = name
+    return run
 
 
 def batch_agent(

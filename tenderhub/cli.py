@@ -131,6 +131,28 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(load_settings(), agents=agents, loglevel="DEBUG" if args.verbose else "INFO")
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from streams.replay import ReplayError, Target, replay
+
+    settings = load_settings()
+    if args.rebuild and not args.yes:
+        if not sys.stdin.isatty():
+            raise SettingsError("--rebuild deletes the derived MongoDB collections and Redis keys: add --yes")
+        answer = input(
+            f"delete the derived stores of {settings.mongo_db} / redis prefix {settings.redis_key_prefix!r}? "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            _say("nothing done")
+            return 1
+    try:
+        asyncio.run(replay(settings, Target.parse(args.to), rebuild=args.rebuild, say=_say))
+    except ReplayError as exc:
+        print(f"tenderhub replay: {exc}", file=sys.stderr)
+        return 2
+    _say("start the workers again (`tenderhub worker`): they resume from the rewound offsets")
+    return 0
+
+
 def cmd_settings(_: argparse.Namespace) -> int:
     for var, typ, default, doc in describe_options():
         _say(f"{var}\n    {doc}\n    type {typ}, default {default}")
@@ -200,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="the stream worker: Faust agents -> MongoDB / Redis (web view on)")
     worker.add_argument("--agents", default="", help="comma-separated agent names (default: all)")
     worker.set_defaults(func=cmd_worker)
+    replay = sub.add_parser("replay", help="rewind the workers' consumer group; with --rebuild, recompute everything")
+    replay.add_argument(
+        "--to", default="earliest", help="'earliest' (default), 'offset:N', or an ISO time (first event at/after it)"
+    )
+    replay.add_argument("--rebuild", action="store_true", help="clear the derived stores first (needs --to earliest)")
+    replay.add_argument("--yes", action="store_true", help="do not ask before deleting (scripts, CI)")
+    replay.set_defaults(func=cmd_replay)
     sub.add_parser("settings", help="list every setting with its doc and default").set_defaults(func=cmd_settings)
     return parser
 

@@ -42,6 +42,12 @@ class TenderRow:
     province: str | None
     category: str | None
     raw_ocds: str
+    # The tender's own texts for the event (summaries, readiness); the description column joins them.
+    text: str | None = None
+    special_conditions: str | None = None
+    briefing_compulsory: bool | None = None
+    briefing_at: dt.datetime | None = None
+    briefing_venue: str | None = None
 
 
 def _utc(value: str | None) -> dt.datetime | None:
@@ -73,6 +79,8 @@ def tender_row(release: dict[str, Any]) -> TenderRow:
     status = str(tender.get("status")) if tender.get("status") in OCDS_STATUSES else "active"
     period = tender.get("tenderPeriod") or {}
     buyer = (release.get("buyer") or tender.get("procuringEntity") or {}).get("name")
+    session = tender.get("briefingSession") or {}
+    briefing = bool(session.get("isSession"))
     return TenderRow(
         ocid=ocid,
         tender_number=number,
@@ -87,6 +95,11 @@ def tender_row(release: dict[str, Any]) -> TenderRow:
         province=tender.get("province"),
         category=tender.get("category"),
         raw_ocds=json.dumps(release, ensure_ascii=False),
+        text=(tender.get("description") or "").strip() or None,
+        special_conditions=(tender.get("specialConditions") or "").strip() or None,
+        briefing_compulsory=bool(session.get("compulsory")) if briefing else None,
+        briefing_at=_utc(session.get("date")) if briefing else None,
+        briefing_venue=(session.get("venue") or None) if briefing else None,
     )
 
 
@@ -112,6 +125,12 @@ def _payload(tender_id: int, row: TenderRow) -> dict[str, Any]:
         "closing_at": row.closing_at.isoformat() if row.closing_at else None,
         "province": row.province,
         "category": row.category,
+        "tender_number": row.tender_number[:255] if row.tender_number else None,
+        "description": row.text[:20_000] if row.text and row.text != row.title else None,
+        "special_conditions": row.special_conditions[:50_000] if row.special_conditions else None,
+        "briefing_compulsory": row.briefing_compulsory,
+        "briefing_at": row.briefing_at.isoformat() if row.briefing_at else None,
+        "briefing_venue": row.briefing_venue[:1000] if row.briefing_venue else None,
     }
 
 

@@ -20,7 +20,7 @@ from schema.events import ContractError, Envelope, TenderClosedV1, TenderV1, val
 from sinks.spend_store import StateWrite, Totals, TotalsDelta
 from streams.batch import BatchRunner, Incoming
 from streams.context import WorkerContext
-from streams.wiring import RunnerFactory, batch_agent
+from streams.wiring import RunnerFactory, batch_agent, periodic
 
 log = logging.getLogger(__name__)
 
@@ -586,12 +586,8 @@ async def recompute_from_mysql(ctx: WorkerContext) -> RecomputeReport:
 def register(app: faust.App, ctx: WorkerContext, runner_factory: RunnerFactory) -> tuple[Any, BatchRunner]:
     agent, runner = batch_agent(app, ctx, AGENT, [ctx.topics.data["tender"]], SpendHandler(ctx), runner_factory)
 
-    async def spend_window_refresh() -> None:
-        await refresh_window(ctx)
-
-    async def spend_nightly_recompute() -> None:
-        await recompute_from_mysql(ctx)
-
-    app.timer(ctx.settings.spend_window_refresh_s, on_leader=True, name="spend_window_refresh")(spend_window_refresh)
-    app.crontab(ctx.settings.spend_recompute_cron, on_leader=True)(spend_nightly_recompute)
+    refresh = periodic("spend_window_refresh", lambda: refresh_window(ctx))
+    nightly = periodic("spend_nightly_recompute", lambda: recompute_from_mysql(ctx))
+    app.timer(ctx.settings.spend_window_refresh_s, on_leader=True, name="spend_window_refresh")(refresh)
+    app.crontab(ctx.settings.spend_recompute_cron, on_leader=True)(nightly)
     return agent, runner

@@ -1,0 +1,175 @@
+"""`tenderhub replay`: rewind the workers' consumer group (to the beginning, an offset, or a time) and, from the
+beginning, rebuild the derived stores: MongoDB collections and every Redis key of the catalogue are cleared first,
+then the workers, started again, recompute everything from the topics. Workers must be stopped: Kafka refuses to
+move the offsets of a group with live members, and a live worker would race the clearing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from pymongo import MongoClient
+
+from schema.mongo import COLLECTIONS, ensure_collections
+from schema.redis_keys import CATALOGUE
+from schema.settings import Settings
+from schema.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+
+class ReplayError(Exception):
+    """The replay cannot run as asked; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to rewind: 'earliest', an absolute offset for every partition, or a time (first offset at or after)."""
+
+    earliest: bool = False
+    offset: int | None = None
+    time: dt.datetime | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        if text == "earliest":
+            return cls(earliest=True)
+        if text.startswith("offset:"):
+            value = text.removeprefix("offset:")
+            if not value.isdigit():
+                raise ReplayError(f"--to {text!r}: expected offset:N with N >= 0")
+            return cls(offset=int(value))
+        try:
+            when = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ReplayError(
+                f"--to {text!r}: expected 'earliest', 'offset:N' or an ISO time such as 2026-01-05T10:00:00+00:00"
+            ) from None
+        return cls(time=when if when.tzinfo else when.replace(tzinfo=dt.UTC))
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    group: str
+    offsets: dict[str, int]  # "topic[p]" -> the offset the group resumes at
+    cleared_collections: list[str]
+    cleared_keys: int
+
+
+async def group_members(settings: Settings, group: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        described = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    members = 0
+    for response in described:
+        for entry in response.groups:
+            # (error_code, group, state, protocol_type, protocol, members, ...)
+            members += len(entry[5])
+    return members
+
+
+async def plan_offsets(settings: Settings, target: Target) -> dict[TopicPartition, int]:
+    """The offset each partition of the data topics resumes at."""
+    topics = sorted(TopicNames.from_settings(settings).data.values())
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    missing = sorted(d["topic"] for d in described if d["error_code"] != 0 or not d["partitions"])
+    if missing:
+        raise ReplayError(f"topics {missing} do not exist: run `tenderhub migrate`")
+    tps = sorted(TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"])
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        first = await consumer.beginning_offsets(tps)
+        end = await consumer.end_offsets(tps)
+        if target.earliest:
+            return dict(first)
+        if target.offset is not None:
+            return {tp: min(max(target.offset, first[tp]), end[tp]) for tp in tps}
+        assert target.time is not None
+        found = await consumer.offsets_for_times({tp: int(target.time.timestamp() * 1000) for tp in tps})
+        return {tp: (found[tp].offset if found[tp] is not None else end[tp]) for tp in tps}
+    finally:
+        await consumer.stop()
+
+
+async def commit_offsets(settings: Settings, offsets: dict[TopicPartition, int]) -> None:
+    # A group without live members accepts commits from a consumer with manually assigned partitions.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=settings.worker_group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(list(offsets))
+        await consumer.commit(offsets)
+    finally:
+        await consumer.stop()
+
+
+def clear_stores(settings: Settings) -> tuple[list[str], int]:
+    """Drop the derived MongoDB collections (recreated empty, the capped one capped) and delete every Redis key of
+    the catalogue under this deployment's prefix."""
+    client: MongoClient[dict[str, object]] = MongoClient(
+        settings.mongo_url.get_secret_value(), serverSelectionTimeoutMS=10000
+    )
+    try:
+        db = client[settings.mongo_db]
+        dropped = []
+        for spec in COLLECTIONS:
+            db.drop_collection(spec.name)
+            dropped.append(spec.name)
+        ensure_collections(db, settings)
+    finally:
+        client.close()
+    r = redis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=10)
+    deleted = 0
+    try:
+        prefix = settings.redis_key_prefix
+        for family in CATALOGUE:
+            pattern = _escape_glob(family.pattern)
+            for part in family.parts:
+                pattern = pattern.replace(_escape_glob("{" + part + "}"), "*")
+            keys = list(r.scan_iter(match=_escape_glob(prefix) + pattern, count=1000))
+            for start in range(0, len(keys), 500):
+                deleted += int(r.delete(*keys[start : start + 500]))
+    finally:
+        r.close()
+    return dropped, deleted
+
+
+def _escape_glob(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
+async def replay(
+    settings: Settings, target: Target, *, rebuild: bool, say: Callable[[str], None] = log.info
+) -> ReplayReport:
+    if rebuild and not target.earliest:
+        raise ReplayError("--rebuild clears the stores, so it must replay everything: use it with --to earliest")
+    members = await group_members(settings, settings.worker_group)
+    if members:
+        raise ReplayError(
+            f"consumer group {settings.worker_group!r} has {members} live member(s): stop every `tenderhub worker` "
+            "of this deployment first (Kafka refuses to move a live group's offsets)"
+        )
+    planned = await plan_offsets(settings, target)
+    cleared: tuple[list[str], int] = ([], 0)
+    if rebuild:
+        cleared = clear_stores(settings)
+        say(f"cleared MongoDB collections {cleared[0]} and {cleared[1]} Redis keys")
+    await commit_offsets(settings, planned)
+    offsets = {f"{tp.topic}[{tp.partition}]": o for tp, o in sorted(planned.items())}
+    say(f"group {settings.worker_group} rewound: " + ", ".join(f"{k}={v}" for k, v in offsets.items()))
+    return ReplayReport(settings.worker_group, offsets, cleared[0], cleared[1])
