@@ -1,0 +1,57 @@
+"""The one decoder of raw Kafka values: every way a value can break the contract is a ContractError with a reason."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from schema.events import ContractError, UserActivityV1
+from streams.records import decode
+
+
+def envelope(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "event_id": 7,
+        "event_type": "user.activity",
+        "aggregate_type": "activity",
+        "aggregate_id": "5",
+        "occurred_at": "2026-01-05T10:00:00.000",
+        "schema_version": 1,
+        "source_seq": 123 << 24,
+        "payload": {"user_id": 5, "team_id": 1, "action": "tender.viewed"},
+    }
+    return base | overrides
+
+
+def test_valid_envelope_decodes_to_typed_record_and_payload() -> None:
+    event = decode(json.dumps(envelope()).encode())
+    assert event.event_id == 7 and event.source_seq == 123 << 24 and event.aggregate_id == "5"
+    assert isinstance(event.payload, UserActivityV1) and event.payload.action == "tender.viewed"
+    assert event.envelope().to_json() == json.dumps(envelope(), separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (None, "empty value"),
+        (b"{not json", "value is not JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (json.dumps({"event_id": 1}).encode(), "envelope lacks"),
+        (json.dumps(envelope(event_id="7")).encode(), "event_id must be a non-negative integer"),
+        (json.dumps(envelope(source_seq=-1)).encode(), "source_seq must be a non-negative integer"),
+        (json.dumps(envelope(event_id=True)).encode(), "event_id must be a non-negative integer"),
+        (json.dumps(envelope(aggregate_id=5)).encode(), "aggregate_id must be a string"),
+        (json.dumps(envelope(payload=[1])).encode(), "payload must be a JSON object"),
+        (json.dumps(envelope(event_type="user.deleted")).encode(), "unknown event type"),
+        (json.dumps(envelope(schema_version=9)).encode(), "unknown schema_version 9"),
+        (json.dumps(envelope(payload={"user_id": 5, "team_id": "1", "action": "x"})).encode(), "team_id"),
+        (json.dumps(envelope(aggregate_id="6")).encode(), "does not match aggregate_id"),
+        (b"\xff\xfe", "value is not JSON"),
+    ],
+)
+def test_broken_values_raise_contract_error_with_reason(raw: bytes | None, reason: str) -> None:
+    with pytest.raises(ContractError) as info:
+        decode(raw)
+    assert reason in info.value.reason
