@@ -85,9 +85,13 @@ def cmd_smoke(_: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job: stack up, migrate, smoke every service, then real tenders through the outbox and the relay."""
-    from tenderhub.demo import DemoError, relay_demo
+    """The main job: stack up, migrate, smoke, then the whole pipeline on real data (relay + worker)."""
+    import datetime as dt
 
+    from tenderhub.demo import DEMO_AS_OF, DemoError, pipeline_demo
+
+    if not 1 <= args.tenders <= 200:
+        raise SettingsError(f"--tenders must be between 1 and 200 (the shipped slice), got {args.tenders}")
     start = time.monotonic()
     _say("[1/4] stack up")
     cmd_stack(argparse.Namespace(action="up"))
@@ -96,9 +100,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run_migrate(settings)
     _say("[3/4] smoke")
     cmd_smoke(args)
-    _say(f"[4/4] outbox -> binlog -> relay -> Kafka with {args.tenders} real eTenders tenders")
+    if settings.as_of is None:
+        settings = settings.model_copy(update={"as_of": dt.date.fromisoformat(DEMO_AS_OF)})
+    _say(
+        f"[4/4] pipeline on real data: {args.tenders} eTenders tenders + UK award values + company profiles -> "
+        "outbox -> relay -> Kafka -> worker -> MongoDB / Redis"
+    )
     try:
-        relay_demo(settings, load_stack_settings().stack_dir, _say, tenders=args.tenders)
+        pipeline_demo(settings, load_stack_settings().stack_dir, _say, za_tenders=args.tenders)
     except DemoError as exc:
         print(f"tenderhub demo: {exc}", file=sys.stderr)
         return 1
@@ -216,8 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor", help="check the MySQL source as the relay sees it, with a fix for each problem"
     ).set_defaults(func=cmd_doctor)
     sub.add_parser("smoke", help="check every service as the pipeline uses it").set_defaults(func=cmd_smoke)
-    demo = sub.add_parser("demo", help="the main job: stack up, migrate, smoke, real tenders through the relay")
-    demo.add_argument("--tenders", type=int, default=20, help="how many real eTenders tenders to load (max 200)")
+    demo = sub.add_parser("demo", help="the main job: stack, relay and worker on real data; top 5s, summaries, spend")
+    demo.add_argument("--tenders", type=int, default=60, help="how many real eTenders tenders to load (max 200)")
     demo.set_defaults(func=cmd_demo)
     worker = sub.add_parser("worker", help="the stream worker: Faust agents -> MongoDB / Redis (web view on)")
     worker.add_argument("--agents", default="", help="comma-separated agent names (default: all)")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -101,6 +102,17 @@ def tender_row(release: dict[str, Any]) -> TenderRow:
         briefing_at=_utc(session.get("date")) if briefing else None,
         briefing_venue=(session.get("venue") or None) if briefing else None,
     )
+
+
+def with_award_value(row: TenderRow, release: dict[str, Any]) -> TenderRow:
+    """The row with the release's awarded total as its budget (UK Contracts Finder publishes award values; spend by
+    buyer sums what was awarded). Unchanged when the release has no award value or mixes currencies."""
+    values = [a["value"] for a in release.get("awards") or [] if a.get("value") and a["value"].get("amount")]
+    currencies = {v.get("currency") for v in values}
+    if not values or len(currencies) != 1 or None in currencies:
+        return row
+    total = sum((Decimal(str(v["amount"])) for v in values), Decimal(0)).quantize(Decimal("0.01"))
+    return dataclasses.replace(row, budget=total, currency=currencies.pop())
 
 
 def read_releases(path: Path = SAMPLE_TENDERS, limit: int | None = None) -> Iterator[dict[str, Any]]:

@@ -94,12 +94,13 @@ def company_facts_value(payload: Any) -> dict[str, Any]:
 
 
 def is_open(facts: Mapping[str, Any], as_of: dt.datetime) -> bool:
-    """Open = an open status and a closing date after `as_of` (naive = UTC); no closing date counts as open."""
+    """Open = an open status and a closing date after `as_of` (naive = UTC). A tender without a closing date is
+    not open for bids: nobody can say until when (requests for information, notices)."""
     if facts.get("status", "active") not in OPEN_STATUSES:
         return False
     closing = facts.get("closing_at")
     if closing is None:
-        return True
+        return False
     when = dt.datetime.fromisoformat(closing)
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)

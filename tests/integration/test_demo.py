@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,27 +12,40 @@ import sqlalchemy as sa
 from cdc.outbox import make_engine
 from schema.mysql import connect
 from schema.settings import Settings
-from tenderhub.demo import relay_demo
+from tenderhub.demo import DEMO_AS_OF, pipeline_demo
 from tenderhub.loader import load_tenders, read_releases, tender_row
-from tests.integration.relay_harness import RelayEnv
+from tests.integration.worker_harness import PipelineEnv
 
 
 @pytest.fixture
-def demo_env(renv: RelayEnv, uid: str, monkeypatch: pytest.MonkeyPatch) -> RelayEnv:
-    # The demo's relay subprocess reads these from the environment, like any tenderhub process.
-    monkeypatch.setenv("TENDERHUB_TOPIC_PREFIX", renv.prefix)
-    monkeypatch.setenv("TENDERHUB_RELAY_SOURCE_NAME", renv.source)
+def demo_env(penv: PipelineEnv, uid: str, monkeypatch: pytest.MonkeyPatch) -> PipelineEnv:
+    # The demo's relay and worker subprocesses read these from the environment, like any tenderhub process.
+    monkeypatch.setenv("TENDERHUB_TOPIC_PREFIX", penv.renv.prefix)
+    monkeypatch.setenv("TENDERHUB_RELAY_SOURCE_NAME", penv.renv.source)
     monkeypatch.setenv("TENDERHUB_RELAY_SERVER_ID", str(4_900_000 + int(uid[:5], 16)))
-    return renv
+    monkeypatch.setenv("TENDERHUB_WORKER_GROUP", penv.group)
+    monkeypatch.setenv("TENDERHUB_MONGO_DB", penv.mongo_db)
+    monkeypatch.setenv("TENDERHUB_REDIS_KEY_PREFIX", penv.redis_prefix)
+    return penv
 
 
-def test_relay_demo_publishes_real_tenders(demo_env: RelayEnv, tmp_path: Path) -> None:
+def test_pipeline_demo_shows_top5_with_reasons_summaries_and_spend(demo_env: PipelineEnv, tmp_path: Path) -> None:
     lines: list[str] = []
-    relay_demo(demo_env.test_settings(), tmp_path, lines.append, tenders=12, relay_args=("--from-now",))
+    settings = demo_env.settings(as_of=DEMO_AS_OF)
+    # --from-now: this test's relay publishes only the rows the demo writes now (the outbox is shared).
+    pipeline_demo(settings, tmp_path, lines.append, za_tenders=40, relay_args=("--from-now",))
     text = "\n".join(lines)
-    assert "wrote 12/12 real tenders" in text
-    assert "read back 12/12 events" in text
-    assert "relay stopped (exit 0)" in text
+    assert "wrote 40/40 real eTenders tenders" in text
+    assert "== Top 5 open tenders per team" in text
+    ranked = [line for line in lines if re.match(r"^  [1-5]\.\s+\d+\.\d", line)]
+    assert len(ranked) >= 8, text
+    assert "[read from redis]" in text
+    assert re.search(r"ok\s+province\s+\S", text) and re.search(r"(ok|NO)\s+cidb\s+\S", text)
+    assert "== Summaries" in text and "[redis, extractive" in text
+    assert re.search(r"GBP\s+[\d,]+\.\d\d\s+\d+ tender", text), text
+    assert re.search(r"user_activity_logs holds \d+ entries", text)
+    assert "relay stopped (exit 0)" in text and "worker stopped (exit 0)" in text
+    assert "0 to the DLQ" in text
 
 
 def test_loading_twice_turns_created_into_updated(settings: Settings) -> None:

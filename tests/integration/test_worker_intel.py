@@ -24,7 +24,7 @@ AS_OF = "2025-09-25"
 
 def _open(row: Any, as_of: str) -> bool:
     end = dt.datetime.combine(dt.date.fromisoformat(as_of), dt.time(23, 59, 59))
-    return row.status == "active" and (row.closing_at is None or row.closing_at > end)
+    return row.status == "active" and row.closing_at is not None and row.closing_at > end
 
 
 def expected_top(mongo_db: Any, team_id: int, open_ids: set[int], k: int = 5) -> dict[int, float]:

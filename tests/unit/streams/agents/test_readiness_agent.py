@@ -36,13 +36,13 @@ def test_tender_facts_follow_created_then_closed_and_feed_the_rules() -> None:
     assert [r.label for r in parsed.cidb] == ["3GB or higher"] or parsed.cidb
 
 
-def test_open_means_open_status_and_closing_after_as_of() -> None:
+def test_open_means_open_status_and_a_closing_date_after_as_of() -> None:
     facts = fold_tender_facts(None, tender())
     assert is_open(facts, AS_OF)
     assert not is_open(facts | {"closing_at": "2025-09-25T08:00:00"}, AS_OF)
     assert not is_open(facts | {"status": "cancelled"}, AS_OF)
     assert not is_open(facts | {"status": "complete"}, AS_OF)
-    assert is_open(facts | {"closing_at": None}, AS_OF)
+    assert not is_open(facts | {"closing_at": None}, AS_OF)
 
 
 def test_company_event_without_profile_is_a_contract_error() -> None:
