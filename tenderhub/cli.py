@@ -245,12 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from cdc.errors import CdcError
+    from streams.summaries.base import SummariserError
     from tenderhub.stack import StackError
 
     try:
         setup_logging(load_stack_settings(), args.verbose)
         return int(args.func(args))
-    except (SettingsError, StackError, CdcError) as exc:
+    except (SettingsError, StackError, CdcError, SummariserError) as exc:
         print(f"tenderhub: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -96,10 +96,12 @@ class RelayProcess:
         self.extra_env = extra_env
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.offset = 0
         self.log_path = Path(tempfile.gettempdir()) / f"relay-{renv.uid}.log"
 
     def start(self) -> RelayProcess:
         self.port = free_port()
+        self.offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tenderhub", "cdc", "run", *self.args],
@@ -146,6 +148,16 @@ class RelayProcess:
             except OSError:
                 time.sleep(0.1)
         raise AssertionError(f"relay not serving metrics in {timeout} s: {self.tail()}")
+
+    def wait_tailing(self, timeout: float = 30) -> RelayProcess:
+        """Until this start of the relay tails the binlog (with --from-now: its position is fixed from here on)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, self.tail()
+            if "tailing binlog from" in self.log_path.read_text(errors="replace")[self.offset :]:
+                return self
+            time.sleep(0.1)
+        raise AssertionError(f"relay not tailing in {timeout} s: {self.tail()}")
 
     def kill(self) -> None:
         assert self.proc is not None

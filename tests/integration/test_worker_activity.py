@@ -28,7 +28,7 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, 
 def test_activity_logs_once_each_with_redelivery_and_poison_to_dlq(
     penv: PipelineEnv, engine: sa.Engine, mongo: MongoClient[dict[str, Any]]
 ) -> None:
-    relay = RelayProcess(penv.renv).start()
+    relay = RelayProcess(penv.renv, "--from-now").start().wait_tailing()
     worker = WorkerProcess(penv, "--agents", "activity_logs").start()
     worker.wait_ready()
     bootstrap = penv.renv.settings.kafka_bootstrap
@@ -79,7 +79,7 @@ def test_activity_logs_once_each_with_redelivery_and_poison_to_dlq(
 def test_sigterm_commits_what_was_done_and_restart_redoes_nothing(
     penv: PipelineEnv, engine: sa.Engine, mongo: MongoClient[dict[str, Any]]
 ) -> None:
-    relay = RelayProcess(penv.renv).start()
+    relay = RelayProcess(penv.renv, "--from-now").start().wait_tailing()
     worker = WorkerProcess(penv, "--agents", "activity_logs").start()
     worker.wait_ready()
     ids = insert_activities(engine, penv.uid, [500, 500])

@@ -80,7 +80,7 @@ def test_worker_never_sees_records_of_aborted_transactions(
 def test_worker_sigkilled_mid_batch_logs_once_and_counts_spend_once(
     penv: PipelineEnv, engine: sa.Engine, mongo: MongoClient[dict[str, Any]], redis_client: redis.Redis
 ) -> None:
-    relay = RelayProcess(penv.renv).start()
+    relay = RelayProcess(penv.renv, "--from-now").start().wait_tailing()
     worker = WorkerProcess(penv, "--agents", "activity_logs,spend", TENDERHUB_WORKER_BATCH_MAX="200").start()
     worker.wait_ready()
     rng = random.Random(7)
@@ -160,7 +160,7 @@ def _outage_run(
     outage: Any,
     is_down: threading.Event,
 ) -> WorkerProcess:
-    relay = RelayProcess(penv.renv).start()
+    relay = RelayProcess(penv.renv, "--from-now").start().wait_tailing()
     worker = WorkerProcess(penv, "--agents", "activity_logs,spend").start()
     worker.wait_ready()
     rows = uk_rows(penv.uid)

@@ -67,7 +67,7 @@ def test_replay_from_the_start_rebuilds_identical_stores(
     penv: PipelineEnv, engine: sa.Engine, mongo: MongoClient[dict[str, Any]], redis_client: redis.Redis
 ) -> None:
     penv.as_of = AS_OF
-    relay = RelayProcess(penv.renv).start()
+    relay = RelayProcess(penv.renv, "--from-now").start().wait_tailing()
     worker = WorkerProcess(penv).start()
     worker.wait_ready()
     activity_ids = insert_activities(engine, penv.uid, [200, 1, 50])

@@ -86,7 +86,7 @@ def test_spend_by_buyer_matches_mysql_recompute_under_updates_and_redelivery(
     penv: PipelineEnv, engine: sa.Engine, redis_client: redis.Redis
 ) -> None:
     penv.as_of = AS_OF
-    relay = RelayProcess(penv.renv).start()
+    relay = RelayProcess(penv.renv, "--from-now").start().wait_tailing()
     worker = WorkerProcess(penv, "--agents", "spend").start()
     worker.wait_ready()
     rows = uk_rows(penv.uid)

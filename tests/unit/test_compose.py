@@ -89,3 +89,14 @@ def test_refuses_to_start_without_secrets() -> None:
     proc = _compose_config({})
     assert proc.returncode != 0
     assert "MYSQL_ROOT_PASSWORD" in proc.stderr or "PASSWORD" in proc.stderr
+
+
+def test_every_tenderhub_variable_in_compose_is_a_declared_setting(config: dict[str, Any]) -> None:
+    from schema.settings import ENV_PREFIX, Settings, StackSettings
+
+    declared = {f"{ENV_PREFIX}{name.upper()}" for cls in (Settings, StackSettings) for name in cls.model_fields}
+    declared.add(f"{ENV_PREFIX}ENV_FILE")
+    for name, svc in config["services"].items():
+        for var in svc.get("environment") or {}:
+            if var.startswith(ENV_PREFIX):
+                assert var in declared, f"{name}: {var} is not a tenderhub setting (typo?)"
