@@ -65,8 +65,10 @@ def test_real_tenders_and_profiles_give_summaries_scores_and_top5_kept_right(
     mine = {"tender_id": {"$in": sorted(ids)}}
     wait_for(lambda: db["tender_summaries"].count_documents(mine) == len(ids), 120, "every tender summarised")
     wait_for(
-        lambda: db["readiness_scores"].count_documents({"tender_id": {"$in": sorted(open_ids)}})
-        == len(open_ids) * len(teams),
+        lambda: (
+            db["readiness_scores"].count_documents({"tender_id": {"$in": sorted(open_ids)}})
+            == len(open_ids) * len(teams)
+        ),
         120,
         "every team scored against every open tender",
     )
