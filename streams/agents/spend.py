@@ -374,6 +374,7 @@ class FoldResult:
     states: dict[int, TenderSpendState]
     deltas: list[CentsDelta]
     ignored: int  # duplicate or stale events: no effect
+    event_ids: dict[int, int] = dataclasses.field(default_factory=dict)  # the event that set each new state
 
 
 def to_cents(amount: Decimal) -> int:
@@ -385,9 +386,11 @@ def member(buyer: str, currency: str) -> str:
     return f"{currency}|{buyer}"
 
 
-def encode_state(state: TenderSpendState) -> str:
-    """Canonical JSON of a state (sorted keys): the same state always stores the same bytes."""
-    return json.dumps(state.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def encode_state(state: TenderSpendState, event_id: int | None = None) -> str:
+    """Canonical JSON of a state (sorted keys) and the event that set it (None: rebuilt from a MySQL row): the same
+    state always stores the same bytes."""
+    data = {**state.to_dict(), "event_id": event_id}
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def decode_state(raw: str) -> TenderSpendState:
@@ -408,6 +411,7 @@ def fold_batch(
     first: dict[int, TenderSpendState | None] = {}
     current: dict[int, TenderSpendState | None] = {}
     ignored = 0
+    event_ids: dict[int, int] = {}
     for envelope in events:
         env = _as_envelope(envelope)
         tender_id = int(env.aggregate_id)
@@ -421,6 +425,7 @@ def fold_batch(
             ignored += 1
             continue
         current[tender_id] = new
+        event_ids[tender_id] = env.event_id
     changed = {t: s for t, s in current.items() if s is not None and s is not first[t]}
     net: dict[tuple[bool, str], list[int]] = {}
     for tender_id, new_state in changed.items():
@@ -442,7 +447,7 @@ def fold_batch(
         for (window, m), (cents, tenders, without) in sorted(net.items())
         if cents or tenders or without
     ]
-    return FoldResult(states=changed, deltas=deltas, ignored=ignored)
+    return FoldResult(states=changed, deltas=deltas, ignored=ignored, event_ids={t: event_ids[t] for t in changed})
 
 
 def totals_in_cents(totals: SpendTotals) -> dict[str, tuple[int, int, int]]:
@@ -483,7 +488,9 @@ class SpendHandler:
             raw = await store.read_states(ids)
             stored = {t: None if v is None else decode_state(v) for t, v in raw.items()}
             result = fold_batch(stored, envelopes, self._ctx.as_of(), self._ctx.settings.spend_window_days)
-            writes = [StateWrite(t, raw[t], encode_state(s)) for t, s in sorted(result.states.items())]
+            writes = [
+                StateWrite(t, raw[t], encode_state(s, result.event_ids[t])) for t, s in sorted(result.states.items())
+            ]
             deltas = [TotalsDelta(d.window, d.member, d.cents, d.tenders, d.without_budget) for d in result.deltas]
             conflicts = await store.apply(writes, deltas)
             if not conflicts:

@@ -197,3 +197,22 @@ async def test_summary_wrapper_with_a_tiny_bart_through_the_real_loading_path(pe
     assert runner.stats.dead_letters == 0
     assert docs and docs[0]["model_used"].startswith("transformers") and docs[0]["summary"]
     assert card[b"summary"].decode() == docs[0]["summary"]
+
+
+async def test_a_held_summary_lock_makes_the_batch_wait_not_skip(penv: PipelineEnv) -> None:
+    pipeline = build_pipeline(_settings(penv), agents=["tender_summaries"])
+    runner = pipeline.runners["tender_summaries"]
+    client = pipeline.ctx.redis.client()
+    lock = pipeline.ctx.redis.full_key("lock:summary:12", "string")
+    await client.set(lock, "another-worker", ex=60)
+    payload = {"tender_id": 12, "ocid": "ocds-lock", "title": "Supply of diesel", "buyer": "Theewaterskloof"}
+    async with pipeline.agents["tender_summaries"].test_context() as agent:
+        await agent.put(envelope(1, "tender.created", "tender", 12, payload), key=b"12")
+        await until(lambda: runner.stats.store_retries >= 1)
+        assert runner.stats.events == 0  # still waiting, not skipped, not dead-lettered
+        await client.delete(lock)
+        await until(lambda: runner.stats.events >= 1, timeout=30)
+    card = await client.hgetall(pipeline.ctx.redis.full_key("tender:12:metadata", "hash"))
+    await pipeline.ctx.aclose()
+    assert card[b"title"] == b"Supply of diesel" and runner.stats.dead_letters == 0
+    assert not await client.exists(lock)

@@ -124,7 +124,20 @@ def test_real_tenders_and_profiles_give_summaries_scores_and_top5_kept_right(
         )
     assert cancelled not in redis_top(redis_client, prefix, top_team)
     assert moved not in redis_top(redis_client, prefix, top_team)
-    # The moved tender was summarised once: its text did not change, only its closing date (in the text too).
+    # A company changes its profile: it now covers only the Northern Cape, so its list is rebuilt from new scores.
+    before = redis_top(redis_client, prefix, top_team)
+    narrowed = dataclasses.replace(teams[top_team], provinces=["Northern Cape"])
+    load_companies(engine, [narrowed])
+    wait_for(
+        lambda: (
+            redis_top(redis_client, prefix, top_team) != before
+            and redis_top(redis_client, prefix, top_team) == expected_top(db, top_team, open_ids)
+        ),
+        60,
+        "the top 5 follows the changed profile",
+    )
+    changed = db["readiness_scores"].find_one({"team_id": top_team, "tender_id": next(iter(open_ids))})
+    assert changed is not None and changed["team_seq"] > doc["team_seq"]
     assert worker.stats()["tender_summaries"]["dead_letters"] == 0
     assert worker.stats()["readiness"]["dead_letters"] == 0
     assert worker.terminate() == 0, worker.tail()
