@@ -102,6 +102,16 @@ class RawEvent(Protocol):
 Handler = Callable[[Sequence[Incoming]], Awaitable[None]]
 
 
+def refused_event(exc: PermanentSinkError, positions: Sequence[int] | None) -> PermanentSinkError:
+    """A sink's refusal re-aimed at the handler's batch: `positions[i]` is the batch position of the event that
+    produced document i. Without that map (documents derived from several events, e.g. scores) the index is dropped
+    and the runner finds the offending event by handling the batch one event at a time."""
+    index = None
+    if positions is not None and exc.index is not None and 0 <= exc.index < len(positions):
+        index = positions[exc.index]
+    return PermanentSinkError(str(exc), index=index, key=exc.key, code=exc.code)
+
+
 @dataclass
 class BatchStats:
     batches: int = 0

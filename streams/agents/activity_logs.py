@@ -16,7 +16,8 @@ import faust
 
 from schema.events import UserActivityV1
 from schema.mongo import USER_ACTIVITY_LOGS
-from streams.batch import BatchRunner, Incoming
+from sinks.errors import PermanentSinkError
+from streams.batch import BatchRunner, Incoming, refused_event
 from streams.context import WorkerContext
 from streams.records import Event
 from streams.wiring import RunnerFactory, batch_agent
@@ -61,10 +62,14 @@ class ActivityLogHandler:
         self.redelivered = 0
 
     async def __call__(self, items: Sequence[Incoming]) -> None:
-        docs = [log_document(i.event) for i in items if i.event.event_type == "user.activity"]
+        positions = [n for n, i in enumerate(items) if i.event.event_type == "user.activity"]
+        docs = [log_document(items[n].event) for n in positions]
         if not docs:
             return
-        inserted = await asyncio.to_thread(self._ctx.mongo.insert_logs, USER_ACTIVITY_LOGS.name, docs)
+        try:
+            inserted = await asyncio.to_thread(self._ctx.mongo.insert_logs, USER_ACTIVITY_LOGS.name, docs)
+        except PermanentSinkError as exc:
+            raise refused_event(exc, positions) from exc
         self.inserted += inserted
         self.redelivered += len(docs) - inserted
 

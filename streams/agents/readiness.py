@@ -24,9 +24,10 @@ import faust
 from schema.events import CompanyUpdatedV1, ContractError, TenderClosedV1, TenderV1
 from schema.mongo import READINESS_SCORES
 from schema.redis_keys import READINESS_COMPANIES, READINESS_TENDERS, TEAM_TOP_TENDERS
+from sinks.errors import PermanentSinkError
 from sinks.mongo import VersionedDoc
 from sinks.redis_versioned import RawZset, Versioned, VersionedHash, ZsetCas
-from streams.batch import BatchRunner, Incoming
+from streams.batch import BatchRunner, Incoming, refused_event
 from streams.context import WorkerContext
 from streams.readiness.scoring import (
     Readiness,
@@ -289,7 +290,10 @@ class ReadinessHandler:
             full[team] = top_k(ranked, self.k)
         self.scored += len(docs)
         if docs:
-            await asyncio.to_thread(self._ctx.mongo.upsert_versioned, READINESS_SCORES.name, docs)
+            try:
+                await asyncio.to_thread(self._ctx.mongo.upsert_versioned, READINESS_SCORES.name, docs)
+            except PermanentSinkError as exc:
+                raise refused_event(exc, None) from exc
         affected = sorted({team for team, u in updates.items() if u} | set(full))
         await self._update_tops(affected, updates, full, open_tenders, companies, as_of)
 

@@ -23,9 +23,9 @@ from schema.events import TenderClosedV1, TenderV1
 from schema.mongo import TENDER_SUMMARIES
 from schema.redis_keys import SUMMARY_LOCK, TENDER_METADATA
 from schema.settings import Settings
-from sinks.errors import TransientSinkError
+from sinks.errors import PermanentSinkError, TransientSinkError
 from sinks.mongo import VersionedDoc
-from streams.batch import BatchRunner, Incoming
+from streams.batch import BatchRunner, Incoming, refused_event
 from streams.context import WorkerContext
 from streams.records import Event
 from streams.summaries.base import BriefingSession, Summariser, SummariserConfig, SummaryInput, content_hash
@@ -159,7 +159,11 @@ class TenderSummaryHandler:
             )
             for w in work
         ]
-        await asyncio.to_thread(self._ctx.mongo.upsert_versioned, TENDER_SUMMARIES.name, docs)
+        try:
+            await asyncio.to_thread(self._ctx.mongo.upsert_versioned, TENDER_SUMMARIES.name, docs)
+        except PermanentSinkError as exc:
+            # Documents follow `work` (the batch collapsed per tender), not the batch: isolate per event instead.
+            raise refused_event(exc, None) from exc
         for w in work:
             card = metadata(w.payload, summaries[w.payload.tender_id], model_used)
             card["event_id"] = str(w.event.event_id)

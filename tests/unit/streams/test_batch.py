@@ -14,8 +14,6 @@ import pytest
 from sinks.errors import PermanentSinkError, TransientSinkError
 from streams.batch import BatchRunner, DeadLetter, Incoming
 
-pytestmark = pytest.mark.asyncio
-
 
 @dataclass
 class Message:
@@ -61,6 +59,7 @@ def runner(handler: Any, letters: Letters, attempts: int = 3) -> BatchRunner:
     return BatchRunner("test", handler, letters, event_attempts=attempts, store_retry_max_s=1, sleep=no_sleep)
 
 
+@pytest.mark.asyncio
 async def test_contract_breaks_go_to_dlq_and_the_rest_is_handled() -> None:
     seen: list[int] = []
 
@@ -75,6 +74,7 @@ async def test_contract_breaks_go_to_dlq_and_the_rest_is_handled() -> None:
     assert json.loads(letters.sent[0].to_json())["value"] == "{oops"
 
 
+@pytest.mark.asyncio
 async def test_store_outage_is_retried_until_it_ends_and_nothing_is_dead_lettered() -> None:
     calls = 0
 
@@ -90,6 +90,7 @@ async def test_store_outage_is_retried_until_it_ends_and_nothing_is_dead_lettere
     assert calls == 25 and r.stats.store_retries == 24 and not letters.sent
 
 
+@pytest.mark.asyncio
 async def test_poison_event_is_dead_lettered_after_its_attempts_and_the_others_pass() -> None:
     done: list[int] = []
     tries: dict[int, int] = {}
@@ -108,6 +109,7 @@ async def test_poison_event_is_dead_lettered_after_its_attempts_and_the_others_p
     assert len(letters.sent) == 1 and letters.sent[0].event_id == 2 and "KeyError" in letters.sent[0].reason
 
 
+@pytest.mark.asyncio
 async def test_permanent_refusal_of_one_event_dead_letters_it_and_resends_the_rest() -> None:
     batches: list[list[int]] = []
 
@@ -123,6 +125,7 @@ async def test_permanent_refusal_of_one_event_dead_letters_it_and_resends_the_re
     assert [d.event_id for d in letters.sent] == [2]
 
 
+@pytest.mark.asyncio
 async def test_cancelled_batch_finishes_before_the_cancellation_goes_on() -> None:
     finished = asyncio.Event()
     started = asyncio.Event()
@@ -143,3 +146,12 @@ async def test_cancelled_batch_finishes_before_the_cancellation_goes_on() -> Non
     with pytest.raises(asyncio.CancelledError):
         await task
     assert finished.is_set(), "the batch was abandoned half done"
+
+
+def test_a_sink_refusal_is_re_aimed_at_the_event_that_made_the_document() -> None:
+    from streams.batch import refused_event
+
+    exc = PermanentSinkError("too large", index=1, key={"_id": 9})
+    assert refused_event(exc, [0, 2, 5]).index == 2
+    assert refused_event(exc, None).index is None  # documents from several events: handled one by one
+    assert refused_event(PermanentSinkError("x", index=7), [0, 1]).index is None
