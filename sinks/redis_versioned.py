@@ -159,6 +159,20 @@ class ZsetCas:
         replies = await self._redis.run(run, f"zrange x{len(full)}")
         return {key: [(_text(m), _text(s)) for m, s in reply] for key, reply in zip(keys, replies, strict=True)}
 
+    async def refresh_ttl(self, keys: Sequence[str]) -> None:
+        """Set the TTL again on keys the owner has just re-validated (a missing key stays missing)."""
+        if not keys:
+            return
+        full = [self.full_key(k) for k in keys]
+
+        async def run() -> None:
+            async with self._redis.client().pipeline(transaction=False) as pipe:
+                for key in full:
+                    pipe.expire(key, self._ttl_s)
+                await pipe.execute()
+
+        await self._redis.run(run, f"expire x{len(full)}")
+
     async def replace_if_unchanged(self, changes: Mapping[str, tuple[RawZset, Mapping[str, float]]]) -> list[str]:
         """Replace each key with its new members if it still holds `expected`; return the keys that changed since
         (nothing written for them: read again and recompute)."""

@@ -266,6 +266,28 @@ class ReadinessHandler:
         tenders = self._tender_cache.sync(await self.tenders.get_all())
         companies = self._company_cache.sync(await self.companies.get_all())
         open_tenders = {t: e for t, e in tenders.items() if is_open(e.value, as_of)}
+        # CPU-bound (25 us a score): in a thread, so the event loop (web view, timers) stays responsive.
+        docs, updates, full = await asyncio.to_thread(
+            self._score_changes, changed_tenders, changed_teams, tenders, companies, open_tenders, as_of
+        )
+        self.scored += len(docs)
+        if docs:
+            try:
+                await asyncio.to_thread(self._ctx.mongo.upsert_versioned, READINESS_SCORES.name, docs)
+            except PermanentSinkError as exc:
+                raise refused_event(exc, None) from exc
+        affected = sorted({team for team, u in updates.items() if u} | set(full))
+        await self._update_tops(affected, updates, full, open_tenders, companies, as_of)
+
+    def _score_changes(
+        self,
+        changed_tenders: Mapping[int, int],
+        changed_teams: Mapping[int, int],
+        tenders: Mapping[int, _Entry],
+        companies: Mapping[int, _Entry],
+        open_tenders: Mapping[int, _Entry],
+        as_of: dt.datetime,
+    ) -> tuple[list[VersionedDoc], dict[int, list[tuple[int, float | None]]], dict[int, dict[int, float]]]:
         docs: list[VersionedDoc] = []
         # Per team: the changed tenders' new scores (None = not eligible any more), in tender order.
         updates: dict[int, list[tuple[int, float | None]]] = {team: [] for team in companies}
@@ -288,14 +310,7 @@ class ReadinessHandler:
                 if eligible(result):
                     ranked[tender_id] = result.score
             full[team] = top_k(ranked, self.k)
-        self.scored += len(docs)
-        if docs:
-            try:
-                await asyncio.to_thread(self._ctx.mongo.upsert_versioned, READINESS_SCORES.name, docs)
-            except PermanentSinkError as exc:
-                raise refused_event(exc, None) from exc
-        affected = sorted({team for team, u in updates.items() if u} | set(full))
-        await self._update_tops(affected, updates, full, open_tenders, companies, as_of)
+        return docs, updates, full
 
     def _full_top(self, company: _Entry, open_tenders: Mapping[int, _Entry], as_of: dt.datetime) -> dict[int, float]:
         ranked = {}
@@ -320,23 +335,9 @@ class ReadinessHandler:
                 return
             keys = {team: TEAM_TOP_TENDERS.key(id=team) for team in pending}
             current = await self.tops.read(list(keys.values()))
-            changes: dict[str, tuple[RawZset, dict[str, float]]] = {}
-            for team in pending:
-                raw = current[keys[team]]
-                if team in full and round_ == 0:
-                    new = full[team]
-                else:
-                    new_or_none: dict[int, float] | None = {int(m): float(s) for m, s in raw}
-                    if round_ > 0:
-                        new_or_none = None
-                    for tender_id, value in updates.get(team, ()):
-                        if new_or_none is None:
-                            break
-                        new_or_none = update_top(new_or_none, tender_id, value, self.k)
-                    new = (
-                        new_or_none if new_or_none is not None else self._full_top(companies[team], open_tenders, as_of)
-                    )
-                changes[keys[team]] = (raw, {str(t): s for t, s in new.items()})
+            changes = await asyncio.to_thread(
+                self._new_tops, pending, keys, current, round_, updates, full, open_tenders, companies, as_of
+            )
             conflicts = set(await self.tops.replace_if_unchanged(changes))
             pending = [team for team in pending if keys[team] in conflicts]
             if pending:
@@ -346,6 +347,35 @@ class ReadinessHandler:
                 open_tenders = {t: e for t, e in tenders.items() if is_open(e.value, as_of)}
         if pending:
             raise RuntimeError(f"{AGENT}: top lists of teams {pending[:10]} kept changing ({_CAS_ROUNDS} rounds)")
+
+    def _new_tops(
+        self,
+        pending: Sequence[int],
+        keys: Mapping[int, str],
+        current: Mapping[str, RawZset],
+        round_: int,
+        updates: Mapping[int, Sequence[tuple[int, float | None]]],
+        full: Mapping[int, dict[int, float]],
+        open_tenders: Mapping[int, _Entry],
+        companies: Mapping[int, _Entry],
+        as_of: dt.datetime,
+    ) -> dict[str, tuple[RawZset, dict[str, float]]]:
+        changes: dict[str, tuple[RawZset, dict[str, float]]] = {}
+        for team in pending:
+            raw = current[keys[team]]
+            if team in full and round_ == 0:
+                new = full[team]
+            else:
+                new_or_none: dict[int, float] | None = {int(m): float(s) for m, s in raw}
+                if round_ > 0:
+                    new_or_none = None
+                for tender_id, value in updates.get(team, ()):
+                    if new_or_none is None:
+                        break
+                    new_or_none = update_top(new_or_none, tender_id, value, self.k)
+                new = new_or_none if new_or_none is not None else self._full_top(companies[team], open_tenders, as_of)
+            changes[keys[team]] = (raw, {str(t): s for t, s in new.items()})
+        return changes
 
     async def sweep(self) -> int:
         """Drop tenders whose closing date passed (as of now) from every top list; refill those lists."""
@@ -363,6 +393,9 @@ class ReadinessHandler:
             open_tenders = {t: tenders[t] for t in open_ids}
             await self._update_tops(stale, updates, {}, open_tenders, companies, as_of)
             log.info("%s: sweep removed closed tenders from the top lists of %d teams", AGENT, len(stale))
+        # Every list has just been checked against the closing dates: it stays valid for another TTL. Without this a
+        # quiet hour would expire them all, and the next eligible tender would rescore each team from scratch.
+        await self.tops.refresh_ttl([keys[team] for team in companies if current[keys[team]]])
         return len(stale)
 
 
