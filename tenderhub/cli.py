@@ -88,7 +88,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: stack up, migrate, smoke, then the whole pipeline on real data (relay + worker)."""
     import datetime as dt
 
-    from tenderhub.demo import DEMO_AS_OF, DemoError, pipeline_demo
+    from tenderhub.demo import DEMO_AS_OF, DemoError, demo_namespace, pipeline_demo, reset_namespace
 
     if not 1 <= args.tenders <= 200:
         raise SettingsError(f"--tenders must be between 1 and 200 (the shipped slice), got {args.tenders}")
@@ -106,8 +106,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"[4/4] pipeline on real data: {args.tenders} eTenders tenders + UK award values + company profiles -> "
         "outbox -> relay -> Kafka -> worker -> MongoDB / Redis"
     )
+    settings = demo_namespace(settings, time.strftime("%Y%m%d%H%M%S"))
     try:
-        pipeline_demo(settings, load_stack_settings().stack_dir, _say, za_tenders=args.tenders)
+        reset_namespace(settings, _say)
+        pipeline_demo(
+            settings, load_stack_settings().stack_dir, _say, za_tenders=args.tenders, relay_args=("--from-now",)
+        )
     except DemoError as exc:
         print(f"tenderhub demo: {exc}", file=sys.stderr)
         return 1

@@ -27,13 +27,17 @@ from schema.settings import Settings
 from sinks.mongo import MongoSink
 from sinks.reader import CacheFirstReader
 from sinks.redis import RedisSink
-from tenderhub.companies import load_companies, read_profiles
-from tenderhub.loader import DATA_DIR, read_releases, tender_row, upsert_tender, with_award_value
+from tenderhub.companies import read_profiles, upsert_company
+from tenderhub.loader import DATA_DIR, read_releases, tender_row, upsert_tender_event, with_award_value
 
 Say = Callable[[str], None]
 UK_SAMPLE = DATA_DIR / "uk_contracts_finder_spend_sample.jsonl"
 # The eTenders slice was advertised in September 2025 and closes in September-October: "now" for the demo.
 DEMO_AS_OF = "2025-09-25"
+DEMO_TOPIC_PREFIX = "demo."
+DEMO_GROUP_PREFIX = "tenderhub-demo-"
+DEMO_MONGO_DB = "tenderhub_demo"
+DEMO_REDIS_PREFIX = "demo:"
 
 
 class DemoError(Exception):
@@ -60,8 +64,11 @@ class Service:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, say: Say, timeout: float = 60) -> None:
+    def stop(self, say: Say, timeout: float = 150) -> None:
+        # 150 s: longer than the worker's own drain limit (120 s) for the batch in flight, so it is never killed
+        # while it finishes one; it exits by itself (without committing) if a store stays down.
         if self.alive():
+            say(f"  stopping the {self.name} (SIGTERM: it finishes what is in flight, then commits)")
             self.proc.send_signal(signal.SIGTERM)
             try:
                 code = self.proc.wait(timeout)
@@ -73,8 +80,14 @@ class Service:
 
 def _start(name: str, args: list[str], env: dict[str, str], log_path: Path, port: int, say: Say) -> Service:
     with log_path.open("ab") as out:
+        # A session of its own: a terminal's Ctrl-C reaches only the demo, which then stops each child with one
+        # SIGTERM (a second signal would make the relay stop without its final commit).
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tenderhub", *args], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "tenderhub", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     say(f"  {name} started (pid {proc.pid}, log {log_path})")
     return Service(name, proc, log_path, port)
@@ -143,12 +156,72 @@ def _start_worker(env: dict[str, str], stack_dir: Path, say: Say) -> Service:
     return worker
 
 
+def namespace_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives the relay and worker subprocesses this deployment's namespace."""
+    return {
+        "TENDERHUB_AS_OF": str(settings.today()),
+        "TENDERHUB_TOPIC_PREFIX": settings.topic_prefix,
+        "TENDERHUB_MONGO_DB": settings.mongo_db,
+        "TENDERHUB_REDIS_KEY_PREFIX": settings.redis_key_prefix,
+        "TENDERHUB_WORKER_GROUP": settings.worker_group,
+        "TENDERHUB_RELAY_SOURCE_NAME": settings.relay_source_name,
+        "TENDERHUB_RELAY_SERVER_ID": str(settings.relay_server_id),
+    }
+
+
+def demo_namespace(settings: Settings, run: str) -> Settings:
+    """A namespace of the demo's own, new for every run: its own topics (so its relay starts fresh with
+    --from-now and publishes only what this run writes), consumer group, MongoDB database and Redis prefix. The
+    default deployment's topics and stores are never touched; the latest run's data stays there to look at."""
+    return settings.model_copy(
+        update={
+            "topic_prefix": f"{DEMO_TOPIC_PREFIX}{run}.",
+            "mongo_db": DEMO_MONGO_DB,
+            "redis_key_prefix": DEMO_REDIS_PREFIX,
+            "worker_group": f"{DEMO_GROUP_PREFIX}{run}",
+            "relay_source_name": f"demo-{run}",
+            "relay_server_id": 4_200_002,
+        }
+    )
+
+
+async def _reset_namespace(settings: Settings, say: Say) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from schema.topics import ensure_topics, topic_specs
+    from streams.replay import clear_stores
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        old = [
+            t
+            for t in await admin.list_topics()
+            if (t.startswith(DEMO_TOPIC_PREFIX) or t.startswith(DEMO_GROUP_PREFIX))
+            and not t.startswith(settings.topic_prefix)
+        ]
+        if old:
+            await admin.delete_topics(old)
+    finally:
+        await admin.close()
+    _, keys = clear_stores(settings)
+    await ensure_topics(settings.kafka_bootstrap, topic_specs(settings))
+    say(
+        f"  demo namespace: topics {settings.topic_prefix}*, MongoDB {settings.mongo_db!r}, Redis "
+        f"{settings.redis_key_prefix}* (previous run's {len(old)} topics and {keys} keys removed)"
+    )
+
+
+def reset_namespace(settings: Settings, say: Say) -> None:
+    asyncio.run(_reset_namespace(settings, say))
+
+
 @contextmanager
 def running(
     settings: Settings, stack_dir: Path, say: Say, relay_args: tuple[str, ...] = ()
 ) -> Iterator[tuple[Service, Service]]:
     """Relay and worker for the duration of the block; both get SIGTERM on the way out (Ctrl-C included)."""
-    env = {**os.environ, "TENDERHUB_AS_OF": str(settings.today())}
+    env = {**os.environ, **namespace_env(settings)}
     started: list[Service] = []
     try:
         started.append(_start_relay(env, stack_dir, say, relay_args))
@@ -163,19 +236,21 @@ def running(
 class Loaded:
     tenders: dict[int, Any]  # tender id -> TenderRow
     teams: dict[int, Any]  # team id -> CompanyProfile
-    activity_events: int
+    first_event_id: int  # this run's first outbox event: results of earlier runs have smaller event ids
 
 
 def load_data(settings: Settings, say: Say, za_tenders: int) -> Loaded:
     engine = make_engine(settings)
     try:
         tenders: dict[int, Any] = {}
+        event_ids: list[int] = []
         releases = list(read_releases(limit=za_tenders))
         for i, release in enumerate(releases, start=1):
             row = tender_row(release)
             with engine.begin() as conn:
-                tender_id, _ = upsert_tender(conn, row)
+                tender_id, _, event_id = upsert_tender_event(conn, row)
             tenders[tender_id] = row
+            event_ids.append(event_id)
             if i % 20 == 0 or i == len(releases):
                 say(f"  wrote {i}/{len(releases)} real eTenders tenders (row + outbox event in one transaction each)")
         # Commit order = release date: a later release corrects an earlier one (Wirral's award value, for one).
@@ -183,12 +258,18 @@ def load_data(settings: Settings, say: Say, za_tenders: int) -> Loaded:
         for release in uk:
             row = with_award_value(tender_row(release), release)
             with engine.begin() as conn:
-                tender_id, _ = upsert_tender(conn, row)
+                tender_id, _, event_id = upsert_tender_event(conn, row)
             tenders[tender_id] = row
+            event_ids.append(event_id)
         say(f"  wrote {len(uk)} real UK Contracts Finder releases with award values (spend needs budgets)")
-        teams = {team_id: profile for team_id, _, profile in load_companies(engine, read_profiles())}
+        teams = {}
+        for profile in read_profiles():
+            with engine.begin() as conn:
+                team_id, _, event_id = upsert_company(conn, profile)
+            teams[team_id] = profile
+            event_ids.append(event_id)
         say(f"  wrote {len(teams)} company profiles (profile + CIDB gradings + company.updated)")
-        return Loaded(tenders, teams, 0)
+        return Loaded(tenders, teams, min(event_ids))
     finally:
         engine.dispose()
 
@@ -217,9 +298,11 @@ def wait_for_results(
                 raise DemoError(f"the relay stopped (exit {relay.proc.returncode}):\n{_tail(relay.log_path)}")
             if not worker.alive():
                 raise DemoError(f"the worker stopped (exit {worker.proc.returncode}):\n{_tail(worker.log_path)}")
-            summaries = db["tender_summaries"].count_documents({"tender_id": {"$in": ids}})
+            # Only results of this run count: a re-run finds the previous run's documents already there.
+            fresh = {"$gte": loaded.first_event_id}
+            summaries = db["tender_summaries"].count_documents({"tender_id": {"$in": ids}, "event_id": fresh})
             scores = db["readiness_scores"].count_documents(
-                {"team_id": {"$in": sorted(loaded.teams)}, "tender_id": {"$in": open_ids}}
+                {"team_id": {"$in": sorted(loaded.teams)}, "tender_id": {"$in": open_ids}, "event_id": fresh}
             )
             line = f"  worker progress: summaries {summaries}/{len(ids)}, readiness scores {scores}/{want_scores}"
             if line != last:

@@ -164,6 +164,12 @@ _COLUMNS = (
 
 def upsert_tender(conn: sa.Connection, row: TenderRow) -> tuple[int, str]:
     """Insert or update one tender and append its event, in the caller's transaction. Returns (id, event type)."""
+    tender_id, event_type, _ = upsert_tender_event(conn, row)
+    return tender_id, event_type
+
+
+def upsert_tender_event(conn: sa.Connection, row: TenderRow) -> tuple[int, str, int]:
+    """`upsert_tender`, also returning the event id (outbox id)."""
     existing = conn.execute(sa.text("SELECT id FROM tenders WHERE ocid = :ocid FOR UPDATE"), {"ocid": row.ocid})
     found = existing.scalar()
     values = {c: getattr(row, c) for c in _COLUMNS}
@@ -176,8 +182,8 @@ def upsert_tender(conn: sa.Connection, row: TenderRow) -> tuple[int, str]:
         sets = ", ".join(f"{c} = :{c}" for c in _COLUMNS)
         conn.execute(sa.text(f"UPDATE tenders SET {sets} WHERE id = :id"), {"id": found, **values})
         tender_id, event_type = int(found), "tender.updated"
-    write_event(conn, event_type, tender_id, _payload(tender_id, row))
-    return tender_id, event_type
+    event_id = write_event(conn, event_type, tender_id, _payload(tender_id, row))
+    return tender_id, event_type, event_id
 
 
 def load_tenders(engine: sa.Engine, releases: Iterable[dict[str, Any]]) -> list[tuple[int, str, TenderRow]]:
