@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -89,30 +89,75 @@ def kill_leftovers() -> None:
             proc.wait(10)
 
 
-class RelayProcess:
-    def __init__(self, renv: RelayEnv, *args: str, **extra_env: str) -> None:
-        self.renv = renv
+class TenderhubProcess:
+    """One `python -m tenderhub <command>` subprocess of a test, with its log in the temp folder (appended across
+    restarts; `offset` marks where the current start's lines begin)."""
+
+    command: tuple[str, ...] = ()
+    log_name = "tenderhub"
+    terminate_timeout_s = 30.0
+
+    def __init__(self, uid: str, *args: str, **extra_env: str) -> None:
         self.args = list(args)
         self.extra_env = extra_env
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.offset = 0
-        self.log_path = Path(tempfile.gettempdir()) / f"relay-{renv.uid}.log"
+        self.log_path = Path(tempfile.gettempdir()) / f"{self.log_name}-{uid}.log"
 
-    def start(self) -> RelayProcess:
+    def env(self, port: int) -> dict[str, str]:
+        raise NotImplementedError
+
+    def start(self) -> Self:
         self.port = free_port()
         self.offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tenderhub", "cdc", "run", *self.args],
+            [sys.executable, "-m", "tenderhub", *self.command, *self.args],
             cwd=ROOT,
-            env=self.renv.env(self.port, **self.extra_env),
+            env=self.env(self.port),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         STARTED.append(self.proc)
         log.close()
         return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float | None = None) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout or self.terminate_timeout_s)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_text().splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def stop_quietly(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+class RelayProcess(TenderhubProcess):
+    command = ("cdc", "run")
+    log_name = "relay"
+
+    def __init__(self, renv: RelayEnv, *args: str, **extra_env: str) -> None:
+        super().__init__(renv.uid, *args, **extra_env)
+        self.renv = renv
+
+    def env(self, port: int) -> dict[str, str]:
+        return self.renv.env(port, **self.extra_env)
 
     def metrics(self) -> dict[str, float]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as resp:
@@ -159,22 +204,6 @@ class RelayProcess:
             time.sleep(0.1)
         raise AssertionError(f"relay not tailing in {timeout} s: {self.tail()}")
 
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self, timeout: float = 30) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
-
     def kill_repeatedly(
         self, rng: random.Random, while_alive: threading.Thread, at_least: int, pause_s: tuple[float, float]
     ) -> int:
@@ -186,11 +215,6 @@ class RelayProcess:
             kills += 1
             self.start()
         return kills
-
-    def stop_quietly(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 @dataclass(frozen=True)

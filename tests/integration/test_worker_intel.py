@@ -17,7 +17,7 @@ from streams.agents.readiness import top_k
 from tenderhub.companies import load_companies, read_profiles
 from tenderhub.loader import read_releases, tender_row, upsert_tender
 from tests.integration.relay_harness import RelayProcess
-from tests.integration.worker_harness import PipelineEnv, WorkerProcess, wait_for
+from tests.integration.worker_harness import PipelineEnv, WorkerProcess, run_cli, wait_for
 
 AS_OF = "2025-09-25"
 
@@ -147,19 +147,13 @@ def test_real_tenders_and_profiles_give_summaries_scores_and_top5_kept_right(
 def test_worker_with_a_model_that_cannot_load_stops_at_start_up_with_the_reason(
     penv: PipelineEnv, tmp_path: Any
 ) -> None:
-    import subprocess
-    import sys
-
-    from tests.integration.relay_harness import ROOT, free_port
-
-    env = penv.env(free_port(), TENDERHUB_SUMMARY_BACKEND="transformers", TENDERHUB_SUMMARY_MODEL=str(tmp_path))
-    result = subprocess.run(
-        [sys.executable, "-m", "tenderhub", "worker", "--agents", "tender_summaries"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_cli(
+        penv,
+        "worker",
+        "--agents",
+        "tender_summaries",
+        TENDERHUB_SUMMARY_BACKEND="transformers",
+        TENDERHUB_SUMMARY_MODEL=str(tmp_path),
     )
     assert result.returncode == 2, result.stderr[-2000:]
     assert str(tmp_path) in result.stderr and "config.json" in result.stderr, result.stderr[-2000:]

@@ -4,8 +4,6 @@ MongoDB document and Redis value from the topics, byte for byte what the first r
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -16,10 +14,10 @@ from pymongo import MongoClient
 from streams.agents.spend import recompute, totals_in_cents
 from tenderhub.companies import load_companies, read_profiles
 from tenderhub.loader import read_releases, tender_row, upsert_tender
-from tests.integration.relay_harness import ROOT, RelayProcess, free_port
+from tests.integration.relay_harness import RelayProcess
 from tests.integration.test_cdc_relay import insert_activities
 from tests.integration.test_worker_spend import mysql_rows, store_totals, uk_rows, write_tenders
-from tests.integration.worker_harness import PipelineEnv, WorkerProcess, wait_for
+from tests.integration.worker_harness import PipelineEnv, WorkerProcess, run_cli, wait_for
 
 AS_OF = "2025-09-25"
 
@@ -97,15 +95,7 @@ def test_replay_from_the_start_rebuilds_identical_stores(
     assert worker.terminate() == 0
     relay.terminate()
 
-    env = penv.env(free_port())
-    result = subprocess.run(
-        [sys.executable, "-m", "tenderhub", "replay", "--to", "earliest", "--rebuild", "--yes"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli(penv, "replay", "--to", "earliest", "--rebuild", "--yes")
     assert result.returncode == 0, result.stderr + result.stdout
     assert "rewound" in result.stdout
     assert db["tender_summaries"].count_documents({}) == 0
@@ -130,23 +120,8 @@ def test_replay_from_the_start_rebuilds_identical_stores(
 def test_replay_refuses_a_live_group_and_rebuild_without_earliest(penv: PipelineEnv) -> None:
     worker = WorkerProcess(penv, "--agents", "activity_logs").start()
     worker.wait_ready()
-    env = penv.env(free_port())
-    live = subprocess.run(
-        [sys.executable, "-m", "tenderhub", "replay", "--to", "earliest"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    live = run_cli(penv, "replay", "--to", "earliest")
     assert live.returncode == 2 and "live member" in live.stderr
-    partial = subprocess.run(
-        [sys.executable, "-m", "tenderhub", "replay", "--to", "offset:5", "--rebuild", "--yes"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    partial = run_cli(penv, "replay", "--to", "offset:5", "--rebuild", "--yes")
     assert partial.returncode == 2 and "--to earliest" in partial.stderr
     assert worker.terminate() == 0

@@ -4,19 +4,16 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from schema.settings import Settings
-from tests.integration.relay_harness import ROOT, STARTED, RelayEnv, free_port
+from tests.integration.relay_harness import ROOT, RelayEnv, TenderhubProcess, free_port
 
 
 @dataclass
@@ -77,30 +74,29 @@ class PipelineEnv:
         return env
 
 
-class WorkerProcess:
-    def __init__(self, penv: PipelineEnv, *args: str, **extra_env: str) -> None:
-        self.penv = penv
-        self.args = list(args)
-        self.extra_env = extra_env
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        self.offset = 0
-        self.log_path = Path(tempfile.gettempdir()) / f"worker-{penv.uid}.log"
+def run_cli(penv: PipelineEnv, *args: str, timeout: float = 120, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m tenderhub ARGS` to completion in the test's environment; output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "tenderhub", *args],
+        cwd=ROOT,
+        env=penv.env(free_port(), **extra_env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
-    def start(self) -> WorkerProcess:
-        self.port = free_port()
-        self.offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tenderhub", "worker", *self.args],
-            cwd=ROOT,
-            env=self.penv.env(self.port, **self.extra_env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        STARTED.append(self.proc)
-        log.close()
-        return self
+
+class WorkerProcess(TenderhubProcess):
+    command = ("worker",)
+    log_name = "worker"
+    terminate_timeout_s = 60.0
+
+    def __init__(self, penv: PipelineEnv, *args: str, **extra_env: str) -> None:
+        super().__init__(penv.uid, *args, **extra_env)
+        self.penv = penv
+
+    def env(self, port: int) -> dict[str, str]:
+        return self.penv.env(port, **self.extra_env)
 
     def stats(self) -> dict[str, dict[str, float]]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/tenderhub/agents/", timeout=2) as resp:
@@ -120,25 +116,6 @@ class WorkerProcess:
                 pass
             time.sleep(0.2)
         raise AssertionError(f"worker not ready in {timeout} s: {self.tail()}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self, timeout: float = 60) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
