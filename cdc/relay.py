@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pymysql
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from cdc.envelope import OutboxRow, Record, to_record
@@ -29,7 +28,7 @@ from cdc.publisher import TransactionalPublisher, load_position
 from cdc.source import BinlogSource, Idle, TxnEnd
 from schema.mysql import OUTBOX_TABLE, connect, is_mariadb
 from schema.settings import MysqlDsn, Settings
-from schema.topics import TopicNames, topic_specs
+from schema.topics import TopicNames, missing_topics, topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -124,16 +123,10 @@ class Relay:
 
     async def _check_topics(self) -> None:
         """Topics are declared by `tenderhub migrate`, never auto-created: a missing one is a setup error."""
-        needed = {spec.name for spec in topic_specs(self.s)}
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.s.kafka_bootstrap, request_timeout_ms=15_000)
-        await admin.start()
-        try:
-            missing = needed - set(await admin.list_topics())
-        finally:
-            await admin.close()
+        missing = await missing_topics(self.s.kafka_bootstrap, topic_specs(self.s))
         if missing:
             raise SourceConfigError(
-                f"Kafka topics {sorted(missing)} do not exist. Fix: run `tenderhub migrate` (it declares them)."
+                f"Kafka topics {missing} do not exist. Fix: run `tenderhub migrate` (it declares them)."
             )
 
     def _note_error(self, exc: BaseException) -> None:

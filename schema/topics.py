@@ -62,6 +62,17 @@ def topic_specs(settings: Settings, partitions: int = 6) -> list[TopicSpec]:
     return specs
 
 
+async def missing_topics(bootstrap: str, specs: list[TopicSpec]) -> list[str]:
+    """The declared topics the broker does not have (relay and worker refuse to start without them)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    return sorted(s.name for s in specs if s.name not in existing)
+
+
 async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication: int = 1) -> list[str]:
     """Create missing topics; return the names created now. Existing topics are left as they are."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)

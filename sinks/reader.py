@@ -21,7 +21,7 @@ from schema.redis_keys import (
     TENDER_METADATA,
 )
 from sinks.mongo import MongoSink, validate_id
-from sinks.redis import RedisSink
+from sinks.redis import RedisSink, text
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class CacheFirstReader:
 
         cached = await self._redis.run(read, f"hgetall {key}")
         if cached:
-            return Read({_text(k): _text(v) for k, v in cached.items()}, "redis")
+            return Read({text(k): text(v) for k, v in cached.items()}, "redis")
         docs = await asyncio.to_thread(
             self._mongo.find_by_ids,
             TENDER_SUMMARIES.name,
@@ -81,7 +81,7 @@ class CacheFirstReader:
         async def read() -> list[Any]:
             return list(await self._redis.client().zrevrange(key, 0, k - 1, withscores=True))
 
-        ranked = [(int(_text(m)), float(s)) for m, s in await self._redis.run(read, f"zrevrange {key}")]
+        ranked = [(int(text(m)), float(s)) for m, s in await self._redis.run(read, f"zrevrange {key}")]
         source = "redis"
         if not ranked:
             source = "mongodb"
@@ -129,14 +129,14 @@ class CacheFirstReader:
             client = self._redis.client()
             reply: Any = await client.zrevrange(zkey, 0, limit - 1, withscores=True)
             top: list[tuple[Any, float]] = list(reply)
-            fields = [f"{prefix}:{_text(pair[0])}" for pair in top for prefix in ("t", "w")]
+            fields = [f"{prefix}:{text(pair[0])}" for pair in top for prefix in ("t", "w")]
             counts = dict(zip(fields, await client.hmget(tkey, fields), strict=True)) if fields else {}
             return top, counts
 
         top, counts = await self._redis.run(read, f"spend {zkey}")
         rows = []
         for raw_member, amount in top:
-            member = _text(raw_member)
+            member = text(raw_member)
             currency, _, buyer = member.partition("|")
             rows.append(
                 BuyerSpend(
@@ -148,7 +148,3 @@ class CacheFirstReader:
                 )
             )
         return Read(rows, "redis" if rows else None)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -174,7 +174,7 @@ class RedisSink:
             if not values:
                 await client.delete(full)
                 return
-            tmp = _temporary_key(full)
+            tmp = temporary_key(full)
             fields: dict[EncodableT, EncodableT] = {name: value for name, value in values.items()}
             async with client.pipeline(transaction=True) as pipe:
                 pipe.delete(tmp)
@@ -196,7 +196,7 @@ class RedisSink:
             if not scores:
                 await client.delete(full)
                 return
-            tmp = _temporary_key(full)
+            tmp = temporary_key(full)
             async with client.pipeline(transaction=True) as pipe:
                 pipe.delete(tmp)
                 pipe.zadd(tmp, scores)
@@ -317,7 +317,12 @@ class RedisSink:
         )
 
 
-def _temporary_key(full: str) -> str:
+def text(value: Any) -> str:
+    """A Redis reply value (bytes from the client) as str."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def temporary_key(full: str) -> str:
     # A unique name, so concurrent rebuilds never share one; the {hash tag} keeps it in the real key's cluster slot,
     # which RENAME needs on Redis Cluster.
     return f"{{{full}}}:tmp:{secrets.token_hex(8)}"

@@ -15,9 +15,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 
 from sinks.errors import InvalidInputError
-from sinks.redis import RedisSink
-
-_INT64_MAX = 2**63 - 1
+from sinks.redis import RedisSink, text
 
 # KEYS[1] hash. ARGV[1] TTL, then (field, version, value) triples. Stored form: "version|value". Writes a field
 # only if its stored version is missing or smaller; returns the fields written.
@@ -102,7 +100,7 @@ class VersionedHash:
         for field, (version, value) in items.items():
             if not isinstance(field, str) or not field or "|" in field:
                 raise InvalidInputError(f"field {str(field)[:40]!r} must be a non-empty str without '|'")
-            if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= _INT64_MAX:
+            if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**63:
                 raise InvalidInputError(f"version of {field} must be a non-negative 64-bit int, got {version!r}")
             args.extend((field, str(version), value))
         if self._script is None:
@@ -110,7 +108,7 @@ class VersionedHash:
         script = self._script
 
         async def run() -> list[str]:
-            return [_text(f) for f in await script(keys=[self.key], args=args)]
+            return [text(f) for f in await script(keys=[self.key], args=args)]
 
         return await self._redis.run(run, f"put_if_newer {self.key} ({len(items)} fields)")
 
@@ -118,7 +116,7 @@ class VersionedHash:
         async def run() -> dict[Any, Any]:
             return dict(await self._redis.client().hgetall(self.key))
 
-        return {_text(k): _parse(v) for k, v in (await self._redis.run(run, f"hgetall {self.key}")).items()}
+        return {text(k): _parse(v) for k, v in (await self._redis.run(run, f"hgetall {self.key}")).items()}
 
     async def get(self, fields: Sequence[str]) -> dict[str, Versioned | None]:
         if not fields:
@@ -153,11 +151,11 @@ class ZsetCas:
             async with self._redis.client().pipeline(transaction=False) as pipe:
                 for key in full:
                     # Scores kept as Redis formats them: the CAS script compares them with its own ZRANGE output.
-                    pipe.zrange(key, 0, -1, withscores=True, score_cast_func=_text)
+                    pipe.zrange(key, 0, -1, withscores=True, score_cast_func=text)
                 return list(await pipe.execute())
 
         replies = await self._redis.run(run, f"zrange x{len(full)}")
-        return {key: [(_text(m), _text(s)) for m, s in reply] for key, reply in zip(keys, replies, strict=True)}
+        return {key: [(text(m), text(s)) for m, s in reply] for key, reply in zip(keys, replies, strict=True)}
 
     async def refresh_ttl(self, keys: Sequence[str]) -> None:
         """Set the TTL again on keys the owner has just re-validated (a missing key stays missing)."""
@@ -199,18 +197,14 @@ class ZsetCas:
         by_full = dict(zip(full, keys, strict=True))
 
         async def run() -> list[str]:
-            return [by_full[_text(k)] for k in await script(keys=full, args=args)]
+            return [by_full[text(k)] for k in await script(keys=full, args=args)]
 
         return await self._redis.run(run, f"zset cas x{len(keys)}")
 
 
 def _parse(raw: Any) -> Versioned:
-    text = _text(raw)
-    version, sep, value = text.partition("|")
+    stored = text(raw)
+    version, sep, value = stored.partition("|")
     if not sep or not version.isdigit():
-        raise InvalidInputError(f"stored value {text[:60]!r} is not 'version|value'")
+        raise InvalidInputError(f"stored value {stored[:60]!r} is not 'version|value'")
     return Versioned(int(version), value)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -10,7 +10,6 @@ apply only if no batch landed since their snapshot (the `__gen` counter in the t
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +24,8 @@ from schema.redis_keys import (
     SPEND_WINDOW_TOTALS,
 )
 from sinks.errors import InvalidInputError
-from sinks.redis import RedisSink
+from sinks.mongo import validate_id
+from sinks.redis import RedisSink, temporary_key, text
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class SpendStore:
         return self._apply, self._replace
 
     async def read_states(self, tender_ids: Sequence[int]) -> dict[int, str | None]:
-        ids = [_check_id(t) for t in tender_ids]
+        ids = [_tender_id(t) for t in tender_ids]
         if not ids:
             return {}
 
@@ -195,7 +195,7 @@ class SpendStore:
             return list(await self._redis.client().hmget(self.states_key, [str(t) for t in ids]))
 
         values = await self._redis.run(read, f"hmget {self.states_key}")
-        return {t: None if v is None else _text(v) for t, v in zip(ids, values, strict=True)}
+        return {t: None if v is None else text(v) for t, v in zip(ids, values, strict=True)}
 
     async def snapshot(self) -> Snapshot:
         async def read() -> tuple[Any, Any]:
@@ -207,8 +207,8 @@ class SpendStore:
 
         gen, states = await self._redis.run(read, f"snapshot {self.states_key}")
         return Snapshot(
-            generation=int(_text(gen)) if gen is not None else 0,
-            states={int(_text(k)): _text(v) for k, v in states.items()},
+            generation=int(text(gen)) if gen is not None else 0,
+            states={int(text(k)): text(v) for k, v in states.items()},
         )
 
     async def apply(self, writes: Sequence[StateWrite], deltas: Sequence[TotalsDelta]) -> list[int]:
@@ -217,7 +217,7 @@ class SpendStore:
             return []
         args: list[str | int] = [SPEND_TENDER_STATE.ttl_s, SPEND_BY_BUYER.ttl_s, len(writes)]
         for w in writes:
-            args.extend((str(_check_id(w.tender_id)), "" if w.expected is None else w.expected, w.value))
+            args.extend((str(_tender_id(w.tender_id)), "" if w.expected is None else w.expected, w.value))
         args.append(len(deltas))
         for d in deltas:
             args.extend(("w" if d.window else "a", _check_member(d.member), d.cents, d.tenders, d.without_budget))
@@ -226,7 +226,7 @@ class SpendStore:
 
         async def run() -> list[int]:
             result = await apply(keys=keys, args=args)
-            return [int(_text(x)) for x in result]
+            return [int(text(x)) for x in result]
 
         return await self._redis.run(run, f"spend apply ({len(writes)} states, {len(deltas)} deltas)")
 
@@ -236,7 +236,7 @@ class SpendStore:
         async def read() -> dict[Any, Any]:
             return dict(await self._redis.client().hgetall(key))
 
-        raw = {_text(k): int(_text(v)) for k, v in (await self._redis.run(read, f"hgetall {key}")).items()}
+        raw = {text(k): int(text(v)) for k, v in (await self._redis.run(read, f"hgetall {key}")).items()}
         members = {k[2:] for k in raw if k[:2] in ("c:", "t:", "w:")}
         return {m: Totals(raw.get(f"c:{m}", 0), raw.get(f"t:{m}", 0), raw.get(f"w:{m}", 0)) for m in members}
 
@@ -284,14 +284,14 @@ class SpendStore:
             plan: list[tuple[str, str, int]] = []
             async with self._redis.client().pipeline(transaction=False) as pipe:
                 for dest, ttl, fields in hashes:
-                    tmp = _temporary(dest)
+                    tmp = temporary_key(dest)
                     plan.append((dest, tmp, ttl))
                     items = list(fields.items())
                     for start in range(0, len(items), _CHUNK):
                         pipe.hset(tmp, mapping=dict(items[start : start + _CHUNK]))
                     pipe.expire(tmp, 600)
                 for dest, ttl, members in zsets:
-                    tmp = _temporary(dest)
+                    tmp = temporary_key(dest)
                     plan.append((dest, tmp, ttl))
                     items2 = list(members.items())
                     for start in range(0, len(items2), _CHUNK):
@@ -320,7 +320,7 @@ class SpendStore:
 
 
 def _state_fields(states: Mapping[int, str]) -> dict[str, str]:
-    return {str(_check_id(t)): v for t, v in states.items()}
+    return {str(_tender_id(t)): v for t, v in states.items()}
 
 
 def _totals_fields(totals: Mapping[str, Totals]) -> dict[str, int]:
@@ -333,22 +333,11 @@ def _totals_fields(totals: Mapping[str, Totals]) -> dict[str, int]:
     return out
 
 
-def _temporary(dest: str) -> str:
-    # Unique per rebuild; the {hash tag} keeps it in the destination's cluster slot, which RENAME needs.
-    return f"{{{dest}}}:tmp:{secrets.token_hex(8)}"
-
-
-def _check_id(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
-        raise InvalidInputError(f"tender id must be a positive 64-bit int, got {str(value)[:40]!r}")
-    return value
-
-
 def _check_member(member: str) -> str:
     if not isinstance(member, str) or "|" not in member or len(member) > 1100:
         raise InvalidInputError(f"spend member must be 'CUR|buyer', got {str(member)[:60]!r}")
     return member
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def _tender_id(value: object) -> int:
+    return validate_id("tender id", value)

@@ -21,7 +21,6 @@ import datetime as dt
 import json
 import logging
 import os
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 
 from schema.events import ContractError
 from sinks.errors import PermanentSinkError, TransientSinkError
+from sinks.retry import backoff_delay
 from streams.records import Event, decode
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 # Exit status when the worker must stop while a store is still down: exiting without acknowledging keeps the batch
 # for the next worker (like a crash, which the fault tests prove safe); acknowledging it would lose it.
 EXIT_STORE_DOWN_AT_STOP = 75
+# First pause of the endless retry while a store is down (doubling up to worker_store_retry_max_s).
+_BASE_DELAY_S = 0.4
 
 
 @dataclass(frozen=True)
@@ -253,7 +255,7 @@ class BatchRunner:
             except TransientSinkError as exc:
                 attempt += 1
                 self.stats.store_retries += 1
-                delay = min(self._store_retry_max_s, 0.2 * 2 ** min(attempt, 20)) * random.uniform(0.5, 1.0)  # noqa: S311
+                delay = backoff_delay(min(attempt, 30), _BASE_DELAY_S, self._store_retry_max_s)
                 first = items[0]
                 log.warning(
                     "%s: store unavailable (%s); batch of %d from %s[%d]@%d kept, retry %d in %.1f s",
@@ -305,6 +307,6 @@ class BatchRunner:
                 return
             except Exception as exc:  # noqa: BLE001 - the DLQ write is retried until Kafka takes it, never dropped
                 attempt += 1
-                delay = min(self._store_retry_max_s, 0.2 * 2 ** min(attempt, 20))
+                delay = backoff_delay(min(attempt, 30), _BASE_DELAY_S, self._store_retry_max_s)
                 log.warning("%s: DLQ write failed (%s); retry %d in %.1f s", self.agent, exc, attempt, delay)
                 await self._sleep(delay)

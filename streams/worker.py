@@ -11,27 +11,15 @@ from pymongo import MongoClient
 
 from schema.mongo import ensure_collections
 from schema.settings import Settings, SettingsError
-from schema.topics import topic_specs
+from schema.topics import missing_topics, topic_specs
 from streams.app import build_pipeline
 
 log = logging.getLogger(__name__)
 
 
-async def _missing_topics(settings: Settings) -> list[str]:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-    finally:
-        await admin.close()
-    return [s.name for s in topic_specs(settings) if s.name not in existing]
-
-
 def prepare(settings: Settings) -> None:
     """Start-up checks: declared topics exist (never auto-created) and MongoDB collections exist (capped logs)."""
-    missing = asyncio.run(_missing_topics(settings))
+    missing = asyncio.run(missing_topics(settings.kafka_bootstrap, topic_specs(settings)))
     if missing:
         raise SettingsError(f"Kafka topics {missing} do not exist. Fix: run `tenderhub migrate` (declares them).")
     client: MongoClient[dict[str, object]] = MongoClient(

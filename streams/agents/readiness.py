@@ -366,9 +366,8 @@ class ReadinessHandler:
             if team in full and round_ == 0:
                 new = full[team]
             else:
-                new_or_none: dict[int, float] | None = {int(m): float(s) for m, s in raw}
-                if round_ > 0:
-                    new_or_none = None
+                # After a lost CAS round, the list read may already mix someone else's update: rescore in full.
+                new_or_none: dict[int, float] | None = None if round_ > 0 else {int(m): float(s) for m, s in raw}
                 for tender_id, value in updates.get(team, ()):
                     if new_or_none is None:
                         break

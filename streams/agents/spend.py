@@ -20,6 +20,7 @@ from schema.events import ContractError, Envelope, TenderClosedV1, TenderV1, val
 from sinks.spend_store import StateWrite, Totals, TotalsDelta
 from streams.batch import BatchRunner, Incoming
 from streams.context import WorkerContext
+from streams.records import Event
 from streams.wiring import RunnerFactory, batch_agent, periodic
 
 log = logging.getLogger(__name__)
@@ -132,18 +133,42 @@ def contribution(state: TenderSpendState) -> Contribution | None:
     return Contribution(state.buyer, state.currency or NO_CURRENCY, state.budget, 0, state.published_at)
 
 
+@dataclass(frozen=True)
+class TenderEvent:
+    """A tender event whose envelope and payload have been checked against the contract once."""
+
+    event_id: int
+    event_type: str
+    aggregate_id: str
+    source_seq: int
+    payload: TenderV1 | TenderClosedV1
+
+
+def checked(event: Envelope | Mapping[str, Any] | Event) -> TenderEvent:
+    """Check an event once. A decoded `Event` (streams.records) was validated when it was read from Kafka: its typed
+    payload is used as it is, so the hot path does not encode and validate every payload a second time."""
+    if isinstance(event, Event):
+        if event.event_type not in TENDER_EVENTS:
+            raise ContractError(f"spend handles tender events only, not {event.event_type!r}")
+        return TenderEvent(event.event_id, event.event_type, event.aggregate_id, event.source_seq, event.payload)
+    env = _as_envelope(event)
+    payload = validate_payload(
+        env.event_type, env.schema_version, env.aggregate_type, env.aggregate_id, _encode(env.payload)
+    )
+    assert isinstance(payload, TenderV1 | TenderClosedV1)  # TENDER_EVENTS carry only these payloads
+    return TenderEvent(env.event_id, env.event_type, env.aggregate_id, env.source_seq, payload)
+
+
 def apply_event(
-    previous: TenderSpendState | None, envelope: Envelope | Mapping[str, Any]
+    previous: TenderSpendState | None, envelope: Envelope | Mapping[str, Any] | Event | TenderEvent
 ) -> tuple[TenderSpendState, list[Delta]]:
     """Fold one tender event into the tender's state; return the new state and the deltas for the totals.
 
     A duplicate or stale event (source_seq <= the stored one) returns (previous, []). An event that breaks the
     contract, or is not a tender event, raises ContractError (a ValueError): the wrapper sends it to the DLQ.
     """
-    env = _as_envelope(envelope)
-    payload = validate_payload(
-        env.event_type, env.schema_version, env.aggregate_type, env.aggregate_id, _encode(env.payload)
-    )
+    env = envelope if isinstance(envelope, TenderEvent) else checked(envelope)
+    payload = env.payload
     if previous is not None and env.source_seq <= previous.source_seq:
         return previous, []
     if isinstance(payload, TenderV1):
@@ -156,22 +181,19 @@ def apply_event(
             published_at=_naive_utc(payload.published_at),
             source_seq=env.source_seq,
         )
-    elif isinstance(payload, TenderClosedV1):
+    elif previous is None:
         # tender.closed carries only the status: buyer and budget come from the stored state, which is right
         # because all events of one tender share a partition (key = tender id) and arrive in commit order.
-        if previous is None:
-            log.warning(
-                "tender.closed for tender %s without a stored state (event %s, source_seq %s): it counts for "
-                "nothing until a full tender event or the nightly recompute",
-                env.aggregate_id,
-                env.event_id,
-                env.source_seq,
-            )
-            new = TenderSpendState(None, None, None, payload.status, None, env.source_seq)
-        else:
-            new = dataclasses.replace(previous, status=payload.status, source_seq=env.source_seq)
+        log.warning(
+            "tender.closed for tender %s without a stored state (event %s, source_seq %s): it counts for "
+            "nothing until a full tender event or the nightly recompute",
+            env.aggregate_id,
+            env.event_id,
+            env.source_seq,
+        )
+        new = TenderSpendState(None, None, None, payload.status, None, env.source_seq)
     else:
-        raise ContractError(f"spend handles tender events only, not {env.event_type!r}")
+        new = dataclasses.replace(previous, status=payload.status, source_seq=env.source_seq)
     old = None if previous is None else contribution(previous)
     return new, _deltas(old, contribution(new))
 
@@ -399,7 +421,7 @@ def decode_state(raw: str) -> TenderSpendState:
 
 def fold_batch(
     states: Mapping[int, TenderSpendState | None],
-    events: Iterable[Envelope | Mapping[str, Any]],
+    events: Iterable[Envelope | Mapping[str, Any] | Event],
     as_of: dt.date,
     days: int = WINDOW_DAYS,
 ) -> FoldResult:
@@ -412,8 +434,8 @@ def fold_batch(
     current: dict[int, TenderSpendState | None] = {}
     ignored = 0
     event_ids: dict[int, int] = {}
-    for envelope in events:
-        env = _as_envelope(envelope)
+    for event in events:
+        env = checked(event)
         tender_id = int(env.aggregate_id)
         if tender_id not in current:
             if tender_id not in states:
@@ -479,7 +501,7 @@ class SpendHandler:
         self.ignored = 0
 
     async def __call__(self, items: Sequence[Incoming]) -> None:
-        envelopes = [i.event.envelope() for i in items if i.event.event_type in TENDER_EVENTS]
+        envelopes = [i.event for i in items if i.event.event_type in TENDER_EVENTS]
         if not envelopes:
             return
         store = self._ctx.spend
