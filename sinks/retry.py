@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sinks.errors import SinkError, TransientSinkError
+from sinks.errors import SinkError, TransientSinkError, store_condition
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,8 @@ async def retry(
     """Await `op()` until it succeeds; retry transient errors, raise the rest at once.
 
     Raises TransientSinkError (chained to the last error) after `attempts` transient failures, PermanentSinkError
-    at once, and re-raises unchanged any exception `classify` does not claim. Cancellation is never retried.
+    and StoreAccessError at once, and re-raises unchanged any exception neither `sinks.errors.store_condition` nor
+    `classify` claims. Cancellation is never retried.
     """
     _check_policy(attempts, base_delay_s, max_delay_s)
     for attempt in range(1, attempts + 1):
@@ -111,7 +112,9 @@ def _next_delay(
     jitter: Jitter,
 ) -> float | Exception:
     """How long to wait before the next attempt, or the exception the caller must see now (`exc` = unchanged)."""
-    error = exc if isinstance(exc, SinkError) else classify(exc)
+    # Conditions that mean the same for every store come first (sinks.errors): a refused login surfaces at once
+    # instead of being retried, and a store refusing all writes (MISCONF) is not mistaken for a bad document.
+    error = exc if isinstance(exc, SinkError) else store_condition(exc) or classify(exc)
     if error is None:
         return exc
     if not isinstance(error, TransientSinkError):
