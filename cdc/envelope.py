@@ -25,10 +25,13 @@ class OutboxRow:
     aggregate_id: str
     schema_version: int
     payload: str
-    created_at: dt.datetime  # naive UTC, millisecond precision
+    created_at: dt.datetime | None  # naive UTC, millisecond precision (None: the stored value is not a date)
     txn_seq: int
     row_index: int
     source_seq: int
+    # Why this row cannot become an event although it was read (undecodable value, no room in its transaction's
+    # slot of the source_seq clock): it goes to the DLQ with this reason.
+    defect: str | None = None
 
     def position_text(self) -> str:
         return f"txn {self.txn_seq} row {self.row_index}"
@@ -41,13 +44,14 @@ class Record:
     value: bytes
     headers: list[tuple[str, bytes]]
     event_id: int
-    created_at: dt.datetime
+    created_at: dt.datetime | None
+    source_seq: int
     dlq_reason: str | None = None
 
 
-def occurred_at(created_at: dt.datetime) -> str:
+def occurred_at(created_at: dt.datetime | None) -> str | None:
     """Millisecond UTC ISO 8601 (created_at is naive UTC, TIMESTAMP(3))."""
-    return created_at.isoformat(timespec="milliseconds") + "Z"
+    return None if created_at is None else created_at.isoformat(timespec="milliseconds") + "Z"
 
 
 def _headers(row: OutboxRow, extra: dict[str, str] | None = None) -> list[tuple[str, bytes]]:
@@ -64,10 +68,19 @@ def _headers(row: OutboxRow, extra: dict[str, str] | None = None) -> list[tuple[
 def to_record(row: OutboxRow, topics: TopicNames, max_bytes: int = DATA_MAX_MESSAGE_BYTES) -> Record:
     """The data record for `row`, or a DLQ record with the reason. Never raises for bad row content."""
     dlq = topics.dlq
+    if row.defect is not None:
+        return _dlq_record(row, dlq, row.defect, {"row": _row_dict(row)})
+    if row.created_at is None:
+        return _dlq_record(row, dlq, "created_at is not a valid timestamp", {"row": _row_dict(row)})
     try:
         validate_payload(row.event_type, row.schema_version, row.aggregate_type, row.aggregate_id, row.payload)
     except ContractError as exc:
         return _dlq_record(row, dlq, exc.reason, {"row": _row_dict(row)})
+    except (ValueError, TypeError, RecursionError) as exc:
+        # The row's content defeated the validator itself (e.g. JSON nested deeper than the parser's stack): the
+        # row's fault, so the DLQ, never a crash of the whole stream.
+        reason = f"payload cannot be validated: {type(exc).__name__}: {exc}"[:500]
+        return _dlq_record(row, dlq, reason, {"row": _row_dict(row)})
     value = envelope_bytes(row)
     key = row.aggregate_id.encode()
     if len(value) + len(key) + RECORD_OVERHEAD > max_bytes:
@@ -84,7 +97,7 @@ def to_record(row: OutboxRow, topics: TopicNames, max_bytes: int = DATA_MAX_MESS
                 "aggregate_id": row.aggregate_id,
             },
         )
-    return Record(topics.data[row.aggregate_type], key, value, _headers(row), row.id, row.created_at)
+    return Record(topics.data[row.aggregate_type], key, value, _headers(row), row.id, row.created_at, row.source_seq)
 
 
 def envelope_bytes(row: OutboxRow) -> bytes:
@@ -126,5 +139,6 @@ def _dlq_record(row: OutboxRow, topic: str, reason: str, detail: dict[str, Any])
         _headers(row, {"dlq_reason": reason[:200]}),
         row.id,
         row.created_at,
+        row.source_seq,
         dlq_reason=reason,
     )

@@ -4,6 +4,8 @@
   server's message and the remedy (`tenderhub cdc run --resnapshot`); it never loops or skips silently.
 - `SourceConfigError`: the server is not set up for the relay (binlog off, wrong format, GTID off). Fatal.
 - `FencedError`: another relay instance took over the shared transactional id. Fatal for this instance: exit.
+- `SourceSeqRegressionError`: source_seq would go backwards (binlog numbers restarted without a new server UUID).
+  Fatal: stop with the remedy (`--resnapshot` starts a new epoch).
 - Transient connection errors (MySQL or Kafka restarting) are retried with backoff inside the relay.
 - Rows that break the event contract are not errors: they go to the DLQ topic with the reason.
 """
@@ -23,3 +25,8 @@ class PositionPurgedError(CdcError):
 
 class FencedError(CdcError):
     """A newer relay instance owns the transactional id; this one must stop publishing."""
+
+
+class SourceSeqRegressionError(CdcError):
+    """The next source_seq would not be higher than the last one published. Fatal: the relay stops with the remedy
+    rather than publish events that every version guard downstream would silently drop."""

@@ -130,3 +130,40 @@ async def load_position(bootstrap: str, position_topic: str, source_name: str) -
         return found
     finally:
         await consumer.stop()
+
+
+async def max_published_source_seq(bootstrap: str, topics: list[str], tail: int = 64, timeout_s: float = 60) -> int:
+    """The highest `source_seq` header among the last `tail` committed records of each partition of `topics`
+    (-1 if none): the floor for a relay that lost its position, so its numbering never goes backwards."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()  # loads the cluster's metadata, which partitions_for_topic reads
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        if not tps:
+            return -1
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        begins = await consumer.beginning_offsets(tps)
+        todo = {tp for tp in tps if ends[tp] > begins[tp]}
+        for tp in todo:
+            consumer.seek(tp, max(begins[tp], ends[tp] - tail))
+        highest = -1
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while todo:
+            if asyncio.get_running_loop().time() > deadline:
+                raise CdcError(f"could not read the tails of {sorted(t.topic for t in todo)} within {timeout_s} s")
+            batch = await consumer.getmany(*todo, timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    for key, value in record.headers or ():
+                        if key == "source_seq" and value.isdigit():
+                            highest = max(highest, int(value))
+            for tp in list(todo):
+                if await consumer.position(tp) >= ends[tp]:
+                    todo.discard(tp)
+        return highest
+    finally:
+        await consumer.stop()

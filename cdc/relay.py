@@ -9,23 +9,33 @@ reloads the committed position from Kafka and resumes there: nothing is lost and
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pymysql
 from aiokafka.errors import KafkaError
 
 from cdc.envelope import OutboxRow, Record, to_record
-from cdc.errors import CdcError, FencedError, PositionPurgedError, SourceConfigError
+from cdc.errors import CdcError, FencedError, PositionPurgedError, SourceConfigError, SourceSeqRegressionError
 from cdc.metrics import RelayMetrics
-from cdc.position import Position, mariadb_gtid_seq, mysql_gtid_seq, source_seq
-from cdc.publisher import TransactionalPublisher, load_position
-from cdc.source import BinlogSource, Idle, TxnEnd
+from cdc.position import (
+    MAX_ROWS_PER_TXN,
+    MAX_UNMARKED_RANGES,
+    IdRanges,
+    Position,
+    SeqClock,
+    id_ranges,
+    mariadb_gtid_seq,
+    mysql_gtid_seq,
+)
+from cdc.publisher import TransactionalPublisher, load_position, max_published_source_seq
+from cdc.source import BinlogSource, EpochStarted, Idle, TxnEnd, outbox_row_from_values
 from schema.mysql import OUTBOX_TABLE, connect, is_mariadb
 from schema.settings import MysqlDsn, Settings
 from schema.topics import TopicNames, missing_topics, topic_specs
@@ -59,6 +69,7 @@ class Relay:
         self._marker = (
             PublishedMarker(settings) if settings.relay_mark_published and settings.relay_mode == "binlog" else None
         )
+        self._marker_task: asyncio.Task[None] | None = None
         self.position: Position | None = None
         self._mariadb = True  # set from the server on first contact
         self._since_log, self._last_log = 0, time.monotonic()
@@ -77,6 +88,7 @@ class Relay:
             return
         janitor = asyncio.create_task(self._janitor_loop(), name="outbox-janitor")
         marker = asyncio.create_task(self._marker.run(self._stop), name="mark-published") if self._marker else None
+        self._marker_task = marker
         backoff = BACKOFF_START_S
         first = True
         try:
@@ -100,7 +112,7 @@ class Relay:
                     first = False
                     await self._stream(publisher, position)
                     backoff = BACKOFF_START_S
-                except (FencedError, PositionPurgedError, SourceConfigError):
+                except (FencedError, PositionPurgedError, SourceConfigError, SourceSeqRegressionError):
                     raise
                 except (TimeoutError, OSError, pymysql.MySQLError, CdcError, KafkaError) as exc:
                     # Transient: a service restarting, a commit with an unknown outcome. Anything else is a bug
@@ -135,50 +147,82 @@ class Relay:
         self.metrics.error(exc)
 
     async def _initial_position(self, publisher: TransactionalPublisher, first: bool) -> Position:
+        committed = await load_position(self.s.kafka_bootstrap, self.position_topic, self.s.relay_source_name)
+        if committed is not None:
+            # Marks are bookkeeping that a crash can lose (SIGKILL, a commit whose outcome was unknown, a dead
+            # marker): the committed position lists what Kafka holds but MySQL may not show yet. Mark it first,
+            # so the janitor can clean up and a resnapshot never publishes those rows again.
+            await asyncio.to_thread(self._heal_marks, committed)
         if self.s.relay_mode == "polling":
-            committed = await load_position(self.s.kafka_bootstrap, self.position_topic, self.s.relay_source_name)
-            position = committed or Position("", 0)
-            if position.last_ids:
-                # The last batch may have been committed to Kafka but not marked in MySQL: mark it now.
-                await asyncio.to_thread(self._poll_conn_mark, list(position.last_ids))
-            log.info("polling mode: starting after batch %d", position.seq)
+            position = committed or await self._fresh_position(Position("", 0))
+            clock = position.clock()
+            clock.prepare("", position.seq + 1)
+            position = replace(position, epoch=clock.epoch)
+            log.info("polling mode: starting after batch %d (%s)", position.seq, position.describe())
             self.position = position
             return position
         self._mariadb = await asyncio.to_thread(self._detect_flavor)
-        if not (first and self.options.resnapshot):
-            committed = await load_position(self.s.kafka_bootstrap, self.position_topic, self.s.relay_source_name)
-            if committed is not None:
-                log.info("resuming from the committed position %s", committed.describe())
-                self.position = committed
-                return committed
+        if committed is not None and not (first and self.options.resnapshot):
+            log.info("resuming from the committed position %s", committed.describe())
+            self.position = committed
+            return committed
+        # No position to resume (first start, lost position topic) or a resnapshot: numbering must continue above
+        # everything already published, whatever the binlog's numbers are now (RESET MASTER, a new server).
+        floor = committed or await self._fresh_position(Position("", 0))
         if self.options.from_now and first:
-            position = await asyncio.to_thread(self._current_position)
+            position = await asyncio.to_thread(self._current_position, floor.clock())
             await publisher.publish([], position)
             self._committed([], position)
-            log.info("no committed position: starting from now at %s (no backfill)", position.describe())
+            log.info("starting from now at %s (no backfill)", position.describe())
         else:
-            position = await self._backfill(publisher)
+            position = await self._backfill(publisher, floor.clock())
         self.position = position
         return position
+
+    async def _fresh_position(self, position: Position) -> Position:
+        """A start without a committed position: if the topics already hold events (the position topic was lost
+        or its source renamed), numbering continues above the highest source_seq they hold."""
+        topics = [*self.topics.data.values(), self.topics.dlq]
+        highest = await max_published_source_seq(self.s.kafka_bootstrap, topics)
+        if highest >= 0:
+            log.warning(
+                "no committed position, but the topics hold events up to source_seq %d: numbering continues above it",
+                highest,
+            )
+        return replace(position, last_source_seq=highest)
+
+    def _heal_marks(self, committed: Position) -> None:
+        ids_ranges = committed.unmarked + id_ranges(list(committed.last_ids))
+        if not ids_ranges or not (self.s.relay_mark_published or self.s.relay_mode == "polling"):
+            return
+        with _relay_connection(self.s.relay_mysql) as conn:
+            marked = mark_published(conn, ids_ranges)
+        log.info("marked %d committed outbox rows published (from the committed position)", marked)
 
     def _detect_flavor(self) -> bool:
         with connect(self.s.relay_mysql) as conn:
             return is_mariadb(conn)
 
-    def _current_position(self) -> Position:
+    def _current_position(self, clock: SeqClock) -> Position:
         with connect(self.s.relay_mysql) as conn, conn.cursor() as cur:
-            cur.execute("SELECT @@gtid_binlog_pos" if self._mariadb else "SELECT @@global.gtid_executed")
+            cur.execute(
+                "SELECT @@gtid_binlog_pos, ''" if self._mariadb else "SELECT @@global.gtid_executed, @@server_uuid"
+            )
             row = cur.fetchone()
-        gtid = str(row[0] if row else "")
-        return Position(gtid, self._gtid_seq(gtid))
+        gtid, space = (str(row[0] or ""), str(row[1] or "").lower()) if row else ("", "")
+        seq = self._gtid_seq(gtid, space)
+        clock.prepare(space, seq + 1)
+        return Position(gtid, seq, epoch=clock.epoch, last_source_seq=clock.last)
 
-    def _gtid_seq(self, gtid: str) -> int:
-        return mariadb_gtid_seq(gtid, 0) if self._mariadb else mysql_gtid_seq(gtid)
+    def _gtid_seq(self, gtid: str, space: str) -> int:
+        return mariadb_gtid_seq(gtid, self.s.relay_gtid_domain) if self._mariadb else mysql_gtid_seq(gtid, space)
 
-    def _snapshot(self) -> tuple[Position, list[OutboxRow]]:
-        """Unpublished outbox rows and the binlog position of the same consistent snapshot (no global lock)."""
+    def _snapshot(self, clock: SeqClock) -> tuple[Position, list[OutboxRow]]:
+        """Unpublished outbox rows and the binlog position of the same consistent snapshot (no global lock on
+        MariaDB)."""
         dsn = self.s.relay_mysql
-        with connect(dsn, dsn.database) as conn, conn.cursor() as cur:
+        space = ""
+        with _relay_connection(dsn) as conn, conn.cursor() as cur:
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             if self._mariadb:
                 # MariaDB reports the binlog position of a consistent snapshot: no global lock.
@@ -194,14 +238,21 @@ class Relay:
                 row = cur.fetchone()
                 gtid = str(row[0] or "") if row else ""
             else:
+                if not self.s.relay_mysql_snapshot_lock:
+                    raise SourceConfigError(
+                        "a first start or --resnapshot on MySQL reads the outbox under a brief global read lock, "
+                        "and TENDERHUB_RELAY_MYSQL_SNAPSHOT_LOCK is false (the relay has no RELOAD). Fix: start "
+                        "with --from-now, or set it to true and run `tenderhub migrate` to grant RELOAD."
+                    )
                 # MySQL has no snapshot status: hold a global read lock for the instant it takes to open the
                 # snapshot and read gtid_executed (needs RELOAD).
                 cur.execute("FLUSH TABLES WITH READ LOCK")
                 try:
                     cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-                    cur.execute("SELECT @@global.gtid_executed")
+                    cur.execute("SELECT @@global.gtid_executed, @@server_uuid")
                     row = cur.fetchone()
                     gtid = str(row[0] or "") if row else ""
+                    space = str(row[1] or "").lower() if row else ""
                 finally:
                     cur.execute("UNLOCK TABLES")
             cur.execute(f"{SELECT_UNPUBLISHED} LIMIT %s", (self.s.relay_backfill_max_rows + 1,))
@@ -212,19 +263,21 @@ class Relay:
                 f"more than {self.s.relay_backfill_max_rows} unpublished outbox rows: raise "
                 "TENDERHUB_RELAY_BACKFILL_MAX_ROWS (they are published in one Kafka transaction)"
             )
-        seq = self._gtid_seq(gtid)
+        seq = self._gtid_seq(gtid, space)
         # Backfilled rows were committed at or before the snapshot; streamed rows come after it. They take the
         # snapshot transaction's seq slot, in id order (their exact commit order is not recoverable).
-        return Position(gtid, seq), _outbox_rows(rows, seq)
+        clock.prepare(space, seq)
+        out = _outbox_rows(rows, seq, clock, space)
+        clock.prepare(space, seq + 1)
+        return Position(gtid, seq, epoch=clock.epoch, last_source_seq=clock.last), out
 
-    async def _backfill(self, publisher: TransactionalPublisher) -> Position:
-        position, rows = await asyncio.to_thread(self._snapshot)
+    async def _backfill(self, publisher: TransactionalPublisher, clock: SeqClock) -> Position:
+        position, rows = await asyncio.to_thread(self._snapshot, clock)
         records = [to_record(r, self.topics) for r in rows]
         log.info(
             "backfill: publishing %d unpublished outbox rows, then streaming from %s", len(records), position.describe()
         )
-        await publisher.publish(records, position)
-        self._committed(records, position)
+        await self._publish(publisher, records, position)
         return position
 
     # -- streaming -------------------------------------------------------------------------------------------
@@ -234,7 +287,12 @@ class Relay:
             await self._poll(publisher, position)
             return
         source = BinlogSource(
-            self.s.relay_mysql, position, self.s.relay_server_id, self.s.relay_heartbeat_s, mariadb=self._mariadb
+            self.s.relay_mysql,
+            position,
+            self.s.relay_server_id,
+            self.s.relay_heartbeat_s,
+            mariadb=self._mariadb,
+            domain=self.s.relay_gtid_domain,
         )
         source.start()
         log.info("tailing binlog from %s", position.describe())
@@ -249,15 +307,33 @@ class Relay:
                     if isinstance(item, BaseException):
                         raise item
                     if isinstance(item, OutboxRow):
-                        batch.append(to_record(item, self.topics))
-                        pending = Position(pending.gtid, pending.seq, item.txn_seq, item.row_index + 1)
+                        record = to_record(item, self.topics)
+                        _check_monotonic(record, pending)
+                        batch.append(record)
+                        pending = replace(
+                            pending,
+                            txn_seq=item.txn_seq,
+                            rows_done=item.row_index + 1,
+                            last_source_seq=record.source_seq,
+                        )
                         if len(batch) >= self.s.relay_batch_rows:
                             await self._publish(publisher, batch, pending)
                             position, batch, last_flush = pending, [], time.monotonic()
                     elif isinstance(item, TxnEnd):
-                        pending = Position(item.gtid_state, item.seq)
+                        pending = replace(pending, gtid=item.gtid_state, seq=item.seq, txn_seq=None, rows_done=0)
+                    elif isinstance(item, EpochStarted):
+                        log.warning(
+                            "source_seq epoch %d starts (sequence space %r changed at %s): numbering continues "
+                            "above %d",
+                            item.epoch.number,
+                            item.epoch.space,
+                            pending.describe(),
+                            pending.last_source_seq,
+                        )
+                        pending = replace(pending, epoch=item.epoch)
                 if self._lock_lost.is_set():
                     raise CdcError("the leader lock was lost")
+                self._check_marker()
                 idle = not items or isinstance(items[-1], Idle)
                 since = time.monotonic() - last_flush
                 due = (
@@ -274,20 +350,28 @@ class Relay:
             source.stop()
             await asyncio.to_thread(source.join)
 
+    def _check_marker(self) -> None:
+        task = self._marker_task
+        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+            # Its marks are safe (the committed position lists them); crash loudly rather than let them pile up.
+            raise CdcError(f"the mark-published task died: {task.exception()!r}") from task.exception()
+
     # -- polling mode (servers without binlog access) ----------------------------------------------------------
 
     async def _poll(self, publisher: TransactionalPublisher, position: Position) -> None:
         """SELECT ... FOR UPDATE SKIP LOCKED a batch, publish it in a Kafka transaction whose position lists the
         batch's ids, mark it published, then commit MySQL. Order follows visibility, which follows commit order
         between batches; inside a batch rows go in id order."""
-        conn = await asyncio.to_thread(_transactional_connection, self.s.relay_mysql)
+        conn = await asyncio.to_thread(_polling_connection, self.s)
         # The first poll waits for row locks instead of skipping them: a relay killed mid-batch may still hold
         # some (until the server notices its connection is gone), and skipping them would publish later rows of
         # the same aggregate first. After that only uncommitted app inserts hold locks, and those are skipped.
         skip_locked = False
+        clock = position.clock()
         try:
             while not self._stop.is_set():
-                rows = await asyncio.to_thread(self._poll_lock_batch, conn, position.seq + 1, skip_locked)
+                batch_no = position.seq + 1
+                rows = await asyncio.to_thread(self._poll_lock_batch, conn, batch_no, clock, skip_locked)
                 skip_locked = True
                 if not rows:
                     await asyncio.to_thread(conn.rollback)
@@ -296,41 +380,43 @@ class Relay:
                     continue
                 records = [to_record(r, self.topics) for r in rows]
                 ids = tuple(r.id for r in rows)
-                new = Position("", position.seq + 1, last_ids=ids)
+                last = max(clock.last, position.last_source_seq)
+                new = Position("", batch_no, last_ids=ids, epoch=clock.epoch, last_source_seq=last)
                 await publisher.publish(records, new)
                 await asyncio.to_thread(self._poll_mark_and_commit, conn, ids)
-                self._committed(records, new, mark=False)
+                self._committed(records, new)
                 position = new
         finally:
             await asyncio.to_thread(conn.close)
 
-    def _poll_lock_batch(self, conn: Any, batch_no: int, skip_locked: bool) -> list[OutboxRow]:
+    def _poll_lock_batch(self, conn: Any, batch_no: int, clock: SeqClock, skip_locked: bool) -> list[OutboxRow]:
         with conn.cursor() as cur:
             cur.execute(
                 f"{SELECT_UNPUBLISHED} LIMIT %s FOR UPDATE" + (" SKIP LOCKED" if skip_locked else ""),
                 (self.s.relay_batch_rows,),
             )
             rows = cur.fetchall()
-        return _outbox_rows(rows, batch_no)
+        return _outbox_rows(rows, batch_no, clock, "")
 
     def _poll_mark_and_commit(self, conn: Any, ids: tuple[int, ...]) -> None:
-        with conn.cursor() as cur:
-            cur.execute(
-                f"UPDATE {OUTBOX_TABLE} SET published = TRUE, published_at = NOW(3) "
-                f"WHERE id IN ({','.join(['%s'] * len(ids))})",
-                ids,
-            )
+        mark_published(conn, id_ranges(list(ids)))
         conn.commit()
 
-    def _poll_conn_mark(self, ids: list[int]) -> None:
-        PublishedMarker(self.s)._mark(ids)
-
     async def _publish(self, publisher: TransactionalPublisher, batch: list[Record], position: Position) -> None:
+        marker = self._marker
+        new_ranges: IdRanges = ()
+        if marker is not None:
+            new_ranges = id_ranges([r.event_id for r in batch])
+            # Never drop a mark: past the bound, wait for the marker (MySQL may be slow) instead of publishing on.
+            await marker.wait_below(MAX_UNMARKED_RANGES - len(new_ranges), self._stop)
+            position = replace(position, unmarked=marker.unmarked() + new_ranges)
         with self.metrics.commit_seconds.time():
             await publisher.publish(batch, position)
+        if marker is not None and new_ranges:
+            marker.add(new_ranges)
         self._committed(batch, position)
 
-    def _committed(self, records: list[Record], position: Position, mark: bool = True) -> None:
+    def _committed(self, records: list[Record], position: Position) -> None:
         self.position = position
         self.metrics.committed(records, position)
         self._since_log += len(records)
@@ -345,8 +431,6 @@ class Relay:
                 self.metrics.last_lag_ms,
             )
             self._since_log, self._last_log = 0, now
-        if mark and self._marker is not None and records:
-            self._marker.add(r.event_id for r in records)
         if self.on_commit is not None:
             self.on_commit(records, position)
 
@@ -365,115 +449,178 @@ class Relay:
             await asyncio.sleep(every_s)
 
 
+def _check_monotonic(record: Record, pending: Position) -> None:
+    """The last line of defence for the clock: an event must number above the last one published (a DLQ record of
+    a row that had no room in its transaction's slot may repeat the last number; it versions nothing)."""
+    last = pending.last_source_seq
+    if record.source_seq < last or (record.source_seq == last and record.dlq_reason is None):
+        raise SourceSeqRegressionError(
+            f"event {record.event_id} has source_seq {record.source_seq}, not above the last published {last} "
+            f"(at {pending.describe()}). Remedy: `tenderhub cdc run --resnapshot` starts a new epoch."
+        )
+
+
+# Every relay session reads and writes timestamps in UTC: `occurred_at`, lag and the janitor's cut-off must not
+# depend on the server's time zone (created_at is a TIMESTAMP, converted to the session's zone on read).
+_UTC_INIT = "SET time_zone = '+00:00'"
+
+
 def _transactional_connection(dsn: MysqlDsn) -> Any:
-    conn = pymysql.connect(**dsn.pymysql_kwargs(), database=dsn.database, autocommit=False, charset="utf8mb4")
+    conn = pymysql.connect(
+        **dsn.pymysql_kwargs(), database=dsn.database, autocommit=False, charset="utf8mb4", init_command=_UTC_INIT
+    )
     with conn.cursor() as cur:
         # No gap locks: a polling batch held open across the Kafka commit must not stall the app's inserts.
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
     return conn
 
 
+def _polling_connection(settings: Settings) -> Any:
+    conn = _transactional_connection(settings.relay_mysql)
+    with conn.cursor() as cur:
+        # A paused leader (SIGSTOP, a frozen VM) must not keep its batch's row locks for the server's default
+        # wait_timeout (8 h): the server drops this session, and with it the locks, once it is idle as long as the
+        # leader lock's bound. The loop talks to the server at least every poll interval while it is alive.
+        cur.execute("SET SESSION wait_timeout = %s", (settings.relay_lock_timeout_s,))
+        # The first poll of a new leader waits on the old one's locks at most this long before it retries.
+        cur.execute("SET SESSION innodb_lock_wait_timeout = %s", (settings.relay_lock_timeout_s * 2,))
+    return conn
+
+
+@contextlib.contextmanager
+def _relay_connection(dsn: MysqlDsn) -> Iterator[Any]:
+    conn = pymysql.connect(
+        **dsn.pymysql_kwargs(),
+        database=dsn.database,
+        autocommit=True,
+        charset="utf8mb4",
+        connect_timeout=10,
+        init_command=_UTC_INIT,
+    )
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
 SELECT_UNPUBLISHED = (
     f"SELECT id, event_type, aggregate_type, aggregate_id, schema_version, payload, created_at "
     f"FROM {OUTBOX_TABLE} WHERE published = FALSE ORDER BY id"
 )
+_COLUMNS = ("id", "event_type", "aggregate_type", "aggregate_id", "schema_version", "payload", "created_at")
 
 
-def _outbox_rows(rows: Any, txn_seq: int) -> list[OutboxRow]:
-    """Rows read from the table (backfill, polling) in id order, numbered inside one seq slot."""
-    return [
-        OutboxRow(
-            int(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), _text(r[5]), r[6], txn_seq, i, source_seq(txn_seq, i)
-        )
-        for i, r in enumerate(rows)
-    ]
-
-
-def _text(value: Any) -> str:
-    # A JSON column arrives as str; a polling source on a TEXT/BLOB column may hand bytes.
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+def _outbox_rows(rows: Any, txn_seq: int, clock: SeqClock, space: str) -> list[OutboxRow]:
+    """Rows read from the table (backfill, polling) in id order, numbered inside one seq slot. A row that cannot
+    become an event (a zero date, no room left in the slot) is kept as a defect for the DLQ."""
+    out = []
+    for i, r in enumerate(rows):
+        values = dict(zip(_COLUMNS, r, strict=True))
+        if i >= MAX_ROWS_PER_TXN:
+            defect: str | None = f"more than {MAX_ROWS_PER_TXN} rows in one batch; row {i} has no source_seq"
+            seq = clock.last
+        else:
+            defect, seq = None, clock.assign(space, txn_seq, i, may_start_epoch=False)
+        out.append(outbox_row_from_values(values, txn_seq, i, seq, defect))
+    return out
 
 
 def delete_published(settings: Settings, chunk: int = 10_000) -> int:
     """Delete published outbox rows older than the retention, in chunks (short locks)."""
     cutoff = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=settings.relay_retention_hours)
     total = 0
-    dsn = settings.relay_mysql
-    with connect(dsn, dsn.database) as conn, conn.cursor() as cur:
+    with _relay_connection(settings.relay_mysql) as conn, conn.cursor() as cur:
         while True:
-            n = cur.execute(
-                f"DELETE FROM {OUTBOX_TABLE} WHERE published = TRUE AND created_at < %s LIMIT %s", (cutoff, chunk)
+            n = int(
+                cur.execute(
+                    f"DELETE FROM {OUTBOX_TABLE} WHERE published = TRUE AND created_at < %s LIMIT %s", (cutoff, chunk)
+                )
             )
             total += n
             if n < chunk:
                 return total
 
 
+def mark_published(conn: Any, ranges: IdRanges, chunk: int = 500) -> int:
+    """Set published/published_at on the outbox rows in `ranges` (inclusive id runs) that are not marked yet."""
+    marked = 0
+    with conn.cursor() as cur:
+        for i in range(0, len(ranges), chunk):
+            part = ranges[i : i + chunk]
+            where = " OR ".join(["id BETWEEN %s AND %s"] * len(part))
+            marked += int(
+                cur.execute(
+                    f"UPDATE {OUTBOX_TABLE} SET published = TRUE, published_at = NOW(3) "
+                    f"WHERE published = FALSE AND ({where})",
+                    [x for r in part for x in r],
+                )
+            )
+    return marked
+
+
 class PublishedMarker:
     """Sets published/published_at on outbox rows after Kafka committed them, in batches, off the hot path.
-    The flags are bookkeeping for first starts, resnapshots and the janitor; the Kafka position is the truth."""
+    The flags are bookkeeping for the janitor, resnapshots and operators; the Kafka position is the truth, and it
+    lists the ids not yet confirmed here (`unmarked`), so no mark is lost to a crash."""
 
-    def __init__(self, settings: Settings, max_pending: int = 1_000_000) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.s = settings
-        self._ids: list[int] = []
-        self._max_pending = max_pending
+        self._queue: collections.deque[IdRanges] = collections.deque()
+        self._ranges = 0
         self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
         self._conn: Any = None
 
-    def add(self, ids: Any) -> None:
-        self._ids.extend(ids)
-        if len(self._ids) > self._max_pending:
-            dropped = len(self._ids) - self._max_pending
-            log.warning(
-                "mark-published backlog over %d: %d oldest marks dropped (rows stay published=FALSE)",
-                self._max_pending,
-                dropped,
-            )
-            del self._ids[:dropped]
+    def add(self, ranges: IdRanges) -> None:
+        self._queue.append(ranges)
+        self._ranges += len(ranges)
+        self._drained.clear()
         self._wake.set()
+
+    def unmarked(self) -> IdRanges:
+        return tuple(r for ranges in self._queue for r in ranges)
+
+    async def wait_below(self, limit: int, stop: asyncio.Event) -> None:
+        while self._ranges > max(limit, 0) and not stop.is_set():
+            log.warning("mark-published backlog at %d id ranges: waiting for MySQL to publish more", self._ranges)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), 5)
 
     async def run(self, stop: asyncio.Event) -> None:
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 0.5)
             self._wake.clear()
-            if self._ids:
-                ids, self._ids = self._ids, []
+            if self._queue:
+                n = len(self._queue)
+                ranges = tuple(r for i, rs in enumerate(self._queue) if i < n for r in rs)
                 try:
-                    await asyncio.to_thread(self._mark, ids)
+                    await asyncio.to_thread(self._mark, ranges)
                 except pymysql.MySQLError as exc:
-                    log.warning("marking %d rows published failed (will retry): %s", len(ids), exc)
-                    self._ids[:0] = ids
+                    log.warning("marking %d id ranges published failed (will retry): %s", len(ranges), exc)
                     await asyncio.sleep(1)
-            if stop.is_set() and not self._ids:
+                else:
+                    for _ in range(n):
+                        self._ranges -= len(self._queue.popleft())
+                    if not self._queue:
+                        self._drained.set()
+            if stop.is_set() and not self._queue:
                 if self._conn is not None:
                     await asyncio.to_thread(self._conn.close)
                 return
 
-    def _mark(self, ids: list[int], chunk: int = 2000) -> None:
+    def _mark(self, ranges: IdRanges) -> None:
         # One long-lived connection: connecting per batch cost more than the UPDATE itself.
         if self._conn is None:
             self._conn = _transactional_connection(self.s.relay_mysql)
             self._conn.autocommit(True)
         try:
-            self._update(self._conn, ids, chunk)
+            mark_published(self._conn, ranges)
         except pymysql.MySQLError:
             conn, self._conn = self._conn, None
             with contextlib.suppress(Exception):
                 conn.close()
             raise
-
-    @staticmethod
-    def _update(conn: Any, ids: list[int], chunk: int) -> None:
-        with conn.cursor() as cur:
-            for i in range(0, len(ids), chunk):
-                part = ids[i : i + chunk]
-                marks = ",".join(["%s"] * len(part))
-                cur.execute(
-                    f"UPDATE {OUTBOX_TABLE} SET published = TRUE, published_at = NOW(3) "
-                    f"WHERE id IN ({marks}) AND published = FALSE",
-                    part,
-                )
 
 
 class LeaderLock:

@@ -1,9 +1,9 @@
 """`BinlogSource`: python-mysql-replication behind one small typed adapter.
 
 A thread tails the binlog (GTID auto-position) for inserts into `integration_outbox` and hands the event loop
-`OutboxRow`s and `TxnEnd` markers in commit order. It enforces the resume rule: every row carries
-(transaction seq, row index); a row at or before the last one already published is skipped. That one rule covers
-a resume in the middle of a transaction AND the library's silent reconnects, which replay from the last
+`OutboxRow`s and `TxnEnd` markers in commit order. `TxnMachine` (pure) enforces the resume rule: a row of a
+transaction already published, or among the rows already sent of the partly published one, is skipped. That one
+rule covers a resume in the middle of a transaction AND the library's silent reconnects, which replay from the last
 auto-position it was given.
 """
 
@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
+import datetime as dt
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -21,12 +22,28 @@ from typing import Any
 
 import pymysql
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.event import GtidEvent, HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, XidEvent
+from pymysqlreplication.event import (
+    GtidEvent,
+    HeartbeatLogEvent,
+    MariadbGtidEvent,
+    QueryEvent,
+    XAPrepareEvent,
+    XidEvent,
+)
 from pymysqlreplication.row_event import WriteRowsEvent
 
 from cdc.envelope import OutboxRow
-from cdc.errors import CdcError, PositionPurgedError
-from cdc.position import MAX_ROWS_PER_TXN, Position, mysql_gtid_add, replace_domain, source_seq
+from cdc.errors import PositionPurgedError, SourceConfigError, SourceSeqRegressionError
+from cdc.position import (
+    MAX_ROWS_PER_TXN,
+    Epoch,
+    Position,
+    SourceSeqError,
+    mariadb_gtid_seq,
+    mysql_gtid_add,
+    mysql_gtid_contains,
+    replace_domain,
+)
 from schema.mysql import OUTBOX_TABLE
 from schema.settings import MysqlDsn
 
@@ -49,7 +66,14 @@ class Idle:
     """No binlog traffic for a heartbeat period (lets the relay flush and check its stop flag)."""
 
 
-Item = OutboxRow | TxnEnd | Idle | BaseException
+@dataclass(frozen=True, slots=True)
+class EpochStarted:
+    """The rows that follow belong to a new epoch of the source_seq clock (e.g. a MySQL failover)."""
+
+    epoch: Epoch
+
+
+Item = OutboxRow | TxnEnd | Idle | EpochStarted | BaseException
 
 
 class BinlogSource:
@@ -129,6 +153,7 @@ class BinlogSource:
             only_events=[
                 MariadbGtidEvent if self.mariadb else GtidEvent,
                 XidEvent,
+                XAPrepareEvent,
                 QueryEvent,
                 WriteRowsEvent,
                 HeartbeatLogEvent,
@@ -165,85 +190,270 @@ class BinlogSource:
             self._put(exc)
 
     def _tail(self) -> None:
-        gtid_state = self.position.gtid
-        last_sent = self.position.last_sent()
-        stream = self._stream = self._open(gtid_state)
-        cur_gtid: str | None = None
-        cur_seq, row_index, standalone = -1, 0, False
-        done_seq = self.position.seq
+        machine = TxnMachine(self.position, self.mariadb, self.domain)
+        stream = self._stream = self._open(machine.resume_state())
         try:
             while not self._stop.is_set():
                 event: Any = stream.fetchone()
                 if event is None:
                     continue
-                if isinstance(event, HeartbeatLogEvent):
-                    if not self._put(Idle()):
+                for item in machine.feed(event):
+                    if not self._put(item):
                         return
-                elif isinstance(event, MariadbGtidEvent):
-                    if event.domain_id != self.domain:
-                        raise CdcError(
-                            f"GTID domain {event.domain_id} in the binlog; the relay orders events by domain "
-                            f"{self.domain} only (set gtid_domain_id consistently)"
-                        )
-                    cur_gtid, cur_seq, row_index = event.gtid, event.gtid_seq_no, 0
-                    # FL_STANDALONE: a DDL (or similar) with no Xid/COMMIT after it; its query ends it.
-                    standalone = bool(event.flags & 0x01)
-                elif isinstance(event, GtidEvent):
-                    cur_gtid, cur_seq, row_index = event.gtid, event.gno, 0
-                    # MySQL opens DML transactions with a BEGIN query; a GTID not followed by BEGIN is a DDL.
-                    standalone = True
-                elif isinstance(event, QueryEvent) and str(event.query).strip().upper() == "BEGIN":
-                    standalone = False
-                elif isinstance(event, WriteRowsEvent):
-                    for row in event.rows:
-                        idx = row_index
-                        row_index += 1
-                        if (cur_seq, idx) <= last_sent:
-                            continue  # published before a restart or a reconnect
-                        if not self._put(self._to_row(row["values"], cur_seq, idx)):
-                            return
-                        last_sent = (cur_seq, idx)
-                elif cur_gtid is not None and (
-                    isinstance(event, XidEvent) or (isinstance(event, QueryEvent) and _ends_txn(event, standalone))
-                ):
-                    gtid_state = (
-                        replace_domain(gtid_state, cur_gtid) if self.mariadb else mysql_gtid_add(gtid_state, cur_gtid)
-                    )
-                    # The library reconnects from its auto_position: keep it at the last finished transaction.
-                    stream.auto_position = gtid_state
-                    cur_gtid = None
-                    if cur_seq <= done_seq:
-                        continue  # a replayed transaction: the relay's position is already past it
-                    done_seq = cur_seq
-                    last_sent = max(last_sent, (cur_seq, MAX_ROWS_PER_TXN))
-                    if not self._put(TxnEnd(gtid_state, cur_seq)):
-                        return
+                # The library reconnects from its auto_position: keep it at the resume point (the last finished
+                # transaction, or before the oldest XA transaction that is prepared but not yet committed).
+                stream.auto_position = machine.resume_state()
         finally:
             stream.close()
 
-    def _to_row(self, v: dict[str, Any], txn_seq: int, idx: int) -> OutboxRow:
-        payload = v["payload"]
-        return OutboxRow(
-            id=int(v["id"]),
-            event_type=str(v["event_type"]),
-            aggregate_type=str(v["aggregate_type"]),
-            aggregate_id=str(v["aggregate_id"]),
-            schema_version=int(v.get("schema_version") or 1),
-            payload=payload if isinstance(payload, str) else _as_text(payload),
-            created_at=v["created_at"],
-            txn_seq=txn_seq,
-            row_index=idx,
-            source_seq=source_seq(txn_seq, idx),
+
+@dataclass(slots=True)
+class _Txn:
+    gtid: str
+    space: str  # sequence space of `seq` (MySQL server UUID; "" for MariaDB's relay domain)
+    seq: int
+    relay_domain: bool  # MariaDB: in the relay's GTID domain (MySQL: always)
+    done: bool  # already fully published before (a replay after a reconnect or restart)
+    standalone: bool  # ends with its own query (DDL), no BEGIN/COMMIT
+    rows: int = 0  # outbox rows seen so far
+    xa: str | None = None  # XA transaction id between XA START and its prepare
+    held: list[dict[str, Any]] | None = None  # rows of that XA transaction, published when it commits
+
+
+class TxnMachine:
+    """Turns binlog events into outbox rows and transaction boundaries, in commit order. Pure (no I/O), so real
+    MySQL and MariaDB event sequences can drive it in unit tests.
+
+    Rules: a row is emitted once (rows of finished transactions and the first `rows_done` rows of the partly
+    published one are skipped, which covers restarts and the library's silent reconnects); rows of an XA transaction
+    are held from XA START to its XA COMMIT (published in the commit's slot, in commit order) or XA ROLLBACK
+    (dropped), and the resume point stays before a prepared XA transaction until it commits; transactions of other
+    MariaDB GTID domains are tracked in the position but may carry no outbox row.
+    """
+
+    def __init__(self, position: Position, mariadb: bool, domain: int = 0) -> None:
+        self.mariadb = mariadb
+        self.domain = domain
+        self.read_state = position.gtid  # MariaDB: GTID state read so far; MySQL: GTID set read so far
+        self.done_seq = position.seq
+        self.clock = position.clock()
+        # The partly published transaction, identified in its sequence space, and how many of its rows went out.
+        self.partial: tuple[str, int, int] | None = (
+            (position.epoch.space, position.txn_seq, position.rows_done) if position.txn_seq is not None else None
         )
+        self.cur: _Txn | None = None
+        self.held: dict[str, tuple[list[dict[str, Any]], str]] = {}  # xid -> (rows, resume state before it)
+
+    def resume_state(self) -> str:
+        if not self.held:
+            return self.read_state
+        if self.mariadb:
+            return min((before for _, before in self.held.values()), key=lambda st: mariadb_gtid_seq(st, self.domain))
+        return self.read_state  # MySQL: prepared GTIDs are added to the set only when their XA commits
+
+    # -- events ----------------------------------------------------------------------------------------------
+
+    def feed(self, event: Any) -> list[Item]:
+        if isinstance(event, HeartbeatLogEvent):
+            return [Idle()]
+        if isinstance(event, MariadbGtidEvent):
+            relay_domain = event.domain_id == self.domain
+            self.cur = _Txn(
+                gtid=event.gtid,
+                space="",
+                seq=event.gtid_seq_no,
+                relay_domain=relay_domain,
+                done=relay_domain and event.gtid_seq_no <= self.done_seq,
+                # FL_STANDALONE: a DDL (or similar) with no Xid/COMMIT after it; its query ends it.
+                standalone=bool(event.flags & 0x01),
+            )
+            return []
+        if isinstance(event, GtidEvent):
+            gtid = str(event.gtid).lower()
+            uuid, gno = gtid.rsplit(":", 1)
+            # MySQL opens DML transactions with a BEGIN query; a GTID not followed by BEGIN is a DDL.
+            self.cur = _Txn(gtid, uuid, int(gno), True, mysql_gtid_contains(self.read_state, gtid), True)
+            return []
+        cur = self.cur
+        if cur is None:
+            return []
+        if isinstance(event, WriteRowsEvent):
+            return self._rows(cur, [row["values"] for row in event.rows])
+        if isinstance(event, QueryEvent):
+            return self._query(cur, _query_text(event))
+        if isinstance(event, XAPrepareEvent):
+            if event.one_phase:  # MySQL: XA COMMIT ... ONE PHASE ends an ordinary transaction
+                rows, cur.held, cur.xa = cur.held or [], None, None
+                return [*self._rows(cur, rows), *self._end(cur)]
+            return self._prepared(cur, str(event.xid))
+        if isinstance(event, XidEvent):
+            return self._end(cur)
+        return []
+
+    def _query(self, cur: _Txn, query: str) -> list[Item]:
+        upper = query.upper()
+        if upper == "BEGIN":
+            cur.standalone = False
+        elif upper.startswith("XA START") or upper.startswith("XA BEGIN"):
+            cur.standalone, cur.xa, cur.held = False, _xid_of(query), []
+        elif upper.startswith("XA END"):
+            pass
+        elif upper.startswith("XA PREPARE"):  # MariaDB logs the prepare as a query ending the group
+            return self._prepared(cur, _xid_of(query))
+        elif upper.startswith("XA COMMIT") and upper.endswith("ONE PHASE"):
+            rows, cur.held, cur.xa = cur.held or [], None, None
+            return [*self._rows(cur, rows), *self._end(cur)]
+        elif upper.startswith("XA COMMIT") or upper.startswith("XA ROLLBACK"):
+            xid = _xid_of(query)
+            rows, before = self.held.pop(xid, ([], ""))
+            if upper.startswith("XA COMMIT"):
+                out = self._rows(cur, rows)
+                if not self.mariadb and before:
+                    self.read_state = mysql_gtid_add(self.read_state, before)  # the prepare's GTID, now final
+                return [*out, *self._end(cur)]
+            if not self.mariadb and before:
+                self.read_state = mysql_gtid_add(self.read_state, before)
+            return self._end(cur)
+        elif cur.standalone or upper == "COMMIT":
+            # A standalone GTID (DDL) ends with its query; a transaction on a non-transactional table ends with
+            # COMMIT. Other queries inside a transaction (SAVEPOINT ...) do not end it.
+            return self._end(cur)
+        return []
+
+    def _prepared(self, cur: _Txn, xid: str) -> list[Item]:
+        """An XA transaction is prepared: its rows wait for XA COMMIT. MariaDB resumes from before it until then;
+        MySQL keeps its GTID out of the resume set (and remembers it here) until then."""
+        rows = cur.held or []
+        # MariaDB: resume from the state before this group (a re-read after a restart is before it already).
+        before = self.read_state if self.mariadb else cur.gtid
+        self.held[xid] = (rows, before)
+        cur.held, cur.xa = None, None
+        self.cur = None
+        if self.mariadb:
+            self.read_state = replace_domain(self.read_state, cur.gtid)
+            if cur.relay_domain and cur.seq > self.done_seq:
+                self.done_seq = cur.seq
+        return [TxnEnd(self.resume_state(), self.done_seq)]
+
+    def _rows(self, cur: _Txn, rows: list[dict[str, Any]]) -> list[Item]:
+        if cur.xa is not None and cur.held is not None:
+            cur.held.extend(rows)
+            return []
+        if not rows:
+            return []
+        if not cur.relay_domain:
+            raise SourceConfigError(
+                f"an outbox row was written in GTID domain {cur.gtid.split('-', 1)[0]} (transaction {cur.gtid}); "
+                f"the relay orders events by domain {self.domain} only. Remedy: write outbox rows with "
+                f"gtid_domain_id={self.domain} (other domains may carry any other change), or set "
+                "TENDERHUB_RELAY_GTID_DOMAIN to the domain the application writes in."
+            )
+        out: list[Item] = []
+        for values in rows:
+            idx = cur.rows
+            cur.rows += 1
+            if cur.done:
+                continue  # published before a restart or a reconnect
+            partial = self.partial
+            if partial is not None and partial[0] == cur.space and partial[1] == cur.seq and idx < partial[2]:
+                continue
+            before = self.clock.epoch
+            out.append(self._row(values, cur, idx))
+            if self.clock.epoch != before:
+                out.insert(len(out) - 1, EpochStarted(self.clock.epoch))
+            self.partial = (cur.space, cur.seq, idx + 1)
+        return out
+
+    def _row(self, values: dict[str, Any], cur: _Txn, idx: int) -> OutboxRow:
+        defect: str | None = None
+        if idx >= MAX_ROWS_PER_TXN:
+            # No room in this transaction's slot of the clock: the row is recorded in the DLQ, under the last
+            # number given out, instead of stopping the stream.
+            seq = self.clock.last
+            defect = f"transaction {cur.gtid} has more than {MAX_ROWS_PER_TXN} outbox rows; row {idx} has no source_seq"
+        else:
+            try:
+                seq = self.clock.assign(cur.space, cur.seq, idx, may_start_epoch=False)
+            except SourceSeqError as exc:
+                raise SourceSeqRegressionError(
+                    f"{exc}. The binlog's transaction numbers went backwards without a new server UUID (RESET "
+                    "MASTER, a restored backup, or a server that reuses old numbers). Publishing would make every "
+                    "version guard downstream drop these events. Remedy: `tenderhub cdc run --resnapshot` starts a "
+                    "new epoch above the last published source_seq."
+                ) from exc
+        return outbox_row_from_values(values, cur.seq, idx, seq, defect)
+
+    def _end(self, cur: _Txn) -> list[Item]:
+        self.cur = None
+        if self.mariadb:
+            self.read_state = replace_domain(self.read_state, cur.gtid)
+        else:
+            self.read_state = mysql_gtid_add(self.read_state, cur.gtid)
+        if not cur.relay_domain:
+            # Another domain's transaction (no outbox rows): only the resume state moves.
+            return [TxnEnd(self.resume_state(), self.done_seq)]
+        if cur.done:
+            return []  # a replayed transaction: the relay's position is already past it
+        self.done_seq = cur.seq
+        self.partial = None
+        return [TxnEnd(self.resume_state(), cur.seq)]
 
 
-def _as_text(payload: Any) -> str:
-    if isinstance(payload, bytes):
-        return payload.decode("utf-8", errors="replace")
-    return json.dumps(payload)
+def outbox_row_from_values(v: dict[str, Any], txn_seq: int, idx: int, seq: int, defect: str | None = None) -> OutboxRow:
+    """An `OutboxRow` from a binlog row image. A value that cannot be decoded makes the row a defect (it goes to
+    the DLQ with the reason) instead of stopping the stream."""
+    payload: str = ""
+    try:
+        payload = _payload_text(v.get("payload"))
+    except ValueError as exc:
+        defect = defect or f"payload is not representable as JSON text: {exc}"
+    created = v.get("created_at")
+    if not isinstance(created, dt.datetime):
+        defect = defect or f"created_at is not a valid timestamp: {created!r}"
+        created = None
+    try:
+        version = int(v.get("schema_version") or 1)
+    except (TypeError, ValueError):
+        version, defect = 0, defect or f"schema_version is not a number: {v.get('schema_version')!r}"
+    return OutboxRow(
+        id=int(v["id"]),
+        event_type=_str(v.get("event_type")),
+        aggregate_type=_str(v.get("aggregate_type")),
+        aggregate_id=_str(v.get("aggregate_id")),
+        schema_version=version,
+        payload=payload,
+        created_at=created,
+        txn_seq=txn_seq,
+        row_index=idx,
+        source_seq=seq,
+        defect=defect,
+    )
 
 
-def _ends_txn(event: Any, standalone: bool) -> bool:
-    # A standalone GTID (DDL) ends with its query; a transaction on a non-transactional table ends with COMMIT.
-    # Other queries inside a transaction (SAVEPOINT ...) do not end it.
-    return standalone or str(getattr(event, "query", "")).strip().upper() == "COMMIT"
+def _payload_text(value: Any) -> str:
+    # MariaDB hands a JSON column as str. MySQL's binary JSON: see cdc.mysql_json (being added).
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    raise ValueError(f"a JSON column decoded to {type(value).__name__}")
+
+
+def _str(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return "" if value is None else str(value)
+
+
+def _query_text(event: Any) -> str:
+    query = event.query
+    if isinstance(query, bytes):
+        query = query.decode("utf-8", errors="replace")
+    return str(query).strip()
+
+
+def _xid_of(query: str) -> str:
+    """The gtrid of `XA <verb> 'gtrid'[,'bqual'[,format]]` as the XA prepare event spells it (gtrid + bqual)."""
+    parts = re.findall(r"'((?:[^'\\]|\\.)*+)'|X'([0-9A-Fa-f]*+)'", query)
+    texts = [a if a or not b else bytes.fromhex(b).decode("utf-8", errors="replace") for a, b in parts[:2]]
+    return "".join(texts)

@@ -73,24 +73,32 @@ def _account(user: str, host: str) -> str:
     return f"'{user}'@'{host}'"
 
 
-def relay_grants(mode: RelayMode, database: str, mariadb: bool) -> list[str]:
+def relay_grants(mode: RelayMode, database: str, mariadb: bool, snapshot_lock: bool = True) -> list[str]:
     """Exactly the privileges the relay needs in `mode` (see DESIGN.md: measured on MariaDB)."""
     outbox = f"{_ident(database)}.{_ident(OUTBOX_TABLE)}"
     # Backfill reads the outbox; marking published touches two columns; the janitor deletes old rows.
     grants = [f"SELECT, DELETE, UPDATE (published, published_at) ON {outbox}"]
     if mode == "binlog":
         # MariaDB >= 10.5 split REPLICATION CLIENT: SHOW BINARY LOGS / MASTER STATUS need BINLOG MONITOR.
-        # MySQL has no snapshot status: the first-start backfill takes a brief FLUSH TABLES WITH READ LOCK.
-        extra = "BINLOG MONITOR" if mariadb else "REPLICATION CLIENT, RELOAD"
+        # MySQL has no snapshot status: a first-start backfill takes a brief FLUSH TABLES WITH READ LOCK (RELOAD),
+        # unless the operator turned snapshots off (the relay then starts with --from-now only).
+        extra = "BINLOG MONITOR" if mariadb else "REPLICATION CLIENT" + (", RELOAD" if snapshot_lock else "")
         grants.insert(0, f"REPLICATION SLAVE, {extra} ON *.*")
     return grants
+
+
+# What an application may set on an outbox row. Not `id` (a reused id makes an event look like a redelivery),
+# `created_at` (lag and retention trust it), nor `published`/`published_at` (a row inserted as published is never
+# relayed by a backfill or polling): those belong to the server and the relay.
+APP_OUTBOX_COLUMNS = ("event_type", "aggregate_type", "aggregate_id", "schema_version", "payload")
 
 
 def app_grants(database: str) -> list[str]:
     """The application writes business rows and appends events; it never rewrites or reads the outbox."""
     db = _ident(database)
     tables = [f"SELECT, INSERT, UPDATE, DELETE ON {db}.{_ident(t)}" for t in BUSINESS_TABLES]
-    return [*tables, f"INSERT ON {db}.{_ident(OUTBOX_TABLE)}"]
+    columns = ", ".join(APP_OUTBOX_COLUMNS)
+    return [*tables, f"INSERT ({columns}) ON {db}.{_ident(OUTBOX_TABLE)}"]
 
 
 @contextmanager
@@ -193,6 +201,6 @@ def migrate(settings: Settings) -> list[str]:
                 cur,
                 settings.relay_mysql,
                 settings.mysql_grant_host,
-                relay_grants(settings.relay_mode, database, mariadb),
+                relay_grants(settings.relay_mode, database, mariadb, settings.relay_mysql_snapshot_lock),
             )
     return applied

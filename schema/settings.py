@@ -95,7 +95,9 @@ class Settings(_Base):
         description="The date treated as 'now' for open / closing-soon (YYYY-MM-DD); empty = real clock.",
     )
     mysql_grant_host: str = Field(
-        "%", description="Host part of the app and relay MySQL accounts that `migrate` creates."
+        "localhost",
+        description="Host part of the app and relay MySQL accounts that `migrate` creates (the hosts they connect "
+        "from: e.g. 127.0.0.1, or a subnet pattern such as 10.0.1.%; avoid a bare %).",
     )
     relay_mode: Literal["binlog", "polling"] = Field(
         "binlog", description="How the relay reads the outbox: tail the binlog, or poll the table."
@@ -122,7 +124,22 @@ class Settings(_Base):
         120_000, ge=1000, description="Kafka transaction timeout (a dead relay's open transaction aborts after it)."
     )
     relay_backfill_max_rows: int = Field(
-        500_000, ge=1, description="Most unpublished rows a first start publishes in its one backfill transaction."
+        500_000,
+        ge=1,
+        le=1_000_000,  # they share one transaction's slot of the source_seq clock (2^20 rows)
+        description="Most unpublished rows a first start publishes in its one backfill transaction.",
+    )
+    relay_gtid_domain: int = Field(
+        0,
+        ge=0,
+        le=(1 << 32) - 1,
+        description="MariaDB: the GTID domain the application writes outbox rows in (other domains are tracked, "
+        "and may carry no outbox row).",
+    )
+    relay_mysql_snapshot_lock: bool = Field(
+        True,
+        description="MySQL: a first start or --resnapshot reads the outbox under a brief FLUSH TABLES WITH READ "
+        "LOCK, so `migrate` grants the relay RELOAD. False: no RELOAD; the relay must start with --from-now.",
     )
     relay_mark_published: bool = Field(
         True, description="Set published/published_at on outbox rows after Kafka commits them (binlog mode)."

@@ -73,7 +73,10 @@ def test_polling_mode_has_no_replication_rights() -> None:
 
 def test_app_may_only_append_to_outbox() -> None:
     outbox = [g for g in app_grants("tenderhub") if "integration_outbox" in g]
-    assert outbox == ["INSERT ON `tenderhub`.`integration_outbox`"]
+    # Column-level: the app cannot set id, created_at, published or published_at.
+    assert outbox == [
+        "INSERT (event_type, aggregate_type, aggregate_id, schema_version, payload) ON `tenderhub`.`integration_outbox`"
+    ]
 
 
 def test_identifiers_are_validated() -> None:
