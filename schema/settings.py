@@ -181,12 +181,6 @@ class Settings(_Base):
     worker_batch_within_ms: int = Field(
         50, ge=1, le=60_000, description="How long an agent waits to fill a batch before it processes what it has."
     )
-    worker_event_attempts: int = Field(
-        3,
-        ge=1,
-        le=100,
-        description="Attempts for an event that fails for a reason other than an unreachable store; then the DLQ.",
-    )
     worker_store_retry_max_s: float = Field(
         30.0, gt=0, le=3600, description="Longest pause between retries while MongoDB or Redis is unreachable."
     )

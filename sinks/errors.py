@@ -95,8 +95,12 @@ class Action(enum.Enum):
 
 @dataclass(frozen=True)
 class Policy:
+    """What to do, why (one line for the log and the DLQ), and whether the error was one nobody classified (the
+    runner logs those with their traceback: they are bugs or new server codes to add here)."""
+
     action: Action
     reason: str
+    unclassified: bool = False
 
 
 # MongoDB server codes about who the worker is and what it may do (error_codes.yml): UserNotFound,
@@ -195,4 +199,4 @@ def policy_for(exc: BaseException) -> Policy:
     for e in _causes(exc):
         if isinstance(e, KafkaError):
             return _kafka_policy(e)
-    return Policy(Action.BACK_OFF, f"unclassified error ({described})")
+    return Policy(Action.BACK_OFF, f"unclassified error ({described})", unclassified=True)

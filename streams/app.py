@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,12 +18,16 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from schema.settings import Settings, load_settings
+from schema.topics import DLQ_MAX_MESSAGE_BYTES
 from streams.batch import BatchRunner, DeadLetter, Handler
 from streams.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
 ISOLATION_LEVEL = "read_committed"
+# The producer's largest request: a record the DLQ topic takes, plus headers and batch framing. Faust's default
+# (1,000,000 bytes) is below even the data topics' 1 MiB, so a dead letter of a large event could never be sent.
+PRODUCER_MAX_REQUEST_BYTES = DLQ_MAX_MESSAGE_BYTES + 64 * 1024
 
 
 class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -72,8 +76,24 @@ class ReadCommittedTransport(faust_aiokafka.Transport):
 
 
 class TenderhubApp(faust.App):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.closers: list[Callable[[], Awaitable[None]]] = []
+
     def _new_transport(self) -> Any:
         return ReadCommittedTransport(self.conf.broker_consumer, self)
+
+    async def on_shutdown(self) -> None:
+        # mode stops a service in this order: on_stop (Faust stops the consumer), its children (agents, whose batch
+        # in flight finishes first, the producer, the web server), its futures (timers), then on_shutdown: the
+        # first moment nothing uses the stores any more.
+        await super().on_shutdown()
+        while self.closers:
+            close = self.closers.pop()
+            try:
+                await close()
+            except Exception:
+                log.exception("closing %r at worker stop failed; closing the rest", close)
 
 
 class FaustDeadLetters:
@@ -88,7 +108,7 @@ class FaustDeadLetters:
             ("dlq_agent", letter.agent.encode()),
             ("dlq_origin", f"{letter.topic}[{letter.partition}]@{letter.offset}".encode()),
         ]
-        pending = await self._topic.send(key=letter.key, value=letter.to_json(), headers=headers)
+        pending = await self._topic.send(key=letter.record_key(), value=letter.to_json(), headers=headers)
         await pending
 
 
@@ -137,6 +157,7 @@ def build_pipeline(
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         producer_acks=-1,
+        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
         stream_wait_empty=False,
         web_enabled=True,
         web_bind=settings.worker_web_host,
@@ -150,13 +171,7 @@ def build_pipeline(
     dlq = FaustDeadLetters(app.topic(names.dlq, key_type=bytes, value_type=bytes))
 
     def runner_factory(name: str, handler: Handler) -> BatchRunner:
-        return BatchRunner(
-            name,
-            handler,
-            dlq,
-            event_attempts=settings.worker_event_attempts,
-            store_retry_max_s=settings.worker_store_retry_max_s,
-        )
+        return BatchRunner(name, handler, dlq, store_retry_max_s=settings.worker_store_retry_max_s)
 
     pipeline = Pipeline(app=app, ctx=ctx)
     modules = _agent_modules()
@@ -177,6 +192,7 @@ def build_pipeline(
                 "events": r.stats.events,
                 "dead_letters": r.stats.dead_letters,
                 "store_retries": r.stats.store_retries,
+                "error_retries": r.stats.error_retries,
                 "last_batch_ms": round(r.stats.last_batch_s * 1000, 3),
             }
             for name, r in pipeline.runners.items()
@@ -195,6 +211,7 @@ def build_pipeline(
         )
 
     app.task(on_started)
+    app.closers.append(ctx.aclose)
     return pipeline
 
 

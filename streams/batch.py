@@ -1,33 +1,52 @@
 """The batch loop every agent runs: take events from its stream, decode them, hand them to the agent's handler,
-retry, dead-letter what can never succeed, and only then let Faust acknowledge the batch.
+and act on every failure by the one policy (`sinks.errors.policy_for`) before Faust may acknowledge the batch.
 
-Policy (sinks/errors.py has the sink side):
-- a value that breaks the contract -> DLQ at once, with the reason;
-- `TransientSinkError` (a store is down) -> back off and retry the SAME batch until it succeeds: nothing is
-  acknowledged past it, so nothing is lost and the partition resumes where it stopped;
-- `PermanentSinkError` naming an event -> that event to the DLQ, the rest retried;
-- any other exception -> each event of the batch is retried alone (`worker_event_attempts` times); those still
-  failing go to the DLQ with the error, the others are done: one poison event never stops its partition.
+| failure                                                       | the runner                                          |
+|---------------------------------------------------------------|-----------------------------------------------------|
+| a record that cannot be decoded, for any reason (not JSON,    | that record to the DLQ with the reason; the rest of |
+| bad UTF-8, nesting past the recursion limit, a non-object,    | the batch is handled                                |
+| numbers past 64 bits, a contract break)                       |                                                     |
+| `ContractError`, pydantic `ValidationError`,                  | the event at fault to the DLQ at once (`index`, or  |
+| `PermanentSinkError` (a store refuses the event's document)   | found by handling the batch one event at a time);   |
+|                                                               | the others are handled                              |
+| `TransientSinkError` (a store down), Redis MISCONF or OOM,    | back off (doubling, up to                           |
+| retriable Kafka errors, and ANY error nobody classified       | `worker_store_retry_max_s`) and retry the SAME      |
+|                                                               | batch until it passes: nothing is acknowledged past |
+|                                                               | it, nothing is dead-lettered                        |
+| a store refuses the worker itself (Redis NOAUTH / WRONGPASS / | stop the worker WITHOUT acknowledging: exit         |
+| NOPERM, MongoDB authentication and authorization codes, MySQL | `EXIT_STORE_REFUSED` (78) with a message naming the |
+| access denied, a non-retriable Kafka produce error)           | store and the fix; the batch is redelivered to the  |
+|                                                               | next worker                                         |
+| the DLQ refuses a dead letter as too large                    | send its compact form (id, size, SHA-256, sample)   |
+| SIGTERM while a store is still down after `drain_timeout_s`   | exit `EXIT_STORE_DOWN_AT_STOP` (75), unacknowledged |
+
+Dead letters above `DEAD_LETTER_MAX_BYTES` (what a data topic takes) carry the event's id, origin, size, SHA-256
+and a sample instead of the value, as the relay's do: a dead letter of an event near the data topics' limit is
+larger than the event (its JSON is quoted again) and must still fit.
+
 Handlers must be idempotent: a batch may be handled again after a retry, a crash or a rebalance.
 
 Faust's `take()` acknowledges a batch in a `finally` block once the loop body ends, however it ends; so nothing may
-escape the body, and a cancellation (SIGTERM, rebalance) waits for the batch in flight to finish first.
+escape the body, a cancellation (SIGTERM, rebalance) waits for the batch in flight to finish first, and a stop
+without acknowledging leaves the process at once (`os._exit`), like a crash (the fault tests prove that safe).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, NoReturn, Protocol
 
 from schema.events import ContractError
-from sinks.errors import PermanentSinkError, TransientSinkError
+from schema.topics import DATA_MAX_MESSAGE_BYTES
+from sinks.errors import Action, PermanentSinkError, Policy, message_too_large, policy_for
 from sinks.retry import backoff_delay
 from streams.records import Event, decode
 
@@ -36,8 +55,30 @@ log = logging.getLogger(__name__)
 # Exit status when the worker must stop while a store is still down: exiting without acknowledging keeps the batch
 # for the next worker (like a crash, which the fault tests prove safe); acknowledging it would lose it.
 EXIT_STORE_DOWN_AT_STOP = 75
+# Exit status (sysexits EX_CONFIG) when a store refuses the worker itself: wrong credentials or permissions.
+EXIT_STORE_REFUSED = 78
 # First pause of the endless retry while a store is down (doubling up to worker_store_retry_max_s).
 _BASE_DELAY_S = 0.4
+# A dead letter never outgrows what a data topic takes; room is left for the record's key, headers and framing.
+DEAD_LETTER_MAX_BYTES = DATA_MAX_MESSAGE_BYTES - 16 * 1024
+# As the relay's oversized records (cdc/envelope.py): enough to recognise the event, never the whole value.
+SAMPLE_CHARS = 2048
+_KEY_MAX_BYTES = 1024
+_REASON_MAX_CHARS = 2000
+# Unclassified errors are logged with their traceback on the first attempt and every this many after it.
+_TRACEBACK_EVERY = 10
+
+Stop = Callable[[str], NoReturn]
+
+
+def exit_worker(reason: str) -> NoReturn:
+    """Stop the worker without acknowledging anything: leave the process now, so that take()'s `finally` never runs
+    and the batch in flight is redelivered to the next worker (which needs the fix first)."""
+    log.critical(
+        "stopping the worker (exit %d) without acknowledging the batch in flight: %s", EXIT_STORE_REFUSED, reason
+    )
+    logging.shutdown()
+    os._exit(EXIT_STORE_REFUSED)
 
 
 @dataclass(frozen=True)
@@ -48,10 +89,14 @@ class Incoming:
     topic: str
     partition: int
     offset: int
+    # The Kafka value as it came (the dead letter quotes it, or hashes it when it is too large to quote).
+    value: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
 class DeadLetter:
+    """One DLQ record: why, which agent, where the event came from, and the event (whole, or compact when large)."""
+
     agent: str
     reason: str
     topic: str
@@ -60,23 +105,50 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     event_id: int | None = None
+    compact: bool = False
+
+    def compacted(self) -> DeadLetter:
+        return replace(self, compact=True)
+
+    def record_key(self) -> bytes | None:
+        """The DLQ record's key: the event's, cut short (the DLQ has one partition; the key only helps a reader)."""
+        return None if self.key is None else self.key[:_KEY_MAX_BYTES]
 
     def to_json(self) -> bytes:
+        """The record value: the whole event when it fits `DEAD_LETTER_MAX_BYTES`, else its compact form."""
         value = self.value or b""
-        try:
-            text: str | None = value.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
+        room = DEAD_LETTER_MAX_BYTES - len(self.record_key() or b"")
+        if not self.compact and len(value) <= room:
+            try:
+                text: str | None = value.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+            full = self._encode({"value": text, "value_hex": value.hex() if text is None else None}, whole_key=True)
+            if len(full) <= room:
+                return full
+        return self._encode(
+            {
+                "value": None,
+                "value_hex": None,
+                "size": len(value),
+                "max_bytes": DEAD_LETTER_MAX_BYTES,
+                "sha256": hashlib.sha256(value).hexdigest(),
+                "sample": value[:SAMPLE_CHARS].decode("utf-8", "replace"),
+            },
+            whole_key=False,
+        )
+
+    def _encode(self, detail: dict[str, Any], *, whole_key: bool) -> bytes:
+        key = self.key if whole_key else self.record_key()
         return json.dumps(
             {
                 "stage": "worker",
                 "agent": self.agent,
-                "reason": self.reason,
+                "reason": self.reason[:_REASON_MAX_CHARS],
                 "event_id": self.event_id,
                 "origin": {"topic": self.topic, "partition": self.partition, "offset": self.offset},
-                "key": None if self.key is None else self.key.decode("utf-8", "replace"),
-                "value": text,
-                "value_hex": value.hex() if text is None else None,
+                "key": None if key is None else key.decode("utf-8", "replace"),
+                **detail,
                 "at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
             },
             ensure_ascii=False,
@@ -120,6 +192,7 @@ class BatchStats:
     events: int = 0
     dead_letters: int = 0
     store_retries: int = 0
+    error_retries: int = 0
     last_batch_s: float = 0.0
     extra: dict[str, int] = field(default_factory=dict)
 
@@ -133,18 +206,18 @@ class BatchRunner:
         handler: Handler,
         dead_letters: DeadLetterSink,
         *,
-        event_attempts: int = 3,
         store_retry_max_s: float = 30.0,
         drain_timeout_s: float = 120.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        stop: Stop = exit_worker,
     ) -> None:
         self.agent = agent
         self._handler = handler
         self._dead_letters = dead_letters
-        self._event_attempts = event_attempts
         self._store_retry_max_s = store_retry_max_s
         self._drain_timeout_s = drain_timeout_s
         self._sleep = sleep
+        self._stop = stop
         self.stats = BatchStats()
 
     async def run(self, batches: AsyncIterator[Sequence[RawEvent]]) -> None:
@@ -183,92 +256,110 @@ class BatchRunner:
             log.error("%s: batch in flight failed while stopping: %r", self.agent, task.exception())
 
     async def process(self, raw_events: Sequence[RawEvent]) -> None:
-        """Decode, handle, retry and dead-letter one batch. Never raises (but for cancellation)."""
+        """Decode, handle, back off and dead-letter one batch. Returns once every event is handled or dead-lettered;
+        never raises (but for cancellation, and the stop, which leaves the process)."""
         started = time.perf_counter()
         good: list[Incoming] = []
         for raw in raw_events:
             msg = raw.message
             try:
-                good.append(Incoming(decode(raw.value), msg.topic, msg.partition, msg.offset))
+                event = decode(raw.value)
             except ContractError as exc:
-                await self._dead_letter(raw, None, exc.reason)
+                await self._dead_letter(raw, exc.reason)
+                continue
+            except Exception as exc:  # noqa: BLE001 - whatever breaks the decoder is that record's fault alone
+                await self._dead_letter(raw, f"value cannot be decoded: {type(exc).__name__}: {exc}")
+                continue
+            value = raw.value if isinstance(raw.value, bytes) else None
+            good.append(Incoming(event, msg.topic, msg.partition, msg.offset, value))
         if good:
             await self._handle(good)
         self.stats.batches += 1
         self.stats.events += len(raw_events)
         self.stats.last_batch_s = time.perf_counter() - started
 
-    async def _handle(self, items: list[Incoming]) -> None:
+    async def _handle(self, items: Sequence[Incoming]) -> None:
+        """Handle `items` until they pass, dead-lettering only the events at fault."""
         pending = list(items)
         while pending:
             try:
-                await self._with_store_retry(pending)
+                await self._until_handled(pending)
                 return
-            except PermanentSinkError as exc:
-                if exc.index is None or not 0 <= exc.index < len(pending):
-                    break
-                bad = pending.pop(exc.index)
-                await self._dead_letter_incoming(bad, f"sink refused the event: {exc}")
-            except Exception as exc:  # noqa: BLE001 - any bug in one event must not stop the partition
-                log.warning(
-                    "%s: batch of %d failed (%s: %s); handling its events one by one",
-                    self.agent,
-                    len(pending),
-                    type(exc).__name__,
-                    exc,
-                )
-                break
-        for item in pending:
-            await self._handle_alone(item)
+            except Exception as exc:  # noqa: BLE001 - only what the policy dead-letters gets here
+                index = exc.index if isinstance(exc, PermanentSinkError) else None
+                if index is not None and 0 <= index < len(pending):
+                    bad = pending.pop(index)
+                elif len(pending) == 1:
+                    bad = pending.pop()
+                else:
+                    log.warning(
+                        "%s: batch of %d refused without naming the event (%s: %s); handling its events one by one",
+                        self.agent,
+                        len(pending),
+                        type(exc).__name__,
+                        exc,
+                    )
+                    for item in pending:
+                        await self._handle([item])
+                    return
+                await self._dead_letter_incoming(bad, policy_for(exc).reason)
 
-    async def _handle_alone(self, item: Incoming) -> None:
-        error: BaseException | None = None
-        for attempt in range(1, self._event_attempts + 1):
-            try:
-                await self._with_store_retry([item])
-                return
-            except PermanentSinkError as exc:
-                error = exc
-                break
-            except Exception as exc:  # noqa: BLE001 - counted, logged and dead-lettered below
-                error = exc
-                log.warning(
-                    "%s: event %s (%s[%d]@%d) failed, attempt %d of %d: %s: %s",
-                    self.agent,
-                    item.event.event_id,
-                    item.topic,
-                    item.partition,
-                    item.offset,
-                    attempt,
-                    self._event_attempts,
-                    type(exc).__name__,
-                    exc,
-                )
-        await self._dead_letter_incoming(item, f"{type(error).__name__}: {error}")
-
-    async def _with_store_retry(self, items: Sequence[Incoming]) -> None:
+    async def _until_handled(self, items: Sequence[Incoming]) -> None:
+        """Run the handler until it passes; raise only what dead-letters an event, stop on what stops the worker."""
         attempt = 0
         while True:
             try:
                 await self._handler(items)
                 return
-            except TransientSinkError as exc:
+            except Exception as exc:  # sorted by the one policy below
+                policy = policy_for(exc)
+                if policy.action is Action.DEAD_LETTER:
+                    raise
+                if policy.action is Action.STOP:
+                    self._stop_worker(policy, items)
                 attempt += 1
-                self.stats.store_retries += 1
-                delay = backoff_delay(min(attempt, 30), _BASE_DELAY_S, self._store_retry_max_s)
-                first = items[0]
-                log.warning(
-                    "%s: store unavailable (%s); batch of %d from %s[%d]@%d kept, retry %d in %.1f s",
-                    self.agent,
-                    exc,
-                    len(items),
-                    first.topic,
-                    first.partition,
-                    first.offset,
-                    attempt,
-                    delay,
-                )
-                await self._sleep(delay)
+                await self._back_off(policy, exc, items, attempt)
+
+    async def _back_off(self, policy: Policy, exc: Exception, items: Sequence[Incoming], attempt: int) -> None:
+        delay = backoff_delay(min(attempt, 30), _BASE_DELAY_S, self._store_retry_max_s)
+        first = items[0]
+        if policy.unclassified:
+            self.stats.error_retries += 1
+            # Never blamed on an event (it would dead-letter innocent ones), so the traceback is what gets it fixed.
+            log.error(
+                "%s: %s; batch of %d from %s[%d]@%d kept (nothing acknowledged, nothing dead-lettered), retry %d in "
+                "%.1f s",
+                self.agent,
+                policy.reason,
+                len(items),
+                first.topic,
+                first.partition,
+                first.offset,
+                attempt,
+                delay,
+                exc_info=exc if attempt % _TRACEBACK_EVERY == 1 else None,
+            )
+        else:
+            self.stats.store_retries += 1
+            log.warning(
+                "%s: %s; batch of %d from %s[%d]@%d kept, retry %d in %.1f s",
+                self.agent,
+                policy.reason,
+                len(items),
+                first.topic,
+                first.partition,
+                first.offset,
+                attempt,
+                delay,
+            )
+        await self._sleep(delay)
+
+    def _stop_worker(self, policy: Policy, items: Sequence[Incoming]) -> NoReturn:
+        first = items[0]
+        self._stop(
+            f"{self.agent}: {policy.reason} (batch of {len(items)} from "
+            f"{first.topic}[{first.partition}]@{first.offset} not acknowledged)"
+        )
 
     async def _dead_letter_incoming(self, item: Incoming, reason: str) -> None:
         letter = DeadLetter(
@@ -278,16 +369,16 @@ class BatchRunner:
             partition=item.partition,
             offset=item.offset,
             key=item.event.aggregate_id.encode(),
-            value=item.event.envelope().to_json(),
+            value=item.value if item.value is not None else item.event.envelope().to_json(),
             event_id=item.event.event_id,
         )
         await self._send(letter)
 
-    async def _dead_letter(self, raw: RawEvent, event_id: int | None, reason: str) -> None:
+    async def _dead_letter(self, raw: RawEvent, reason: str) -> None:
         msg = raw.message
         key = raw.key if isinstance(raw.key, bytes | None) else str(raw.key).encode()
         value = raw.value if isinstance(raw.value, bytes | None) else str(raw.value).encode()
-        await self._send(DeadLetter(self.agent, reason, msg.topic, msg.partition, msg.offset, key, value, event_id))
+        await self._send(DeadLetter(self.agent, reason, msg.topic, msg.partition, msg.offset, key, value))
 
     async def _send(self, letter: DeadLetter) -> None:
         log.error(
@@ -297,7 +388,7 @@ class BatchRunner:
             letter.topic,
             letter.partition,
             letter.offset,
-            letter.reason,
+            letter.reason[:_REASON_MAX_CHARS],
         )
         attempt = 0
         while True:
@@ -305,8 +396,27 @@ class BatchRunner:
                 await self._dead_letters.send(letter)
                 self.stats.dead_letters += 1
                 return
-            except Exception as exc:  # noqa: BLE001 - the DLQ write is retried until Kafka takes it, never dropped
+            except Exception as exc:  # noqa: BLE001 - sorted below; a dead letter is never dropped
+                if message_too_large(exc) and not letter.compact:
+                    # The DLQ topic takes less than planned (its max.message.bytes): the compact form still tells
+                    # which event it was; the same record would be refused forever.
+                    log.warning(
+                        "%s: the DLQ refused the dead letter of %s[%d]@%d as too large (%s); sending its compact form",
+                        self.agent,
+                        letter.topic,
+                        letter.partition,
+                        letter.offset,
+                        exc,
+                    )
+                    letter = letter.compacted()
+                    continue
+                policy = policy_for(exc)
+                if policy.action is not Action.BACK_OFF:
+                    self._stop(
+                        f"{self.agent}: cannot write the dead letter of {letter.topic}[{letter.partition}]@"
+                        f"{letter.offset} to the DLQ: {policy.reason}"
+                    )
                 attempt += 1
                 delay = backoff_delay(min(attempt, 30), _BASE_DELAY_S, self._store_retry_max_s)
-                log.warning("%s: DLQ write failed (%s); retry %d in %.1f s", self.agent, exc, attempt, delay)
+                log.warning("%s: DLQ write failed (%s); retry %d in %.1f s", self.agent, policy.reason, attempt, delay)
                 await self._sleep(delay)

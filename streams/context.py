@@ -1,9 +1,12 @@
-"""What agents share (arq-style `ctx`): settings, topic names, sinks and stores, created on first use."""
+"""What agents share (arq-style `ctx`): settings, topic names, sinks and stores, created on first use, and closed
+with whatever the agents registered (`on_stop`) when the worker stops."""
 
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +21,9 @@ from sinks.spend_store import SpendStore
 
 log = logging.getLogger(__name__)
 
+# What an agent registers to release its own resources at stop (a thread pool, a loaded model): sync or async.
+Closer = Callable[[], Awaitable[None] | None]
+
 
 @dataclass
 class WorkerContext:
@@ -27,6 +33,7 @@ class WorkerContext:
     _spend: SpendStore | None = field(default=None, repr=False)
     _engine: sa.Engine | None = field(default=None, repr=False)
     extras: dict[str, Any] = field(default_factory=dict)
+    _closers: list[tuple[str, Closer]] = field(default_factory=list, repr=False)
 
     @property
     def topics(self) -> TopicNames:
@@ -69,14 +76,28 @@ class WorkerContext:
     def as_of(self) -> dt.date:
         return self.settings.today()
 
+    def on_stop(self, closer: Closer, name: str | None = None) -> None:
+        """Have `closer` called when the worker stops, after the agents' last batch and before the shared clients
+        close (so it may still use them). Closers run in reverse order of registration."""
+        self._closers.append((name or str(getattr(closer, "__qualname__", None) or repr(closer)), closer))
+
     async def aclose(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
-            self._spend = None
-        if self._mongo is not None:
-            self._mongo.close()
-            self._mongo = None
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+        """Close what the agents registered, then every client this context opened. Safe to call twice."""
+        redis, mongo, engine = self._redis, self._mongo, self._engine
+        self._redis = self._mongo = self._engine = self._spend = None
+        steps = list(reversed(self._closers))
+        self._closers.clear()
+        if redis is not None:
+            steps.append(("Redis client", redis.aclose))
+        if mongo is not None:
+            steps.append(("MongoDB client", mongo.close))
+        if engine is not None:
+            steps.append(("MySQL engine", engine.dispose))
+        for name, close in steps:
+            try:
+                result = close()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                # One resource that fails to close must not keep the others open.
+                log.exception("closing %s at worker stop failed; closing the rest", name)

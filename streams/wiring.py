@@ -8,7 +8,8 @@ from typing import Any
 
 import faust
 
-from streams.batch import BatchRunner, Handler
+from sinks.errors import Action, policy_for
+from streams.batch import BatchRunner, Handler, Stop, exit_worker
 from streams.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -16,14 +17,20 @@ log = logging.getLogger(__name__)
 RunnerFactory = Callable[[str, Handler], BatchRunner]
 
 
-def periodic(name: str, job: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
+def periodic(
+    name: str, job: Callable[[], Awaitable[Any]], *, stop: Stop = exit_worker
+) -> Callable[[], Awaitable[None]]:
     """A timer or crontab body that logs its failure and waits for its next run: an exception escaping a Faust
-    timer crashes the whole worker, and a periodic job (a sweep, a recompute) is retried by its next run anyway."""
+    timer crashes the whole worker, and a periodic job (a sweep, a recompute) is retried by its next run anyway.
+    A store refusing the worker itself stops it, as in the agents (sinks.errors): no later tick can succeed."""
 
     async def run() -> None:
         try:
             await job()
-        except Exception:
+        except Exception as exc:
+            policy = policy_for(exc)
+            if policy.action is Action.STOP:
+                stop(f"{name}: {policy.reason}")
             log.exception("%s failed; it runs again at its next tick", name)
 
     run.__name__ = run.__qualname__ = name

@@ -1,4 +1,10 @@
-"""`tenderhub worker`: run the Faust app with the chosen agents until SIGTERM / Ctrl-C."""
+"""`tenderhub worker`: run the Faust app with the chosen agents until SIGTERM / Ctrl-C.
+
+Exit status: 0 after a clean stop; 2 for bad settings or a summarisation model that cannot load; 75
+(`EXIT_STORE_DOWN_AT_STOP`) when stopped while a store was still down; 78 (`EXIT_STORE_REFUSED`) when a store
+refuses the worker's credentials or permissions, at start-up or later (nothing is acknowledged; the message names
+the store and the fix).
+"""
 
 from __future__ import annotations
 
@@ -7,21 +13,34 @@ import logging
 from collections.abc import Sequence
 
 import faust
+import redis
 from pymongo import MongoClient
 
 from schema.mongo import ensure_collections
 from schema.settings import Settings, SettingsError
 from schema.topics import missing_topics, topic_specs
+from sinks.errors import store_access_error
 from streams.app import build_pipeline
 
 log = logging.getLogger(__name__)
 
 
 def prepare(settings: Settings) -> None:
-    """Start-up checks: declared topics exist (never auto-created) and MongoDB collections exist (capped logs)."""
+    """Start-up checks: declared topics exist (never auto-created), MongoDB collections exist (capped logs), and
+    MongoDB and Redis accept the worker's credentials. Raises StoreAccessError when a store refuses them."""
     missing = asyncio.run(missing_topics(settings.kafka_bootstrap, topic_specs(settings)))
     if missing:
         raise SettingsError(f"Kafka topics {missing} do not exist. Fix: run `tenderhub migrate` (declares them).")
+    try:
+        _check_stores(settings)
+    except Exception as exc:
+        access = store_access_error(exc)
+        if access is None:
+            raise
+        raise access from exc
+
+
+def _check_stores(settings: Settings) -> None:
     client: MongoClient[dict[str, object]] = MongoClient(
         settings.mongo_url.get_secret_value(), serverSelectionTimeoutMS=10000
     )
@@ -31,6 +50,16 @@ def prepare(settings: Settings) -> None:
         client.close()
     if created:
         log.info("created MongoDB collections %s", created)
+    r = redis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=10, socket_connect_timeout=10)
+    try:
+        r.ping()
+    except redis.ConnectionError as exc:
+        if store_access_error(exc) is not None:
+            raise
+        # A store that is down is not a reason to refuse to start: the agents back off until it is back.
+        log.warning("Redis is unreachable at start-up (%s); the agents back off until it answers", exc)
+    finally:
+        r.close()
 
 
 def run_worker(settings: Settings, agents: Sequence[str] | None = None, loglevel: str = "INFO") -> int:

@@ -138,10 +138,16 @@ def cmd_doctor(_: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from sinks.errors import StoreAccessError
+    from streams.batch import EXIT_STORE_REFUSED
     from streams.worker import run_worker
 
     agents = args.agents.split(",") if args.agents else None
-    return run_worker(load_settings(), agents=agents, loglevel="DEBUG" if args.verbose else "INFO")
+    try:
+        return run_worker(load_settings(), agents=agents, loglevel="DEBUG" if args.verbose else "INFO")
+    except StoreAccessError as exc:
+        print(f"tenderhub: {exc}", file=sys.stderr)
+        return EXIT_STORE_REFUSED
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -232,7 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the main job: stack, relay and worker on real data; top 5s, summaries, spend")
     demo.add_argument("--tenders", type=int, default=60, help="how many real eTenders tenders to load (max 200)")
     demo.set_defaults(func=cmd_demo)
-    worker = sub.add_parser("worker", help="the stream worker: Faust agents -> MongoDB / Redis (web view on)")
+    worker = sub.add_parser(
+        "worker",
+        help="the stream worker: Faust agents -> MongoDB / Redis (web view on)",
+        epilog="exit status: 0 stopped cleanly; 2 bad settings or a summarisation model that cannot load; 75 stopped "
+        "while a store was still down; 78 a store refused the worker's credentials or permissions (nothing "
+        "acknowledged; fix the URL or grants named in the message, then start again)",
+    )
     worker.add_argument("--agents", default="", help="comma-separated agent names (default: all)")
     worker.set_defaults(func=cmd_worker)
     replay = sub.add_parser("replay", help="rewind the workers' consumer group; with --rebuild, recompute everything")

@@ -1,18 +1,26 @@
-"""The batch runner's policy: DLQ for contract breaks and poison events, endless backoff while a store is down,
-a sink's permanent refusal of one event, and a cancelled batch that finishes before take() acknowledges it."""
+"""The batch runner's policy: the DLQ for what is the event's fault (contract breaks, undecodable records, a sink's
+refusal of one event, validation), endless backoff while a store is down or the error is unknown, a stop without
+acknowledging when a store refuses the worker, dead letters that always fit the DLQ topic, and a cancelled batch
+that finishes before take() acknowledges it."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, TopicAuthorizationFailedError
+from faust.exceptions import ProducerSendError
+from pydantic import BaseModel
+from redis.exceptions import AuthenticationError, ResponseError
 
+from schema.topics import DATA_MAX_MESSAGE_BYTES
 from sinks.errors import PermanentSinkError, TransientSinkError
-from streams.batch import BatchRunner, DeadLetter, Incoming
+from streams.batch import DEAD_LETTER_MAX_BYTES, BatchRunner, DeadLetter, Incoming
 
 
 @dataclass
@@ -30,11 +38,35 @@ class RawEvent:
 
 
 class Letters:
-    def __init__(self) -> None:
+    """The DLQ producer: refuses, like aiokafka before sending, a record above its request size."""
+
+    def __init__(self, max_request_bytes: int = 8 * 1024 * 1024) -> None:
         self.sent: list[DeadLetter] = []
+        self.values: list[bytes] = []
+        self.max_request_bytes = max_request_bytes
 
     async def send(self, letter: DeadLetter) -> None:
+        value = letter.to_json()
+        if len(value) > self.max_request_bytes:
+            try:
+                raise MessageSizeTooLargeError(f"The message is {len(value)} bytes when serialized")
+            except MessageSizeTooLargeError as exc:
+                raise ProducerSendError(f"Error while sending: {exc!r}") from exc
         self.sent.append(letter)
+        self.values.append(value)
+
+
+class Stopped(BaseException):
+    """What the test's stop raises: the real one ends the process (os._exit) and never returns."""
+
+
+class Stops:
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def __call__(self, reason: str) -> NoReturn:
+        self.reasons.append(reason)
+        raise Stopped(reason)
 
 
 def raw(n: int, **payload: Any) -> RawEvent:
@@ -55,8 +87,8 @@ async def no_sleep(_: float) -> None:
     return None
 
 
-def runner(handler: Any, letters: Letters, attempts: int = 3) -> BatchRunner:
-    return BatchRunner("test", handler, letters, event_attempts=attempts, store_retry_max_s=1, sleep=no_sleep)
+def runner(handler: Any, letters: Letters, stop: Stops | None = None) -> BatchRunner:
+    return BatchRunner("test", handler, letters, store_retry_max_s=1, sleep=no_sleep, stop=stop or Stops())
 
 
 @pytest.mark.asyncio
@@ -91,22 +123,86 @@ async def test_store_outage_is_retried_until_it_ends_and_nothing_is_dead_lettere
 
 
 @pytest.mark.asyncio
-async def test_poison_event_is_dead_lettered_after_its_attempts_and_the_others_pass() -> None:
+async def test_unknown_error_backs_off_until_it_clears_and_never_dead_letters() -> None:
+    calls = 0
     done: list[int] = []
-    tries: dict[int, int] = {}
 
     async def handler(items: Sequence[Incoming]) -> None:
-        for i in items:
-            if i.event.payload.details.get("poison"):
-                tries[i.event.event_id] = tries.get(i.event.event_id, 0) + 1
-                raise KeyError("boom")
+        nonlocal calls
+        calls += 1
+        if calls <= 5:
+            raise KeyError("a bug, or a server code nobody classified")
         done.extend(i.event.event_id for i in items)
 
     letters = Letters()
-    await runner(handler, letters, attempts=3).process([raw(1), raw(2, details={"poison": True}), raw(3)])
+    r = runner(handler, letters)
+    await r.process([raw(1), raw(2, details={"poison": True}), raw(3)])
+    assert done == [1, 2, 3] and calls == 6
+    assert not letters.sent and r.stats.error_retries == 5
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ResponseError("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist"),
+        RecursionError("maximum recursion depth exceeded"),
+    ],
+    ids=["misconf", "recursion-in-handler"],
+)
+async def test_errors_that_are_not_the_events_fault_never_dead_letter(exc: Exception) -> None:
+    calls = 0
+
+    async def handler(items: Sequence[Incoming]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 3:
+            raise exc
+
+    letters = Letters()
+    await runner(handler, letters).process([raw(1), raw(2)])
+    assert calls == 4 and not letters.sent
+
+
+@pytest.mark.asyncio
+async def test_wrong_redis_password_stops_the_worker_without_dead_lettering_or_finishing_the_batch() -> None:
+    calls = 0
+
+    async def handler(items: Sequence[Incoming]) -> None:
+        nonlocal calls
+        calls += 1
+        raise AuthenticationError("invalid username-password pair or user is disabled.")
+
+    letters, stops = Letters(), Stops()
+    r = runner(handler, letters, stops)
+    with pytest.raises(Stopped):
+        await r.process([raw(1), raw(2), raw(3)])
+    assert calls == 1, "a refused login is not retried event by event"
+    assert not letters.sent
+    assert len(stops.reasons) == 1 and "Redis" in stops.reasons[0] and "TENDERHUB_REDIS_URL" in stops.reasons[0]
+    assert r.stats.batches == 0, "the batch must not count as done"
+
+
+class _Budget(BaseModel):
+    cents: int
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", ["pydantic", "refusal-without-index"])
+async def test_validation_failure_dead_letters_only_the_guilty_event(kind: str) -> None:
+    done: list[int] = []
+
+    async def handler(items: Sequence[Incoming]) -> None:
+        if any(i.event.event_id == 2 for i in items):
+            if kind == "pydantic":
+                _Budget.model_validate({"cents": "lots"})
+            raise PermanentSinkError("a score document derived from several events was refused")
+        done.extend(i.event.event_id for i in items)
+
+    letters = Letters()
+    await runner(handler, letters).process([raw(1), raw(2), raw(3)])
     assert done == [1, 3]
-    assert tries[2] == 1 + 3  # once in the batch, then three times alone
-    assert len(letters.sent) == 1 and letters.sent[0].event_id == 2 and "KeyError" in letters.sent[0].reason
+    assert [d.event_id for d in letters.sent] == [2]
 
 
 @pytest.mark.asyncio
@@ -155,3 +251,162 @@ def test_a_sink_refusal_is_re_aimed_at_the_event_that_made_the_document() -> Non
     assert refused_event(exc, [0, 2, 5]).index == 2
     assert refused_event(exc, None).index is None  # documents from several events: handled one by one
     assert refused_event(PermanentSinkError("x", index=7), [0, 1]).index is None
+
+
+@pytest.mark.asyncio
+async def test_any_decode_failure_dead_letters_that_record_and_its_neighbours_are_handled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[int] = []
+
+    async def handler(items: Sequence[Incoming]) -> None:
+        seen.extend(i.event.event_id for i in items)
+
+    import streams.batch
+
+    real_decode = streams.batch.decode
+
+    def decode(value: bytes | str | None) -> Any:
+        if value == b"surprise":
+            raise LookupError("a failure the decoder never planned for")
+        return real_decode(value)
+
+    monkeypatch.setattr(streams.batch, "decode", decode)
+    hostile = [
+        b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+        b"\xc3\x28",
+        b"[1, 2, 3]",
+        b'{"event_id": ' + b"9" * 5000 + b"}",
+        b"surprise",
+    ]
+    batch = [raw(1)]
+    for n, value in enumerate(hostile, start=100):
+        batch.append(RawEvent(b"5", value, Message("t.activity", 0, n)))
+    batch.append(raw(2))
+    letters = Letters()
+    await runner(handler, letters).process(batch)
+    assert seen == [1, 2]
+    assert [d.offset for d in letters.sent] == [100, 101, 102, 103, 104]
+    reasons = [d.reason for d in letters.sent]
+    assert "nests too deeply" in reasons[0] and "LookupError" in reasons[4]
+
+
+def _huge_quotes_event(n: int) -> RawEvent:
+    """A contract-breaking envelope of about `n` bytes whose every character needs escaping in a JSON string."""
+    event = raw(n)
+    data = json.loads(event.value or b"")
+    data["payload"]["team_id"] = "x"
+    data["payload"]["details"] = {"q": '"' * (n // 2)}
+    return RawEvent(b"5", json.dumps(data).encode(), event.message)
+
+
+@pytest.mark.asyncio
+async def test_dead_letter_of_an_event_near_the_data_topic_limit_is_compact_and_fits() -> None:
+    event = _huge_quotes_event(DATA_MAX_MESSAGE_BYTES - 10_000)
+    assert event.value is not None and len(event.value) < DATA_MAX_MESSAGE_BYTES
+
+    async def handler(items: Sequence[Incoming]) -> None:
+        raise AssertionError("a contract break never reaches the handler")
+
+    letters = Letters(max_request_bytes=DATA_MAX_MESSAGE_BYTES)
+    await runner(handler, letters).process([event])
+    (value,) = letters.values
+    assert len(value) <= DEAD_LETTER_MAX_BYTES
+    record = json.loads(value)
+    assert record["size"] == len(event.value)
+    assert record["sha256"] == hashlib.sha256(event.value).hexdigest()
+    assert record["sample"] == event.value[:2048].decode()
+    assert record["value"] is None and record["origin"] == {"topic": "t.activity", "partition": 0, "offset": 1038588}
+    assert "payload breaks user.activity v1" in record["reason"]
+
+
+def test_small_dead_letters_keep_the_whole_value() -> None:
+    letter = DeadLetter("a", "why", "t", 0, 5, b"k", b'{"x": "\\"quoted\\""}', 7)
+    record = json.loads(letter.to_json())
+    assert record["value"] == '{"x": "\\"quoted\\""}' and "sha256" not in record
+
+
+@pytest.mark.asyncio
+async def test_dlq_refusing_a_record_as_too_large_gets_the_compact_record_instead_of_a_retry() -> None:
+    # A broker whose DLQ topic takes less than the worker planned for: the full letter is refused once, then the
+    # compact one goes through; nothing is retried forever.
+    async def handler(items: Sequence[Incoming]) -> None:
+        raise PermanentSinkError("refused", index=0)
+
+    event = raw(1, details={"blob": "y" * 300_000})
+    letters = Letters(max_request_bytes=100_000)
+    r = runner(handler, letters)
+    await r.process([event])
+    (value,) = letters.values
+    record = json.loads(value)
+    assert record["event_id"] == 1 and record["size"] > 300_000 and record["value"] is None
+
+
+@pytest.mark.asyncio
+async def test_dlq_that_refuses_even_the_compact_record_stops_the_worker() -> None:
+    async def handler(items: Sequence[Incoming]) -> None:
+        raise PermanentSinkError("refused", index=0)
+
+    stops = Stops()
+    with pytest.raises(Stopped):
+        await runner(handler, Letters(max_request_bytes=100), stops).process([raw(1)])
+    assert "Kafka" in stops.reasons[0]
+
+
+class FlakyDlq:
+    def __init__(self, *failures: Exception) -> None:
+        self.failures = list(failures)
+        self.sent: list[DeadLetter] = []
+
+    async def send(self, letter: DeadLetter) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(letter)
+
+
+@pytest.mark.asyncio
+async def test_dlq_unreachable_backs_off_until_kafka_takes_the_letter() -> None:
+    async def handler(items: Sequence[Incoming]) -> None:
+        raise PermanentSinkError("refused", index=0)
+
+    dlq = FlakyDlq(KafkaConnectionError("no broker"), KafkaConnectionError("no broker"))
+    r = BatchRunner("test", handler, dlq, sleep=no_sleep, stop=Stops())
+    await r.process([raw(1)])
+    assert [d.event_id for d in dlq.sent] == [1]
+
+
+@pytest.mark.asyncio
+async def test_dlq_write_refused_for_permissions_stops_instead_of_retrying_forever() -> None:
+    async def handler(items: Sequence[Incoming]) -> None:
+        raise PermanentSinkError("refused", index=0)
+
+    stops = Stops()
+    dlq = FlakyDlq(*[TopicAuthorizationFailedError() for _ in range(1000)])
+    with pytest.raises(Stopped):
+        await BatchRunner("test", handler, dlq, sleep=no_sleep, stop=stops).process([raw(1)])
+    assert len(dlq.failures) == 999 and "Kafka" in stops.reasons[0]
+
+
+@pytest.mark.asyncio
+async def test_periodic_job_refused_by_a_store_stops_the_worker() -> None:
+    from streams.wiring import periodic
+
+    async def sweep() -> None:
+        raise AuthenticationError("invalid username-password pair or user is disabled.")
+
+    stops = Stops()
+    with pytest.raises(Stopped):
+        await periodic("readiness_sweep", sweep, stop=stops)()
+    assert stops.reasons[0].startswith("readiness_sweep: Redis refused the worker")
+
+
+@pytest.mark.asyncio
+async def test_periodic_job_that_fails_otherwise_waits_for_its_next_tick(caplog: pytest.LogCaptureFixture) -> None:
+    from streams.wiring import periodic
+
+    async def sweep() -> None:
+        raise TransientSinkError("connection refused")
+
+    stops = Stops()
+    await periodic("readiness_sweep", sweep, stop=stops)()
+    assert not stops.reasons and "runs again at its next tick" in caplog.text
