@@ -49,7 +49,6 @@ VARIABLES = (
     "expire_logs_days",
 )
 # The relay follows one MariaDB GTID domain (cdc.source.BinlogSource's default).
-RELAY_GTID_DOMAIN = 0
 
 # Error numbers (pymysql maps them to different exception classes, so compare numbers).
 ER_ACCESS_DENIED = 1045
@@ -509,7 +508,7 @@ def _for_mode(check: Check, mode: RelayMode) -> Check:
 
 
 def evaluate_variables(
-    variables: Mapping[str, str], *, mariadb: bool, mode: RelayMode, relay_server_id: int
+    variables: Mapping[str, str], *, mariadb: bool, mode: RelayMode, relay_server_id: int, relay_domain: int = 0
 ) -> list[Check]:
     """Checks from SHOW GLOBAL VARIABLES (names lower-case): binlog on, ROW format, FULL image and metadata,
     server_id, GTID and binlog retention."""
@@ -525,7 +524,7 @@ def evaluate_variables(
             _cnf("binlog_row_metadata = FULL") + " (needs MariaDB >= 10.5 or MySQL >= 8.0.1)",
         ),
         _server_id(variables, relay_server_id),
-        _gtid(variables, mariadb),
+        _gtid(variables, mariadb, relay_domain),
     ]
     return [*(_for_mode(c, mode) for c in checks), evaluate_retention(variables, mariadb, mode)]
 
@@ -548,18 +547,25 @@ def _server_id(variables: Mapping[str, str], relay_server_id: int) -> Check:
     return Check("server_id", "ok", f"{server_id} (the relay registers as {relay_server_id})")
 
 
-def _gtid(variables: Mapping[str, str], mariadb: bool) -> Check:
+def _gtid(variables: Mapping[str, str], mariadb: bool, relay_domain: int) -> Check:
     if mariadb:
         strict = variables.get("gtid_strict_mode", "")
         domain = variables.get("gtid_domain_id", "")
         pos = variables.get("gtid_binlog_pos", "")
         value = f"gtid_strict_mode={strict or '?'}, gtid_domain_id={domain or '?'}, gtid_binlog_pos={pos or '(empty)'}"
-        if domain and domain != str(RELAY_GTID_DOMAIN):
+        if domain and domain != str(relay_domain):
+            # The application's sessions write in the server's default domain: outbox rows there would stop the
+            # relay (it orders events by one domain).
             return Check(
                 "gtid",
                 "fail",
-                value + f" (the relay follows domain {RELAY_GTID_DOMAIN} only)",
-                _cnf(f"gtid_domain_id = {RELAY_GTID_DOMAIN}"),
+                value + f" (the relay follows domain {relay_domain}: TENDERHUB_RELAY_GTID_DOMAIN)",
+                _cnf(f"gtid_domain_id = {relay_domain}") + f", or set TENDERHUB_RELAY_GTID_DOMAIN={domain}",
+            )
+        others = sorted({p.split("-", 1)[0] for p in pos.split(",") if p.strip()} - {str(relay_domain)})
+        if others:
+            value += (
+                f"; other domains {', '.join(others)} are tracked in the relay position and may carry no outbox row"
             )
         if strict.upper() not in ("ON", "1"):
             # Without strict mode an out-of-order GTID is logged, and the relay's position ordering breaks.
@@ -761,7 +767,11 @@ def _variable_checks(conn: pymysql.connections.Connection[Any], mariadb: bool, s
         cur.execute(f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({marks})", VARIABLES)
         variables = {str(k).lower(): str(v) for k, v in cur.fetchall()}
     return evaluate_variables(
-        variables, mariadb=mariadb, mode=settings.relay_mode, relay_server_id=settings.relay_server_id
+        variables,
+        mariadb=mariadb,
+        mode=settings.relay_mode,
+        relay_server_id=settings.relay_server_id,
+        relay_domain=settings.relay_gtid_domain,
     )
 
 

@@ -172,7 +172,9 @@ class Position:
                 else ((int(data["seq"]) << _LEGACY_ROW_BITS) | ((1 << _LEGACY_ROW_BITS) - 1))
             )
             data["last_source_seq"] = last
-            data["epoch"] = Epoch()
+            # An epoch that puts the next row (the rest of the open transaction, or the next one) at last + 1.
+            nxt = (txn << ROW_BITS | done) if txn is not None and done > 0 else (int(data["seq"]) + 1) << ROW_BITS
+            data["epoch"] = Epoch(1, last + 1 - nxt)
         else:
             data["epoch"] = Epoch(**data["epoch"])
         return cls(**data)

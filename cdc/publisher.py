@@ -10,6 +10,7 @@ import socket
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka import errors as kafka_errors
+from aiokafka.admin import AIOKafkaAdminClient
 
 from cdc.envelope import Record
 from cdc.errors import CdcError, FencedError
@@ -135,15 +136,25 @@ async def load_position(bootstrap: str, position_topic: str, source_name: str) -
 async def max_published_source_seq(bootstrap: str, topics: list[str], tail: int = 64, timeout_s: float = 60) -> int:
     """The highest `source_seq` header among the last `tail` committed records of each partition of `topics`
     (-1 if none): the floor for a relay that lost its position, so its numbering never goes backwards."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    tps = [
+        TopicPartition(str(d["topic"]), int(p["partition"]))
+        for d in described
+        if not d.get("error_code")
+        for p in d.get("partitions", ())
+    ]
+    if not tps:
+        return -1
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False, group_id=None
     )
     await consumer.start()
     try:
-        await consumer.topics()  # loads the cluster's metadata, which partitions_for_topic reads
-        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-        if not tps:
-            return -1
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         begins = await consumer.beginning_offsets(tps)

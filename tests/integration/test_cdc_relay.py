@@ -234,6 +234,13 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(renv: RelayEnv, 
         print(f"sigkill test: {kills} kills, {len(ids)} rows, {len(records)} received, 0 missing, 0 duplicates")
     finally:
         relay.stop_quietly()
+    from tests.integration.test_cdc_bookkeeping import assert_resnapshot_adds_nothing, wait_all_published
+
+    # Marks survived every kill (the committed positions listed the unmarked ids), so a resnapshot finds nothing
+    # of these to publish again.
+    unmarked = set(ids) - wait_all_published(renv.settings, ids)
+    assert not unmarked, f"{len(unmarked)} committed rows never marked published, e.g. {sorted(unmarked)[:5]}"
+    assert_resnapshot_adds_nothing(renv, uid, ids)
 
 
 def test_polling_mode_survives_sigkills_exactly_once(renv: RelayEnv, engine: sa.Engine, uid: str) -> None:

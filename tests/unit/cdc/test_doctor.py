@@ -360,6 +360,15 @@ def test_gtid_rules_per_flavor() -> None:
     loose = gtid({**MARIADB_VARS, "gtid_strict_mode": "OFF"}, True)
     assert loose.status == "warn" and "gtid_strict_mode = ON" in loose.fix
     assert gtid({**MARIADB_VARS, "gtid_domain_id": "3"}, True).status == "fail"
+    # A DBA's out-of-band domain is fine: tracked, and said so.
+    other = gtid({**MARIADB_VARS, "gtid_binlog_pos": "0-1-2330,7-1-4"}, True)
+    assert other.status == "ok" and "other domains 7 are tracked" in other.value
+    moved = by_name(
+        evaluate_variables(
+            {**MARIADB_VARS, "gtid_domain_id": "3"}, mariadb=True, mode="binlog", relay_server_id=9, relay_domain=3
+        )
+    )["gtid"]
+    assert moved.status == "ok"
     off = gtid({**MYSQL_VARS, "gtid_mode": "OFF_PERMISSIVE"}, False)
     assert off.status == "fail"
     assert "gtid_mode = ON" in off.fix and "enforce_gtid_consistency = ON" in off.fix
