@@ -220,6 +220,11 @@ class _Txn:
     held: list[dict[str, Any]] | None = None  # rows of that XA transaction, published when it commits
 
 
+# MariaDB Gtid_log_event flags (sql/log_event.h).
+_FL_STANDALONE = 0x01
+_FL_PREPARED_XA = 0x40
+
+
 class TxnMachine:
     """Turns binlog events into outbox rows and transaction boundaries, in commit order. Pure (no I/O), so real
     MySQL and MariaDB event sequences can drive it in unit tests.
@@ -265,8 +270,12 @@ class TxnMachine:
                 relay_domain=relay_domain,
                 done=relay_domain and event.gtid_seq_no <= self.done_seq,
                 # FL_STANDALONE: a DDL (or similar) with no Xid/COMMIT after it; its query ends it.
-                standalone=bool(event.flags & 0x01),
+                standalone=bool(event.flags & _FL_STANDALONE),
             )
+            if event.flags & _FL_PREPARED_XA:
+                # MariaDB writes XA START into the GTID event itself (no query): the group is an XA transaction's
+                # prepare, ended by an XA_PREPARE event that names the xid.
+                self.cur.standalone, self.cur.xa, self.cur.held = False, "", []
             return []
         if isinstance(event, GtidEvent):
             gtid = str(event.gtid).lower()

@@ -254,3 +254,44 @@ def test_paused_polling_leader_loses_its_session_and_the_standby_publishes(
         leader.stop_quietly()
         if standby is not None:
             standby.stop_quietly()
+
+
+def _xa_insert(settings: Settings, uid: str, xid: str, n: int, outcome: str) -> list[int]:
+    """Outbox rows written in an XA transaction (two-phase: prepared, then committed or rolled back)."""
+    ids = []
+    with connect(settings.mysql, settings.mysql.database) as conn, conn.cursor() as cur:
+        cur.execute(f"XA START '{xid}'")
+        for i in range(n):
+            cur.execute(
+                "INSERT INTO integration_outbox (event_type, aggregate_type, aggregate_id, payload) "
+                "VALUES ('user.activity', 'activity', '3', %s)",
+                (json.dumps(activity(uid, 3, 1000 + i)),),
+            )
+            ids.append(int(cur.lastrowid))
+        cur.execute(f"XA END '{xid}'")
+        cur.execute(f"XA PREPARE '{xid}'")
+    # XA COMMIT/ROLLBACK of a prepared transaction may come from any session (a transaction manager's recovery).
+    with connect(settings.mysql, settings.mysql.database) as conn, conn.cursor() as cur:
+        cur.execute(f"XA {outcome} '{xid}'")
+    return ids
+
+
+def test_xa_transactions_are_published_at_commit_and_never_after_rollback(
+    renv: RelayEnv, engine: sa.Engine, settings: Settings, uid: str
+) -> None:
+    relay = RelayProcess(renv, "--from-now").start()
+    try:
+        relay.wait_tailing()
+        before = insert_activities(engine, uid, [2])
+        committed = _xa_insert(settings, uid, f"c{uid}", 3, "COMMIT")
+        rolled_back = _xa_insert(settings, uid, f"r{uid}", 2, "ROLLBACK")
+        after = insert_activities(engine, uid, [2])
+        records = mine(
+            run(consume(settings.kafka_bootstrap, [f"{renv.prefix}activity"], 7, timeout=60, settle_s=3)), uid
+        )
+        got = [r.value["event_id"] for r in records]
+        assert not set(rolled_back) & set(got)
+        assert_exactly_once_in_order(records, before + committed + after)
+        assert relay.terminate() == 0, relay.tail()
+    finally:
+        relay.stop_quietly()

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import pytest
-from pymysqlreplication.event import MariadbGtidEvent, QueryEvent, XidEvent
+from pymysqlreplication.event import MariadbGtidEvent, QueryEvent, XAPrepareEvent, XidEvent
 from pymysqlreplication.row_event import WriteRowsEvent
 
 from cdc.envelope import OutboxRow, to_record
@@ -48,6 +48,18 @@ def query(text: str) -> Any:
 
 def xid() -> Any:
     return _event(XidEvent, xid=1)
+
+
+def xa_prepare_group(seq: int, name: str, *ids: int) -> list[Any]:
+    """What MariaDB 10.11 writes for XA START .. XA END .. XA PREPARE (read with mariadb-binlog): a GTID flagged
+    FL_PREPARED_XA (it carries XA START), the rows, an XA END query, and an XA_PREPARE event with the xid."""
+    end = f"XA END X'{name.encode().hex()}',X'',1"
+    prepare = _event(XAPrepareEvent, one_phase=False, xid_format_id=1, xid_gtrid=name.encode(), xid_bqual=b"")
+    return [gtid(seq, flags=0x40), rows(*ids), query(end), prepare]
+
+
+def xa_outcome(seq: int, verb: str, name: str) -> list[Any]:
+    return [gtid(seq, flags=0x80 | 0x01), query(f"XA {verb} X'{name.encode().hex()}',X'',1")]
 
 
 def values(i: int) -> dict[str, Any]:
@@ -121,14 +133,13 @@ def test_an_outbox_row_in_another_domain_is_a_config_error_with_the_remedy() -> 
 
 def test_xa_rows_wait_for_xa_commit_and_take_the_commits_slot() -> None:
     m = TxnMachine(Position("0-1-5", 5), mariadb=True)
-    prepare = [gtid(6), query("XA START 'trx1'"), rows(1, 2), query("XA END 'trx1'"), query("XA PREPARE 'trx1'")]
-    items = feed(m, prepare)
+    items = feed(m, xa_prepare_group(6, "trx1", 1, 2))
     assert ids_of(items) == []
     # The resume point stays before the prepared transaction until it commits.
     assert m.resume_state() == "0-1-5"
     items = feed(m, txn(7, 3))
     assert ids_of(items) == [3] and m.resume_state() == "0-1-5"
-    items = feed(m, [gtid(8, flags=0x01), query("XA COMMIT 'trx1'")])
+    items = feed(m, xa_outcome(8, "COMMIT", "trx1"))
     assert ids_of(items) == [1, 2]
     assert [i.source_seq >> ROW_BITS for i in items if isinstance(i, OutboxRow)] == [8, 8]
     assert m.resume_state() == "0-1-8"
@@ -136,13 +147,13 @@ def test_xa_rows_wait_for_xa_commit_and_take_the_commits_slot() -> None:
 
 def test_xa_rollback_drops_its_rows_and_a_restart_before_commit_holds_them_again() -> None:
     m = TxnMachine(Position("0-1-5", 5), mariadb=True)
-    feed(m, [gtid(6), query("XA START 'a'"), rows(1), query("XA END 'a'"), query("XA PREPARE 'a'")])
-    assert ids_of(feed(m, [gtid(7, flags=0x01), query("XA ROLLBACK 'a'")])) == []
+    feed(m, xa_prepare_group(6, "a", 1))
+    assert ids_of(feed(m, xa_outcome(7, "ROLLBACK", "a"))) == []
     # Restart from the resume point with transaction 7 (a later one) already published.
     m2 = TxnMachine(Position("0-1-5", 9, last_source_seq=9 << ROW_BITS), mariadb=True)
-    feed(m2, [gtid(6), query("XA START 'b'"), rows(2), query("XA END 'b'"), query("XA PREPARE 'b'")])
+    feed(m2, xa_prepare_group(6, "b", 2))
     assert ids_of(feed(m2, txn(9, 3))) == []  # already published before the restart
-    assert ids_of(feed(m2, [gtid(10, flags=0x01), query("XA COMMIT 'b'")])) == [2]
+    assert ids_of(feed(m2, xa_outcome(10, "COMMIT", "b"))) == [2]
 
 
 def test_rows_past_the_transactions_slot_become_dlq_records() -> None:
