@@ -49,7 +49,7 @@ from schema.redis_keys import READINESS_COMPANIES, READINESS_TENDERS, TEAM_TOP_T
 from schema.settings import Settings, load_settings
 from sinks.mongo import MongoSink, UpsertResult, VersionedDoc
 from sinks.redis import RedisSink
-from sinks.redis_versioned import RawZset, Versioned, VersionedHash, ZsetCas
+from sinks.redis_versioned import EMPTY, GENERATION_FIELD, HashSnapshot, ListChange, TopList, VersionedHash, ZsetCas
 from streams.agents.readiness import (
     ReadinessHandler,
     company_facts_value,
@@ -117,10 +117,10 @@ class TimedVersionedHash(VersionedHash):
         super().__init__(redis_sink, key, ttl_s)
         self.clock = clock
 
-    async def get_all(self) -> dict[str, Versioned]:
+    async def snapshot(self) -> HashSnapshot:
         started = time.perf_counter()
         try:
-            return await super().get_all()
+            return await super().snapshot()
         finally:
             self.clock.add("facts", started)
 
@@ -130,14 +130,14 @@ class TimedZsetCas(ZsetCas):
         super().__init__(redis_sink, ttl_s)
         self.clock = clock
 
-    async def read(self, keys: Sequence[str]) -> dict[str, RawZset]:
+    async def read(self, keys: Sequence[str]) -> dict[str, TopList]:
         started = time.perf_counter()
         try:
             return await super().read(keys)
         finally:
             self.clock.add("tops", started)
 
-    async def replace_if_unchanged(self, changes: Mapping[str, tuple[RawZset, Mapping[str, float]]]) -> list[str]:
+    async def replace_if_unchanged(self, changes: Mapping[str, ListChange]) -> list[str]:
         started = time.perf_counter()
         try:
             return await super().replace_if_unchanged(changes)
@@ -309,7 +309,8 @@ async def pure_scores(bench: Bench, tender_ids: Sequence[int], team_ids: Sequenc
 async def fill_top_lists(handler: ReadinessHandler, as_of: dt.datetime) -> tuple[float, int]:
     """Every team's top list from scoring it against every open tender (the handler's full rescore of one team,
     without the score documents): the steady state a worker reaches. Returns (seconds of scoring, empty lists)."""
-    tenders = {int(k): v for k, v in (await handler.tenders.get_all()).items()}
+    snapshot = await handler.tenders.snapshot()
+    tenders, generation = {int(k): v for k, v in snapshot.entries.items()}, snapshot.generation
     companies = {int(k): v for k, v in (await handler.companies.get_all()).items()}
     open_facts = {
         t: tender_facts_from_payload(value) for t, v in tenders.items() if is_open(value := json.loads(v.value), as_of)
@@ -318,7 +319,7 @@ async def fill_top_lists(handler: ReadinessHandler, as_of: dt.datetime) -> tuple
     empty = 0
     teams = sorted(companies)
     for start in range(0, len(teams), 100):
-        changes: dict[str, tuple[RawZset, Mapping[str, float]]] = {}
+        changes: dict[str, ListChange] = {}
         started = time.perf_counter()
         for team in teams[start : start + 100]:
             company = company_facts_from_payload(json.loads(companies[team].value))
@@ -329,7 +330,8 @@ async def fill_top_lists(handler: ReadinessHandler, as_of: dt.datetime) -> tuple
                     ranked[tender_id] = result.score
             best = top_k(ranked, handler.k)
             empty += not best
-            changes[TEAM_TOP_TENDERS.key(id=team)] = ([], {str(t): s for t, s in best.items()})
+            inputs = {"team_seq": companies[team].version, GENERATION_FIELD: generation}
+            changes[TEAM_TOP_TENDERS.key(id=team)] = ListChange(EMPTY, {str(t): s for t, s in best.items()}, inputs)
         scoring += time.perf_counter() - started
         conflicts = await handler.tops.replace_if_unchanged(changes)
         if conflicts:

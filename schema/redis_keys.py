@@ -57,6 +57,14 @@ TEAM_TOP_TENDERS = KeyFamily(
     "streams.agents.readiness",
     "Top 5 open tenders of a team by readiness score (member = tender id); swept when closing dates pass.",
 )
+TEAM_TOP_INPUTS = KeyFamily(
+    "team:{id}:top_tenders:inputs",
+    "hash",
+    3600,
+    "streams.agents.readiness",
+    "Versions of the inputs team:{id}:top_tenders was built from (team_seq: the company profile's source_seq; "
+    "__gen: the tender facts' generation); a list built from older inputs is refused. Written with the list.",
+)
 SPEND_BY_BUYER = KeyFamily(
     "analytics:spend_by_buyer",
     "zset",
@@ -101,7 +109,8 @@ READINESS_TENDERS = KeyFamily(
     "hash",
     STATE_TTL_S,
     "streams.agents.readiness",
-    "Scoring facts of each tender and their source_seq (field = tender id); what a team is scored against.",
+    "Scoring facts of each tender and their source_seq (field = tender id), and __gen, the count of facts written "
+    "(grows with every write, whatever the partition order): what a team is scored against.",
 )
 READINESS_COMPANIES = KeyFamily(
     "readiness:companies",
@@ -121,6 +130,7 @@ SUMMARY_LOCK = KeyFamily(
 CATALOGUE: tuple[KeyFamily, ...] = (
     TENDER_METADATA,
     TEAM_TOP_TENDERS,
+    TEAM_TOP_INPUTS,
     SPEND_BY_BUYER,
     SPEND_BY_BUYER_WINDOW,
     SPEND_TENDER_STATE,

@@ -46,12 +46,15 @@ def log_document(event: Event) -> dict[str, Any]:
 
 
 def _occurred_at(text: str) -> dt.datetime | str:
+    """Naive UTC for MongoDB, or the text as sent when it is no date MongoDB can hold: the log keeps the event
+    either way (an unparsable or out-of-range date is the producer's to fix, not a reason to lose the entry)."""
     try:
         parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
+        if parsed.tzinfo is not None:
+            # Raises OverflowError at the calendar's edges (0001-01-01T00:00+02:00 is in year 0 in UTC).
+            parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
         return text
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
     return parsed
 
 

@@ -1,12 +1,18 @@
 """Scenario 1, readiness: every team scored against every open tender, kept right under tender and company events.
 
 Pure core (streams.readiness.scoring does the rules): facts from events (`fold_tender_facts`, `company_facts_value`),
-`is_open`, and top-k maintenance (`top_k`, `update_top`). Wrapper: the facts of every tender and company live in
-two version-guarded Redis hashes (event-carried state, so a replay rebuilds the same scores without reading MySQL);
-a tender event rescores that tender for every team, a company event rescores that team against every open tender.
-Scores go to MongoDB `readiness_scores` (guarded by the source_seq of both inputs); `team:{id}:top_tenders`, owned
-here, is replaced by compare-and-set so two workers never lose each other's update; a leader timer sweeps tenders
-whose closing date passed.
+their checks (`check_tender_facts`, `check_company_facts`), `is_open`, and top-k maintenance (`top_k`,
+`update_top`). Wrapper: the facts of every tender and company live in two version-guarded Redis hashes
+(event-carried state, so a replay rebuilds the same scores without reading MySQL); a fact the rules cannot use is
+refused with its event (DLQ) before it is stored, and one stored by an older version is skipped, never a crash.
+
+A tender event rescores that tender for every team, a company event that team against every open tender; what is
+already done is read from the derived stores, never inferred from "did this call write the facts": scores in MongoDB
+`readiness_scores` carry the versions of both inputs and the rules (a document at those versions is not written
+again; a closed or cancelled tender's documents become not biddable); `team:{id}:top_tenders`, owned here, carries
+the versions of its inputs (company profile, tender facts generation) and is replaced by compare-and-set only by a
+list built from inputs at least as new, so a retry after a failure at any point, a second worker or the sweep all end
+with the lists the facts give. A leader timer sweeps tenders whose closing date passed.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,19 +29,27 @@ import faust
 
 from schema.events import CompanyUpdatedV1, ContractError, TenderClosedV1, TenderV1
 from schema.mongo import READINESS_SCORES
-from schema.redis_keys import READINESS_COMPANIES, READINESS_TENDERS, TEAM_TOP_TENDERS
+from schema.redis_keys import READINESS_COMPANIES, READINESS_TENDERS, TEAM_TOP_INPUTS, TEAM_TOP_TENDERS
 from sinks.errors import PermanentSinkError
 from sinks.mongo import VersionedDoc
-from sinks.redis_versioned import RawZset, Versioned, VersionedHash, ZsetCas
+from sinks.redis_versioned import EMPTY, GENERATION_FIELD, HashSnapshot, ListChange, TopList, VersionedHash, ZsetCas
 from streams.batch import BatchRunner, Incoming, refused_event
 from streams.context import WorkerContext
+from streams.readiness.reference import ReadinessError
 from streams.readiness.scoring import (
+    DEFAULT_WEIGHTS,
+    MAX_ID,
+    CompanyFacts,
+    FactsError,
     Readiness,
     ReadinessWeights,
+    TenderFacts,
     company_facts_from_payload,
+    rules_version,
     score,
     tender_facts_from_payload,
 )
+from streams.records import Event
 from streams.wiring import RunnerFactory, batch_agent, periodic
 
 log = logging.getLogger(__name__)
@@ -153,13 +167,96 @@ class _Entry:
     value: dict[str, Any]
 
 
+def _probe_tender() -> TenderFacts:
+    return tender_facts_from_payload(
+        {
+            "tender_id": 1,
+            "title": "Construction of a road",
+            "description": "Construction of a road; CIDB grading of 5CE or higher; 3 years of experience",
+            "category": "Construction",
+            "province": "Gauteng",
+            "closing_at": "2030-01-01T09:00:00",
+            "special_conditions": "B-BBEE level 4 or better",
+        }
+    )
+
+
+def _probe_company() -> CompanyFacts:
+    return company_facts_from_payload(
+        {
+            "team_id": 1,
+            "company_id": 1,
+            "sectors": ["Construction"],
+            "provinces": ["National"],
+            "experience_years": 5,
+            "bbbee_level": 2,
+            "cidb": [{"class_of_works": "CE", "grade": 6}],
+        }
+    )
+
+
+_PROBE_TENDER = _probe_tender()
+_PROBE_COMPANY = _probe_company()
+# What a stored value or a rule can raise on data it cannot use: such a fact is poison, never a crash.
+_UNUSABLE = (ReadinessError, ValueError, TypeError, KeyError, OverflowError, RecursionError)
+
+
+def _event_id(value: Mapping[str, Any]) -> int:
+    event_id = value.get("event_id")
+    if isinstance(event_id, bool) or not isinstance(event_id, int) or not 1 <= event_id <= MAX_ID:
+        raise FactsError(f"event_id must be a positive 64-bit integer, got {repr(event_id)[:40]}")
+    return event_id
+
+
+def check_tender_facts(value: Any, as_of: dt.datetime, weights: ReadinessWeights = DEFAULT_WEIGHTS) -> TenderFacts:
+    """The facts of a stored (or about to be stored) tender value, if the rules can use them: parsed, a known
+    status, an event id, and scored once against a probe company. Raises FactsError otherwise."""
+    if not isinstance(value, Mapping):
+        raise FactsError(f"tender facts must be an object, got {type(value).__name__}")
+    _event_id(value)
+    status = value.get("status", "active")
+    if not isinstance(status, str) or not status:
+        raise FactsError(f"status must be a non-empty string, got {repr(status)[:40]}")
+    facts = tender_facts_from_payload(value)
+    if not isinstance(facts.tender_id, int):
+        raise FactsError(f"tender_id must be an integer, got {repr(facts.tender_id)[:40]}")
+    _trial(facts, _PROBE_COMPANY, as_of, weights)
+    return facts
+
+
+def check_company_facts(value: Any, as_of: dt.datetime, weights: ReadinessWeights = DEFAULT_WEIGHTS) -> CompanyFacts:
+    """The facts of a stored (or about to be stored) company value, if the rules can use them (see
+    `check_tender_facts`). Raises FactsError otherwise."""
+    if not isinstance(value, Mapping):
+        raise FactsError(f"company facts must be an object, got {type(value).__name__}")
+    _event_id(value)
+    facts = company_facts_from_payload(value)
+    _trial(_PROBE_TENDER, facts, as_of, weights)
+    return facts
+
+
+def _trial(tender: TenderFacts, company: CompanyFacts, as_of: dt.datetime, weights: ReadinessWeights) -> None:
+    try:
+        score(tender, company, as_of, weights)
+    except _UNUSABLE as exc:
+        raise FactsError(f"the rules cannot score these facts: {type(exc).__name__}: {exc}") from None
+
+
 def score_document(result: Readiness, tender: _Entry, company: _Entry) -> VersionedDoc:
     """The score document, versioned by both inputs. Its event is the newer input's (in commit order), so a replay
-    that interleaves the tender and company topics differently still writes the same document."""
+    that interleaves the tender and company topics differently still writes the same document. A tender whose
+    status is not open (closed, cancelled, ...) scores 0 and is not biddable, whatever its closing date says."""
     tender_seq, team_seq = tender.version, company.version
     event_id = int(tender.value["event_id"] if tender_seq >= team_seq else company.value["event_id"])
     fields = result.to_dict()
     team_id, tender_id = fields.pop("team_id"), fields.pop("tender_id")
+    status = str(tender.value.get("status", "active"))
+    fields["tender_status"] = status
+    if status not in OPEN_STATUSES:
+        # As the rules treat a closing date that passed: nothing to bid for, whatever the checklist says.
+        fields["score"] = 0.0
+        fields["biddable"] = False
+        fields["blocked_by"] = [*fields["blocked_by"], "status"]
     return VersionedDoc(
         key={"team_id": team_id, "tender_id": tender_id},
         fields=fields,
@@ -172,24 +269,87 @@ def score_document(result: Readiness, tender: _Entry, company: _Entry) -> Versio
 
 
 class FactsCache:
-    """Parsed facts by id, reused while the stored value is unchanged (parsing a tender costs ~60 µs)."""
+    """Parsed facts by id, reused while the stored value is unchanged (parsing a tender costs ~60 µs). A stored
+    value the rules cannot use (poison, e.g. written by an older version) is left out, logged once per stored
+    value and counted in `poison`: it never stops the rescoring of the others."""
 
-    def __init__(self, parse: Any) -> None:
-        self._parse = parse
+    def __init__(self, what: str, check: Callable[[Any], Any]) -> None:
+        self._what = what
+        self._check = check
         self._entries: dict[int, _Entry] = {}
+        self._bad: dict[str, str] = {}  # field -> the stored form already reported
+        self.poison = 0
 
-    def sync(self, stored: Mapping[str, Versioned]) -> dict[int, _Entry]:
+    def sync(self, snapshot: HashSnapshot) -> dict[int, _Entry]:
         fresh: dict[int, _Entry] = {}
-        for field, item in stored.items():
-            key = int(field)
-            old = self._entries.get(key)
-            if old is not None and old.raw == item.value and old.version == item.version:
+        bad: dict[str, str] = {}
+        for field, reason in snapshot.unreadable.items():
+            self._report(bad, field, reason, reason)
+        for field, item in snapshot.entries.items():
+            key = int(field) if field.isascii() and field.isdigit() else None
+            old = self._entries.get(key) if key is not None else None
+            if key is not None and old is not None and old.raw == item.value and old.version == item.version:
                 fresh[key] = old
                 continue
-            value = json.loads(item.value)
-            fresh[key] = _Entry(item.version, item.value, self._parse(value), value)
+            stored = f"{item.version}|{item.value}"
+            if self._bad.get(field) == stored:
+                bad[field] = stored
+                continue
+            try:
+                value = json.loads(item.value)
+                facts = self._check(value)
+                if key is None or facts_id(facts) != key:
+                    raise FactsError(f"field {field[:40]!r} does not match the facts' id {facts_id(facts)}")
+            except _UNUSABLE as exc:
+                self._report(bad, field, stored, f"{type(exc).__name__}: {exc}")
+                continue
+            fresh[key] = _Entry(item.version, item.value, facts, value)
         self._entries = fresh
+        self._bad = bad
+        self.poison = len(bad)
         return fresh
+
+    def _report(self, bad: dict[str, str], field: str, stored: str, reason: str) -> None:
+        if self._bad.get(field) != stored:
+            log.warning(
+                "%s: stored %s facts %s cannot be used and are skipped (fix or republish them): %s",
+                AGENT,
+                self._what,
+                field[:40],
+                reason[:300],
+            )
+        bad[field] = stored
+
+
+def facts_id(facts: Any) -> int:
+    return int(facts.team_id if isinstance(facts, CompanyFacts) else facts.tender_id)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Both facts hashes as read, with the tender hash's generation and the tenders open as of the read."""
+
+    tenders: dict[int, _Entry]
+    companies: dict[int, _Entry]
+    generation: int
+    open_tenders: dict[int, _Entry]
+
+    def list_inputs(self, team: int) -> dict[str, int]:
+        """What a team's top list is built from: its company profile's version and the tender facts' generation."""
+        return {TEAM_SEQ: self.companies[team].version, GENERATION_FIELD: self.generation}
+
+
+TEAM_SEQ = "team_seq"
+Pair = tuple[int, int]  # (team, tender)
+StoredVersions = dict[Pair, tuple[Any, Any, Any]]  # (tender_seq, team_seq, rules_version) of stored documents
+
+
+@dataclass
+class _Plan:
+    docs: list[VersionedDoc]
+    # Per team: the touched tenders' scores (None = not in a top list any more), in tender order.
+    updates: dict[int, list[tuple[int, float | None]]]
+    full: dict[int, dict[int, float]]  # touched teams: their whole top list
 
 
 class ReadinessHandler:
@@ -198,17 +358,24 @@ class ReadinessHandler:
         redis = ctx.redis
         self.tenders = VersionedHash(redis, READINESS_TENDERS.key(), READINESS_TENDERS.ttl_s)
         self.companies = VersionedHash(redis, READINESS_COMPANIES.key(), READINESS_COMPANIES.ttl_s)
-        self.tops = ZsetCas(redis, TEAM_TOP_TENDERS.ttl_s)
-        self._tender_cache = FactsCache(tender_facts_from_payload)
-        self._company_cache = FactsCache(company_facts_from_payload)
+        self.tops = ZsetCas(redis, TEAM_TOP_TENDERS.ttl_s, inputs_suffix=_INPUTS_SUFFIX)
         defaults = ReadinessWeights()
         overrides = ctx.settings.readiness_weights
         unknown = set(overrides) - set(defaults.__dataclass_fields__)
         if unknown:
             raise ValueError(f"TENDERHUB_READINESS_WEIGHTS names unknown items {sorted(unknown)}")
         self.weights = ReadinessWeights(**{**defaults.__dict__, **overrides})
+        self.rules = rules_version(self.weights)
+        self._tender_cache = FactsCache("tender", lambda v: check_tender_facts(v, self.as_of(), self.weights))
+        self._company_cache = FactsCache("company", lambda v: check_company_facts(v, self.as_of(), self.weights))
         self.k = ctx.settings.readiness_top_k
         self.scored = 0
+        self.unscorable = 0  # (team, tender) pairs whose score raised: skipped, logged
+
+    @property
+    def poison_facts(self) -> int:
+        """Stored facts the rules cannot use (skipped at every rescore), as of the last read."""
+        return self._tender_cache.poison + self._company_cache.poison
 
     def as_of(self) -> dt.datetime:
         # End of the as-of day in UTC: "open as of 2026-03-01" includes tenders closing later that day.
@@ -216,106 +383,163 @@ class ReadinessHandler:
         return dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=dt.UTC)
 
     async def __call__(self, items: Sequence[Incoming]) -> None:
-        tender_events = [i.event for i in items if i.event.event_type.startswith("tender.")]
-        company_events = [i.event for i in items if i.event.event_type == "company.updated"]
-        changed_tenders = await self._store_tender_facts(tender_events)
-        changed_teams = await self._store_company_facts(company_events)
-        if changed_tenders or changed_teams:
-            await self.rescore(changed_tenders, changed_teams)
+        tender_events = [(n, i.event) for n, i in enumerate(items) if i.event.event_type.startswith("tender.")]
+        company_events = [(n, i.event) for n, i in enumerate(items) if i.event.event_type == "company.updated"]
+        # Everything is checked before anything is stored: a fact the rules cannot use is refused (that one event
+        # to the DLQ, the runner retries the rest) and never reaches the hash every later rescore reads.
+        tender_writes = await self._tender_writes(tender_events)
+        company_writes = self._company_writes(company_events)
+        await self.tenders.put_if_newer(tender_writes)
+        await self.companies.put_if_newer(company_writes)
+        # What to rescore comes from the batch's ids, whether or not this call wrote their facts: after a failure
+        # past the facts write, the retry finds them stored and must still bring the scores and lists up to them.
+        # The stored documents' versions and the lists' inputs say what is already done.
+        touched_tenders = {int(e.aggregate_id) for _, e in tender_events}
+        touched_teams = {int(e.aggregate_id) for _, e in company_events}
+        if touched_tenders or touched_teams:
+            await self.rescore(touched_tenders, touched_teams)
 
-    async def _store_tender_facts(self, events: Sequence[Any]) -> dict[int, int]:
+    async def _tender_writes(self, events: Sequence[tuple[int, Event]]) -> dict[str, tuple[int, str]]:
         if not events:
             return {}
-        ids = sorted({int(e.aggregate_id) for e in events})
-        stored = await self.tenders.get([str(t) for t in ids])
-        current: dict[int, tuple[int, dict[str, Any] | None]] = {
-            t: (v.version, json.loads(v.value)) if (v := stored[str(t)]) is not None else (-1, None) for t in ids
-        }
-        event_ids: dict[int, int] = {}
-        for e in events:
-            t = int(e.aggregate_id)
-            version, facts = current[t]
-            if e.source_seq <= version:
-                continue
-            current[t] = (e.source_seq, fold_tender_facts(facts, e.payload) | {"event_id": e.event_id})
-            event_ids[t] = e.event_id
-        writes = {
-            str(t): (version, json.dumps(facts, sort_keys=True, separators=(",", ":")))
-            for t, (version, facts) in current.items()
-            if t in event_ids and facts is not None
-        }
-        written = await self.tenders.put_if_newer(writes)
-        return {int(f): event_ids[int(f)] for f in written}
-
-    async def _store_company_facts(self, events: Sequence[Any]) -> dict[int, int]:
-        latest: dict[int, Any] = {}
-        for e in events:
-            team = int(e.aggregate_id)
-            if team not in latest or e.source_seq > latest[team].source_seq:
-                latest[team] = e
-        writes = {}
-        for team, e in latest.items():
-            value = company_facts_value(e.payload) | {"event_id": e.event_id}
-            company_facts_from_payload(value)  # a profile the rules cannot read fails here, not at every rescore
-            writes[str(team)] = (e.source_seq, json.dumps(value, sort_keys=True, separators=(",", ":")))
-        written = await self.companies.put_if_newer(writes)
-        return {int(f): latest[int(f)].event_id for f in written}
-
-    async def rescore(self, changed_tenders: Mapping[int, int], changed_teams: Mapping[int, int]) -> None:
         as_of = self.as_of()
-        tenders = self._tender_cache.sync(await self.tenders.get_all())
-        companies = self._company_cache.sync(await self.companies.get_all())
-        open_tenders = {t: e for t, e in tenders.items() if is_open(e.value, as_of)}
-        # CPU-bound (25 us a score): in a thread, so the event loop (web view, timers) stays responsive.
-        docs, updates, full = await asyncio.to_thread(
-            self._score_changes, changed_tenders, changed_teams, tenders, companies, open_tenders, as_of
-        )
-        self.scored += len(docs)
-        if docs:
+        for n, e in events:
+            _check_envelope(n, e)
+        ids = sorted({int(e.aggregate_id) for _, e in events})
+        stored = await self.tenders.get([str(t) for t in ids])
+        current: dict[int, tuple[int, Any]] = {}
+        for t in ids:
+            item = stored[str(t)]
+            current[t] = (-1, None) if item is None else (item.version, _loads(item.value))
+        written: set[int] = set()
+        for n, e in events:
+            t = int(e.aggregate_id)
+            version, previous = current[t]
+            applies = e.source_seq > version
+            if not applies and not isinstance(e.payload, TenderV1):
+                continue  # a stale close: nothing of it is stored (a stale full tender is still checked below)
+            base = previous if isinstance(previous, dict) else None
+            facts = fold_tender_facts(base, e.payload) | {"event_id": e.event_id}
             try:
-                await asyncio.to_thread(self._ctx.mongo.upsert_versioned, READINESS_SCORES.name, docs)
+                check_tender_facts(facts, as_of, self.weights)
+            except _UNUSABLE as exc:
+                raise _refused(n, e, f"tender facts the rules cannot use: {type(exc).__name__}: {exc}") from None
+            if applies:
+                current[t] = (e.source_seq, facts)
+                written.add(t)
+        return {str(t): (current[t][0], _dumps(current[t][1])) for t in sorted(written)}
+
+    def _company_writes(self, events: Sequence[tuple[int, Event]]) -> dict[str, tuple[int, str]]:
+        as_of = self.as_of()
+        latest: dict[int, tuple[int, str]] = {}
+        for n, e in events:
+            _check_envelope(n, e)
+            value = company_facts_value(e.payload) | {"event_id": e.event_id}
+            try:
+                check_company_facts(value, as_of, self.weights)
+            except _UNUSABLE as exc:
+                raise _refused(n, e, f"company facts the rules cannot use: {type(exc).__name__}: {exc}") from None
+            team = int(e.aggregate_id)
+            if team not in latest or e.source_seq > latest[team][0]:
+                latest[team] = (e.source_seq, _dumps(value))
+        return {str(team): latest[team] for team in sorted(latest)}
+
+    async def read_facts(self, as_of: dt.datetime) -> Facts:
+        """Both facts hashes, parsed (poison left out), and the tenders open as of `as_of`."""
+        tender_snap = await self.tenders.snapshot()
+        tenders = self._tender_cache.sync(tender_snap)
+        companies = self._company_cache.sync(await self.companies.snapshot())
+        open_tenders = {t: e for t, e in tenders.items() if _open(e, as_of)}
+        return Facts(tenders, companies, tender_snap.generation, open_tenders)
+
+    async def rescore(self, tenders: Collection[int], teams: Collection[int]) -> None:
+        """Bring the scores of `tenders` (every team) and of `teams` (every open tender), and the top lists, up to
+        the stored facts; work already done (documents at these versions and rules) is not written again."""
+        as_of = self.as_of()
+        facts = await self.read_facts(as_of)
+        touched_tenders = sorted(set(tenders))
+        touched_teams = sorted(t for t in set(teams) if t in facts.companies)
+        stored = await asyncio.to_thread(self._stored_versions, facts, touched_tenders, touched_teams)
+        plan = await asyncio.to_thread(self._plan, facts, touched_tenders, touched_teams, stored, as_of)
+        self.scored += len(plan.docs)
+        if plan.docs:
+            try:
+                await asyncio.to_thread(self._ctx.mongo.upsert_versioned, READINESS_SCORES.name, plan.docs)
             except PermanentSinkError as exc:
                 raise refused_event(exc, None) from exc
-        affected = sorted({team for team, u in updates.items() if u} | set(full))
-        await self._update_tops(affected, updates, full, open_tenders, companies, as_of)
+        affected = sorted({team for team, u in plan.updates.items() if u} | set(plan.full))
+        await self._update_tops(affected, plan.updates, plan.full, facts, as_of)
 
-    def _score_changes(
+    def _stored_versions(self, facts: Facts, tenders: Sequence[int], teams: Sequence[int]) -> StoredVersions:
+        """Versions and rules of the stored documents the batch may rewrite: every team's for its tenders, every
+        tender's for its teams."""
+        wanted = ["tender_seq", "team_seq", "rules_version"]
+        docs: list[dict[str, Any]] = []
+        known = [t for t in tenders if t in facts.tenders]
+        if known:
+            docs += self._ctx.mongo.find_by_ids(READINESS_SCORES.name, "tender_id", known, ["team_id", *wanted])
+        if teams:
+            docs += self._ctx.mongo.find_by_ids(READINESS_SCORES.name, "team_id", teams, ["tender_id", *wanted])
+        return {
+            (d["team_id"], d["tender_id"]): (d.get("tender_seq"), d.get("team_seq"), d.get("rules_version"))
+            for d in docs
+        }
+
+    def _plan(
         self,
-        changed_tenders: Mapping[int, int],
-        changed_teams: Mapping[int, int],
-        tenders: Mapping[int, _Entry],
-        companies: Mapping[int, _Entry],
-        open_tenders: Mapping[int, _Entry],
+        facts: Facts,
+        tenders: Sequence[int],
+        teams: Sequence[int],
+        stored: StoredVersions,
         as_of: dt.datetime,
-    ) -> tuple[list[VersionedDoc], dict[int, list[tuple[int, float | None]]], dict[int, dict[int, float]]]:
+    ) -> _Plan:
+        # Pairs to score: a touched tender for every team (if it is open, or a document of it exists: a close must
+        # reach it), a touched team against every open tender.
+        pairs: set[Pair] = set()
+        for tender_id in tenders:
+            if tender_id in facts.tenders:
+                is_open_now = tender_id in facts.open_tenders
+                pairs.update(
+                    (team, tender_id) for team in facts.companies if is_open_now or (team, tender_id) in stored
+                )
+        for team in teams:
+            pairs.update((team, tender_id) for tender_id in facts.open_tenders)
         docs: list[VersionedDoc] = []
-        # Per team: the changed tenders' new scores (None = not eligible any more), in tender order.
-        updates: dict[int, list[tuple[int, float | None]]] = {team: [] for team in companies}
-        full: dict[int, dict[int, float]] = {}
-        for tender_id in sorted(changed_tenders):
-            entry = tenders[tender_id]
-            for team, company in companies.items():
-                if tender_id not in open_tenders:
-                    updates[team].append((tender_id, None))
-                    continue
-                result = score(entry.facts, company.facts, as_of, self.weights)
-                docs.append(score_document(result, entry, company))
-                updates[team].append((tender_id, result.score if eligible(result) else None))
-        for team in sorted(changed_teams):
-            company = companies[team]
-            ranked: dict[int, float] = {}
-            for tender_id, entry in open_tenders.items():
-                result = score(entry.facts, company.facts, as_of, self.weights)
-                docs.append(score_document(result, entry, company))
-                if eligible(result):
-                    ranked[tender_id] = result.score
-            full[team] = top_k(ranked, self.k)
-        return docs, updates, full
+        scores: dict[Pair, float] = {}
+        failed: list[Pair] = []
+        for team, tender_id in sorted(pairs):
+            tender, company = facts.tenders[tender_id], facts.companies[team]
+            try:
+                result = score(tender.facts, company.facts, as_of, self.weights)
+            except _UNUSABLE:
+                failed.append((team, tender_id))
+                continue
+            if tender_id in facts.open_tenders and eligible(result):
+                scores[(team, tender_id)] = result.score
+            if stored.get((team, tender_id)) != (tender.version, company.version, result.rules_version):
+                docs.append(score_document(result, tender, company))
+        if failed:
+            self.unscorable += len(failed)
+            log.warning(
+                "%s: %d (team, tender) pairs could not be scored and are skipped: %s", AGENT, len(failed), failed[:10]
+            )
+        touched = set(teams)
+        updates: dict[int, list[tuple[int, float | None]]] = {
+            team: [(t, scores.get((team, t))) for t in tenders] for team in facts.companies if team not in touched
+        }
+        full: dict[int, dict[int, float]] = {
+            team: top_k({t: s for (c, t), s in scores.items() if c == team}, self.k) for team in teams
+        }
+        return _Plan(docs, updates, full)
 
     def _full_top(self, company: _Entry, open_tenders: Mapping[int, _Entry], as_of: dt.datetime) -> dict[int, float]:
         ranked = {}
         for tender_id, entry in open_tenders.items():
-            result = score(entry.facts, company.facts, as_of, self.weights)
+            try:
+                result = score(entry.facts, company.facts, as_of, self.weights)
+            except _UNUSABLE:
+                self.unscorable += 1
+                continue
             if eligible(result):
                 ranked[tender_id] = result.score
         return top_k(ranked, self.k)
@@ -325,26 +549,25 @@ class ReadinessHandler:
         teams: Sequence[int],
         updates: Mapping[int, Sequence[tuple[int, float | None]]],
         full: Mapping[int, dict[int, float]],
-        open_tenders: Mapping[int, _Entry],
-        companies: Mapping[int, _Entry],
+        facts: Facts,
         as_of: dt.datetime,
     ) -> None:
-        pending = list(teams)
+        pending = [team for team in teams if team in facts.companies]
         for round_ in range(_CAS_ROUNDS):
             if not pending:
                 return
             keys = {team: TEAM_TOP_TENDERS.key(id=team) for team in pending}
             current = await self.tops.read(list(keys.values()))
             changes = await asyncio.to_thread(
-                self._new_tops, pending, keys, current, round_, updates, full, open_tenders, companies, as_of
+                self._new_tops, pending, keys, current, round_, updates, full, facts, as_of
             )
             conflicts = set(await self.tops.replace_if_unchanged(changes))
             pending = [team for team in pending if keys[team] in conflicts]
             if pending:
-                # Someone else changed these lists: start again from fresh facts, with a full rescore.
-                tenders = self._tender_cache.sync(await self.tenders.get_all())
-                companies = self._company_cache.sync(await self.companies.get_all())
-                open_tenders = {t: e for t, e in tenders.items() if is_open(e.value, as_of)}
+                # Changed since we read them, or built from newer inputs than ours: start again from fresh facts,
+                # with a full rescore.
+                facts = await self.read_facts(as_of)
+                pending = [team for team in pending if team in facts.companies]
         if pending:
             raise RuntimeError(f"{AGENT}: top lists of teams {pending[:10]} kept changing ({_CAS_ROUNDS} rounds)")
 
@@ -352,50 +575,101 @@ class ReadinessHandler:
         self,
         pending: Sequence[int],
         keys: Mapping[int, str],
-        current: Mapping[str, RawZset],
+        current: Mapping[str, TopList],
         round_: int,
         updates: Mapping[int, Sequence[tuple[int, float | None]]],
         full: Mapping[int, dict[int, float]],
-        open_tenders: Mapping[int, _Entry],
-        companies: Mapping[int, _Entry],
+        facts: Facts,
         as_of: dt.datetime,
-    ) -> dict[str, tuple[RawZset, dict[str, float]]]:
-        changes: dict[str, tuple[RawZset, dict[str, float]]] = {}
+    ) -> dict[str, ListChange]:
+        changes: dict[str, ListChange] = {}
         for team in pending:
-            raw = current[keys[team]]
+            read = current[keys[team]]
             if team in full and round_ == 0:
                 new = full[team]
             else:
                 # After a lost CAS round, the list read may already mix someone else's update: rescore in full.
-                new_or_none: dict[int, float] | None = None if round_ > 0 else {int(m): float(s) for m, s in raw}
+                new_or_none: dict[int, float] | None = (
+                    None if round_ > 0 else {int(m): float(s) for m, s in read.members}
+                )
                 for tender_id, value in updates.get(team, ()):
                     if new_or_none is None:
                         break
                     new_or_none = update_top(new_or_none, tender_id, value, self.k)
-                new = new_or_none if new_or_none is not None else self._full_top(companies[team], open_tenders, as_of)
-            changes[keys[team]] = (raw, {str(t): s for t, s in new.items()})
+                if new_or_none is None:
+                    new = self._full_top(facts.companies[team], facts.open_tenders, as_of)
+                else:
+                    new = new_or_none
+            inputs = facts.list_inputs(team)
+            if _same_list(read, new, inputs):
+                continue  # already what these inputs give (a redelivery, or a retry after the write)
+            changes[keys[team]] = ListChange(read, {str(t): s for t, s in new.items()}, inputs)
         return changes
 
     async def sweep(self) -> int:
-        """Drop tenders whose closing date passed (as of now) from every top list; refill those lists."""
+        """Drop tenders whose closing date passed (as of now) from every top list; refill those lists. Keeps the
+        lists and the facts they are built from alive for another TTL."""
         as_of = self.as_of()
-        tenders = self._tender_cache.sync(await self.tenders.get_all())
-        companies = self._company_cache.sync(await self.companies.get_all())
-        open_ids = {t for t, e in tenders.items() if is_open(e.value, as_of)}
-        keys = {team: TEAM_TOP_TENDERS.key(id=team) for team in companies}
+        facts = await self.read_facts(as_of)
+        keys = {team: TEAM_TOP_TENDERS.key(id=team) for team in facts.companies}
         current = await self.tops.read(list(keys.values()))
-        stale = [team for team in companies if any(int(m) not in open_ids for m, _ in current[keys[team]])]
+        stale = [
+            team
+            for team in facts.companies
+            if any(int(m) not in facts.open_tenders for m, _ in current[keys[team]].members)
+        ]
         if stale:
             updates = {
-                team: [(int(m), None) for m, _ in current[keys[team]] if int(m) not in open_ids] for team in stale
+                team: [(int(m), None) for m, _ in current[keys[team]].members if int(m) not in facts.open_tenders]
+                for team in stale
             }
-            open_tenders = {t: tenders[t] for t in open_ids}
-            await self._update_tops(stale, updates, {}, open_tenders, companies, as_of)
+            await self._update_tops(stale, updates, {}, facts, as_of)
             log.info("%s: sweep removed closed tenders from the top lists of %d teams", AGENT, len(stale))
         # Every list has just been checked against the closing dates: it stays valid for another TTL. Without this a
         # quiet hour would expire them all, and the next eligible tender would rescore each team from scratch.
-        await self.tops.refresh_ttl([keys[team] for team in companies if current[keys[team]]])
+        await self.tops.refresh_ttl([keys[team] for team in facts.companies if current[keys[team]] != EMPTY])
+        # The facts outlive the lists only while a worker keeps them: a list must never hold inputs newer than the
+        # facts a rebuild would read.
+        await self.tenders.refresh_ttl()
+        await self.companies.refresh_ttl()
         return len(stale)
+
+
+_INPUTS_SUFFIX = TEAM_TOP_INPUTS.pattern.removeprefix(TEAM_TOP_TENDERS.pattern)
+
+
+def _open(entry: _Entry, as_of: dt.datetime) -> bool:
+    """`is_open` on checked facts (their closing date already parsed to aware UTC)."""
+    closing = entry.facts.closing_at
+    return entry.value.get("status", "active") in OPEN_STATUSES and closing is not None and closing > as_of
+
+
+def _same_list(read: TopList, new: Mapping[int, float], inputs: Mapping[str, int]) -> bool:
+    if read.inputs != {name: str(v) for name, v in inputs.items()}:
+        return False
+    return {int(m): float(s) for m, s in read.members} == dict(new)
+
+
+def _check_envelope(n: int, e: Event) -> None:
+    for name, value in (("event_id", e.event_id), ("source_seq", e.source_seq)):
+        if not 0 < value <= MAX_ID:
+            raise _refused(n, e, f"{name} {value} is not a positive 64-bit integer")
+
+
+def _refused(n: int, e: Event, reason: str) -> PermanentSinkError:
+    log.warning("%s: event %d (%s %s) refused: %s", AGENT, e.event_id, e.event_type, e.aggregate_id, reason[:300])
+    return PermanentSinkError(f"{AGENT}: {reason}", index=n, key={"aggregate_id": e.aggregate_id})
+
+
+def _loads(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _dumps(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def register(app: faust.App, ctx: WorkerContext, runner_factory: RunnerFactory) -> tuple[Any, BatchRunner]:

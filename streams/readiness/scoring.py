@@ -177,6 +177,13 @@ def parse_max_bbbee_level(*texts: str | None) -> int | None:
 # --- facts -----------------------------------------------------------------------------------------------------------
 
 
+# Facts the rules can score: ids fit a signed 64-bit integer (MySQL BIGINT, MongoDB's int64, Redis keys), dates
+# sit well inside the calendar (a closing date at year 1 or 9999-12-31 overflows as soon as it is shown in SAST).
+MAX_ID = 2**63 - 1
+EARLIEST_DATE = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+LATEST_DATE = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
+
+
 def _utc(value: dt.datetime) -> dt.datetime:
     """Aware UTC. A naive datetime is taken as UTC, the convention of the MySQL DATETIME columns and the loader."""
     if value.tzinfo is None:
@@ -191,9 +198,20 @@ def _optional_str(name: str, value: Any) -> str | None:
 
 
 def _id(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise FactsError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
+        raise FactsError(f"{name} must be a positive integer, got {repr(value)[:40]} (at most 2^63-1)")
     return value
+
+
+def _in_calendar(name: str, value: dt.datetime) -> dt.datetime:
+    """`value` as aware UTC, if it lies between EARLIEST_DATE and LATEST_DATE."""
+    try:
+        moment = _utc(value)
+    except OverflowError:
+        moment = EARLIEST_DATE - dt.timedelta(days=1)  # the offset pushed it past year 1 or 9999
+    if not EARLIEST_DATE <= moment < LATEST_DATE:
+        raise FactsError(f"{name} {value.isoformat()} is outside {EARLIEST_DATE.year}-{LATEST_DATE.year - 1}")
+    return moment
 
 
 @dataclass(frozen=True)
@@ -218,8 +236,11 @@ class TenderFacts:
     def __post_init__(self) -> None:
         if isinstance(self.tender_id, bool) or not isinstance(self.tender_id, int | str):
             raise FactsError(f"tender_id must be an integer or a string, got {self.tender_id!r}")
-        if self.tender_id == "" or (isinstance(self.tender_id, int) and self.tender_id < 1):
-            raise FactsError(f"tender_id must be a positive integer or a non-empty string, got {self.tender_id!r}")
+        if self.tender_id == "" or (isinstance(self.tender_id, int) and not 1 <= self.tender_id <= MAX_ID):
+            raise FactsError(
+                f"tender_id must be a positive integer or a non-empty string, got {repr(self.tender_id)[:40]} "
+                "(at most 2^63-1)"
+            )
         if not isinstance(self.title, str):
             raise FactsError(f"title must be a string, got {type(self.title).__name__} {self.title!r}")
         for name in ("description", "category", "province", "buyer", "special_conditions"):
@@ -227,7 +248,7 @@ class TenderFacts:
         if self.closing_at is not None:
             if not isinstance(self.closing_at, dt.datetime):
                 raise FactsError(f"closing_at must be a datetime or None, got {self.closing_at!r}")
-            object.__setattr__(self, "closing_at", _utc(self.closing_at))
+            object.__setattr__(self, "closing_at", _in_calendar("closing_at", self.closing_at))
         texts = (self.title, self.description, self.special_conditions)
         object.__setattr__(self, "cidb", parse_cidb_requirements(*texts))
         object.__setattr__(self, "min_experience_years", parse_min_experience_years(*texts))

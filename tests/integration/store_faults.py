@@ -37,7 +37,8 @@ trip of an agent is one counted call), `Namespace` (settings + clean-up), `snaps
 What counts as one store call: each public MongoSink method (`upsert_versioned`, `insert_logs`, `find_by_ids`) and
 each RedisSink operation (`run`, `replace_hash`, `replace_zset`, `cas_hash`, `cas_delete_hash`, `lock`, `unlock`):
 exactly what the agent awaits. `ignore_fields` names document fields that legitimately differ between runs; an
-ObjectId `_id` is always ignored (documents are then compared as a sorted list).
+ObjectId `_id` is always ignored (documents are then compared as a sorted list), and so are hash fields named
+`__gen` (write counters used as concurrency tokens, `TOKEN_FIELDS`; the replay test leaves them out too).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 import redis as sync_redis
 from bson import ObjectId
@@ -86,6 +87,14 @@ class SimulatedCrash(BaseException):
 
 class NoProgress(BaseException):
     """The runner kept retrying a batch that never succeeds (e.g. a lock nobody will release)."""
+
+
+class WorkerStopped(BaseException):
+    """The runner decided to stop the worker (a store refused it): in production the process exits there."""
+
+
+def _stop(reason: str) -> NoReturn:
+    raise WorkerStopped(reason)
 
 
 # -- counting stores --------------------------------------------------------------------------------------------
@@ -273,9 +282,17 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-def snapshot(settings: Settings, ignore_fields: frozenset[str] = frozenset()) -> State:
+# Hash fields that count writes (concurrency tokens, e.g. the spend store's and the readiness facts' generation),
+# not derived data: a retry may legitimately count differently. The replay test leaves them out too.
+TOKEN_FIELDS = frozenset({"__gen"})
+
+
+def snapshot(
+    settings: Settings, ignore_fields: frozenset[str] = frozenset(), ignore_hash_fields: frozenset[str] = TOKEN_FIELDS
+) -> State:
     """Everything the namespace holds: `mongo:<collection>` -> documents (sorted, ObjectId `_id` and
-    `ignore_fields` removed), `redis:<key without prefix>` -> (type, value, has TTL)."""
+    `ignore_fields` removed), `redis:<key without prefix>` -> (type, value, has TTL), hashes without
+    `ignore_hash_fields`."""
     state: State = {}
     with _mongo_client(settings) as client:
         db = client[settings.mongo_db]
@@ -297,7 +314,7 @@ def snapshot(settings: Settings, ignore_fields: frozenset[str] = frozenset()) ->
             value: Any
             if kind == "hash":
                 fields: Any = client_r.hgetall(raw_key)
-                value = {text(k): text(v) for k, v in sorted(fields.items())}
+                value = {text(k): text(v) for k, v in sorted(fields.items()) if text(k) not in ignore_hash_fields}
             elif kind == "zset":
                 members: Any = client_r.zrange(raw_key, 0, -1, withscores=True)
                 value = [(text(m), float(s)) for m, s in members]
@@ -404,7 +421,8 @@ async def run_batches(
     max_store_retries: int = 20,
 ) -> RecordedDeadLetters:
     """Process `batches` in order with the real BatchRunner against `settings`' namespace, through `plan`. A
-    SimulatedCrash replaces the context and the handler and processes the crashed batch again."""
+    SimulatedCrash replaces the context and the handler and processes the crashed batch again. Raises NoProgress
+    after `max_store_retries` back-offs in one batch, WorkerStopped where the runner would stop the worker."""
     dead = RecordedDeadLetters()
     retries = 0
 
@@ -415,7 +433,7 @@ async def run_batches(
             raise NoProgress(f"{retries} store retries without progress (last fault: {plan.fired})")
 
     ctx = faulty_context(settings, plan)
-    runner = BatchRunner("under-test", make_handler(ctx), dead, sleep=no_sleep)
+    runner = BatchRunner("under-test", make_handler(ctx), dead, sleep=no_sleep, stop=_stop)
     offset = 0
     try:
         for values in batches:
@@ -427,7 +445,7 @@ async def run_batches(
             except SimulatedCrash:
                 await ctx.aclose()
                 ctx = faulty_context(settings, plan)
-                runner = BatchRunner("under-test", make_handler(ctx), dead, sleep=no_sleep)
+                runner = BatchRunner("under-test", make_handler(ctx), dead, sleep=no_sleep, stop=_stop)
                 await runner.process(raws)
     finally:
         await ctx.aclose()

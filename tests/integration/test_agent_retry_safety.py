@@ -1,0 +1,305 @@
+"""Every agent ends in the state of a clean run when any one of its store calls fails (before the store applied it,
+after, or with the worker killed there) and the batch is retried as the batch runner does (issue 10, item 1); and
+readiness refuses facts it cannot use, never stalls on stored ones (item 2), marks closed tenders' scores not
+biddable (item 6) and never lets a top list built from older inputs replace a newer one (item 7)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from schema.events import TenderV1
+from schema.redis_keys import TEAM_TOP_INPUTS, TEAM_TOP_TENDERS
+from schema.settings import Settings
+from sinks.errors import PermanentSinkError
+from sinks.redis import text
+from streams.agents.activity_logs import ActivityLogHandler
+from streams.agents.readiness import ReadinessHandler
+from streams.batch import Incoming
+from streams.context import WorkerContext
+from streams.records import Event, EventRecord, decode
+from tests.integration.store_faults import FaultPlan, Namespace, assert_retry_safe, envelope, run_batches, snapshot
+
+pytestmark = pytest.mark.asyncio
+
+AS_OF = "2025-09-25"
+
+
+def _tender(tender_id: int, **kw: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "tender_id": tender_id,
+        "ocid": f"ocds-sf-{tender_id}",
+        "title": f"Construction of a community hall {tender_id}",
+        "description": "Construction of a community hall; CIDB grading of 4GB or higher",
+        "buyer": "City of Tshwane",
+        "province": "Gauteng",
+        "category": "Construction",
+        "closing_at": "2025-10-20T10:00:00",
+    }
+    return base | kw
+
+
+def _company(team_id: int, **kw: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "team_id": team_id,
+        "company_id": 100 + team_id,
+        "company_name": f"Team {team_id} Civils",
+        "sectors": ["Construction"],
+        "provinces": ["Gauteng"],
+        "experience_years": 6,
+        "bbbee_level": 2,
+        "cidb": [{"class_of_works": "GB", "grade": 5}],
+    }
+    return base | kw
+
+
+def readiness_batches() -> list[list[bytes]]:
+    """Tender created/updated/closed/cancelled and company changes, across three batches."""
+    return [
+        [
+            envelope(10, "company.updated", 1, _company(1)),
+            envelope(11, "company.updated", 2, _company(2, provinces=["Western Cape"])),
+            envelope(12, "tender.created", 1, _tender(1)),
+            envelope(13, "tender.created", 2, _tender(2, province="Western Cape", closing_at="2025-10-05T10:00:00")),
+            envelope(14, "tender.created", 3, _tender(3, description="Supply of office furniture")),
+        ],
+        [
+            envelope(20, "tender.updated", 1, _tender(1, closing_at="2025-11-01T10:00:00")),
+            envelope(21, "tender.closed", 3, {"tender_id": 3, "status": "cancelled", "reason": "budget"}),
+            envelope(22, "company.updated", 1, _company(1, cidb=[{"class_of_works": "GB", "grade": 3}])),
+            envelope(23, "tender.created", 4, _tender(4, province="National", description="Community hall repairs")),
+        ],
+        [
+            envelope(30, "tender.closed", 2, {"tender_id": 2, "status": "complete"}),
+            envelope(31, "company.updated", 2, _company(2, provinces=["National"])),
+            envelope(
+                32, "tender.updated", 4, _tender(4, province="National", description="Community hall roof repairs")
+            ),
+        ],
+    ]
+
+
+def activity_batches() -> list[list[bytes]]:
+    def act(seq: int, user: int, n: int) -> bytes:
+        return envelope(
+            seq,
+            "user.activity",
+            user,
+            {"user_id": user, "team_id": 1, "action": "tender.viewed"} | {"details": {"n": n}},
+        )
+
+    return [[act(1, 4, 1), act(2, 4, 2), act(3, 5, 3)], [act(2, 4, 2), act(4, 5, 4)], [act(5, 4, 5)]]
+
+
+async def test_readiness_reaches_the_clean_state_after_a_failure_at_any_store_call(settings: Settings) -> None:
+    as_of = dt.date.fromisoformat(AS_OF)
+    report = await assert_retry_safe(
+        settings.model_copy(update={"as_of": as_of}), ReadinessHandler, readiness_batches()
+    )
+    assert report.clean_calls >= 20
+    state = report.clean_state
+    assert state["redis:<ns>team:1:top_tenders"][1] == [("4", 100.0)]
+    assert state["redis:<ns>team:2:top_tenders"][1] == [("1", 100.0), ("4", 100.0)]
+    scores = {(d["team_id"], d["tender_id"]): d for d in map(json.loads, state["mongo:readiness_scores"])}
+    # Closed and cancelled tenders' documents are not biddable any more (item 6).
+    assert [(k, d["biddable"]) for k, d in sorted(scores.items()) if k[1] in (2, 3)] == [
+        ((1, 2), False),
+        ((1, 3), False),
+        ((2, 2), False),
+        ((2, 3), False),
+    ]
+
+
+async def test_activity_logs_reach_the_clean_state_after_a_failure_at_any_store_call(settings: Settings) -> None:
+    report = await assert_retry_safe(settings, ActivityLogHandler, activity_batches())
+    assert report.clean_calls == 3
+    assert len(report.clean_state["mongo:user_activity_logs"]) == 5
+
+
+# -- poison facts (item 2) ---------------------------------------------------------------------------------------
+
+
+def _incoming(values: list[bytes]) -> list[Incoming]:
+    return [Incoming(decode(v), "sf.topic", 0, n) for n, v in enumerate(values)]
+
+
+def _unchecked_tender(seq: int, tender_id: int, **kw: Any) -> Incoming:
+    """A tender event as an older contract let it through (no bounds on ids or dates): built without validation."""
+    fields = _tender(tender_id, **kw)
+    payload = TenderV1.model_construct(**{k: v for k, v in fields.items() if k != "closing_at"})
+    object.__setattr__(payload, "closing_at", dt.datetime.fromisoformat(fields["closing_at"]))
+    record = EventRecord(
+        event_id=seq,
+        event_type="tender.created",
+        aggregate_type="tender",
+        aggregate_id=str(tender_id),
+        occurred_at="2025-09-20T10:00:00.000",
+        schema_version=1,
+        source_seq=seq,
+        payload=fields,
+    )
+    return Incoming(Event(record=record, payload=payload), "sf.tender", 0, seq)
+
+
+@pytest.fixture
+def namespace(settings: Settings) -> Iterator[Namespace]:
+    ns = Namespace.fresh(settings.model_copy(update={"as_of": dt.date.fromisoformat(AS_OF)}), "t:")
+    yield ns
+    ns.drop()
+
+
+@pytest.mark.parametrize(
+    ("tender_id", "changes"),
+    [
+        (2**63, {}),
+        (10**19 + 9, {}),
+        (8, {"closing_at": "0001-01-01T00:00:00"}),
+        (8, {"closing_at": "9999-12-31T23:59:59"}),
+    ],
+)
+async def test_a_tender_the_rules_cannot_use_is_refused_alone_and_never_stored(
+    namespace: Namespace, tender_id: int, changes: dict[str, Any]
+) -> None:
+    ctx = WorkerContext(namespace.settings)
+    handler = ReadinessHandler(ctx)
+    try:
+        good = _incoming(
+            [envelope(10, "company.updated", 1, _company(1)), envelope(11, "tender.created", 1, _tender(1))]
+        )
+        items = [good[0], _unchecked_tender(12, tender_id, **changes), good[1]]
+        with pytest.raises(PermanentSinkError) as refused:
+            await handler(items)
+        assert refused.value.index == 1  # the runner sends that one event to the DLQ and retries the others
+        assert (await handler.tenders.snapshot()).entries == {}  # refused before anything was stored
+        await handler([items[0], items[2]])
+        assert sorted(int(t) for t in (await handler.tenders.snapshot()).entries) == [1]
+        top = await handler.tops.read([TEAM_TOP_TENDERS.key(id=1)])
+        assert [m for m, _ in top[TEAM_TOP_TENDERS.key(id=1)].members] == ["1"]
+    finally:
+        await ctx.aclose()
+
+
+async def test_a_company_the_rules_cannot_use_is_refused_through_the_runner(namespace: Namespace) -> None:
+    batch = [
+        envelope(10, "company.updated", 1, _company(1)),
+        envelope(11, "company.updated", 2, _company(2, company_id=2**63)),
+        envelope(12, "tender.created", 1, _tender(1)),
+    ]
+    dead = await run_batches(namespace.settings, FaultPlan(), ReadinessHandler, [batch])
+    assert dead.event_ids() == [11]
+    state = snapshot(namespace.settings)
+    assert sorted(state["redis:<ns>readiness:companies"][1]) == ["1"]
+    assert [json.loads(d)["team_id"] for d in state["mongo:readiness_scores"]] == [1]
+
+
+async def test_stored_poison_facts_never_block_the_rescoring_of_the_others(namespace: Namespace) -> None:
+    ctx = WorkerContext(namespace.settings)
+    handler = ReadinessHandler(ctx)
+    try:
+        # Facts an older version stored without checks: a closing date at the calendar's end, an id past signed
+        # 64 bits, a company id past 2^63, and a field that is not even `version|value`.
+        poison_tender = _tender(5, closing_at="9999-12-31T23:59:59") | {"status": "active", "event_id": 5}
+        huge = 2**63 + 1
+        await handler.tenders.put_if_newer(
+            {
+                "5": (5, json.dumps(poison_tender)),
+                str(huge): (6, json.dumps(_tender(huge) | {"status": "active", "event_id": 6})),
+            }
+        )
+        await handler.companies.put_if_newer({"9": (7, json.dumps(_company(9, company_id=2**63) | {"event_id": 7}))})
+        await ctx.redis.client().hset(handler.tenders.key, "13", "garbage")
+        values = [
+            envelope(20, "company.updated", 1, _company(1)),
+            envelope(21, "tender.created", 1, _tender(1)),
+            envelope(22, "tender.updated", 5, _tender(5, title="Community hall 5", closing_at="2025-12-01T10:00:00")),
+        ]
+        await handler(_incoming(values))
+        await handler(_incoming([envelope(23, "tender.created", 2, _tender(2))]))
+        assert handler.poison_facts == 3  # tender 5 was repaired by its update; the other three are skipped
+        top = await handler.tops.read([TEAM_TOP_TENDERS.key(id=1)])
+        assert sorted(m for m, _ in top[TEAM_TOP_TENDERS.key(id=1)].members) == ["1", "2", "5"]
+        docs = ctx.mongo.find_by_ids("readiness_scores", "team_id", [1, 9], ["tender_id"])
+        assert sorted((d["team_id"], d["tender_id"]) for d in docs) == [(1, 1), (1, 2), (1, 5)]
+        assert await handler.sweep() == 0  # the sweep reads the same facts: no crash either
+    finally:
+        await ctx.aclose()
+
+
+async def test_activity_logs_keep_an_event_whose_date_is_at_the_calendar_edge(namespace: Namespace) -> None:
+    def act(seq: int, occurred_at: str) -> bytes:
+        value = json.loads(envelope(seq, "user.activity", 4, {"user_id": 4, "team_id": 1, "action": "tender.viewed"}))
+        return json.dumps(value | {"occurred_at": occurred_at}).encode()
+
+    batch = [act(1, "0001-01-01T00:00:00+02:00"), act(2, "9999-12-31T23:59:59-05:00"), act(3, "2025-09-20T10:00:00")]
+    dead = await run_batches(namespace.settings, FaultPlan(), ActivityLogHandler, [batch])
+    assert dead.event_ids() == []
+    docs = {
+        d["_id"]: d["occurred_at"] for d in map(json.loads, snapshot(namespace.settings)["mongo:user_activity_logs"])
+    }
+    assert docs[1] == "0001-01-01T00:00:00+02:00" and docs[2] == "9999-12-31T23:59:59-05:00"
+
+
+# -- top lists carry their inputs' versions (item 7) -------------------------------------------------------------
+
+
+class _GatedReads:
+    """The handler's top-list store, held at its first read until `gate` opens (a builder paused mid-rescore)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.reached = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def read(self, keys: Any) -> Any:
+        self.reached.set()
+        await self.gate.wait()
+        return await self._inner.read(keys)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+async def test_a_list_built_from_an_older_profile_never_replaces_a_newer_one(namespace: Namespace) -> None:
+    ctx_a, ctx_b = WorkerContext(namespace.settings), WorkerContext(namespace.settings)
+    a, b = ReadinessHandler(ctx_a), ReadinessHandler(ctx_b)
+    redis = ctx_b.redis
+
+    async def members() -> list[str]:
+        key = redis.full_key(TEAM_TOP_TENDERS.key(id=1), "zset")
+        return [text(m) for m in await redis.client().zrange(key, 0, -1)]
+
+    try:
+        await b(
+            _incoming(
+                [
+                    envelope(10, "company.updated", 1, _company(1)),  # Gauteng only
+                    envelope(11, "tender.created", 1, _tender(1, description="Hall repairs")),
+                    envelope(12, "tender.created", 2, _tender(2, description="Hall repairs", province="Western Cape")),
+                ]
+            )
+        )
+        assert await members() == ["1"]
+        # Worker A handles a new Gauteng tender and pauses after reading the facts (profile: Gauteng) ...
+        gated = _GatedReads(a.tops)
+        a.tops = gated  # type: ignore[assignment]
+        task = asyncio.create_task(
+            a(_incoming([envelope(13, "tender.created", 3, _tender(3, description="Hall repairs"))]))
+        )
+        await asyncio.wait_for(gated.reached.wait(), 30)
+        # ... while worker B applies the team's new profile (Western Cape only) and rebuilds its list.
+        await b(_incoming([envelope(14, "company.updated", 1, _company(1, provinces=["Western Cape"]))]))
+        assert await members() == ["2"]
+        gated.gate.set()
+        await asyncio.wait_for(task, 60)
+        # A's list (built from the Gauteng profile) must not replace B's: the list holds the Western Cape tenders.
+        assert await members() == ["2"]
+        inputs = redis.full_key(TEAM_TOP_INPUTS.key(id=1), "hash")
+        assert await redis.client().hget(inputs, "team_seq") == b"14"
+    finally:
+        await ctx_a.aclose()
+        await ctx_b.aclose()
