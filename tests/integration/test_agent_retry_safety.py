@@ -248,16 +248,21 @@ async def test_activity_logs_keep_an_event_whose_date_is_at_the_calendar_edge(na
 
 
 class _GatedReads:
-    """The handler's top-list store, held at its first read until `gate` opens (a builder paused mid-rescore)."""
+    """The handler's top-list store, held at read number `at` (1-based) until `gate` opens (a builder paused
+    between reading the facts and reading the lists it replaces)."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, at: int = 1) -> None:
         self._inner = inner
+        self._at = at
+        self._reads = 0
         self.reached = asyncio.Event()
         self.gate = asyncio.Event()
 
     async def read(self, keys: Any) -> Any:
-        self.reached.set()
-        await self.gate.wait()
+        self._reads += 1
+        if self._reads == self._at:
+            self.reached.set()
+            await self.gate.wait()
         return await self._inner.read(keys)
 
     def __getattr__(self, name: str) -> Any:
@@ -300,6 +305,47 @@ async def test_a_list_built_from_an_older_profile_never_replaces_a_newer_one(nam
         assert await members() == ["2"]
         inputs = redis.full_key(TEAM_TOP_INPUTS.key(id=1), "hash")
         assert await redis.client().hget(inputs, "team_seq") == b"14"
+    finally:
+        await ctx_a.aclose()
+        await ctx_b.aclose()
+
+
+async def test_the_sweep_never_writes_a_list_from_an_older_profile(namespace: Namespace) -> None:
+    ctx_b = WorkerContext(namespace.settings)
+    # The sweep runs a week later: tender 1 has closed by then, with no event to say so.
+    ctx_a = WorkerContext(namespace.settings.model_copy(update={"as_of": dt.date(2025, 10, 1)}))
+    sweeper, worker = ReadinessHandler(ctx_a), ReadinessHandler(ctx_b)
+    redis = ctx_b.redis
+
+    async def members() -> list[str]:
+        key = redis.full_key(TEAM_TOP_TENDERS.key(id=1), "zset")
+        return [text(m) for m in await redis.client().zrange(key, 0, -1)]
+
+    try:
+        await worker(
+            _incoming(
+                [
+                    envelope(10, "company.updated", 1, _company(1)),  # Gauteng only
+                    envelope(11, "tender.created", 1, _tender(1, description="Hall", closing_at="2025-09-30T10:00:00")),
+                    envelope(12, "tender.created", 2, _tender(2, description="Hall")),
+                    envelope(13, "tender.created", 3, _tender(3, description="Hall", province="Western Cape")),
+                ]
+            )
+        )
+        assert await members() == ["1", "2"]
+        # The sweep reads the facts (Gauteng profile), finds tender 1 closed, and pauses before it rebuilds ...
+        gated = _GatedReads(sweeper.tops, at=2)
+        sweeper.tops = gated  # type: ignore[assignment]
+        task = asyncio.create_task(sweeper.sweep())
+        await asyncio.wait_for(gated.reached.wait(), 30)
+        # ... while the worker applies the new profile (Gauteng and Western Cape): three tenders as of its day.
+        profile = _company(1, provinces=["Gauteng", "Western Cape"])
+        await worker(_incoming([envelope(14, "company.updated", 1, profile)]))
+        assert await members() == ["1", "2", "3"]
+        gated.gate.set()
+        assert await asyncio.wait_for(task, 60) == 1
+        # Rebuilt without tender 1 from the NEW profile: tender 3 (Western Cape) stays.
+        assert await members() == ["2", "3"]
     finally:
         await ctx_a.aclose()
         await ctx_b.aclose()
