@@ -183,6 +183,11 @@ def build_pipeline(
         agent, runner = modules[name](app, ctx, runner_factory)
         pipeline.agents[name] = agent
         pipeline.runners[name] = runner
+        # A handler that owns resources (a thread pool, a model) says so with aclose() or close(): closed at stop,
+        # after its last batch. Anything else an agent opens it registers itself with ctx.on_stop.
+        closer = getattr(runner.handler, "aclose", None) or getattr(runner.handler, "close", None)
+        if callable(closer):
+            ctx.on_stop(closer, name=f"{name} handler")
 
     @app.page("/tenderhub/agents/")
     async def agent_stats(web: Any, request: Any) -> Any:

@@ -220,6 +220,10 @@ class BatchRunner:
         self._stop = stop
         self.stats = BatchStats()
 
+    @property
+    def handler(self) -> Handler:
+        return self._handler
+
     async def run(self, batches: AsyncIterator[Sequence[RawEvent]]) -> None:
         """The agent body: `await runner.run(stream.take_events(n, within))`."""
         async for raw_events in batches:
