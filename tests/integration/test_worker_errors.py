@@ -82,11 +82,12 @@ def redis_user(penv: PipelineEnv, redis_client: redis.Redis) -> Iterator[tuple[s
     """A Redis ACL user of the test's own, limited to its key prefix, removed afterwards."""
     user, password = f"tenderhub-test-{penv.uid}", secrets.token_hex(16)
     prefix = penv.redis_prefix
-    redis_client.execute_command(
-        "ACL", "SETUSER", user, "reset", "on", f">{password}", f"~{prefix}*", "~{" + f"{prefix}*", "+@all"
+    keys = [f"{prefix}*", "{" + f"{prefix}*"]  # temporary keys are "{full key}:tmp:..."
+    redis_client.acl_setuser(
+        user, enabled=True, reset=True, passwords=[f"+{password}"], keys=keys, categories=["+@all"]
     )
     yield user, password
-    redis_client.execute_command("ACL", "DELUSER", user)
+    redis_client.acl_deluser(user)
 
 
 def test_worker_with_a_wrong_redis_password_stops_acknowledging_nothing_then_the_right_one_does_all(
@@ -126,7 +127,7 @@ def test_credentials_revoked_while_running_stop_the_worker_unacknowledged_and_a_
     wait_for(lambda: run(committed(bootstrap, penv.group, topic)) == 10, 30, "the first ten committed")
 
     # A credential rotation that forgot this worker: its user may no longer run any command.
-    redis_client.execute_command("ACL", "SETUSER", user, "-@all")
+    redis_client.acl_setuser(user, enabled=True, categories=["-@all"])
     run(produce(bootstrap, topic, [tender_event(n, penv.uid) for n in range(11, 21)]))
     assert worker.proc is not None
     code = worker.proc.wait(60)
@@ -138,7 +139,7 @@ def test_credentials_revoked_while_running_stop_the_worker_unacknowledged_and_a_
     assert run(committed(bootstrap, penv.group, topic)) == 10, "events the worker could not apply were committed"
     assert spend(redis_client, penv) == 10 * BUDGET
 
-    redis_client.execute_command("ACL", "SETUSER", user, "+@all")
+    redis_client.acl_setuser(user, enabled=True, categories=["+@all"])
     worker = WorkerProcess(penv, "--agents", "spend", TENDERHUB_REDIS_URL=url).start()
     worker.wait_ready()
     wait_for(lambda: spend(redis_client, penv) == 20 * BUDGET, 60, "the rest counted once after the fix")
