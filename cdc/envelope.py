@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from schema.events import ContractError, validate_payload
+from schema.events import MAX_ID, ContractError, validate_payload
 from schema.topics import DATA_MAX_MESSAGE_BYTES, TopicNames
 
 # Room for the record's key, headers and batch framing inside the broker's max.message.bytes.
@@ -72,6 +72,9 @@ def to_record(row: OutboxRow, topics: TopicNames, max_bytes: int = DATA_MAX_MESS
         return _dlq_record(row, dlq, row.defect, {"row": _row_dict(row)})
     if row.created_at is None:
         return _dlq_record(row, dlq, "created_at is not a valid timestamp", {"row": _row_dict(row)})
+    if not 1 <= row.id <= MAX_ID:
+        # The column is BIGINT UNSIGNED, the contract's ids are signed 64-bit: consumers would refuse the event.
+        return _dlq_record(row, dlq, f"event id {row.id} is past 2^63-1", {"row": _row_dict(row)})
     try:
         validate_payload(row.event_type, row.schema_version, row.aggregate_type, row.aggregate_id, row.payload)
     except ContractError as exc:

@@ -8,14 +8,49 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from dataclasses import asdict, dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-_ID = r"[1-9][0-9]{0,19}"
+# --- bounds ------------------------------------------------------------------------------------------------------
+# Every value an agent stores or parses is bounded here, so one event cannot poison a store or stall a parser. The
+# free-text limits were chosen against the real data (data/*.jsonl and the 4,294 eTenders + 200 UK releases of the
+# shared data set, through tenderhub.loader's payloads): the longest real value is noted next to each limit, which
+# is the MySQL column's size where there is one, and a comfortable multiple of the longest real value otherwise.
+
+# Ids are stored as signed 64-bit integers everywhere (MySQL BIGINT, BSON int64, Redis integer replies).
+MAX_ID = 2**63 - 1
+# Dates: 1900-01-01 up to 2199-12-31 (UTC; a naive value is UTC, as the loader and the MySQL columns write it). The
+# real data spans 2016-2030. Far enough from datetime's year 1 and 9999 that no time-zone conversion (SAST for
+# bidders, any offset up to 14 h) overflows, and inside what MySQL DATETIME and BSON dates hold. The readiness
+# facts check (streams.readiness.scoring) refuses the same range.
+EARLIEST_DATE = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+LATEST_DATE = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)  # exclusive
+# Budgets: up to one trillion (10^12, in any currency; the largest real one is 543,000,000 GBP and the largest South
+# African contracts are in the tens of billions of rand). In integer cents that is 10^14, so the spend totals, signed
+# 64-bit cents (9.2 * 10^18), can sum more than 90,000 budgets at the bound before they overflow.
+MAX_BUDGET = Decimal(10**12)
+# Free text. Longest real values: buyer 101 (column 500), category 106 (column 255), province 13 (column 64).
+BUYER_MAX_CHARS = 500
+CATEGORY_MAX_CHARS = 255
+PROVINCE_MAX_CHARS = 64
+REASON_MAX_CHARS = 1000  # a close or cancellation reason: a sentence or two
+COMPANY_NAME_MAX_CHARS = 300  # the company_profiles column
+# A company profile (the demo's longest sector label has 24 characters, the most sectors one profile lists is 4):
+# a sector label is a few words, a province a name from the reference tables (or an alias), and there are 20 CIDB
+# classes of works, each held at one grade.
+SECTOR_MAX_CHARS = 200
+SECTORS_MAX_ITEMS = 50
+PROVINCES_MAX_ITEMS = 20  # nine provinces plus "National", each possibly also under an alias
+CIDB_MAX_ITEMS = 20
+# user.activity details are a small JSON object the log keeps verbatim (real ones hold a source, a query, a count):
+# at most 16 KiB of compact JSON (UTF-8) nested at most 8 levels deep (the details object itself is level 1).
+DETAILS_MAX_BYTES = 16 * 1024
+DETAILS_MAX_DEPTH = 8
+# Fields the contract does not declare are allowed (producers add fields first) but no agent reads them; the data
+# topics' max.message.bytes (schema.topics) bounds them with the whole event.
 
 
 class ContractError(ValueError):
@@ -24,6 +59,34 @@ class ContractError(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def _in_calendar(value: dt.datetime) -> dt.datetime:
+    moment = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    if not EARLIEST_DATE <= moment < LATEST_DATE:
+        last_day = (LATEST_DATE - dt.timedelta(days=1)).date()
+        raise ValueError(f"must lie between {EARLIEST_DATE.date()} and {last_day} (UTC)")
+    return value
+
+
+def _small_details(value: dict[str, Any]) -> dict[str, Any]:
+    # Depth before size, level by level without recursion: a deep value fails here instead of in json.dumps.
+    level: list[Any] = [value]
+    for _ in range(DETAILS_MAX_DEPTH):
+        level = [c for node in level for c in (node.values() if isinstance(node, dict) else node)]
+        level = [c for c in level if isinstance(c, dict | list)]
+        if not level:
+            break
+    else:
+        raise ValueError(f"nests deeper than {DETAILS_MAX_DEPTH} levels")
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > DETAILS_MAX_BYTES:
+        raise ValueError(f"is {size} bytes of JSON, more than {DETAILS_MAX_BYTES}")
+    return value
+
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Date = Annotated[dt.datetime, AfterValidator(_in_calendar)]
 
 
 class _Payload(BaseModel):
@@ -35,30 +98,31 @@ Status = Literal["planning", "planned", "active", "cancelled", "unsuccessful", "
 
 
 class TenderV1(_Payload):
-    tender_id: int = Field(ge=1)
-    ocid: str = Field(min_length=1, max_length=128)
-    title: str = Field(min_length=1, max_length=1000)
-    buyer: str | None = None
-    budget: Decimal | None = Field(None, ge=0)
+    tender_id: Id
+    ocid: str = Field(min_length=1, max_length=128)  # longest real: 48
+    title: str = Field(min_length=1, max_length=1000)  # the column; the loader cuts real titles there
+    buyer: str | None = Field(None, max_length=BUYER_MAX_CHARS)
+    budget: Decimal | None = Field(None, ge=0, le=MAX_BUDGET)
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
     status: Status = "active"
-    published_at: dt.datetime | None = None
-    closing_at: dt.datetime | None = None
-    province: str | None = None
-    category: str | None = None
+    published_at: Date | None = None
+    closing_at: Date | None = None
+    province: str | None = Field(None, max_length=PROVINCE_MAX_CHARS)
+    category: str | None = Field(None, max_length=CATEGORY_MAX_CHARS)
     # The tender's text, for summaries and readiness (optional: older producers sent only the fields above).
+    # Longest real: tender number 179, description 5,721, special conditions 747, briefing venue 101.
     tender_number: str | None = Field(None, max_length=255)
     description: str | None = Field(None, max_length=20_000)
     special_conditions: str | None = Field(None, max_length=50_000)
     briefing_compulsory: bool | None = None
-    briefing_at: dt.datetime | None = None
+    briefing_at: Date | None = None
     briefing_venue: str | None = Field(None, max_length=1000)
 
 
 class TenderClosedV1(_Payload):
-    tender_id: int = Field(ge=1)
+    tender_id: Id
     status: Status
-    reason: str | None = None
+    reason: str | None = Field(None, max_length=REASON_MAX_CHARS)
 
 
 CidbClass = Literal[
@@ -92,24 +156,26 @@ class CidbGradingV1(_Payload):
 
 
 class CompanyUpdatedV1(_Payload):
-    team_id: int = Field(ge=1)
-    company_id: int = Field(ge=1)
+    team_id: Id
+    company_id: Id
     # The whole profile (event-carried state): readiness scores from it without reading MySQL, so a replay
     # rebuilds the same scores. None = an ids-only event from an older producer: readiness cannot use it.
-    company_name: str | None = Field(None, max_length=300)
-    sectors: list[str] | None = None
-    provinces: list[str] | None = None
+    company_name: str | None = Field(None, max_length=COMPANY_NAME_MAX_CHARS)
+    sectors: list[Annotated[str, Field(max_length=SECTOR_MAX_CHARS)]] | None = Field(None, max_length=SECTORS_MAX_ITEMS)
+    provinces: list[Annotated[str, Field(max_length=PROVINCE_MAX_CHARS)]] | None = Field(
+        None, max_length=PROVINCES_MAX_ITEMS
+    )
     experience_years: int | None = Field(None, ge=0, le=200)
     bbbee_level: int | None = Field(None, ge=1, le=8)
-    cidb: list[CidbGradingV1] | None = None
+    cidb: list[CidbGradingV1] | None = Field(None, max_length=CIDB_MAX_ITEMS)
 
 
 class UserActivityV1(_Payload):
-    user_id: int = Field(ge=1)
-    team_id: int = Field(ge=1)
+    user_id: Id
+    team_id: Id
     action: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.]*$")
-    tender_id: int | None = Field(None, ge=1)
-    details: dict[str, Any] = Field(default_factory=dict)
+    tender_id: Id | None = None
+    details: Annotated[dict[str, Any], AfterValidator(_small_details)] = Field(default_factory=dict)
 
 
 class HeartbeatV1(_Payload):
@@ -153,8 +219,8 @@ def validate_payload(
         raise ContractError(f"unknown schema_version {schema_version} for {event_type}")
     if aggregate_type != spec.aggregate_type:
         raise ContractError(f"{event_type} belongs to aggregate {spec.aggregate_type!r}, not {aggregate_type!r}")
-    if not re.fullmatch(_ID, aggregate_id or ""):
-        raise ContractError(f"aggregate_id {aggregate_id!r} is not a positive integer id")
+    if not _is_id_text(aggregate_id):
+        raise ContractError(f"aggregate_id {aggregate_id[:40]!r} is not a positive integer id of at most 2^63-1")
     try:
         payload = model.model_validate_json(payload_json)
     except ValidationError as exc:
@@ -164,6 +230,19 @@ def validate_payload(
     if spec.id_field is not None and str(getattr(payload, spec.id_field)) != aggregate_id:
         raise ContractError(f"payload {spec.id_field} does not match aggregate_id {aggregate_id}")
     return payload
+
+
+def _is_id_text(text: str) -> bool:
+    # ASCII digits only (str.isdigit also takes "²" and Arabic-Indic digits), no leading zero, and within MAX_ID;
+    # the length check keeps int() away from a megabyte of digits.
+    return (
+        isinstance(text, str)
+        and 0 < len(text) <= len(str(MAX_ID))
+        and text.isascii()
+        and text.isdigit()
+        and text[0] != "0"
+        and int(text) <= MAX_ID
+    )
 
 
 @dataclass(frozen=True)
@@ -186,6 +265,11 @@ class Envelope:
     def from_json(cls, raw: bytes | str) -> Envelope:
         try:
             data = json.loads(raw)
-            return cls(**data)
+            envelope = cls(**data)
         except (ValueError, TypeError) as exc:
             raise ContractError(f"not an event envelope: {exc}") from None
+        for name in ("event_id", "source_seq"):
+            value = getattr(envelope, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+                raise ContractError(f"envelope {name} must be an integer 0..2^63-1, got {str(value)[:40]!r}")
+        return envelope

@@ -331,7 +331,8 @@ async def test_dlq_refusing_a_record_as_too_large_gets_the_compact_record_instea
     async def handler(items: Sequence[Incoming]) -> None:
         raise PermanentSinkError("refused", index=0)
 
-    event = raw(1, details={"blob": "y" * 300_000})
+    # An undeclared field: the contract bounds details to 16 KiB, but lets producers add fields of any size.
+    event = raw(1, blob="y" * 300_000)
     letters = Letters(max_request_bytes=100_000)
     r = runner(handler, letters)
     await r.process([event])
