@@ -3,11 +3,17 @@
 Readers never write the cache back: every Redis key family has one owning agent, and a reader's write-back of a
 value it read from MongoDB could land after the owner deleted the key (a closed tender's card would come back).
 The owner rebuilds the key on its next event or sweep; until then reads fall back to MongoDB.
+
+A fallback never shows a closed tender as open: documents are read with their status and closing date as stored, and
+"open" means an open status and a closing date after the as-of date (the end of that day, UTC), as readiness scores
+it. A score document's `biddable` alone is not trusted: a close may not have reached it yet.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +28,42 @@ from schema.redis_keys import (
 )
 from sinks.mongo import MongoSink, validate_id
 from sinks.redis import RedisSink, text
+
+# Statuses of a tender still open for bids (schema.events.Status); the others are closed for good.
+OPEN_STATUSES = frozenset({"active", "planned", "planning"})
+# What `tender_summaries` documents hold (written by streams.agents.tender_summaries), as read back.
+SUMMARY_FIELDS = (
+    "summary",
+    "model_used",
+    "content_hash",
+    "title",
+    "tender_number",
+    "buyer",
+    "category",
+    "province",
+    "status",
+    "closing_at",
+    "published_at",
+    "closed_reason",
+    "source_seq",
+    "event_id",
+)
+
+
+def tender_open(status: object, closing_at: object, as_of: dt.date) -> bool:
+    """Open = an open status and a closing date after the as-of day (naive datetimes are UTC). A tender without a
+    closing date is not open: nobody can say until when."""
+    if status not in OPEN_STATUSES:
+        return False
+    if isinstance(closing_at, str) and closing_at:
+        try:
+            closing_at = dt.datetime.fromisoformat(closing_at)
+        except ValueError:
+            return False
+    if not isinstance(closing_at, dt.datetime):
+        return False
+    when = closing_at if closing_at.tzinfo is not None else closing_at.replace(tzinfo=dt.UTC)
+    return when > dt.datetime.combine(as_of, dt.time(23, 59, 59), tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -50,11 +92,15 @@ class BuyerSpend:
 
 
 class CacheFirstReader:
-    def __init__(self, redis: RedisSink, mongo: MongoSink) -> None:
+    def __init__(self, redis: RedisSink, mongo: MongoSink, as_of: Callable[[], dt.date] | None = None) -> None:
+        """`as_of`: today's date for "open" (Settings.today: the configured as-of date, else the real clock)."""
         self._redis = redis
         self._mongo = mongo
+        self._as_of = as_of or (lambda: dt.datetime.now(dt.UTC).date())
 
     async def tender_card(self, tender_id: int) -> Read:
+        """The tender's card (title, buyer, status, closing date, summary, ...) and `open` (bool) as of today. A
+        tender that is not open by status has no card in Redis: its document says why (status, closed_reason)."""
         validate_id("tender_id", tender_id)
         key = self._redis.full_key(TENDER_METADATA.key(id=tender_id), "hash")
 
@@ -62,16 +108,19 @@ class CacheFirstReader:
             return dict(await self._redis.client().hgetall(key))
 
         cached = await self._redis.run(read, f"hgetall {key}")
+        as_of = self._as_of()
         if cached:
-            return Read({text(k): text(v) for k, v in cached.items()}, "redis")
+            values: dict[str, Any] = {text(k): text(v) for k, v in cached.items()}
+            values["open"] = tender_open(values.get("status"), values.get("closing_at"), as_of)
+            return Read(values, "redis")
         docs = await asyncio.to_thread(
-            self._mongo.find_by_ids,
-            TENDER_SUMMARIES.name,
-            "tender_id",
-            [tender_id],
-            ["summary", "title", "buyer", "status", "model_used"],
+            self._mongo.find_by_ids, TENDER_SUMMARIES.name, "tender_id", [tender_id], SUMMARY_FIELDS
         )
-        return Read(docs[0], "mongodb") if docs else Read(None, None)
+        if not docs:
+            return Read(None, None)
+        doc = dict(docs[0])
+        doc["open"] = tender_open(doc.get("status"), doc.get("closing_at"), as_of)
+        return Read(doc, "mongodb")
 
     async def top_tenders(self, team_id: int, k: int = 5) -> Read:
         """The team's best open tenders with their checklists: the ranking from Redis, the reasons from MongoDB."""
@@ -85,14 +134,7 @@ class CacheFirstReader:
         source = "redis"
         if not ranked:
             source = "mongodb"
-            docs = await asyncio.to_thread(
-                self._mongo.find_by_ids, READINESS_SCORES.name, "team_id", [team_id], ["tender_id", "score", "biddable"]
-            )
-            best = sorted(
-                (d for d in docs if d.get("biddable") and d.get("score", 0) > 0),
-                key=lambda d: (-d["score"], d["tender_id"]),
-            )[:k]
-            ranked = [(int(d["tender_id"]), float(d["score"])) for d in best]
+            ranked = await asyncio.to_thread(self._stored_top, team_id, k)
         if not ranked:
             return Read([], None)
         details = await asyncio.to_thread(
@@ -115,6 +157,40 @@ class CacheFirstReader:
             ],
             source,
         )
+
+    def _stored_top(self, team_id: int, k: int) -> list[tuple[int, float]]:
+        """The best k open tenders from the score documents: biddable with a positive score, and open by the
+        tender's status and closing date as stored (the score's own status, and the summary document's status and
+        closing date), so a close that has not reached the scores yet, or a closing date that passed with no event,
+        never shows. A tender with no summary document has no known closing date: left out."""
+        docs = self._mongo.find_by_ids(
+            READINESS_SCORES.name, "team_id", [team_id], ["tender_id", "score", "biddable", "tender_status"]
+        )
+        candidates = [
+            d
+            for d in docs
+            if d.get("biddable") is True
+            and isinstance(d.get("score"), int | float)
+            and d["score"] > 0
+            and d.get("tender_status", "active") in OPEN_STATUSES
+        ]
+        if not candidates:
+            return []
+        tenders: Mapping[int, Mapping[str, Any]] = {
+            int(t["tender_id"]): t
+            for t in self._mongo.find_by_ids(
+                TENDER_SUMMARIES.name, "tender_id", [int(d["tender_id"]) for d in candidates], ["status", "closing_at"]
+            )
+        }
+        as_of = self._as_of()
+        open_ones = [
+            d
+            for d in candidates
+            if (t := tenders.get(int(d["tender_id"]))) is not None
+            and tender_open(t.get("status"), t.get("closing_at"), as_of)
+        ]
+        best = sorted(open_ones, key=lambda d: (-float(d["score"]), int(d["tender_id"])))[:k]
+        return [(int(d["tender_id"]), float(d["score"])) for d in best]
 
     async def spend_by_buyer(self, limit: int = 10, window_days: int | None = None) -> Read:
         """Biggest buyers by spend, with tenders counted and those without a budget (counted, not summed)."""

@@ -1,23 +1,36 @@
-"""Scenario 2, summaries: tender.created / tender.updated -> a summary in MongoDB `tender_summaries` and the tender
-card `tender:{id}:metadata` in Redis (owned here); tender.closed drops the card.
+"""Scenario 2, summaries: tender events -> a summary document in MongoDB `tender_summaries` and the tender card
+`tender:{id}:metadata` in Redis (owned here).
 
-Pure core: `summary_input` (event -> the text to summarise) and `metadata` (the card). Wrapper: unchanged text
-(same content hash) is never summarised again; a Redis lock (SET NX EX, released in finally) keeps two workers off
-the same tender; the summariser runs in one worker thread, off the event loop, a batch at a time.
+Pure core: `fold_events` (a batch's events of each tender, applied in order over the stored version), `summary_input`
+(the text to summarise), `document_fields` and `card` (what the stores hold). Every event counts, in order, so the
+stored result never depends on where the batches were cut: `tender.closed` and a cancellation through
+`tender.updated` reach the document (status, version-guarded), and a tender that is not open by status has no card.
+The card is always built from the document as stored, so a retry after any failure writes the same card.
+
+Wrapper: unchanged text (same content hash) is never summarised again; the summariser runs in one worker thread, off
+the event loop, a batch at a time. `lock:summary:{id}` keeps two workers off one tender while it is summarised: a
+lease (`lock_lease_s`) renewed while the summariser runs, whose value names its holder; a killed holder's lease runs
+out, and a lock still held after twice the lease (a holder that never lets go) is passed by, logged: no lock stalls
+the tenders behind it longer than that. `aclose()` shuts the summariser's thread down at worker stop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
+import os
 import secrets
-from collections.abc import Mapping, Sequence
+import socket
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import faust
+from redis.commands.core import AsyncScript
 
 from schema.events import TenderClosedV1, TenderV1
 from schema.mongo import TENDER_SUMMARIES
@@ -25,6 +38,8 @@ from schema.redis_keys import SUMMARY_LOCK, TENDER_METADATA
 from schema.settings import Settings
 from sinks.errors import PermanentSinkError, TransientSinkError
 from sinks.mongo import VersionedDoc
+from sinks.reader import OPEN_STATUSES, SUMMARY_FIELDS
+from sinks.redis import text
 from streams.batch import BatchRunner, Incoming, refused_event
 from streams.context import WorkerContext
 from streams.records import Event
@@ -36,6 +51,11 @@ log = logging.getLogger(__name__)
 
 AGENT = "tender_summaries"
 SAST = dt.timezone(dt.timedelta(hours=2), "SAST")
+# A summariser holds its tenders' locks for this long and renews them every third of it while it runs: a killed
+# holder's lock is gone within one lease. Below the key family's TTL (the catalogue's upper bound).
+LOCK_LEASE_S = 30.0
+# How long one attempt polls a lock held by someone else before the batch backs off (the runner retries it).
+_LOCK_POLL_S = 2.0
 
 
 def summariser_config(settings: Settings) -> SummariserConfig:
@@ -81,122 +101,344 @@ def summary_input(payload: TenderV1) -> SummaryInput:
     )
 
 
-def metadata(payload: TenderV1, summary: str, model_used: str) -> dict[str, str]:
-    """The tender card readers get from Redis (strings only; empty fields left out)."""
-    card = {
-        "title": payload.title,
-        "tender_number": payload.tender_number or "",
-        "buyer": payload.buyer or "",
-        "category": payload.category or "",
-        "province": payload.province or "",
-        "status": payload.status,
-        "closing_at": payload.closing_at.isoformat() if payload.closing_at else "",
-        "published_at": payload.published_at.isoformat() if payload.published_at else "",
+def stored_datetime(value: dt.datetime | None) -> dt.datetime | None:
+    """A datetime as MongoDB gives it back: naive UTC, whole milliseconds. Documents and cards are built from this
+    form, so a card built from the stored document after a retry equals the one built before the write."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def document_fields(payload: TenderV1, summary: str, model_used: str, hash_: str) -> dict[str, Any]:
+    """The summary document's content for a full tender event (created/updated): every field the card and the
+    readers' fallbacks need (status and closing date included)."""
+    return {
         "summary": summary,
         "model_used": model_used,
+        "content_hash": hash_,
+        "title": payload.title,
+        "tender_number": payload.tender_number,
+        "buyer": payload.buyer,
+        "category": payload.category,
+        "province": payload.province,
+        "status": payload.status,
+        "closing_at": stored_datetime(payload.closing_at),
+        "published_at": stored_datetime(payload.published_at),
+        "closed_reason": None,
     }
-    return {k: v for k, v in card.items() if v}
+
+
+def card(doc: Mapping[str, Any]) -> dict[str, str] | None:
+    """The tender card readers get from Redis, built from a summary document; None when the tender must have no
+    card (not open by status, or no full tender event seen yet: a close may arrive first)."""
+    if doc.get("status") not in OPEN_STATUSES or not doc.get("title"):
+        return None
+    return _card_values(doc)
+
+
+def metadata(payload: TenderV1, summary: str, model_used: str) -> dict[str, str]:
+    """The card content of one full tender event, whatever its status (`card` gives a card to open tenders only)."""
+    return _card_values(document_fields(payload, summary, model_used, ""))
+
+
+def _card_values(doc: Mapping[str, Any]) -> dict[str, str]:
+    # Strings only, empty fields left out; datetimes as stored (naive UTC).
+    out: dict[str, str] = {}
+    for name in _CARD_FIELDS:
+        value = doc.get(name)
+        if isinstance(value, dt.datetime):
+            out[name] = value.isoformat()
+        elif value is not None and value != "":
+            out[name] = str(value)
+    return out
+
+
+_CARD_FIELDS = (
+    "title",
+    "tender_number",
+    "buyer",
+    "category",
+    "province",
+    "status",
+    "closing_at",
+    "published_at",
+    "summary",
+    "model_used",
+    "event_id",
+)
+
+
+@dataclass(frozen=True)
+class TenderChange:
+    """What one batch changes in one tender's summary document: the newest event (its version, id and status) and,
+    when a full tender event (created/updated) came after the stored version, the newest of those."""
+
+    tender_id: int
+    source_seq: int
+    event_id: int
+    status: str
+    closed_reason: str | None
+    full: TenderV1 | None
+
+
+def fold_events(stored_seq: Mapping[int, int], events: Iterable[Event]) -> dict[int, TenderChange]:
+    """Apply a batch's tender events in order over the stored versions (`stored_seq`: tender id -> source_seq of
+    its document; absent = none). An event at or below the version reached so far is a duplicate or stale and
+    changes nothing, exactly as the version-guarded write would refuse it one event at a time."""
+    changes: dict[int, TenderChange] = {}
+    for event in events:
+        payload = event.payload
+        if not isinstance(payload, TenderV1 | TenderClosedV1):
+            continue
+        tender_id = int(event.aggregate_id)
+        current = changes.get(tender_id)
+        reached = current.source_seq if current is not None else stored_seq.get(tender_id, -1)
+        if event.source_seq <= reached:
+            continue
+        if isinstance(payload, TenderV1):
+            changes[tender_id] = TenderChange(
+                tender_id, event.source_seq, event.event_id, payload.status, None, payload
+            )
+        else:
+            changes[tender_id] = TenderChange(
+                tender_id,
+                event.source_seq,
+                event.event_id,
+                payload.status,
+                payload.reason,
+                None if current is None else current.full,
+            )
+    return changes
+
+
+def document(change: TenderChange, summary: str, model_used: str, hash_: str) -> VersionedDoc:
+    """The version-guarded write of one tender's change: the whole document after a full tender event, only the
+    status (and the reason of a close) when the batch brought nothing else; the summary and content hash are those
+    of the change's full event (unused without one)."""
+    if change.full is not None:
+        fields = document_fields(change.full, summary, model_used, hash_)
+        fields["status"] = change.status
+        fields["closed_reason"] = change.closed_reason
+    else:
+        fields = {"status": change.status, "closed_reason": change.closed_reason}
+    return VersionedDoc(
+        key={"tender_id": change.tender_id},
+        fields=fields,
+        versions={"source_seq": change.source_seq},
+        event_id=change.event_id,
+    )
 
 
 @dataclass(frozen=True)
 class _Work:
-    event: Event
-    payload: TenderV1
+    tender_id: int
     text: str
     hash: str
 
 
 class TenderSummaryHandler:
-    def __init__(self, ctx: WorkerContext, summariser: Summariser) -> None:
+    def __init__(self, ctx: WorkerContext, summariser: Summariser, *, lock_lease_s: float = LOCK_LEASE_S) -> None:
+        if not 0 < lock_lease_s <= SUMMARY_LOCK.ttl_s:
+            raise ValueError(f"lock_lease_s must be in (0, {SUMMARY_LOCK.ttl_s}], got {lock_lease_s}")
         self._ctx = ctx
         self.summariser = summariser
+        nonce = secrets.token_hex(4)
+        # Names this handler in every lock it takes: a lock found holding it after a failure is ours to take again,
+        # and a lock held by another shows in the logs who holds it.
+        self.holder = f"summariser@{socket.gethostname()}:{os.getpid()}:{nonce}"
         # One thread: generate() is CPU-bound and the model is shared; the event loop stays free for Kafka.
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="summariser")
+        self.thread_name_prefix = f"summariser-{nonce}"
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.thread_name_prefix)
+        self._lease_ms = int(lock_lease_s * 1000)
+        self._contended: dict[tuple[str, str], float] = {}  # (lock key, holder) -> when first found held
+        self._scripts: tuple[AsyncScript, AsyncScript] | None = None
+        self.closed = False
         self.summarised = 0
         self.skipped_unchanged = 0
+        self.locks_passed = 0
+
+    async def aclose(self) -> None:
+        """Stop the summariser's thread (at worker stop, after the agent's last batch). Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        # Waits for a summary still running: the runner drains the batch in flight before closers run.
+        await asyncio.to_thread(self._pool.shutdown, wait=True)
 
     async def __call__(self, items: Sequence[Incoming]) -> None:
-        last: dict[int, Event] = {}
-        for i in items:
-            if i.event.event_type.startswith("tender."):
-                t = int(i.event.aggregate_id)
-                if t not in last or i.event.source_seq > last[t].source_seq:
-                    last[t] = i.event
-        closed = [e for e in last.values() if isinstance(e.payload, TenderClosedV1)]
-        current = [e for e in last.values() if isinstance(e.payload, TenderV1)]
-        for e in closed:
-            await self._ctx.redis.cas_delete_hash(
-                TENDER_METADATA.key(id=int(e.aggregate_id)), "source_seq", e.source_seq
-            )
-        if current:
-            await self._summarise(current)
-
-    async def _summarise(self, events: Sequence[Event]) -> None:
+        if self.closed:
+            raise RuntimeError(f"{AGENT}: handler used after aclose()")
+        events = [i.event for i in items if i.event.event_type.startswith("tender.")]
+        if not events:
+            return
+        ids = sorted({int(e.aggregate_id) for e in events})
+        stored = await asyncio.to_thread(self._stored, ids)
+        changes = fold_events({t: int(d["source_seq"]) for t, d in stored.items() if "source_seq" in d}, events)
         model_used = self.summariser.model_used
-        work = []
-        for e in events:
-            text = summary_input(e.payload).text()
-            work.append(_Work(e, e.payload, text, content_hash(text, model_used)))
-        stored = await asyncio.to_thread(self._stored, [w.payload.tender_id for w in work])
-        todo = [w for w in work if stored.get(w.payload.tender_id, {}).get("content_hash") != w.hash]
-        self.skipped_unchanged += len(work) - len(todo)
-        summaries = {t: str(doc.get("summary", "")) for t, doc in stored.items()}
-        if todo:
-            summaries.update(await self._locked_summaries(todo))
+        work: list[_Work] = []
+        hashes: dict[int, str] = {}
+        summaries: dict[int, str] = {}
+        for change in changes.values():
+            if change.full is None:
+                continue
+            body = summary_input(change.full).text()
+            hashes[change.tender_id] = content_hash(body, model_used)
+            before = stored.get(change.tender_id, {})
+            if before.get("content_hash") == hashes[change.tender_id]:
+                summaries[change.tender_id] = str(before.get("summary", ""))
+                self.skipped_unchanged += 1
+            else:
+                work.append(_Work(change.tender_id, body, hashes[change.tender_id]))
+        if work:
+            summaries.update(await self._locked_summaries(work))
         docs = [
-            VersionedDoc(
-                key={"tender_id": w.payload.tender_id},
-                fields={
-                    "summary": summaries[w.payload.tender_id],
-                    "model_used": model_used,
-                    "content_hash": w.hash,
-                    "title": w.payload.title,
-                    "buyer": w.payload.buyer,
-                    "status": w.payload.status,
-                },
-                versions={"source_seq": w.event.source_seq},
-                event_id=w.event.event_id,
-            )
-            for w in work
+            document(c, summaries.get(c.tender_id, ""), model_used, hashes.get(c.tender_id, ""))
+            for c in changes.values()
         ]
-        try:
-            await asyncio.to_thread(self._ctx.mongo.upsert_versioned, TENDER_SUMMARIES.name, docs)
-        except PermanentSinkError as exc:
-            # Documents follow `work` (the batch collapsed per tender), not the batch: isolate per event instead.
-            raise refused_event(exc, None) from exc
-        for w in work:
-            card = metadata(w.payload, summaries[w.payload.tender_id], model_used)
-            card["event_id"] = str(w.event.event_id)
-            await self._ctx.redis.cas_hash(
-                TENDER_METADATA.key(id=w.payload.tender_id),
-                card,
-                "source_seq",
-                w.event.source_seq,
-                TENDER_METADATA.ttl_s,
-            )
+        if docs:
+            try:
+                await asyncio.to_thread(self._ctx.mongo.upsert_versioned, TENDER_SUMMARIES.name, docs)
+            except PermanentSinkError as exc:
+                # A document folds several events of its tender: the runner isolates the event one at a time.
+                raise refused_event(exc, None) from exc
+        # Cards follow the documents as they now stand, for every tender of the batch: a retry after a failure
+        # anywhere above (or a redelivered batch) writes what the clean run wrote.
+        written = {int(d.key["tender_id"]): d.fields | d.versions | {"event_id": d.event_id} for d in docs}
+        for tender_id in ids:
+            await self._write_card(tender_id, {**stored.get(tender_id, {}), **written.get(tender_id, {})})
+
+    async def _write_card(self, tender_id: int, doc: Mapping[str, Any]) -> None:
+        if "source_seq" not in doc:
+            return
+        version = int(doc["source_seq"])
+        key = TENDER_METADATA.key(id=tender_id)
+        values = card(doc)
+        if values is None:
+            await self._ctx.redis.cas_delete_hash(key, "source_seq", version)
+        else:
+            await self._ctx.redis.cas_hash(key, values, "source_seq", version, TENDER_METADATA.ttl_s)
 
     def _stored(self, tender_ids: Sequence[int]) -> dict[int, Mapping[str, Any]]:
-        found = self._ctx.mongo.find_by_ids(TENDER_SUMMARIES.name, "tender_id", tender_ids, ["summary", "content_hash"])
+        found = self._ctx.mongo.find_by_ids(TENDER_SUMMARIES.name, "tender_id", tender_ids, SUMMARY_FIELDS)
         return {int(d["tender_id"]): d for d in found}
 
+    # -- locks ----------------------------------------------------------------------------------------------------
+
     async def _locked_summaries(self, todo: Sequence[_Work]) -> dict[int, str]:
-        token = secrets.token_hex(8)
-        redis = self._ctx.redis
+        keys = {w.tender_id: SUMMARY_LOCK.key(id=w.tender_id) for w in todo}
         held: list[str] = []
         try:
-            for w in todo:
-                key = SUMMARY_LOCK.key(id=w.payload.tender_id)
-                if not await redis.lock(key, token, SUMMARY_LOCK.ttl_s):
-                    raise TransientSinkError(f"tender {w.payload.tender_id} is being summarised by another worker")
-                held.append(key)
-            loop = asyncio.get_running_loop()
-            texts = [w.text for w in todo]
-            results = await loop.run_in_executor(self._pool, self.summariser.summarise_batch, texts)
+            await self._acquire(list(keys.values()), held)
+            heartbeat = asyncio.ensure_future(self._renew(held))
+            try:
+                loop = asyncio.get_running_loop()
+                results = await loop.run_in_executor(
+                    self._pool, self.summariser.summarise_batch, [w.text for w in todo]
+                )
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
             self.summarised += len(results)
-            return {w.payload.tender_id: s for w, s in zip(todo, results, strict=True)}
+            return {w.tender_id: s for w, s in zip(todo, results, strict=True)}
         finally:
             for key in held:
-                await redis.unlock(key, token)
+                await self._ctx.redis.unlock(key, self.holder)
+
+    async def _acquire(self, keys: Sequence[str], held: list[str]) -> None:
+        """Take every lock, or pass by one whose holder kept it past twice the lease (logged); a lock held by a live
+        holder is polled for a while, then the batch backs off (TransientSinkError) and the runner retries it."""
+        waiting: dict[str, str] = {}
+        for key in keys:
+            holder = await self._try_lock(key)
+            if holder is None:
+                held.append(key)
+            else:
+                waiting[key] = holder
+        deadline = time.monotonic() + min(_LOCK_POLL_S, self._lease_ms / 1000)
+        while waiting:
+            now = time.monotonic()
+            for key, holder in list(waiting.items()):
+                first = self._contended.setdefault((key, holder), now)
+                if now - first > 2 * self._lease_ms / 1000:
+                    # A live holder renews its lease, a dead one's runs out: this one did neither (an older worker
+                    # with a longer TTL, or a hand-set key). Summarising twice costs time; waiting on it costs the
+                    # tenders behind this one. Writes are version-guarded either way.
+                    self.locks_passed += 1
+                    self._contended.pop((key, holder), None)
+                    log.warning(
+                        "%s: %s held by %r for over %.0f s; summarising without it", AGENT, key, holder, now - first
+                    )
+                    del waiting[key]
+            if not waiting:
+                break
+            if time.monotonic() >= deadline:
+                key, holder = next(iter(waiting.items()))
+                raise TransientSinkError(f"{key} is held by {holder!r} (another worker summarising that tender)")
+            await asyncio.sleep(min(0.1 * self._lease_ms / 1000, 0.5))
+            for key in list(waiting):
+                holder = await self._try_lock(key)
+                if holder is None:
+                    held.append(key)
+                    del waiting[key]
+                else:
+                    waiting[key] = holder
+        for pair in [p for p in self._contended if p[0] in held]:
+            del self._contended[pair]
+
+    async def _try_lock(self, key: str) -> str | None:
+        """Take `key` (or take it again if it is already ours); None when taken, else who holds it."""
+        redis = self._ctx.redis
+        full = redis.full_key(key, "string")
+        take, _ = self._lock_scripts()
+
+        async def run() -> str | None:
+            reply = await take(keys=[full], args=[self.holder, self._lease_ms])
+            return None if isinstance(reply, int) else text(reply)
+
+        return await redis.run(run, f"lock {key}")
+
+    async def _renew(self, keys: Sequence[str]) -> None:
+        """Renew the leases while the summariser runs (cancelled when it returns)."""
+        _, renew = self._lock_scripts()
+        redis = self._ctx.redis
+        while True:
+            await asyncio.sleep(self._lease_ms / 3000)
+            for key in keys:
+                full = redis.full_key(key, "string")
+
+                async def run(full: str = full) -> int:
+                    return int(await renew(keys=[full], args=[self.holder, self._lease_ms]))
+
+                if not await redis.run(run, f"renew {key}"):
+                    log.warning(
+                        "%s: lost %s while summarising (lease ran out); writes stay version-guarded", AGENT, key
+                    )
+
+    def _lock_scripts(self) -> tuple[AsyncScript, AsyncScript]:
+        if self._scripts is None:
+            client = self._ctx.redis.client()
+            self._scripts = (client.register_script(_TAKE_LUA), client.register_script(_RENEW_LUA))
+        return self._scripts
+
+
+# KEYS[1] lock; ARGV[1] holder; ARGV[2] lease ms. Returns 1 when the lock is now the holder's, else who holds it.
+_TAKE_LUA = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return holder
+"""
+# KEYS[1] lock; ARGV[1] holder; ARGV[2] lease ms. Renews only a lock that is still the holder's.
+_RENEW_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
 
 
 def register(app: faust.App, ctx: WorkerContext, runner_factory: RunnerFactory) -> tuple[Any, BatchRunner]:

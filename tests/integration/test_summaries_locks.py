@@ -1,0 +1,126 @@
+"""`lock:summary:{id}` against the real Redis, and the summariser's shutdown (issue 10, item 9): a lock left by a
+killed summariser never stalls the tenders behind it, a live summariser keeps its lock while it works, and the
+worker's stop shuts the summariser's thread down."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from schema.redis_keys import SUMMARY_LOCK
+from schema.settings import Settings
+from streams.agents.tender_summaries import TenderSummaryHandler
+from streams.app import build_pipeline
+from streams.batch import Incoming
+from streams.context import WorkerContext
+from streams.records import decode
+from streams.summaries.extractive import ExtractiveSummariser
+from tests.integration.store_faults import FaultPlan, Namespace, envelope, run_batches, snapshot
+from tests.integration.test_summaries_closes import summaries_handler, tender
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def namespace(settings: Settings) -> Iterator[Namespace]:
+    ns = Namespace.fresh(settings, "lk:")
+    yield ns
+    ns.drop()
+
+
+def _incoming_for_tests(values: list[bytes]) -> list[Incoming]:
+    return [Incoming(decode(v), "sf.tender", 0, n) for n, v in enumerate(values)]
+
+
+def _lock_key(ns: Namespace, tender_id: int) -> str:
+    return ns.settings.redis_key_prefix + SUMMARY_LOCK.key(id=tender_id)
+
+
+async def test_a_lock_a_killed_summariser_left_for_its_whole_ttl_is_passed_by_and_the_batch_goes_on(
+    namespace: Namespace,
+) -> None:
+    import redis as sync_redis
+
+    client = sync_redis.Redis.from_url(namespace.settings.redis_url.get_secret_value())
+    try:
+        # What a summariser killed mid-batch leaves behind with the catalogue's TTL (10 min): nobody releases it.
+        client.set(_lock_key(namespace, 2), "summariser@gone:4242:dead", ex=SUMMARY_LOCK.ttl_s)
+        batch = [envelope(n, "tender.created", n, tender(n)) for n in (1, 2, 3)]
+        started = time.monotonic()
+        # run_batches raises NoProgress if the runner keeps retrying (20 back-offs, no sleeping).
+        dead = await run_batches(namespace.settings, FaultPlan(), summaries_handler, [batch])
+        elapsed = time.monotonic() - started
+        assert dead.event_ids() == []
+        state = snapshot(namespace.settings)
+        assert len(state["mongo:tender_summaries"]) == 3
+        assert {k for k in state if k.endswith(":metadata")} == {f"redis:<ns>tender:{n}:metadata" for n in (1, 2, 3)}
+        # Bounded by twice the lease (1 s here), not by the dead holder's TTL; generous against the ~2 s measured.
+        assert elapsed < 10
+    finally:
+        client.close()
+
+
+async def test_a_summariser_keeps_its_lease_while_it_works_and_releases_it_after(namespace: Namespace) -> None:
+    class Slow(ExtractiveSummariser):
+        def summarise_batch(self, texts: Sequence[str]) -> list[str]:
+            time.sleep(2.0)
+            return super().summarise_batch(texts)
+
+    ctx = WorkerContext(namespace.settings)
+    handler = TenderSummaryHandler(ctx, Slow(sentences=2), lock_lease_s=0.6)
+    client = ctx.redis.client()
+    key = _lock_key(namespace, 1)
+    try:
+        work = asyncio.ensure_future(handler(_incoming_for_tests([envelope(1, "tender.created", 1, tender(1))])))
+        seen = []
+        for _ in range(6):  # 1.8 s: three leases; without renewal the lock would be gone after 0.6 s
+            await asyncio.sleep(0.3)
+            seen.append(((await client.get(key)) or b"").decode())
+        await work
+        assert seen == [handler.holder] * 6
+        assert not await client.exists(key)
+    finally:
+        await handler.aclose()
+        await ctx.aclose()
+
+
+async def test_another_summarisers_live_lock_makes_the_batch_back_off_then_its_release_lets_it_through(
+    namespace: Namespace,
+) -> None:
+    ctx = WorkerContext(namespace.settings)
+    handler = TenderSummaryHandler(ctx, ExtractiveSummariser(sentences=2), lock_lease_s=5.0)
+    client = ctx.redis.client()
+    key = _lock_key(namespace, 1)
+    items = _incoming_for_tests([envelope(1, "tender.created", 1, tender(1))])
+    try:
+        await client.set(key, "summariser@other:1:live", px=5000)
+        from sinks.errors import TransientSinkError
+
+        with pytest.raises(TransientSinkError, match="summariser@other:1:live"):
+            await handler(items)
+        await client.delete(key)
+        await handler(items)
+        assert handler.summarised == 1 and handler.locks_passed == 0
+    finally:
+        await handler.aclose()
+        await ctx.aclose()
+
+
+async def test_worker_stop_shuts_the_summarisers_thread_down(namespace: Namespace) -> None:
+    pipeline = build_pipeline(namespace.settings, agents=["tender_summaries"])
+    handler = pipeline.runners["tender_summaries"].handler
+    assert isinstance(handler, TenderSummaryHandler)
+    await handler(_incoming_for_tests([envelope(1, "tender.created", 1, tender(1))]))
+
+    def threads() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith(handler.thread_name_prefix)]
+
+    assert threads()  # the summary ran in the handler's own thread
+    await pipeline.ctx.aclose()
+    assert handler.closed and threads() == []
+    with pytest.raises(RuntimeError):
+        await handler(_incoming_for_tests([envelope(2, "tender.created", 2, tender(2))]))
