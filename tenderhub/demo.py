@@ -322,7 +322,7 @@ async def show_results(settings: Settings, loaded: Loaded, say: Say) -> list[tup
     (user, team, tender) views to log as activity."""
     redis = RedisSink.from_settings(settings, key_prefix=settings.redis_key_prefix)
     mongo = MongoSink.from_settings(settings)
-    reader = CacheFirstReader(redis, mongo)
+    reader = CacheFirstReader(redis, mongo, as_of=settings.today)
     views: list[tuple[int, int, int]] = []
     try:
         say(f"\n== Top 5 open tenders per team (as of {settings.today()}), with the readiness checklist")
