@@ -78,6 +78,9 @@ class CidbGrading:
 
 
 # --- parsing ---------------------------------------------------------------------------------------------------------
+# Linear time on hostile text (50,000 characters of "5CE", "grade ", spaces or dots parse in milliseconds): the text
+# is normalised first (whitespace runs become one space), every quantifier in _UNIT is bounded, the unbounded runs
+# that remain are matched possessively, and the loop only moves forward.
 
 # A PE marker glued to or following a class: "5CEPE", "6CE PE", "6CE (PE)". Never a free-standing "(PE)": eTenders
 # writes Port Elizabeth that way ("GQEBERHA (PE) AREA").
@@ -115,14 +118,14 @@ _OR_HIGHER_PE = re.compile(rf"\s?\(?(?i:or|and)\s(?i:higher|above)\)?\s?\(?PE\)?
 # whole text; otherwise "8 GB" of memory in an ICT tender would read as a building grade.
 _SPACED_CONTEXT_BEFORE = re.compile(r"(?i:cidb|grad(?:e|es|ing)|level|minimum|designation|higher)")
 _SPACED_CONTEXT_AFTER = re.compile(r"\s?\(?\s?(?i:or|and)\s(?i:higher|above|more)|\s?PE\b|\s?/")
-_SPACED_LAST_WORDS = re.compile(r"[\s.)\]]*$")
+_SPACED_LAST_WORDS = re.compile(r"[\s.)\]]*+$")
 _SENTENCE_BREAK_BEFORE = re.compile(r"(?:^|[.:;(-])\s*$")
 _CONTEXT_CHARS = 40
 # The CIDB standard conditions of tender admit PE contractors one grade lower in a separate sentence:
 # "Contractors registered as potentially emerging enterprises with the CIDB who are registered in one contractor
 # grading designation lower than the required ... may submit tenders." The opposite sentence ("... lower than ...
 # required for this tender, will not be accepted") must not count.
-_PE_CLAUSE = re.compile(r"(?i)potentially\s+emerging[^.]{0,200}?\bone\b[^.]{0,60}?\blower\b[^.]*")
+_PE_CLAUSE = re.compile(r"(?i)potentially\s++emerging[^.]{0,200}?\bone\b[^.]{0,60}?\blower\b[^.]*+")
 _PE_CLAUSE_NEGATED = re.compile(r"(?i)\bnot\s+(?:be\s+)?(?:accepted|eligible|considered|allowed)")
 
 

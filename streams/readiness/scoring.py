@@ -107,38 +107,42 @@ _NUMBER_WORDS = {
         )
     )
 }
-_NUM = r"(?P<n>\d{1,2}|" + "|".join(_NUMBER_WORDS) + r")(?:\s*\(\s*(?P<d>\d{1,2})\s*\))?"
+# Linear time on any text: every run of whitespace is matched possessively (`\s*+`, `\s++`), so a failed attempt
+# never tries the ways to split a run between two neighbouring `\s*` (that was quadratic: 50,000 spaces after "5"
+# took 8 s, after "B-BBEE level 2" over 20 s, holding the GIL). What follows each run is never whitespace, so no
+# match needs a run given back; the bounded parts ({0,40}?, {0,3}, the number words) backtrack a bounded amount.
+_NUM = r"(?P<n>\d{1,2}|" + "|".join(_NUMBER_WORDS) + r")(?:\s*+\(\s*+(?P<d>\d{1,2})\s*+\))?"
 _QUALIFIER = (
     r"(?:(?:relevant|proven|working|operational|industry|practical|related|similar|direct|demonstrable|"
-    r"post[- ]qualification|company|hands[- ]on)\s+)"
+    r"post[- ]qualification|company|hands[- ]on)\s++)"
 )
 _EXPERIENCE = (
     # "minimum of 5 years experience", "5 years' relevant experience", "five (5) years of proven experience"
-    re.compile(rf"(?i)\b{_NUM}\s*\+?\s*years?['\u2019]?\s*(?:of\s+)?{_QUALIFIER}{{0,3}}experience"),
+    re.compile(rf"(?i)\b{_NUM}\s*+\+?\s*+years?['\u2019]?\s*+(?:of\s++)?{_QUALIFIER}{{0,3}}experience"),
     # "operational experience of at least 4 years"
     re.compile(
-        rf"(?i)\bexperience\s+(?:of\s+)?(?:at\s+least\s+|a\s+minimum\s+of\s+|minimum\s+(?:of\s+)?|more\s+than\s+|"
-        rf"over\s+|not\s+less\s+than\s+)?{_NUM}\s*\+?\s*years?\b"
+        rf"(?i)\bexperience\s++(?:of\s++)?(?:at\s++least\s++|a\s++minimum\s++of\s++|minimum\s++(?:of\s++)?|"
+        rf"more\s++than\s++|over\s++|not\s++less\s++than\s++)?{_NUM}\s*+\+?\s*+years?\b"
     ),
 )
 _BEE = r"(?:b-?bbee|bbbee|bee)"
 # Only statements of a minimum: "B-BBEE level 1 contribution 5" (a preference-point table) and "NQF Level 6" are not.
 _BBBEE_RANGE = (
     # "B-BBEE level 1-4", "B-BBEE status level 1 to 4"
-    re.compile(rf"(?i)\b{_BEE}\b[^.;\n]{{0,40}}?\blevels?\s*(?P<a>[1-8])\s*(?:-|to)\s*(?:level\s*)?(?P<b>[1-8])\b"),
+    re.compile(rf"(?i)\b{_BEE}\b[^.;\n]{{0,40}}?\blevels?\s*+(?P<a>[1-8])\s*+(?:-|to)\s*+(?:level\s*+)?(?P<b>[1-8])\b"),
     # "Level 1 to 4 B-BBEE contributors"
-    re.compile(rf"(?i)\blevels?\s*(?P<a>[1-8])\s*(?:-|to)\s*(?P<b>[1-8])\s*{_BEE}\b"),
+    re.compile(rf"(?i)\blevels?\s*+(?P<a>[1-8])\s*+(?:-|to)\s*+(?P<b>[1-8])\s*+{_BEE}\b"),
 )
 _BBBEE_MINIMUM = (
     # "B-BBEE level 2 or better", "BBBEE Level 2 (or higher)", "B-BBEE level 3 and above", "B-BBEE level 2 minimum"
     re.compile(
-        rf"(?i)\b{_BEE}\b[^.;\n]{{0,40}}?\blevel\s*(?P<a>[1-8])\b\s*(?:contributor\s*)?"
-        rf"(?:\(?\s*(?:or|and)\s+(?:better|higher|above)|minimum\b)"
+        rf"(?i)\b{_BEE}\b[^.;\n]{{0,40}}?\blevel\s*+(?P<a>[1-8])\b\s*+(?:contributor\s*+)?"
+        rf"(?:\(?\s*+(?:or|and)\s++(?:better|higher|above)|minimum\b)"
     ),
     # "minimum B-BBEE level 2", "at least a B-BBEE status level of 3"
     re.compile(
-        rf"(?i)\b(?:minimum|at\s+least)\s+(?:of\s+)?(?:an?\s+)?{_BEE}\s*(?:status\s+)?(?:contributor\s+)?"
-        rf"level\s*(?:of\s+)?(?P<a>[1-8])\b"
+        rf"(?i)\b(?:minimum|at\s++least)\s++(?:of\s++)?(?:an?\s++)?{_BEE}\s*+(?:status\s++)?(?:contributor\s++)?"
+        rf"level\s*+(?:of\s++)?(?P<a>[1-8])\b"
     ),
 )
 

@@ -23,6 +23,7 @@ PASS_THRESHOLD = 0.5
 # maintenance" should hinge on "electrical", so a road-maintenance tender alone does not pass it.
 BROAD_WEIGHT = 0.5
 
+# Linear: one character class, and a match consumes its whole run (sector matching is otherwise set lookups).
 _WORD = re.compile(r"[a-z0-9]+")
 
 # Words every tender or category carries ("Services: General", "Supply and delivery of ...", "for a period of 36
@@ -77,16 +78,27 @@ _SUFFIXES = (
 )
 
 
-@functools.lru_cache(maxsize=1 << 16)
+# Longer words are stemmed without the cache: no real word is this long, and hostile text of distinct 20,000-letter
+# tokens must not fill the cache with gigabytes.
+_CACHED_WORD_CHARS = 40
+
+
 def stem(word: str) -> str:
     """A light, deterministic suffix stemmer: 'electrical', 'electricity', 'electric' -> 'electr';
     'construction' -> 'construct'; 'cleaning', 'cleaners' -> 'clean'."""
+    return _cached_stem(word) if len(word) <= _CACHED_WORD_CHARS else _stem(word)
+
+
+def _stem(word: str) -> str:
     for suffix, replacement in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) + len(replacement) >= 4:
             return word[: len(word) - len(suffix)] + replacement
     if word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) >= 4:
         return word[:-1]
     return word
+
+
+_cached_stem = functools.lru_cache(maxsize=1 << 16)(_stem)
 
 
 # Synonym groups: the first word names the concept. Words and two-word phrases; each is stemmed like the text.
