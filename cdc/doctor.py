@@ -433,18 +433,42 @@ def evaluate_privileges(granted: Grants, required: Iterable[Privilege], account:
     ]
 
 
+_ANY_ONE, _ANY_RUN = 1, 2  # LIKE's `_` and `%`; 0 = a literal character
+
+
 def _db_like(pattern: str, name: str) -> bool:
-    """Database-level grants match names with LIKE wildcards (`_`, `%`, backslash escapes)."""
-    rx, i = [], 0
+    """Database-level grants match names with LIKE wildcards (`_`, `%`, backslash escapes).
+
+    Not a regex: one `.*` per `%` backtracks exponentially (`%a%a%a%a%a%a%a%a%b` against 60 letters took 41 s).
+    Matching resumes from the last `%` only, so the worst case is len(pattern) * len(name) steps.
+    """
+    chars: list[str] = []
+    kinds: list[int] = []
+    i = 0
     while i < len(pattern):
         ch = pattern[i]
         if ch == "\\" and i + 1 < len(pattern):
-            rx.append(re.escape(pattern[i + 1]))
+            chars.append(pattern[i + 1])
+            kinds.append(0)
             i += 2
             continue
-        rx.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+        chars.append(ch)
+        kinds.append(_ANY_RUN if ch == "%" else _ANY_ONE if ch == "_" else 0)
         i += 1
-    return re.fullmatch("".join(rx), name, re.DOTALL) is not None
+    p = n = 0
+    run_at, resume = -1, 0  # the last `%` seen and where in the name its run ends so far
+    while n < len(name):
+        if p < len(kinds) and kinds[p] != _ANY_RUN and (kinds[p] == _ANY_ONE or chars[p] == name[n]):
+            p, n = p + 1, n + 1
+        elif p < len(kinds) and kinds[p] == _ANY_RUN:
+            run_at, resume, p = p, n, p + 1
+        elif run_at >= 0:
+            # The pattern after the last `%` failed here: let that `%` take one more character and try again.
+            resume += 1
+            p, n = run_at + 1, resume
+        else:
+            return False
+    return all(k == _ANY_RUN for k in kinds[p:])
 
 
 # -- server settings ----------------------------------------------------------------------------------------------
