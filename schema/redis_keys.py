@@ -9,10 +9,13 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from schema.events import MAX_ID
+
 RedisType = Literal["hash", "zset", "string", "set"]
 
-# Ids that become part of a key: positive integers (MySQL BIGINT ids) or a short window name.
-_PART = {"id": re.compile(r"[1-9][0-9]{0,19}"), "window": re.compile(r"[0-9]{1,4}d")}
+# Ids that become part of a key: positive integers up to the contract's 2^63-1 (19 digits at most, the value
+# checked in `key`) or a short window name.
+_PART = {"id": re.compile(r"[1-9][0-9]{0,18}"), "window": re.compile(r"[0-9]{1,4}d")}
 
 
 class InvalidKeyError(ValueError):
@@ -37,7 +40,7 @@ class KeyFamily:
         out = self.pattern
         for name, value in parts.items():
             text = str(value)
-            if isinstance(value, bool) or not _PART[name].fullmatch(text):
+            if isinstance(value, bool) or not _PART[name].fullmatch(text) or (name == "id" and int(text) > MAX_ID):
                 raise InvalidKeyError(f"invalid {name} {text[:40]!r} for {self.pattern}")
             out = out.replace("{" + name + "}", text)
         return out
