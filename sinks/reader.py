@@ -28,6 +28,7 @@ from schema.redis_keys import (
 )
 from sinks.mongo import MongoSink, validate_id
 from sinks.redis import RedisSink, text
+from sinks.spend_store import totals_from_fields
 
 # Statuses of a tender still open for bids (schema.events.Status); the others are closed for good.
 OPEN_STATUSES = frozenset({"active", "planned", "planning"})
@@ -210,6 +211,10 @@ class CacheFirstReader:
             return top, counts
 
         top, counts = await self._redis.run(read, f"spend {zkey}")
+        if not top:
+            # The sorted set is a read model with a shorter TTL than the exact totals it is built from (the next
+            # batch or refresh rebuilds it): rank from the totals meanwhile.
+            top, counts = await self._top_from_totals(tkey, limit)
         rows = []
         for raw_member, amount in top:
             member = text(raw_member)
@@ -224,3 +229,16 @@ class CacheFirstReader:
                 )
             )
         return Read(rows, "redis" if rows else None)
+
+    async def _top_from_totals(self, tkey: str, limit: int) -> tuple[list[tuple[str, float]], dict[str, Any]]:
+        async def read() -> dict[Any, Any]:
+            return dict(await self._redis.client().hgetall(tkey))
+
+        fields = {text(k): text(v) for k, v in (await self._redis.run(read, f"hgetall {tkey}")).items()}
+        totals = totals_from_fields(fields)
+        ranked = sorted(totals.items(), key=lambda item: (item[1].cents, item[0]), reverse=True)[:limit]
+        top = [(m, t.cents / 100) for m, t in ranked]
+        counts: dict[str, Any] = {}
+        for m, t in ranked:
+            counts[f"t:{m}"], counts[f"w:{m}"] = t.tenders, t.without_budget
+        return top, counts

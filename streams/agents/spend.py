@@ -17,7 +17,8 @@ import faust
 import sqlalchemy as sa
 
 from schema.events import ContractError, Envelope, TenderClosedV1, TenderV1, validate_payload
-from sinks.spend_store import StateWrite, Totals, TotalsDelta
+from sinks.errors import PermanentSinkError, TransientSinkError
+from sinks.spend_store import EPOCH_MYSQL, StateWrite, Totals, TotalsDelta
 from streams.batch import BatchRunner, Incoming
 from streams.context import WorkerContext
 from streams.records import Event
@@ -472,6 +473,24 @@ def fold_batch(
     return FoldResult(states=changed, deltas=deltas, ignored=ignored, event_ids={t: event_ids[t] for t in changed})
 
 
+def cents_by_member(
+    states: Iterable[TenderSpendState], as_of: dt.date | None = None, days: int = WINDOW_DAYS
+) -> dict[str, tuple[int, int, int]]:
+    """Totals exactly as the store keeps them: each tender's budget rounded to cents on its own (as `fold_batch`'s
+    deltas are), summed per member; with `as_of`, only tenders published in the window ending then. Rounding the sum
+    instead could differ by a cent from what the deltas add up to, and a later retraction would then go negative."""
+    out: dict[str, list[int]] = {}
+    for state in states:
+        c = contribution(state)
+        if c is None or (as_of is not None and not in_window(c.published_at, as_of, days)):
+            continue
+        acc = out.setdefault(member(c.buyer, c.currency), [0, 0, 0])
+        acc[0] += to_cents(c.amount)
+        acc[1] += 1
+        acc[2] += c.without_budget
+    return {m: (cents, tenders, without) for m, (cents, tenders, without) in sorted(out.items())}
+
+
 def totals_in_cents(totals: SpendTotals) -> dict[str, tuple[int, int, int]]:
     """SpendTotals as the store keeps them: member -> (cents, tenders, without budget)."""
     return {
@@ -493,12 +512,24 @@ _RECOMPUTE_ROUNDS = 5
 _TENDER_ROWS_SQL = "SELECT id, buyer, currency, budget, status, published_at FROM tenders"
 
 
+def starts_history(events: Iterable[Event]) -> bool:
+    """True when each tender's first event in the batch is its creation: the batch then holds the tenders' whole
+    history, which is all an empty store needs. Anything else on an empty store means earlier events were folded
+    into a store that is gone (or never seen): the tenders must come from MySQL."""
+    first: dict[str, str] = {}
+    for e in events:
+        first.setdefault(e.aggregate_id, e.event_type)
+    return all(t == "tender.created" for t in first.values())
+
+
 class SpendHandler:
-    """Folds tender events into the Redis spend store: read states, fold (pure), apply atomically with a CAS."""
+    """Folds tender events into the Redis spend store: read states, fold (pure), apply atomically with a CAS; a
+    store found not whole is rebuilt from MySQL first, a window computed for another date is recomputed first."""
 
     def __init__(self, ctx: WorkerContext) -> None:
         self._ctx = ctx
         self.ignored = 0
+        self.repairs = 0
 
     async def __call__(self, items: Sequence[Incoming]) -> None:
         envelopes = [i.event for i in items if i.event.event_type in TENDER_EVENTS]
@@ -506,39 +537,71 @@ class SpendHandler:
             return
         store = self._ctx.spend
         ids = sorted({int(e.aggregate_id) for e in envelopes})
+        may_start = starts_history(envelopes)
         for _ in range(_CAS_ROUNDS):
             raw = await store.read_states(ids)
             stored = {t: None if v is None else decode_state(v) for t, v in raw.items()}
-            result = fold_batch(stored, envelopes, self._ctx.as_of(), self._ctx.settings.spend_window_days)
+            as_of = self._ctx.as_of()
+            result = fold_batch(stored, envelopes, as_of, self._ctx.settings.spend_window_days)
             writes = [
                 StateWrite(t, raw[t], encode_state(s, result.event_ids[t])) for t, s in sorted(result.states.items())
             ]
             deltas = [TotalsDelta(d.window, d.member, d.cents, d.tenders, d.without_budget) for d in result.deltas]
-            conflicts = await store.apply(writes, deltas)
-            if not conflicts:
+            outcome = await store.apply(writes, deltas, as_of=as_of, may_start=may_start)
+            if outcome.status == "ok":
                 self.ignored += result.ignored
                 return
-            log.info("%s: tender states %s changed while folding; reading them again", AGENT, conflicts[:10])
-        raise RuntimeError(f"{AGENT}: tender states kept changing under the batch ({_CAS_ROUNDS} rounds)")
+            if outcome.status == "conflict":
+                log.info(
+                    "%s: tender states %s changed while folding; reading them again", AGENT, outcome.conflicts[:10]
+                )
+            elif outcome.status == "as_of":
+                log.info("%s: window totals are for %s, not %s: recomputing the window", AGENT, outcome.detail, as_of)
+                await refresh_window(self._ctx)
+            elif outcome.status == "lost":
+                self.repairs += 1
+                await rebuild_from_mysql(self._ctx, outcome.detail)
+            else:
+                raise PermanentSinkError(
+                    f"{AGENT}: the spend of {outcome.detail[:80]!r} would pass 2^53 cents; nothing written"
+                )
+        raise RuntimeError(f"{AGENT}: the spend store kept changing under the batch ({_CAS_ROUNDS} rounds)")
 
 
 async def refresh_window(ctx: WorkerContext) -> bool:
-    """Rebuild the windowed totals from the tender states: tenders age out of the window with no event."""
+    """Rebuild the windowed totals from the tender states: tenders age out of the window with no event. A store
+    found not whole is rebuilt from MySQL instead."""
     store = ctx.spend
     as_of, days = ctx.as_of(), ctx.settings.spend_window_days
     for _ in range(_RECOMPUTE_ROUNDS):
         snap = await store.snapshot()
-        states = [decode_state(v) for v in snap.states.values()]
-        cents = totals_in_cents(window_totals(states, as_of, days))
-        done = await store.replace(
+        if not snap.whole:
+            if snap.epochs == (None, None, None) and not snap.states and not snap.totals:
+                return True  # nothing yet: the first batch starts the store
+            await rebuild_from_mysql(ctx, f"window refresh found the store not whole (markers {snap.epochs})")
+            return True
+        cents = cents_by_member((decode_state(v) for v in snap.states.values()), as_of, days)
+        status = await store.replace(
             generation=snap.generation,
+            as_of=as_of,
             window_totals={m: Totals(*v) for m, v in cents.items()},
             window_zset=zset_from_cents(cents),
         )
-        if done:
+        if status == "done":
+            return True
+        if status == "lost":
+            await rebuild_from_mysql(ctx, "window refresh found the store not whole")
             return True
     log.warning("%s: window refresh gave way to new batches %d times; the next one retries", AGENT, _RECOMPUTE_ROUNDS)
     return False
+
+
+async def _read_rows(ctx: WorkerContext) -> list[dict[str, Any]]:
+    def read() -> list[dict[str, Any]]:
+        with ctx.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.text(_TENDER_ROWS_SQL))]
+
+    return await asyncio.to_thread(read)
 
 
 @dataclass(frozen=True)
@@ -546,70 +609,112 @@ class RecomputeReport:
     tenders: int
     members: int
     window_members: int
-    drift: list[str]  # members whose stream totals differ from MySQL (in-flight events, or a bug)
+    drift: list[str]  # members whose stream totals differed from MySQL (in-flight events, a loss, or a bug)
     rebuilt_state: bool
     replaced: bool
+    reason: str = ""  # why the states were rebuilt
 
 
-async def recompute_from_mysql(ctx: WorkerContext) -> RecomputeReport:
-    """The nightly job: spend recomputed from MySQL replaces the sorted sets readers use, atomically.
+async def rebuild_from_mysql(ctx: WorkerContext, reason: str) -> RecomputeReport:
+    """Replace the whole store (states, totals, windows, sorted sets) from MySQL's tenders.
 
-    The exact totals and tender states stay the stream's (replacing them from rows the stream has not caught up
-    with would count the pending events twice); members whose stream totals differ are reported as drift. If the
-    states are gone (expired, new Redis), they are rebuilt from the rows together with the totals."""
-
-    def read_rows() -> list[dict[str, Any]]:
-        with ctx.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.text(_TENDER_ROWS_SQL))]
-
-    rows = await asyncio.to_thread(read_rows)
-    as_of, days = ctx.as_of(), ctx.settings.spend_window_days
-    all_cents = totals_in_cents(recompute(rows))
-    window_cents = totals_in_cents(recompute_window(rows, as_of, days))
+    The snapshot's generation is read BEFORE the rows: a batch that lands after the snapshot makes the guarded
+    replace give way (and this runs again), while every event applied before it was committed to MySQL before it was
+    published, so the rows read afterwards hold it. Events still in flight apply over the rebuilt states (source_seq
+    0, below every event's), each replacing its tender's row values with its own."""
+    log.warning("%s: rebuilding tender states and totals from MySQL: %s", AGENT, reason)
     store = ctx.spend
     for _ in range(_RECOMPUTE_ROUNDS):
         snap = await store.snapshot()
-        rebuild = not snap.states
-        if rebuild:
-            states = {int(r["id"]): encode_state(_row_state(r)) for r in rows}
-            done = await store.replace(
-                generation=snap.generation,
-                states=states,
-                totals={m: Totals(*v) for m, v in all_cents.items()},
-                zset=zset_from_cents(all_cents),
-                window_totals={m: Totals(*v) for m, v in window_cents.items()},
-                window_zset=zset_from_cents(window_cents),
-            )
-            drift: list[str] = []
-        else:
-            current = await store.read_totals(window=False)
-            stream = {m: (t.cents, t.tenders, t.without_budget) for m, t in current.items()}
-            drift = sorted(m for m in set(stream) | set(all_cents) if stream.get(m) != all_cents.get(m))
-            done = await store.replace(
-                generation=snap.generation,
-                zset=zset_from_cents(all_cents),
-                window_zset=zset_from_cents(window_cents),
-            )
-        if done:
-            if drift:
-                log.warning(
-                    "%s: nightly recompute: %d members differ between the stream and MySQL (events in flight, or a "
-                    "bug): %s",
-                    AGENT,
-                    len(drift),
-                    drift[:20],
-                )
-            log.info(
-                "%s: nightly recompute from MySQL: %d tenders, %d members (%d in the %d-day window) replaced",
+        rows = await _read_rows(ctx)
+        report = await _rebuild(ctx, snap.generation, rows, [], reason)
+        if report.replaced:
+            return report
+    raise TransientSinkError(f"{AGENT}: rebuild from MySQL gave way to incoming batches {_RECOMPUTE_ROUNDS} times")
+
+
+async def _rebuild(
+    ctx: WorkerContext, generation: int, rows: list[dict[str, Any]], drift: list[str], reason: str
+) -> RecomputeReport:
+    as_of, days = ctx.as_of(), ctx.settings.spend_window_days
+    row_states = [_row_state(r) for r in rows]
+    all_cents = cents_by_member(row_states)
+    window_cents = cents_by_member(row_states, as_of, days)
+    status = await ctx.spend.replace(
+        generation=generation,
+        epoch=EPOCH_MYSQL,
+        as_of=as_of,
+        states={int(r["id"]): encode_state(state) for r, state in zip(rows, row_states, strict=True)},
+        totals={m: Totals(*v) for m, v in all_cents.items()},
+        zset=zset_from_cents(all_cents),
+        window_totals={m: Totals(*v) for m, v in window_cents.items()},
+        window_zset=zset_from_cents(window_cents),
+    )
+    done = status == "done"
+    if done:
+        log.info(
+            "%s: rebuilt from MySQL: %d tenders, %d members (%d in the %d-day window)",
+            AGENT,
+            len(rows),
+            len(all_cents),
+            len(window_cents),
+            days,
+        )
+    return RecomputeReport(len(rows), len(all_cents), len(window_cents), drift, done, done, reason)
+
+
+async def recompute_from_mysql(ctx: WorkerContext) -> RecomputeReport:
+    """The nightly job: check the store against itself and against MySQL, and repair it.
+
+    A store that is not whole, was started by the stream alone (it may lack tenders older than the
+    stream), or whose totals are not the sum of its states, is rebuilt from MySQL; so is one whose totals differ
+    from MySQL's (drift: reported, then repaired). A store that agrees gets its sorted sets and window rewritten
+    (TTLs renewed), atomically, only if no batch landed meanwhile."""
+    store = ctx.spend
+    as_of, days = ctx.as_of(), ctx.settings.spend_window_days
+    for _ in range(_RECOMPUTE_ROUNDS):
+        snap = await store.snapshot()  # before the rows: see rebuild_from_mysql
+        rows = await _read_rows(ctx)
+        row_states = [_row_state(r) for r in rows]
+        all_cents = cents_by_member(row_states)
+        stream = {m: (t.cents, t.tenders, t.without_budget) for m, t in snap.totals.items()}
+        drift = sorted(m for m in set(stream) | set(all_cents) if stream.get(m) != all_cents.get(m))
+        reason = ""
+        if not snap.whole:
+            reason = f"the store is not whole (markers {snap.epochs})"
+        elif snap.epoch != EPOCH_MYSQL:
+            reason = "the store was started by the stream alone"
+        elif cents_by_member(decode_state(v) for v in snap.states.values()) != stream:
+            reason = "the totals are not the sum of the tender states"
+        elif drift:
+            log.warning(
+                "%s: nightly recompute: %d members differ between the stream and MySQL (events in flight, a loss, "
+                "or a bug): %s",
                 AGENT,
-                len(rows),
-                len(all_cents),
-                len(window_cents),
-                days,
+                len(drift),
+                drift[:20],
             )
-            return RecomputeReport(len(rows), len(all_cents), len(window_cents), drift, rebuild, True)
+            reason = f"{len(drift)} members differ from MySQL"
+        if reason:
+            report = await _rebuild(ctx, snap.generation, rows, drift, reason)
+            if report.replaced:
+                return report
+            continue
+        window_cents = cents_by_member(row_states, as_of, days)
+        status = await store.replace(
+            generation=snap.generation,
+            as_of=as_of,
+            zset=zset_from_cents(all_cents),
+            window_totals={m: Totals(*v) for m, v in window_cents.items()},
+            window_zset=zset_from_cents(window_cents),
+        )
+        if status == "done":
+            log.info(
+                "%s: nightly recompute: %d tenders agree with MySQL (%d members)", AGENT, len(rows), len(all_cents)
+            )
+            return RecomputeReport(len(rows), len(all_cents), len(window_cents), [], False, True)
     log.warning("%s: nightly recompute gave way to incoming batches %d times", AGENT, _RECOMPUTE_ROUNDS)
-    return RecomputeReport(len(rows), len(all_cents), len(window_cents), [], False, False)
+    return RecomputeReport(0, 0, 0, [], False, False)
 
 
 def register(app: faust.App, ctx: WorkerContext, runner_factory: RunnerFactory) -> tuple[Any, BatchRunner]:
