@@ -23,10 +23,12 @@ Single events
                                              primary key, visibility)
     write_rows(rows, table_id, columns)      WRITE_ROWS_EVENT v2 (type 30), rows as dicts of column -> value
     xid(n)                                   XID_EVENT (type 16)
-    xa_prepare(xid, one_phase=False)         XA_PREPARE_LOG_EVENT (type 38)
+    xa_prepare(gtrid, one_phase=False)       XA_PREPARE_LOG_EVENT (type 38)
+    xa_sql("START", gtrid)                   an XA statement as MySQL logs it: XA START X'74',X'',1
     json_binary(value)                       a JSON document in MySQL's binary format (the JSON column's bytes);
                                              `JsonInt` forces one of the six integer types, `JsonOpaque` writes
-                                             custom data; Decimal / datetime / date / time become opaque values
+                                             custom data, `JsonRawString` a string's raw bytes; Decimal / datetime
+                                             / date / time become opaque values
 
 Whole transactions, in the order MySQL 8.4 writes them (lists of RawEvent)
     mysql_txn(uuid, gno, rows)               GTID, BEGIN, TABLE_MAP, WRITE_ROWS..., XID
@@ -338,7 +340,9 @@ def gtid(
     original_server_version: int | None = None,
     timestamp: int = T0,
 ) -> RawEvent:
-    """GTID_LOG_EVENT. Since 5.7.19 / 8.0.2 the SBR flag is clear for row-only transactions and set for DDL."""
+    """GTID_LOG_EVENT. Since 5.7.19 / 8.0.2 the SBR flag is clear for row-only transactions and set for DDL.
+    python-mysql-replication 1.0.17 reads flags, UUID, GNO, lt_type, last_committed and sequence_number; the rest
+    (commit timestamps, transaction length, server versions) is written as MySQL writes it and left unread."""
     body = _gtid_body(
         server_uuid,
         gno,
@@ -390,7 +394,7 @@ def xid(n: int = 1, *, timestamp: int = T0) -> RawEvent:
     return RawEvent(XID_EVENT, struct.pack("<Q", n), timestamp=timestamp)
 
 
-def xa_prepare(gtrid: str, *, bqual: str = "", format_id: int = 1, one_phase: bool = False) -> RawEvent:
+def xa_prepare(gtrid: str, one_phase: bool = False, *, bqual: str = "", format_id: int = 1) -> RawEvent:
     g, b = gtrid.encode(), bqual.encode()
     body = bytes([1 if one_phase else 0]) + struct.pack("<III", format_id, len(g), len(b)) + g + b
     return RawEvent(XA_PREPARE_LOG_EVENT, body)

@@ -259,6 +259,20 @@ def test_the_library_asks_the_server_for_the_given_gtid_set_or_position() -> Non
     assert by_position.dump_requests == ["binlog.000003:157"]
 
 
+def test_a_reconnect_asks_again_and_gets_the_next_session() -> None:
+    server = FakeMySQLServer([mysql_txn(A, 6, [outbox_row(1)]), mysql_txn(A, 7, [outbox_row(2)])])
+    reader = stream_reader(server, auto_position=f"{A}:1-5", only_events=[WriteRowsEvent])
+    try:
+        first = reader.fetchone()
+        assert reader.fetchone() is None  # end of the first session: the library closes the connection
+        second = reader.fetchone()  # ... and opens a new one with a new dump command
+    finally:
+        reader.close()
+    assert [first.rows[0]["values"]["id"], second.rows[0]["values"]["id"]] == [1, 2]
+    # The library asks again from the set it was given, not from what it read since (the relay must update it).
+    assert server.dump_requests == [f"{A}:1-5", f"{A}:1-5"]
+
+
 def test_a_corrupted_event_fails_its_checksum() -> None:
     framed = bytearray(query("BEGIN").framed(log_pos=200))
     framed[-5] ^= 0x01  # a character of the statement
