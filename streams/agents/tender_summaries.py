@@ -53,7 +53,7 @@ AGENT = "tender_summaries"
 SAST = dt.timezone(dt.timedelta(hours=2), "SAST")
 # A summariser holds its tenders' locks for this long and renews them every third of it while it runs: a killed
 # holder's lock is gone within one lease. Below the key family's TTL (the catalogue's upper bound).
-LOCK_LEASE_S = 30.0
+LOCK_LEASE_S = 15.0
 # How long one attempt polls a lock held by someone else before the batch backs off (the runner retries it).
 _LOCK_POLL_S = 2.0
 

@@ -3,7 +3,8 @@ unchanged text skip re-summarising, its configuration, and its errors.
 
 Error policy: `SummariserConfigError` and `ModelLoadError` stop start-up (a configured model that cannot load is
 never replaced by another backend behind the operator's back); `GenerationError` is raised by `summarise_batch` when
-the model fails at run time (e.g. out of memory), and the agent retries, then sends the event to the DLQ.
+the model fails at run time (e.g. out of memory): not the event's fault, so the batch runner backs off and retries
+the batch (sinks.errors: an error nobody classified), it never dead-letters it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class ModelLoadError(SummariserError):
 
 
 class GenerationError(SummariserError):
-    """The model failed while summarising a batch (e.g. out of memory); the caller retries or dead-letters."""
+    """The model failed while summarising a batch (e.g. out of memory); the batch runner backs off and retries."""
 
 
 @runtime_checkable
