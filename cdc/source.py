@@ -34,6 +34,7 @@ from pymysqlreplication.row_event import WriteRowsEvent
 
 from cdc.envelope import OutboxRow
 from cdc.errors import PositionPurgedError, SourceConfigError, SourceSeqRegressionError
+from cdc.mysql_json import json_text
 from cdc.position import (
     MAX_ROWS_PER_TXN,
     Epoch,
@@ -413,7 +414,7 @@ def outbox_row_from_values(v: dict[str, Any], txn_seq: int, idx: int, seq: int, 
     the DLQ with the reason) instead of stopping the stream."""
     payload: str = ""
     try:
-        payload = _payload_text(v.get("payload"))
+        payload = json_text(v.get("payload"))
     except ValueError as exc:
         defect = defect or f"payload is not representable as JSON text: {exc}"
     created = v.get("created_at")
@@ -437,15 +438,6 @@ def outbox_row_from_values(v: dict[str, Any], txn_seq: int, idx: int, seq: int, 
         source_seq=seq,
         defect=defect,
     )
-
-
-def _payload_text(value: Any) -> str:
-    # MariaDB hands a JSON column as str. MySQL's binary JSON: see cdc.mysql_json (being added).
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    raise ValueError(f"a JSON column decoded to {type(value).__name__}")
 
 
 def _str(value: Any) -> str:
