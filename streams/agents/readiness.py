@@ -499,17 +499,16 @@ class ReadinessHandler:
         stored: StoredVersions,
         as_of: dt.datetime,
     ) -> _Plan:
-        # Pairs to score: a touched tender for every team (if it is open, or a document of it exists: a close must
-        # reach it), a touched team against every open tender.
+        # Pairs to score: a touched tender for every team and a touched team against every tender, open or not.
+        # Every known pair has its document (a closed tender's says not biddable), so which documents exist never
+        # depends on how events were batched or redelivered: a tender created and closed in one batch, or closed
+        # before a team appeared, ends exactly as when each event came alone. Top lists take open tenders only.
         pairs: set[Pair] = set()
         for tender_id in tenders:
             if tender_id in facts.tenders:
-                is_open_now = tender_id in facts.open_tenders
-                pairs.update(
-                    (team, tender_id) for team in facts.companies if is_open_now or (team, tender_id) in stored
-                )
+                pairs.update((team, tender_id) for team in facts.companies)
         for team in teams:
-            pairs.update((team, tender_id) for tender_id in facts.open_tenders)
+            pairs.update((team, tender_id) for tender_id in facts.tenders)
         docs: list[VersionedDoc] = []
         scores: dict[Pair, float] = {}
         failed: list[Pair] = []
