@@ -127,7 +127,7 @@ SUMMARY_LOCK = KeyFamily(
     "string",
     600,
     "streams.agents.tender_summaries",
-    "Held (SET NX EX) while one worker summarises a tender; released in finally.",
+    "A lease (SET NX PX, renewed, naming its holder) while one worker summarises a tender; released in finally.",
 )
 
 CATALOGUE: tuple[KeyFamily, ...] = (
