@@ -95,6 +95,8 @@ class _Payload(BaseModel):
 
 
 Status = Literal["planning", "planned", "active", "cancelled", "unsuccessful", "complete", "withdrawn"]
+# Statuses of a tender still open for bids; the others are closed for good (readers, readiness, summaries).
+OPEN_STATUSES: frozenset[str] = frozenset({"active", "planned", "planning"})
 
 
 class TenderV1(_Payload):

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from schema.events import OPEN_STATUSES
 from schema.mongo import READINESS_SCORES, TENDER_SUMMARIES
 from schema.redis_keys import (
     SPEND_BY_BUYER,
@@ -30,8 +31,6 @@ from sinks.mongo import MongoSink, validate_id
 from sinks.redis import RedisSink, text
 from sinks.spend_store import totals_from_fields
 
-# Statuses of a tender still open for bids (schema.events.Status); the others are closed for good.
-OPEN_STATUSES = frozenset({"active", "planned", "planning"})
 # What `tender_summaries` documents hold (written by streams.agents.tender_summaries), as read back.
 SUMMARY_FIELDS = (
     "summary",

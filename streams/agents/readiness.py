@@ -28,7 +28,7 @@ from typing import Any
 
 import faust
 
-from schema.events import CompanyUpdatedV1, ContractError, TenderClosedV1, TenderV1
+from schema.events import OPEN_STATUSES, CompanyUpdatedV1, ContractError, TenderClosedV1, TenderV1
 from schema.mongo import READINESS_SCORES
 from schema.redis_keys import READINESS_COMPANIES, READINESS_TENDERS, TEAM_TOP_INPUTS, TEAM_TOP_TENDERS
 from sinks.errors import PermanentSinkError
@@ -55,7 +55,6 @@ from streams.wiring import RunnerFactory, batch_agent, periodic
 log = logging.getLogger(__name__)
 
 AGENT = "readiness"
-OPEN_STATUSES = frozenset({"active", "planned", "planning"})
 _CAS_ROUNDS = 5
 
 

@@ -32,13 +32,13 @@ from typing import Any
 import faust
 from redis.commands.core import AsyncScript
 
-from schema.events import TenderClosedV1, TenderV1
+from schema.events import OPEN_STATUSES, TenderClosedV1, TenderV1
 from schema.mongo import TENDER_SUMMARIES
 from schema.redis_keys import SUMMARY_LOCK, TENDER_METADATA
 from schema.settings import Settings
 from sinks.errors import PermanentSinkError, TransientSinkError
 from sinks.mongo import VersionedDoc
-from sinks.reader import OPEN_STATUSES, SUMMARY_FIELDS
+from sinks.reader import SUMMARY_FIELDS
 from sinks.redis import text
 from streams.batch import BatchRunner, Incoming, refused_event
 from streams.context import WorkerContext
