@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 
 from schema.settings import (
     Settings,
@@ -172,6 +173,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from tenderhub.corpus.report import summary, table, write_report
+    from tenderhub.corpus.runner import run_corpus
+
+    result = run_corpus(load_settings(), load_stack_settings().stack_dir, _say, keep=args.keep)
+    for line in [*table(result), "", *summary(result)]:
+        _say(line)
+    _say(f"report: {write_report(result, Path(args.report_dir))}")
+    return 0 if result.passed else 1
+
+
 def cmd_settings(_: argparse.Namespace) -> int:
     for var, typ, default, doc in describe_options():
         _say(f"{var}\n    {doc}\n    type {typ}, default {default}")
@@ -254,6 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--rebuild", action="store_true", help="clear the derived stores first (needs --to earliest)")
     replay.add_argument("--yes", action="store_true", help="do not ask before deleting (scripts, CI)")
     replay.set_defaults(func=cmd_replay)
+    corpus = sub.add_parser(
+        "corpus",
+        help="send the bad-input corpus through the outbox and straight onto the data topics; check where it went",
+        epilog="exit status: 0 pass (0 crashes, 0 stalls, 0 harmful writes, every case where it should go); 1 fail",
+    )
+    corpus.add_argument("--report-dir", default="bench/reports", help="folder of the markdown report")
+    corpus.add_argument("--keep", action="store_true", help="keep the run's topics, database and keys to look at")
+    corpus.set_defaults(func=cmd_corpus)
     sub.add_parser("settings", help="list every setting with its doc and default").set_defaults(func=cmd_settings)
     return parser
 
