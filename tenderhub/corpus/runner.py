@@ -37,7 +37,7 @@ from schema.mongo import READINESS_SCORES, TENDER_SUMMARIES, USER_ACTIVITY_LOGS,
 from schema.redis_keys import READINESS_COMPANIES
 from schema.settings import Settings
 from schema.topics import TopicNames, ensure_topics, topic_specs
-from tenderhub.corpus.cases import CASES, Case, CaseIds, Outcome, Stored, Way, activity, company, tender
+from tenderhub.corpus.cases import CASES, MISMATCH, Case, CaseIds, Outcome, Stored, Way, activity, company, tender
 from tenderhub.corpus.checks import Letter, Observed, harmful_documents, harmful_keys, verdict
 from tenderhub.corpus.sending import OutboxRow, case_ids, outbox_row, topic_record
 from tenderhub.demo import Service, _start, namespace_env
@@ -375,7 +375,7 @@ class CorpusRun:
         for s in self.sends:
             expect = s.case.expect(s.way)
             if expect is not None and expect.outcome is not Outcome.STORED:
-                forbidden.add(s.ids.entity)
+                forbidden.update((s.ids.entity, s.ids.entity + MISMATCH))  # the id a mismatch case names too
                 if s.event_id is not None:
                     forbidden.add(s.event_id)
         problems: list[str] = []

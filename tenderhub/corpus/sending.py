@@ -9,7 +9,7 @@ from schema.events import EVENT_TYPES, ContractError, validate_payload
 from tenderhub.corpus.cases import Case, CaseIds, Way
 
 # Ids of the run: aggregates get base + STRIDE * case index + the way's offset, so that the cases that name a
-# neighbouring id on purpose (mismatches: +1 and +5) never hit another case's aggregate.
+# neighbouring id on purpose (cases.MISMATCH) never hit another case's aggregate.
 STRIDE = 10
 WAY_OFFSET = {Way.OUTBOX: 0, Way.TOPIC: 1}
 OCCURRED_AT = "2026-01-05T10:00:00.000Z"
