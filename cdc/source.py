@@ -422,7 +422,9 @@ def outbox_row_from_values(v: dict[str, Any], txn_seq: int, idx: int, seq: int, 
         defect = defect or f"created_at is not a valid timestamp: {created!r}"
         created = None
     try:
-        version = int(v.get("schema_version") or 1)
+        raw = v.get("schema_version")
+        # The column defaults to 1; a stored 0 is a version the contract does not know (DLQ), never "1".
+        version = 1 if raw is None else int(raw)
     except (TypeError, ValueError):
         version, defect = 0, defect or f"schema_version is not a number: {v.get('schema_version')!r}"
     return OutboxRow(

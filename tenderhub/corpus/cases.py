@@ -853,10 +853,9 @@ CASES: tuple[Case, ...] = (
     Case(
         "unknown-version-0",
         "types-versions",
-        "schema_version 0 (the topic way only: through the outbox the relay publishes it as version 1, a defect "
-        "reported with its failing test, cdc/source.py outbox_row_from_values)",
+        "schema_version 0: a version the contract does not know, both ways",
         act(),
-        None,
+        dlq("unknown schema_version"),
         dlq("unknown schema_version"),
         schema_version=0,
     ),
