@@ -1,7 +1,8 @@
 """`tenderhub replay`: rewind the workers' consumer group (to the beginning, an offset, or a time) and, from the
 beginning, rebuild the derived stores: MongoDB collections and every Redis key of the catalogue are cleared first,
-then the workers, started again, recompute everything from the topics. Workers must be stopped: Kafka refuses to
-move the offsets of a group with live members, and a live worker would race the clearing."""
+then the workers, started again, recompute everything from the topics. A rebuild refuses when retention has already
+removed the oldest events of a data topic (`tenderhub rebuild` recomputes from MySQL instead). Workers must be
+stopped: Kafka refuses to move the offsets of a group with live members, and a live worker would race the clearing."""
 
 from __future__ import annotations
 
@@ -76,8 +77,8 @@ async def group_members(settings: Settings, group: str) -> int:
     return members
 
 
-async def plan_offsets(settings: Settings, target: Target) -> dict[TopicPartition, int]:
-    """The offset each partition of the data topics resumes at."""
+async def data_partitions(settings: Settings) -> list[TopicPartition]:
+    """Every partition of the data topics (ReplayError when a topic does not exist)."""
     topics = sorted(TopicNames.from_settings(settings).data.values())
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
     await admin.start()
@@ -88,7 +89,18 @@ async def plan_offsets(settings: Settings, target: Target) -> dict[TopicPartitio
     missing = sorted(d["topic"] for d in described if d["error_code"] != 0 or not d["partitions"])
     if missing:
         raise ReplayError(f"topics {missing} do not exist: run `tenderhub migrate`")
-    tps = sorted(TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"])
+    return sorted(TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"])
+
+
+def truncated_history(first: dict[TopicPartition, int]) -> list[str]:
+    """Partitions that no longer start at offset 0: retention (or delete-records) removed their oldest events, so a
+    replay from the earliest offset would not see the whole history."""
+    return [f"{tp.topic}[{tp.partition}]@{o}" for tp, o in sorted(first.items()) if o > 0]
+
+
+async def plan_offsets(settings: Settings, target: Target) -> dict[TopicPartition, int]:
+    """The offset each partition of the data topics resumes at."""
+    tps = await data_partitions(settings)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -165,6 +177,17 @@ async def replay(
             "of this deployment first (Kafka refuses to move a live group's offsets)"
         )
     planned = await plan_offsets(settings, target)
+    if rebuild:
+        # beginning_offsets of the data topics, as planned for --to earliest: a partition that does not start at 0
+        # lost events to retention, and clearing the stores then would lose their derived data for good.
+        lost = truncated_history(planned)
+        if lost:
+            raise ReplayError(
+                f"the data topics no longer hold the whole history (first offsets {', '.join(lost[:6])}"
+                f"{' ...' if len(lost) > 6 else ''}): a replay would rebuild only what retention kept. Nothing was "
+                "cleared. Rebuild from MySQL instead: `tenderhub rebuild --yes` (stores recomputed from the source "
+                "of truth, versions the stream continues from), then start the workers"
+            )
     cleared: tuple[list[str], int] = ([], 0)
     if rebuild:
         cleared = clear_stores(settings)

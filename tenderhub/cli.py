@@ -173,6 +173,57 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _families(args: argparse.Namespace) -> list[str]:
+    from streams.verify import FAMILIES
+
+    chosen = [f for group in args.family or [] for f in group.split(",") if f] or list(FAMILIES)
+    unknown = sorted(set(chosen) - set(FAMILIES))
+    if unknown:
+        raise SettingsError(f"--family: unknown {unknown}; choose from {', '.join(FAMILIES)}")
+    return chosen
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from streams.verify import VerifyError, verify
+
+    if args.examples < 0:
+        raise SettingsError("--examples must be >= 0")
+    try:
+        report = asyncio.run(verify(load_settings(), _families(args), args.examples))
+    except VerifyError as exc:
+        print(f"tenderhub verify: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        _say(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        for line in report.lines():
+            _say(line)
+    return 0 if report.drift == 0 else 1
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from streams.rebuild import rebuild
+    from streams.replay import ReplayError
+    from streams.verify import VerifyError
+
+    settings = load_settings()
+    families = _families(args)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise SettingsError("rebuild rewrites the derived MongoDB documents and Redis keys from MySQL: add --yes")
+        answer = input(f"rebuild {', '.join(families)} of {settings.mongo_db} / {settings.redis_key_prefix!r}? ")
+        if answer.strip().lower() not in ("y", "yes"):
+            _say("nothing done")
+            return 1
+    try:
+        report = asyncio.run(rebuild(settings, families, say=_say))
+    except (VerifyError, ReplayError) as exc:
+        print(f"tenderhub rebuild: {exc}", file=sys.stderr)
+        return 2
+    _say(f"rebuilt from MySQL in {report.seconds:.1f} s (version {report.version}); check with `tenderhub verify`")
+    return 0
+
+
 def cmd_corpus(args: argparse.Namespace) -> int:
     from tenderhub.corpus.report import summary, table, write_report
     from tenderhub.corpus.runner import run_corpus
@@ -266,6 +317,26 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--rebuild", action="store_true", help="clear the derived stores first (needs --to earliest)")
     replay.add_argument("--yes", action="store_true", help="do not ask before deleting (scripts, CI)")
     replay.set_defaults(func=cmd_replay)
+    verify = sub.add_parser(
+        "verify",
+        help="recompute every derived family from MySQL and compare with MongoDB / Redis; report drift",
+        epilog="exit status: 0 no drift; 1 drift (examples printed); 2 usage or configuration error",
+    )
+    verify.add_argument(
+        "--family",
+        action="append",
+        help="summaries, readiness, top_lists, spend, cards, activity (repeat or comma-separate; default all)",
+    )
+    verify.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    verify.add_argument("--examples", type=int, default=5, help="drift examples shown per family")
+    verify.set_defaults(func=cmd_verify)
+    rebuild = sub.add_parser(
+        "rebuild",
+        help="recompute the derived stores from MySQL (no Kafka history needed) through the version-guarded sinks",
+    )
+    rebuild.add_argument("--family", action="append", help="as for verify (default all)")
+    rebuild.add_argument("--yes", action="store_true", help="do not ask first (scripts, CI)")
+    rebuild.set_defaults(func=cmd_rebuild)
     corpus = sub.add_parser(
         "corpus",
         help="send the bad-input corpus through the outbox and straight onto the data topics; check where it went",
