@@ -352,12 +352,15 @@ def _verify_readiness(
 ) -> None:
     scores_fam, tops_fam = fams
     open_ids = {t for t, e in tenders.items() if is_open(e.value, as_of)}
+    # One scan of the collection: FerretDB answers a per-team query by scanning it whole (measured 1.9 s a team at
+    # 10,000 documents), so 200 teams would scan it 200 times.
+    by_team: dict[int, dict[int, dict[str, Any]]] = {}
+    if scores_wanted:
+        wanted = {"_id": 0, "team_id": 1, "tender_id": 1, "score": 1, "biddable": 1, "tender_status": 1}
+        for d in stores.db[READINESS_SCORES.name].find({}, wanted | {"rules_version": 1}, batch_size=CHUNK):
+            by_team.setdefault(int(d["team_id"]), {})[int(d["tender_id"])] = d
     for team, company in companies.items():
-        stored = (
-            {int(d["tender_id"]): d for d in stores.db[READINESS_SCORES.name].find({"team_id": team})}
-            if scores_wanted
-            else {}
-        )
+        stored = by_team.pop(team, {})
         ranked: dict[int, float] = {}
         for tid, tender in tenders.items():
             result = score(tender.facts, company.facts, as_of, weights)
