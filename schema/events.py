@@ -34,6 +34,10 @@ LATEST_DATE = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)  # exclusive
 MAX_BUDGET = Decimal(10**12)
 # Free text. Longest real values: buyer 101 (column 500), category 106 (column 255), province 13 (column 64).
 BUYER_MAX_CHARS = 500
+TENDER_NUMBER_MAX_CHARS = 255
+DESCRIPTION_MAX_CHARS = 20_000
+SPECIAL_CONDITIONS_MAX_CHARS = 50_000
+BRIEFING_VENUE_MAX_CHARS = 1000
 CATEGORY_MAX_CHARS = 255
 PROVINCE_MAX_CHARS = 64
 REASON_MAX_CHARS = 1000  # a close or cancellation reason: a sentence or two
@@ -113,12 +117,12 @@ class TenderV1(_Payload):
     category: str | None = Field(None, max_length=CATEGORY_MAX_CHARS)
     # The tender's text, for summaries and readiness (optional: older producers sent only the fields above).
     # Longest real: tender number 179, description 5,721, special conditions 747, briefing venue 101.
-    tender_number: str | None = Field(None, max_length=255)
-    description: str | None = Field(None, max_length=20_000)
-    special_conditions: str | None = Field(None, max_length=50_000)
+    tender_number: str | None = Field(None, max_length=TENDER_NUMBER_MAX_CHARS)
+    description: str | None = Field(None, max_length=DESCRIPTION_MAX_CHARS)
+    special_conditions: str | None = Field(None, max_length=SPECIAL_CONDITIONS_MAX_CHARS)
     briefing_compulsory: bool | None = None
     briefing_at: Date | None = None
-    briefing_venue: str | None = Field(None, max_length=1000)
+    briefing_venue: str | None = Field(None, max_length=BRIEFING_VENUE_MAX_CHARS)
 
 
 class TenderClosedV1(_Payload):
@@ -275,3 +279,84 @@ class Envelope:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
                 raise ContractError(f"envelope {name} must be an integer 0..2^63-1, got {str(value)[:40]!r}")
         return envelope
+
+
+# -- the tender payload, built once for every producer (the application's loader, `tenderhub verify`) -------------
+
+
+def naive_utc(text: str | None) -> dt.datetime | None:
+    """An OCDS date (with an offset: +02:00 for eTenders) as naive UTC, what MySQL DATETIME columns hold."""
+    if not text:
+        return None
+    parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed.astimezone(dt.UTC).replace(tzinfo=None) if parsed.tzinfo is not None else parsed
+
+
+@dataclass(frozen=True)
+class TenderTexts:
+    """A tender's own texts from its OCDS release; the tenders table keeps them only inside `raw_ocds`."""
+
+    text: str | None = None
+    special_conditions: str | None = None
+    briefing_compulsory: bool | None = None
+    briefing_at: dt.datetime | None = None
+    briefing_venue: str | None = None
+
+    @classmethod
+    def from_ocds(cls, tender: dict[str, Any]) -> TenderTexts:
+        session = tender.get("briefingSession") or {}
+        briefing = bool(session.get("isSession"))
+        return cls(
+            text=(tender.get("description") or "").strip() or None,
+            special_conditions=(tender.get("specialConditions") or "").strip() or None,
+            briefing_compulsory=bool(session.get("compulsory")) if briefing else None,
+            briefing_at=naive_utc(session.get("date")) if briefing else None,
+            briefing_venue=(session.get("venue") or None) if briefing else None,
+        )
+
+
+def tender_payload(
+    tender_id: int,
+    *,
+    ocid: str,
+    title: str,
+    tender_number: str | None,
+    buyer: str | None,
+    budget: Decimal | None,
+    currency: str | None,
+    status: str,
+    published_at: dt.datetime | None,
+    closing_at: dt.datetime | None,
+    province: str | None,
+    category: str | None,
+    texts: TenderTexts,
+) -> dict[str, Any]:
+    """The `tender.created/updated` payload (`TenderV1`) of a tender: the columns, and its texts cut to the contract's
+    lengths (a description equal to the title adds nothing)."""
+
+    def iso(value: dt.datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    def cut(value: str | None, limit: int) -> str | None:
+        return value[:limit] if value else None
+
+    text = texts.text if texts.text and texts.text != title else None
+    return {
+        "tender_id": tender_id,
+        "ocid": ocid,
+        "title": title,
+        "buyer": buyer,
+        "budget": str(budget) if budget is not None else None,
+        "currency": currency,
+        "status": status,
+        "published_at": iso(published_at),
+        "closing_at": iso(closing_at),
+        "province": province,
+        "category": category,
+        "tender_number": cut(tender_number, TENDER_NUMBER_MAX_CHARS),
+        "description": cut(text, DESCRIPTION_MAX_CHARS),
+        "special_conditions": cut(texts.special_conditions, SPECIAL_CONDITIONS_MAX_CHARS),
+        "briefing_compulsory": texts.briefing_compulsory,
+        "briefing_at": iso(texts.briefing_at),
+        "briefing_venue": cut(texts.briefing_venue, BRIEFING_VENUE_MAX_CHARS),
+    }

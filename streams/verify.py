@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from schema.events import OPEN_STATUSES
+from schema.events import OPEN_STATUSES, TenderTexts
+from schema.events import tender_payload as contract_tender_payload
 from schema.mongo import READINESS_SCORES, TENDER_SUMMARIES, USER_ACTIVITY_LOGS
 from schema.redis_keys import (
     SPEND_BY_BUYER,
@@ -68,55 +69,31 @@ class VerifyError(Exception):
 # -- source: MySQL rows as the payloads the application published for them ------------------------------------
 
 
-def _naive_utc(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return parsed.astimezone(dt.UTC).replace(tzinfo=None) if parsed.tzinfo is not None else parsed
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
 def tender_payload(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The `tender.created/updated` payload of a tenders row, as the application writes it (tenderhub.loader): the
-    columns, and the tender's own texts (description, special conditions, briefing) from its OCDS release, which the
-    table keeps only there (the description column joins them)."""
-    title = str(row["title"])
-    text: str | None = row["description"]
-    special = briefing_compulsory = briefing_at = briefing_venue = None
+    """The `tender.created/updated` payload of a tenders row, as the application writes it (the contract's
+    `schema.events.tender_payload`): the columns, and the tender's own texts from its OCDS release, which the table
+    keeps only there (the description column joins them)."""
+    texts = TenderTexts(text=row["description"])
     raw = row.get("raw_ocds")
     release = json.loads(raw) if isinstance(raw, str | bytes) and raw else None
     tender = release.get("tender") if isinstance(release, dict) else None
     if isinstance(tender, dict):
-        text = (tender.get("description") or "").strip() or None
-        special = (tender.get("specialConditions") or "").strip() or None
-        session = tender.get("briefingSession") or {}
-        if session.get("isSession"):
-            briefing_compulsory = bool(session.get("compulsory"))
-            briefing_at = _naive_utc(session.get("date"))
-            briefing_venue = session.get("venue") or None
-    number = row["tender_number"]
-    return {
-        "tender_id": int(row["id"]),
-        "ocid": row["ocid"],
-        "title": title,
-        "buyer": row["buyer"],
-        "budget": str(row["budget"]) if row["budget"] is not None else None,
-        "currency": row["currency"],
-        "status": row["status"],
-        "published_at": _iso(row["published_at"]),
-        "closing_at": _iso(row["closing_at"]),
-        "province": row["province"],
-        "category": row["category"],
-        "tender_number": number[:255] if number else None,
-        "description": text[:20_000] if text and text != title else None,
-        "special_conditions": special[:50_000] if special else None,
-        "briefing_compulsory": briefing_compulsory,
-        "briefing_at": _iso(briefing_at),
-        "briefing_venue": briefing_venue[:1000] if briefing_venue else None,
-    }
+        texts = TenderTexts.from_ocds(tender)
+    return contract_tender_payload(
+        int(row["id"]),
+        ocid=row["ocid"],
+        title=str(row["title"]),
+        tender_number=row["tender_number"],
+        buyer=row["buyer"],
+        budget=row["budget"],
+        currency=row["currency"],
+        status=row["status"],
+        published_at=row["published_at"],
+        closing_at=row["closing_at"],
+        province=row["province"],
+        category=row["category"],
+        texts=texts,
+    )
 
 
 def company_payload(row: Mapping[str, Any], gradings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from cdc.outbox import write_event
+from schema.events import TenderTexts, naive_utc, tender_payload
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +52,6 @@ class TenderRow:
     briefing_venue: str | None = None
 
 
-def _utc(value: str | None) -> dt.datetime | None:
-    """OCDS dates carry an offset (+02:00 for eTenders); MySQL DATETIME columns hold naive UTC."""
-    if not value:
-        return None
-    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
-    return parsed
-
-
 def tender_row(release: dict[str, Any]) -> TenderRow:
     tender = release.get("tender") or {}
     ocid = release.get("ocid")
@@ -80,8 +71,7 @@ def tender_row(release: dict[str, Any]) -> TenderRow:
     status = str(tender.get("status")) if tender.get("status") in OCDS_STATUSES else "active"
     period = tender.get("tenderPeriod") or {}
     buyer = (release.get("buyer") or tender.get("procuringEntity") or {}).get("name")
-    session = tender.get("briefingSession") or {}
-    briefing = bool(session.get("isSession"))
+    texts = TenderTexts.from_ocds(tender)
     return TenderRow(
         ocid=ocid,
         tender_number=number,
@@ -91,16 +81,16 @@ def tender_row(release: dict[str, Any]) -> TenderRow:
         budget=Decimal(str(amount)) if amount is not None and currency else None,
         currency=currency if amount is not None and currency else None,
         status=status,
-        published_at=_utc(period.get("startDate") or release.get("date")),
-        closing_at=_utc(period.get("endDate")),
+        published_at=naive_utc(period.get("startDate") or release.get("date")),
+        closing_at=naive_utc(period.get("endDate")),
         province=tender.get("province"),
         category=tender.get("category"),
         raw_ocds=json.dumps(release, ensure_ascii=False),
-        text=(tender.get("description") or "").strip() or None,
-        special_conditions=(tender.get("specialConditions") or "").strip() or None,
-        briefing_compulsory=bool(session.get("compulsory")) if briefing else None,
-        briefing_at=_utc(session.get("date")) if briefing else None,
-        briefing_venue=(session.get("venue") or None) if briefing else None,
+        text=texts.text,
+        special_conditions=texts.special_conditions,
+        briefing_compulsory=texts.briefing_compulsory,
+        briefing_at=texts.briefing_at,
+        briefing_venue=texts.briefing_venue,
     )
 
 
@@ -125,25 +115,22 @@ def read_releases(path: Path = SAMPLE_TENDERS, limit: int | None = None) -> Iter
 
 
 def _payload(tender_id: int, row: TenderRow) -> dict[str, Any]:
-    return {
-        "tender_id": tender_id,
-        "ocid": row.ocid,
-        "title": row.title,
-        "buyer": row.buyer,
-        "budget": str(row.budget) if row.budget is not None else None,
-        "currency": row.currency,
-        "status": row.status,
-        "published_at": row.published_at.isoformat() if row.published_at else None,
-        "closing_at": row.closing_at.isoformat() if row.closing_at else None,
-        "province": row.province,
-        "category": row.category,
-        "tender_number": row.tender_number[:255] if row.tender_number else None,
-        "description": row.text[:20_000] if row.text and row.text != row.title else None,
-        "special_conditions": row.special_conditions[:50_000] if row.special_conditions else None,
-        "briefing_compulsory": row.briefing_compulsory,
-        "briefing_at": row.briefing_at.isoformat() if row.briefing_at else None,
-        "briefing_venue": row.briefing_venue[:1000] if row.briefing_venue else None,
-    }
+    texts = TenderTexts(row.text, row.special_conditions, row.briefing_compulsory, row.briefing_at, row.briefing_venue)
+    return tender_payload(
+        tender_id,
+        ocid=row.ocid,
+        title=row.title,
+        tender_number=row.tender_number,
+        buyer=row.buyer,
+        budget=row.budget,
+        currency=row.currency,
+        status=row.status,
+        published_at=row.published_at,
+        closing_at=row.closing_at,
+        province=row.province,
+        category=row.category,
+        texts=texts,
+    )
 
 
 _COLUMNS = (
