@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -165,6 +167,8 @@ def build_pipeline(
         web_port=settings.worker_web_port,
         web_in_thread=False,
         store="memory://",
+        # Faust makes a data folder even for in-memory tables; under the temp folder, not the working directory.
+        datadir=str(Path(tempfile.gettempdir()) / "tenderhub-faust" / "{conf.name}-data"),
         loghandlers=[],
     )
     names = ctx.topics
