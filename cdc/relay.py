@@ -475,6 +475,19 @@ def _transactional_connection(dsn: MysqlDsn) -> Any:
     return conn
 
 
+def _marker_connection(dsn: MysqlDsn) -> Any:
+    """REPEATABLE READ, each UPDATE its own transaction. The relay sees a transaction in the binlog before InnoDB
+    has committed it (the binlog is written first); under READ COMMITTED an UPDATE reads such locked rows
+    semi-consistently, finds no committed version, skips them and their mark is lost. Under REPEATABLE READ it waits
+    for the row locks and marks the rows once they are committed."""
+    conn = pymysql.connect(
+        **dsn.pymysql_kwargs(), database=dsn.database, autocommit=True, charset="utf8mb4", init_command=_UTC_INIT
+    )
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    return conn
+
+
 def _polling_connection(settings: Settings) -> Any:
     conn = _transactional_connection(settings.relay_mysql)
     with conn.cursor() as cur:
@@ -612,8 +625,7 @@ class PublishedMarker:
     def _mark(self, ranges: IdRanges) -> None:
         # One long-lived connection: connecting per batch cost more than the UPDATE itself.
         if self._conn is None:
-            self._conn = _transactional_connection(self.s.relay_mysql)
-            self._conn.autocommit(True)
+            self._conn = _marker_connection(self.s.relay_mysql)
         try:
             mark_published(self._conn, ranges)
         except pymysql.MySQLError:
