@@ -103,7 +103,9 @@ def company_facts_value(payload: Any) -> dict[str, Any]:
         "provinces": list(payload.provinces),
         "experience_years": payload.experience_years,
         "bbbee_level": payload.bbbee_level,
-        "cidb": [g.model_dump() for g in payload.cidb],
+        # By class of works: the order the profile listed them in is not a fact (MySQL, which verify and rebuild
+        # read, gives them back by class), and the reasons a score names must not depend on it.
+        "cidb": [g.model_dump() for g in sorted(payload.cidb, key=lambda g: g.class_of_works)],
     }
 
 

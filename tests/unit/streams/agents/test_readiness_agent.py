@@ -93,3 +93,20 @@ def test_update_top_with_full_rescores_equals_top_k_of_all_scores() -> None:
             updated = update_top(top, tender_id, new, k)
             top = top_k(scores, k) if updated is None else updated
             assert top == top_k(scores, k)
+
+
+def test_company_facts_do_not_depend_on_the_order_of_the_gradings() -> None:
+    # The application publishes gradings in the profile's order; MySQL gives them back by class of works (verify and
+    # rebuild read them so). The facts, and so the reasons a score document names, must be the same either way.
+    def facts(order: list[str]) -> dict[str, object]:
+        grades = {"EP": 3, "EB": 5, "GB": 2}
+        payload = {
+            "team_id": 1,
+            "company_id": 2,
+            "sectors": ["Construction"],
+            "provinces": ["Gauteng"],
+            "cidb": [{"class_of_works": c, "grade": grades[c]} for c in order],
+        }
+        return company_facts_value(CompanyUpdatedV1.model_validate(payload))
+
+    assert facts(["EP", "EB", "GB"]) == facts(["EB", "GB", "EP"])
