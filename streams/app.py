@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,7 +169,7 @@ def build_pipeline(
         web_in_thread=False,
         store="memory://",
         # Faust makes a data folder even for in-memory tables; under the temp folder, not the working directory.
-        datadir=str(Path(tempfile.gettempdir()) / "tenderhub-faust" / "{conf.name}-data"),
+        datadir=str(Path(tempfile.gettempdir()) / "tenderhub-faust-{conf.name}"),
         loghandlers=[],
     )
     names = ctx.topics
@@ -203,6 +204,10 @@ def build_pipeline(
                 "store_retries": r.stats.store_retries,
                 "error_retries": r.stats.error_retries,
                 "last_batch_ms": round(r.stats.last_batch_s * 1000, 3),
+                "in_flight": r.stats.in_flight,
+                "in_flight_s": round(time.monotonic() - r.stats.in_flight_since, 3)
+                if r.stats.in_flight_since is not None
+                else 0.0,
             }
             for name, r in pipeline.runners.items()
         }

@@ -194,6 +194,8 @@ class BatchStats:
     store_retries: int = 0
     error_retries: int = 0
     last_batch_s: float = 0.0
+    in_flight: int = 0  # events of the batch being handled now (0: idle)
+    in_flight_since: float | None = None  # time.monotonic() when that batch began
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -263,6 +265,16 @@ class BatchRunner:
         """Decode, handle, back off and dead-letter one batch. Returns once every event is handled or dead-lettered;
         never raises (but for cancellation, and the stop, which leaves the process)."""
         started = time.perf_counter()
+        self.stats.in_flight, self.stats.in_flight_since = len(raw_events), time.monotonic()
+        try:
+            await self._process(raw_events)
+        finally:
+            self.stats.in_flight, self.stats.in_flight_since = 0, None
+        self.stats.batches += 1
+        self.stats.events += len(raw_events)
+        self.stats.last_batch_s = time.perf_counter() - started
+
+    async def _process(self, raw_events: Sequence[RawEvent]) -> None:
         good: list[Incoming] = []
         for raw in raw_events:
             msg = raw.message
@@ -278,9 +290,6 @@ class BatchRunner:
             good.append(Incoming(event, msg.topic, msg.partition, msg.offset, value))
         if good:
             await self._handle(good)
-        self.stats.batches += 1
-        self.stats.events += len(raw_events)
-        self.stats.last_batch_s = time.perf_counter() - started
 
     async def _handle(self, items: Sequence[Incoming]) -> None:
         """Handle `items` until they pass, dead-lettering only the events at fault."""

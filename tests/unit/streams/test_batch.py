@@ -409,3 +409,23 @@ async def test_periodic_job_that_fails_otherwise_waits_for_its_next_tick(caplog:
     stops = Stops()
     await periodic("readiness_sweep", sweep, stop=stops)()
     assert not stops.reasons and "runs again at its next tick" in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_the_batch_in_flight_is_visible_while_it_runs_and_through_its_retries() -> None:
+    # The web view shows it: "no new events processed" alone cannot tell an idle worker from one stuck in a long
+    # batch or a store's backoff.
+    seen: list[int] = []
+    r: BatchRunner
+
+    async def handler(items: Sequence[Incoming]) -> None:
+        seen.append(r.stats.in_flight)
+        assert r.stats.in_flight_since is not None
+        if len(seen) < 3:
+            raise TransientSinkError("connection refused")
+
+    r = runner(handler, Letters())
+    assert r.stats.in_flight == 0 and r.stats.in_flight_since is None
+    await r.process([raw(1), raw(2), RawEvent(b"5", b"{oops", Message("t.activity", 0, 9))])
+    assert seen == [3, 3, 3]
+    assert r.stats.in_flight == 0 and r.stats.in_flight_since is None and r.stats.events == 3
