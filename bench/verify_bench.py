@@ -137,6 +137,7 @@ def main() -> None:
     settings = base.model_copy(
         update={
             "mysql_url": SecretStr(url),
+            "mysql_reader_url": SecretStr(url),
             "topic_prefix": f"bench.verify.{uid}.",
             "mongo_db": name,
             "redis_key_prefix": f"bench:verify:{uid}:",

@@ -101,6 +101,11 @@ def app_grants(database: str) -> list[str]:
     return [*tables, f"INSERT ({columns}) ON {db}.{_ident(OUTBOX_TABLE)}"]
 
 
+def reader_grants(database: str) -> list[str]:
+    """verify and rebuild compare the derived stores with every table, the outbox included; they change nothing."""
+    return [f"SELECT ON {_ident(database)}.*"]
+
+
 @contextmanager
 def connect(dsn: MysqlDsn, database: str | None = None) -> Iterator[pymysql.connections.Connection]:
     conn = pymysql.connect(
@@ -172,20 +177,21 @@ def _ensure_user(cur: pymysql.cursors.Cursor, dsn: MysqlDsn, host: str, grants: 
 
 
 def migrate(settings: Settings) -> list[str]:
-    """Create the database, apply migrations, and set up the app and relay users. Idempotent."""
+    """Create the database, apply migrations, and set up the app and relay users (and the read-only reader, when
+    its URL is set). Idempotent."""
     admin = settings.mysql_admin
     database = settings.mysql.database
-    for name, dsn in (
-        ("TENDERHUB_RELAY_MYSQL_URL", settings.relay_mysql),
-        ("TENDERHUB_MYSQL_ADMIN_URL", admin),
-    ):
+    reader = settings.mysql_reader if settings.mysql_reader_url is not None else None
+    checked = [("TENDERHUB_RELAY_MYSQL_URL", settings.relay_mysql), ("TENDERHUB_MYSQL_ADMIN_URL", admin)]
+    for name, dsn in checked + ([("TENDERHUB_MYSQL_READER_URL", reader)] if reader else []):
         if dsn.database != database:
             raise SettingsError(
                 f"{name} names database {dsn.database!r} but TENDERHUB_MYSQL_URL names {database!r}. "
                 "Fix: point every MySQL URL at the same database."
             )
-    if settings.mysql.user in (admin.user, settings.relay_mysql.user) or admin.user == settings.relay_mysql.user:
-        raise SettingsError("the admin, app and relay MySQL URLs must use three different users")
+    users = [settings.mysql.user, admin.user, settings.relay_mysql.user] + ([reader.user] if reader else [])
+    if len(set(users)) != len(users):
+        raise SettingsError("the admin, app, relay and reader MySQL URLs must each use a different user")
     with connect(admin) as conn:
         with conn.cursor() as cur:
             cur.execute(
@@ -203,4 +209,17 @@ def migrate(settings: Settings) -> list[str]:
                 settings.mysql_grant_host,
                 relay_grants(settings.relay_mode, database, mariadb, settings.relay_mysql_snapshot_lock),
             )
+            if reader is not None:
+                _ensure_user(cur, reader, settings.mysql_grant_host, reader_grants(database))
     return applied
+
+
+def drop_database(settings: Settings) -> None:
+    """Undo `migrate` for a throwaway deployment (a test or fault run of its own): drop its database and its app and
+    relay accounts. Never for the default deployment: those accounts may serve others."""
+    database = settings.mysql.database
+    with connect(settings.mysql_admin) as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {_ident(database)}")
+        readers = [settings.mysql_reader] if settings.mysql_reader_url is not None else []
+        for dsn in (settings.mysql, settings.relay_mysql, *readers):
+            cur.execute(f"DROP USER IF EXISTS {_account(dsn.user, settings.mysql_grant_host)}")

@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -20,6 +21,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "TENDERHUB_"
 DEFAULT_ENV_FILE = ".stack/tenderhub.env"
+# Settings' parsed URLs, cached per object (see Settings.model_copy).
+_CACHED = ("mysql", "relay_mysql", "mysql_admin", "mysql_reader")
 
 
 class SettingsError(Exception):
@@ -85,6 +88,11 @@ class Settings(_Base):
     )
     relay_mysql_url: SecretStr = Field(
         description="MySQL URL of the CDC relay's least-privilege user (replication + outbox rights only)."
+    )
+    mysql_reader_url: SecretStr | None = Field(
+        None,
+        description="MySQL URL of a read-only user (SELECT on the database, the outbox included), used by "
+        "`tenderhub verify` and `rebuild`; `tenderhub migrate` creates it when set.",
     )
     kafka_bootstrap: str = Field(description="Kafka bootstrap servers, host:port[,host:port].")
     mongo_url: SecretStr = Field(description="MongoDB URL (mongodb://host:port/).")
@@ -215,7 +223,7 @@ class Settings(_Base):
         60.0, gt=0, description="How often the leader rebuilds the windowed spend from tender states (ageing)."
     )
 
-    @field_validator("mysql_url", "mysql_admin_url", "relay_mysql_url")
+    @field_validator("mysql_url", "mysql_admin_url", "relay_mysql_url", "mysql_reader_url")
     @classmethod
     def _mysql_scheme(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None:
@@ -261,6 +269,14 @@ class Settings(_Base):
             raise ValueError("topic names allow only letters, digits, '.', '_' and '-'")
         return v
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy whose parsed URLs (cached per object) are parsed again from its own values: a copy with another
+        `mysql_url` must not keep the original's DSN."""
+        copy = super().model_copy(update=update, deep=deep)
+        for name in _CACHED:
+            copy.__dict__.pop(name, None)
+        return copy
+
     @cached_property
     def mysql(self) -> MysqlDsn:
         return MysqlDsn.parse(self.mysql_url)
@@ -277,6 +293,16 @@ class Settings(_Base):
                 "Fix: export it (the dev stack writes it to .stack/tenderhub.env)."
             )
         return MysqlDsn.parse(self.mysql_admin_url)
+
+    @cached_property
+    def mysql_reader(self) -> MysqlDsn:
+        if self.mysql_reader_url is None:
+            raise SettingsError(
+                f"{ENV_PREFIX}MYSQL_READER_URL is not set: verify and rebuild read every table, the outbox included, "
+                "with a read-only user. Fix: export it (the dev stack writes it to .stack/tenderhub.env) and run "
+                "`tenderhub migrate`, which creates the user."
+            )
+        return MysqlDsn.parse(self.mysql_reader_url)
 
     def today(self) -> dt.date:
         """The as-of date: the configured one, or today's date (UTC) on the real clock."""

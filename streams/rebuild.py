@@ -37,6 +37,7 @@ from streams.verify import (
     company_rows,
     event,
     latest_event_ids,
+    reader_engine,
     tender_events,
     tender_rows,
 )
@@ -126,9 +127,9 @@ async def rebuild(
     version = max(await high_water(settings), 1)
     say(f"rebuilt documents carry source_seq {version} (the relay's high-water mark on the data topics)")
     report = RebuildReport(version)
+    engine = reader_engine(settings)
     ctx = WorkerContext(settings)
     try:
-        engine = ctx.engine
         if owners & {"tender_summaries", "readiness"}:
             ids = latest_event_ids(engine, "tender")
             chunks = list(tender_rows(engine))
@@ -183,6 +184,7 @@ async def rebuild(
             report.written["activity_logs"] = handler.inserted
             say(f"activity_logs: {handler.inserted} inserted, {handler.redelivered} already present")
     finally:
+        engine.dispose()
         await ctx.aclose()
     report.seconds = time.monotonic() - start
     return report

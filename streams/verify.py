@@ -75,7 +75,16 @@ def tender_payload(row: Mapping[str, Any]) -> dict[str, Any]:
     keeps only there (the description column joins them)."""
     texts = TenderTexts(text=row["description"])
     raw = row.get("raw_ocds")
-    release = json.loads(raw) if isinstance(raw, str | bytes) and raw else None
+    release = None
+    if isinstance(raw, str | bytes) and raw:
+        try:
+            release = json.loads(raw)
+        except ValueError as exc:
+            # One corrupt row must not stop the check of all the others: its texts come from the description
+            # column, and if that is not what was published its summary shows as drift.
+            log.warning(
+                "verify: tender %s: raw_ocds is not JSON (%s); reading its texts from the columns", row["id"], exc
+            )
     tender = release.get("tender") if isinstance(release, dict) else None
     if isinstance(tender, dict):
         texts = TenderTexts.from_ocds(tender)
@@ -145,6 +154,19 @@ _TENDER_COLUMNS = (
 )
 
 
+def reader_engine(settings: Settings) -> sa.Engine:
+    """The read-only account's engine: verify and rebuild read every table, the outbox included, which the
+    application's account may not (it only appends to the outbox)."""
+    if settings.mysql_reader_url is None:
+        raise VerifyError(
+            "TENDERHUB_MYSQL_READER_URL is not set: verify and rebuild read MySQL (the outbox included) with a "
+            "read-only user. Fix: export it (the dev stack writes it to .stack/tenderhub.env) and run "
+            "`tenderhub migrate`, which creates the user."
+        )
+    url = sa.engine.make_url(settings.mysql_reader_url.get_secret_value()).set(drivername="mysql+pymysql")
+    return sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600)
+
+
 def tender_rows(engine: sa.Engine, chunk: int = CHUNK) -> Iterator[list[dict[str, Any]]]:
     """Every tenders row, in id order, a chunk at a time (keyset pagination: no OFFSET scan)."""
     last = 0
@@ -211,6 +233,11 @@ class FamilyReport:
     drift: int = 0
     examples: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Documents or keys MySQL calls for, how many of them the store has, and how many it has that MySQL does not
+    # justify (each of those is drift too). Cards are a cache: none is expected, a stale one is drift.
+    expected: int = 0
+    present: int = 0
+    extra: int = 0
 
     def add(self, example: str, limit: int) -> None:
         self.drift += 1
@@ -234,6 +261,9 @@ class VerifyReport:
             "families": {
                 f.family: {
                     "checked": f.checked,
+                    "expected": f.expected,
+                    "present": f.present,
+                    "extra": f.extra,
                     "drift": f.drift,
                     "examples": f.examples,
                     "seconds": round(f.seconds, 3),
@@ -246,7 +276,8 @@ class VerifyReport:
         out = []
         for f in self.families:
             state = "ok" if f.drift == 0 else f"DRIFT {f.drift}"
-            out.append(f"{f.family:<10} {f.checked:>9} checked  {state}  ({f.seconds:.2f} s)")
+            counts = f"expected {f.expected}, present {f.present}, extra {f.extra}"
+            out.append(f"{f.family:<10} {f.checked:>9} checked  {counts}  {state}  ({f.seconds:.2f} s)")
             out += [f"    {e}" for e in f.examples]
         out.append(f"{'no drift' if self.drift == 0 else f'{self.drift} drifted'} in {self.seconds:.2f} s")
         return out
@@ -273,11 +304,15 @@ def _docs_by(db: Database[dict[str, Any]], name: str, key: str, ids: Sequence[in
 def _verify_summaries(
     stores: _Stores, chunks: Sequence[list[dict[str, Any]]], model_used: str, fam: FamilyReport, n: int
 ) -> None:
+    known: set[int] = set()
     for rows in chunks:
         docs = _docs_by(stores.db, TENDER_SUMMARIES.name, "tender_id", [int(r["id"]) for r in rows])
+        fam.present += len(docs)
         for row in rows:
             fam.checked += 1
+            fam.expected += 1
             tid = int(row["id"])
+            known.add(tid)
             payload = row["_event"].payload
             expected = content_hash(summary_input(payload).text(), model_used)
             doc = docs.get(tid)
@@ -287,6 +322,10 @@ def _verify_summaries(
                 fam.add(f"tender {tid}: content hash {str(doc.get('content_hash'))[:12]} != {expected[:12]}", n)
             elif doc.get("status") != row["status"]:
                 fam.add(f"tender {tid}: summary status {doc.get('status')!r} != MySQL {row['status']!r}", n)
+    for d in stores.db[TENDER_SUMMARIES.name].find({}, {"_id": 0, "tender_id": 1}, batch_size=CHUNK):
+        if d.get("tender_id") not in known:
+            fam.extra += 1
+            fam.add(f"tender {d.get('tender_id')!r}: summary document for a tender MySQL does not have", n)
 
 
 def _verify_cards(stores: _Stores, by_id: Mapping[int, dict[str, Any]], fam: FamilyReport, n: int) -> None:
@@ -298,10 +337,12 @@ def _verify_cards(stores: _Stores, by_id: Mapping[int, dict[str, Any]], fam: Fam
         if not middle.isdigit():
             continue
         fam.checked += 1
+        fam.present += 1
         tid = int(middle)
         row = by_id.get(tid)
         values = {str(k): str(v) for k, v in stores.r.hgetall(key).items()}
         if row is None:
+            fam.extra += 1
             fam.add(f"tender {tid}: card for a tender MySQL does not have", n)
             continue
         if row["status"] not in OPEN_STATUSES:
@@ -338,6 +379,10 @@ def _verify_readiness(
             by_team.setdefault(int(d["team_id"]), {})[int(d["tender_id"])] = d
     for team, company in companies.items():
         stored = by_team.pop(team, {})
+        if scores_wanted:
+            for tid in sorted(set(stored) - set(tenders)):
+                scores_fam.extra += 1
+                scores_fam.add(f"team {team} tender {tid}: score document for a tender MySQL does not have", n)
         ranked: dict[int, float] = {}
         for tid, tender in tenders.items():
             result = score(tender.facts, company.facts, as_of, weights)
@@ -346,8 +391,10 @@ def _verify_readiness(
             if not scores_wanted:
                 continue
             scores_fam.checked += 1
+            scores_fam.expected += 1
             want = score_document(result, tender, company).fields
             doc = stored.get(tid)
+            scores_fam.present += doc is not None
             if doc is None:
                 scores_fam.add(f"team {team} tender {tid}: no score document", n)
                 continue
@@ -368,8 +415,14 @@ def _verify_readiness(
             want_top = top_k(ranked, k)
             key = stores.key(TEAM_TOP_TENDERS.key(id=team))
             got_top = {int(m): float(s) for m, s in _zset(stores.r, key)}
+            tops_fam.expected += bool(want_top)
+            tops_fam.present += bool(want_top) and bool(got_top)
+            tops_fam.extra += bool(got_top) and not want_top
             if set(got_top) != set(want_top) or any(abs(got_top[t] - want_top[t]) > _SCORE_TOLERANCE for t in want_top):
                 tops_fam.add(f"team {team}: top list {sorted(got_top)} != {sorted(want_top)}", n)
+    for team, stored in sorted(by_team.items()):  # what is left: teams MySQL has no profile for
+        scores_fam.extra += len(stored)
+        scores_fam.add(f"team {team}: {len(stored)} score documents for a team MySQL does not have", n)
 
 
 def _verify_spend(
@@ -385,6 +438,9 @@ def _verify_spend(
     ):
         fields = {str(k): str(v) for k, v in stores.r.hgetall(stores.key(key)).items()}
         got = {m: (t.cents, t.tenders, t.without_budget) for m, t in totals_from_fields(fields).items()}
+        fam.expected += len(want)
+        fam.present += len(set(got) & set(want))
+        fam.extra += len(set(got) - set(want))
         for m in sorted(set(got) | set(want)):
             fam.checked += 1
             if got.get(m) != want.get(m):
@@ -394,6 +450,9 @@ def _verify_spend(
         (f"{window} sorted set", SPEND_BY_BUYER_WINDOW.key(window=window), window_cents),
     ):
         zset = dict(_zset(stores.r, stores.key(key)))
+        fam.expected += len(want)
+        fam.present += len(set(zset) & set(want))
+        fam.extra += len(set(zset) - set(want))
         for m in sorted(set(zset) | set(want)):
             fam.checked += 1
             expected = want[m][0] / 100 if m in want else None
@@ -407,6 +466,8 @@ def _verify_activity(stores: _Stores, engine: sa.Engine, settings: Settings, fam
         chunk = rows[start : start + CHUNK]
         ids = [int(r["id"]) for r in chunk]
         present = {int(d["_id"]) for d in stores.db[USER_ACTIVITY_LOGS.name].find({"_id": {"$in": ids}}, {"_id": 1})}
+        fam.expected += len(ids)
+        fam.present += len(present)
         for event_id in ids:
             fam.checked += 1
             if event_id not in present:
@@ -458,7 +519,7 @@ async def verify(settings: Settings, families: Sequence[str] = FAMILIES, example
     # The agent's own weights and as-of instant (end of the as-of day, UTC).
     handler = ReadinessHandler(ctx)
     as_of, weights, k = handler.as_of(), handler.weights, handler.k
-    engine = ctx.engine
+    engine = reader_engine(settings)
     client: MongoClient[dict[str, Any]] = MongoClient(
         settings.mongo_url.get_secret_value(), serverSelectionTimeoutMS=10_000
     )
@@ -528,6 +589,7 @@ async def verify(settings: Settings, families: Sequence[str] = FAMILIES, example
     finally:
         client.close()
         r.close()
+        engine.dispose()
         await ctx.aclose()
     report = VerifyReport(list(reports.values()), time.monotonic() - start)
     for fam in report.families:

@@ -31,6 +31,14 @@ from schema.settings import ENV_PREFIX, StackSettings
 log = logging.getLogger(__name__)
 
 ADMIN_USER, APP_USER, RELAY_USER = "tenderhub_admin", "tenderhub_app", "tenderhub_relay"
+READER_USER = "tenderhub_reader"
+SECRET_NAMES = (
+    "mysql_admin_password",
+    "mysql_app_password",
+    "mysql_relay_password",
+    "mysql_reader_password",
+    "redis_password",
+)
 DATABASE = "tenderhub"
 
 
@@ -639,19 +647,11 @@ class Stack:
         """Random passwords made on first use and kept (0600) with the stack's data."""
         if self._secrets is None:
             path = self.root / "secrets.json"
-            if path.exists():
-                self._secrets = json.loads(path.read_text())
-            else:
+            kept: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+            # A stack made before a secret existed gets it now; the existing ones never change.
+            self._secrets = kept | {k: secrets.token_urlsafe(18) for k in SECRET_NAMES if k not in kept}
+            if self._secrets != kept:
                 self.root.mkdir(parents=True, exist_ok=True)
-                self._secrets = {
-                    k: secrets.token_urlsafe(18)
-                    for k in (
-                        "mysql_admin_password",
-                        "mysql_app_password",
-                        "mysql_relay_password",
-                        "redis_password",
-                    )
-                }
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as f:
                     json.dump(self._secrets, f)
@@ -674,6 +674,7 @@ class Stack:
             "MYSQL_URL": self._mysql_url(APP_USER, "mysql_app_password"),
             "MYSQL_ADMIN_URL": self._mysql_url(ADMIN_USER, "mysql_admin_password"),
             "RELAY_MYSQL_URL": self._mysql_url(RELAY_USER, "mysql_relay_password"),
+            "MYSQL_READER_URL": self._mysql_url(READER_USER, "mysql_reader_password"),
             "KAFKA_BOOTSTRAP": f"{self.cfg.stack_host}:{self.cfg.kafka_port}",
             "MONGO_URL": self.mongo_url(),
             "REDIS_URL": self.redis_url(),

@@ -42,6 +42,11 @@ class Source:
     url: str
     tenders: list[int]
 
+    @property
+    def env(self) -> dict[str, str]:
+        """The CLI's environment for this database (the admin account reads and writes it here)."""
+        return {"TENDERHUB_MYSQL_URL": self.url, "TENDERHUB_MYSQL_READER_URL": self.url}
+
 
 @pytest.fixture
 def source(penv: PipelineEnv, settings: Settings) -> Iterator[Source]:
@@ -56,7 +61,7 @@ def source(penv: PipelineEnv, settings: Settings) -> Iterator[Source]:
         apply_migrations(conn)
     url = f"{base}/{name}"
     penv.as_of = AS_OF
-    test_settings = penv.settings(mysql_url=SecretStr(url))
+    test_settings = penv.settings(mysql_url=SecretStr(url), mysql_reader_url=SecretStr(url))
     engine = sa.create_engine(url)
     tenders = []
     for release in read_releases(limit=30):
@@ -126,7 +131,7 @@ def test_rebuild_from_mysql_makes_verify_clean_and_damage_is_reported_per_family
     gone = source.tenders[-1]
     db["tender_summaries"].delete_one({"tender_id": gone})
 
-    result = run_cli(penv, "verify", "--json", "--examples", "3", TENDERHUB_MYSQL_URL=source.url)
+    result = run_cli(penv, "verify", "--json", "--examples", "3", **source.env)
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
     fams = report["families"]
@@ -136,9 +141,9 @@ def test_rebuild_from_mysql_makes_verify_clean_and_damage_is_reported_per_family
     assert any(f"tender {open_card}: card for a tender that is cancelled" in e for e in fams["cards"]["examples"])
     assert any(f"tender {gone}: no summary document" in e for e in fams["summaries"]["examples"])
     assert fams["activity"]["drift"] == 0
-    human = run_cli(penv, "verify", "--family", "cards", TENDERHUB_MYSQL_URL=source.url)
+    human = run_cli(penv, "verify", "--family", "cards", **source.env)
     assert human.returncode == 1 and "card for a tender that is cancelled" in human.stdout
-    bad = run_cli(penv, "verify", "--family", "nonsense", TENDERHUB_MYSQL_URL=source.url)
+    bad = run_cli(penv, "verify", "--family", "nonsense", **source.env)
     assert bad.returncode == 2
 
 

@@ -116,3 +116,20 @@ def test_topic_map_from_json_environment(env: pytest.MonkeyPatch) -> None:
     env.setenv("TENDERHUB_TOPIC_MAP", '{"tender": "bad topic"}')
     with pytest.raises(SettingsError, match="TENDERHUB_TOPIC_MAP is invalid"):
         load_settings()
+
+
+def test_a_copy_with_other_urls_parses_its_own_urls_not_the_originals(env: pytest.MonkeyPatch) -> None:
+    # The parsed DSNs are cached per object; a copy made after they were read must not inherit the old ones.
+    from pydantic import SecretStr
+
+    env.setenv("TENDERHUB_MYSQL_ADMIN_URL", "mysql+pymysql://admin:a@127.0.0.1:13306/tenderhub")
+    s = load_settings()
+    before = (s.mysql.database, s.relay_mysql.database, s.mysql_admin.database)
+    other = "mysql+pymysql://u2:p2@127.0.0.1:13306/other_db"
+    copy = s.model_copy(
+        update={"mysql_url": SecretStr(other), "relay_mysql_url": SecretStr(other), "mysql_admin_url": SecretStr(other)}
+    )
+    assert (copy.mysql.database, copy.relay_mysql.database, copy.mysql_admin.database) == ("other_db",) * 3
+    assert copy.mysql.user == "u2"
+    assert (s.mysql.database, s.relay_mysql.database, s.mysql_admin.database) == before
+    assert s.model_copy().mysql.database == before[0]
