@@ -24,14 +24,13 @@ from typing import Any
 
 import redis
 import sqlalchemy as sa
-from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import SecretStr
 from pymongo import MongoClient
 
 from bench.readiness_bench import ADVERTISED, PORTAL_200, company_payloads
 from schema.mysql import apply_migrations, connect
-from schema.settings import Settings, load_settings
-from schema.topics import ensure_topics, topic_specs
+from schema.settings import load_settings
+from schema.topics import delete_topics, ensure_topics, topic_specs
 from streams.rebuild import rebuild
 from streams.verify import verify
 from tenderhub.loader import ReleaseError, read_releases, tender_row
@@ -112,17 +111,6 @@ def _fill(engine: sa.Engine, tenders: int, teams: int) -> None:
                 )
 
 
-async def _drop_topics(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tenders", type=int, default=5000)
@@ -172,7 +160,7 @@ def main() -> None:
         if keys:
             r.delete(*keys)
         r.close()
-        asyncio.run(_drop_topics(settings))
+        asyncio.run(delete_topics(settings.kafka_bootstrap, [settings.topic_prefix]))
 
 
 if __name__ == "__main__":

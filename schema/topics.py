@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import errors
@@ -97,3 +98,19 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication: int
             message = rest[0] if rest else ""
             raise TopicError(f"cannot create topic {topic}: {errors.for_code(code).__name__} {message}")
     return created
+
+
+async def delete_topics(bootstrap: str, prefixes: Sequence[str]) -> list[str]:
+    """Delete every topic whose name starts with one of `prefixes` (a throwaway namespace's: a test, a fault run, a
+    benchmark); return the names deleted."""
+    if not prefixes or any(not p for p in prefixes):
+        raise ValueError("delete_topics needs non-empty prefixes: an empty one would match every topic")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()

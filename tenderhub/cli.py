@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -58,7 +59,8 @@ def run_migrate(settings: Settings) -> None:
     applied = migrate(settings)
     _say(
         f"mysql: {len(applied)} migration(s) applied{': ' + ', '.join(applied) if applied else ''}; "
-        f"users {settings.mysql.user} and {settings.relay_mysql.user} ({settings.relay_mode} mode) granted"
+        f"users {settings.mysql.user}, {settings.relay_mysql.user} ({settings.relay_mode} mode)"
+        f"{', ' + settings.mysql_reader.user if settings.mysql_reader_url else ''} granted"
     )
     client: MongoClient[dict[str, object]] = MongoClient(
         settings.mongo_url.get_secret_value(), serverSelectionTimeoutMS=10_000
@@ -235,6 +237,44 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def cmd_faults(args: argparse.Namespace) -> int:
+    from tenderhub.faults.report import write_report
+    from tenderhub.faults.runner import FaultRunError, Options, run_faults
+
+    soak = args.soak_minutes is not None
+    minutes = args.soak_minutes if soak else args.minutes
+    events = args.events if args.events is not None else (int(args.rate * minutes * 60) if soak else 100_000)
+    faults = args.faults if args.faults is not None else (0 if soak else 50)
+    if soak and minutes < 20:
+        _say(f"note: a soak shorter than 20 minutes ({minutes:g}) is a rehearsal, not the soak of record")
+    options = Options(
+        events=events,
+        faults=faults,
+        load_s=minutes * 60,
+        max_outage_s=args.max_outage_s,
+        seed=args.seed,
+        soak=soak,
+        sample_s=args.sample_s,
+        settle_s=args.settle_s,
+        keep=args.keep,
+    )
+
+    def stop_on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # SIGTERM unwinds like Ctrl-C: the run brings back a service it took down and stops its relays and workers.
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    try:
+        result = run_faults(load_settings(), options, _say, load_stack_settings().stack_dir)
+    except FaultRunError as exc:
+        print(f"tenderhub faults: {exc}", file=sys.stderr)
+        return 2
+    for what, figure, ok in result.checks():
+        _say(f"{'ok  ' if ok else 'FAIL'} {what}: {figure}")
+    _say(f"report: {write_report(result, Path(args.report_dir))}")
+    return 0 if result.passed else 1
+
+
 def cmd_settings(_: argparse.Namespace) -> int:
     for var, typ, default, doc in describe_options():
         _say(f"{var}\n    {doc}\n    type {typ}, default {default}")
@@ -345,6 +385,25 @@ def build_parser() -> argparse.ArgumentParser:
     corpus.add_argument("--report-dir", default="bench/reports", help="folder of the markdown report")
     corpus.add_argument("--keep", action="store_true", help="keep the run's topics, database and keys to look at")
     corpus.set_defaults(func=cmd_corpus)
+    faults = sub.add_parser(
+        "faults",
+        help="the whole pipeline under load and random faults (or --soak-minutes: steady load), then an audit",
+        epilog="exit status: 0 pass (every check zero: nothing missing, duplicated, unpublished, extra or drifted); "
+        "1 fail; 2 the run could not start. Restarts the stack's Kafka, MariaDB, FerretDB and Redis: not for a "
+        "stack others are using.",
+    )
+    faults.add_argument("--events", type=int, help="outbox events to write (default 100000; soak: rate x minutes)")
+    faults.add_argument("--faults", type=int, help="random faults during the load (default 50; soak: 0)")
+    faults.add_argument("--minutes", type=float, default=15.0, help="length of the load window (default 15)")
+    faults.add_argument("--max-outage-s", type=float, default=30.0, help="longest FerretDB/Redis outage (<= 30)")
+    faults.add_argument("--seed", type=int, help="seed of the load and the fault schedule (default: random)")
+    faults.add_argument("--soak-minutes", type=float, help="soak mode: steady load this long (>= 20 for the record)")
+    faults.add_argument("--rate", type=float, default=50.0, help="soak: events per second (default 50)")
+    faults.add_argument("--sample-s", type=float, default=60.0, help="seconds between RSS/backlog samples")
+    faults.add_argument("--settle-s", type=float, default=900.0, help="longest wait for quiescence after the load")
+    faults.add_argument("--report-dir", default="bench/reports", help="folder of the markdown report")
+    faults.add_argument("--keep", action="store_true", help="keep the run's database, topics and keys to look at")
+    faults.set_defaults(func=cmd_faults)
     sub.add_parser("settings", help="list every setting with its doc and default").set_defaults(func=cmd_settings)
     return parser
 

@@ -108,7 +108,8 @@ def _proc_start_time(pid: int) -> str | None:
     return fields[19]
 
 
-def _rss_mb(pid: int) -> float | None:
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of a process in MB, from /proc; None when it is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -240,7 +241,7 @@ class Service:
     def status(self) -> ServiceStatus:
         pid = self.running_pid()
         health = self.health() if pid is not None else "stopped"
-        return ServiceStatus(self.name, self.port, pid, health, _rss_mb(pid) if pid else None)
+        return ServiceStatus(self.name, self.port, pid, health, rss_mb(pid) if pid else None)
 
 
 def _reap(pid: int) -> None:

@@ -28,7 +28,6 @@ from typing import Any
 import redis
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import MongoClient
 from pymongo.database import Database
 
@@ -36,7 +35,7 @@ from cdc.outbox import make_engine, write_event
 from schema.mongo import READINESS_SCORES, TENDER_SUMMARIES, USER_ACTIVITY_LOGS, ensure_collections
 from schema.redis_keys import READINESS_COMPANIES
 from schema.settings import Settings
-from schema.topics import TopicNames, ensure_topics, topic_specs
+from schema.topics import TopicNames, delete_topics, ensure_topics, topic_specs
 from tenderhub.corpus.cases import CASES, MISMATCH, Case, CaseIds, Outcome, Stored, Way, activity, company, tender
 from tenderhub.corpus.checks import Letter, Observed, harmful_documents, harmful_keys, verdict
 from tenderhub.corpus.sending import OutboxRow, case_ids, outbox_row, topic_record
@@ -170,14 +169,7 @@ class CorpusRun:
             ensure_collections(client[self.settings.mongo_db], self.settings)
 
     async def cleanup(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap, request_timeout_ms=15000)
-        await admin.start()
-        try:
-            names = [t for t in await admin.list_topics() if t.startswith(self.settings.topic_prefix)]
-            if names:
-                await admin.delete_topics(names)
-        finally:
-            await admin.close()
+        await delete_topics(self.settings.kafka_bootstrap, [self.settings.topic_prefix])
         with self._mongo() as client:
             client.drop_database(self.settings.mongo_db)
         r = self._redis()
