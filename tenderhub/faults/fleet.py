@@ -47,6 +47,8 @@ class Member:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     kills: int = 0
+    held_down: bool = False  # killed on purpose and kept down: not the supervisor's to restart
+    program: tuple[str, ...] = (sys.executable, "-m", "tenderhub")
 
     def start(self) -> None:
         self.port = free_port()
@@ -56,7 +58,7 @@ class Member:
             out.write(banner.encode())
             out.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tenderhub", *self.args],
+                [*self.program, *self.args],
                 env={**self.env, self.port_env: value},
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -122,7 +124,7 @@ class Fleet:
         while not self._stop.wait(0.5):
             with self._lock:
                 for m in self.members:
-                    if m.proc is not None and m.proc.poll() is not None:
+                    if not m.held_down and m.proc is not None and m.proc.poll() is not None:
                         code = int(m.proc.returncode)
                         self.exits.append(Exit(m.name, code, time.monotonic() - self.t0))
                         log.warning("%s exited by itself with code %d; restarting it:\n%s", m.name, code, m.tail(8))
@@ -131,11 +133,15 @@ class Fleet:
     def kill_and_restart(self, member: Member, down_s: float) -> None:
         """A crash: SIGKILL (no goodbye), down for `down_s`, started again."""
         with self._lock:
+            member.held_down = True
             member.sigkill()
-        time.sleep(down_s)
-        with self._lock:
-            if not member.alive():
-                member.start()
+        try:
+            time.sleep(down_s)
+        finally:
+            with self._lock:
+                member.held_down = False
+                if not member.alive():
+                    member.start()
 
     def stop(self, timeout: float = 150) -> dict[str, int | None]:
         """Supervision off, then SIGTERM to each (workers first: they drain; the relay last)."""

@@ -180,7 +180,7 @@ class LoadWriter(threading.Thread):
                 self.stats.transactions += 1
                 return
             except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.InternalError) as exc:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or self._halt.is_set():
                     raise
                 self.stats.retries += 1
                 log.info("load: MySQL unavailable (%s); retrying", str(exc).splitlines()[0][:120])
