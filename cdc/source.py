@@ -198,6 +198,13 @@ class BinlogSource:
                 event: Any = stream.fetchone()
                 if event is None:
                     continue
+                if isinstance(event, MariadbGtidEvent | GtidEvent):
+                    # Table ids are per server run: after a restart, failover or RESET MASTER another table gets
+                    # the outbox's old id. The library keeps its id -> table cache across that (it clears it only on
+                    # a timestamped rotate) and skips the TABLE_MAP events of filtered tables, so a row event of
+                    # another table would be decoded with the outbox's columns. Every transaction maps its tables
+                    # again after its GTID event, so nothing older than the transaction is ever needed.
+                    stream.table_map.clear()
                 for item in machine.feed(event):
                     if not self._put(item):
                         return
