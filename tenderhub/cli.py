@@ -259,11 +259,20 @@ def cmd_faults(args: argparse.Namespace) -> int:
         keep=args.keep,
     )
 
-    def stop_on_sigterm(signum: int, frame: object) -> None:
+    def stop_once(signum: int, frame: object) -> None:
+        # One stop only: a second signal must not cut short the clean-up (a frozen Redis, a stopped FerretDB or
+        # orphaned relays and workers would be left behind). SIGKILL still abandons it.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print(
+            "tenderhub faults: stopping - bringing back any service it took down, stopping its relays and workers",
+            file=sys.stderr,
+        )
         raise KeyboardInterrupt(f"signal {signum}")
 
-    # SIGTERM unwinds like Ctrl-C: the run brings back a service it took down and stops its relays and workers.
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    # SIGTERM unwinds like Ctrl-C.
+    signal.signal(signal.SIGTERM, stop_once)
+    signal.signal(signal.SIGINT, stop_once)
     try:
         result = run_faults(load_settings(), options, _say, load_stack_settings().stack_dir)
     except FaultRunError as exc:
