@@ -462,16 +462,17 @@ def _verify_spend(
 
 def _verify_activity(stores: _Stores, engine: sa.Engine, settings: Settings, fam: FamilyReport, n: int) -> None:
     rows = activity_rows(engine, settings.activity_log_max_docs)
-    for start in range(0, len(rows), CHUNK):
-        chunk = rows[start : start + CHUNK]
-        ids = [int(r["id"]) for r in chunk]
-        present = {int(d["_id"]) for d in stores.db[USER_ACTIVITY_LOGS.name].find({"_id": {"$in": ids}}, {"_id": 1})}
-        fam.expected += len(ids)
-        fam.present += len(present)
-        for event_id in ids:
-            fam.checked += 1
-            if event_id not in present:
-                fam.add(f"event {event_id}: user.activity in the outbox, no log document", n)
+    # One scan of the logs' ids: FerretDB answers an `_id: {$in: [...]}` query by scanning the whole collection,
+    # so a query per chunk scanned it once per 1,000 events (minutes at 100,000 logs).
+    stored = {d["_id"] for d in stores.db[USER_ACTIVITY_LOGS.name].find({}, {"_id": 1}, batch_size=10 * CHUNK)}
+    fam.expected += len(rows)
+    for row in rows:
+        event_id = int(row["id"])
+        fam.checked += 1
+        if event_id in stored:
+            fam.present += 1
+        else:
+            fam.add(f"event {event_id}: user.activity in the outbox, no log document", n)
 
 
 # -- entry point -------------------------------------------------------------------------------------------------
