@@ -64,16 +64,16 @@ class Plan:
         Readiness keeps a document per (team, tender) pair and rewrites a tender's for every team when it changes,
         and a team's for every tender when its profile changes; on FerretDB 1.24 each guarded rewrite scans the
         collection (see the README's benchmarks), so tender and profile changes are kept to what the dev store
-        absorbs within the run: 100,000 events give 1,000 tenders, 5,000 score documents, about 9,500 rewrites."""
+        absorbs within the run: 100,000 events give 500 tenders, 2,500 score documents, about 3,800 rewrites."""
         if events < 200:
             raise ValueError("a fault run needs at least 200 events")
         counts = {
-            "tender.created": max(4, events // 100),
-            "tender.updated": max(2, events * 4 // 1000),
-            "tender.closed": max(1, events * 2 // 1000),
-            "tender.cancelled": max(1, events // 1000),
+            "tender.created": max(4, events // 200),
+            "tender.updated": max(2, events * 2 // 1000),
+            "tender.closed": max(1, events // 1000),
+            "tender.cancelled": max(1, events // 2000),
             "company.created": 5,
-            "company.changed": 6,
+            "company.changed": 4,
         }
         counts["user.activity"] = events - sum(counts.values())
         return cls(counts)
