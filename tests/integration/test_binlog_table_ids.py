@@ -100,5 +100,5 @@ def test_a_row_event_of_another_table_under_the_outboxs_old_table_id_is_not_deco
 
     items = asyncio.run(tail())
     rows = [i for i in items if isinstance(i, OutboxRow)]
-    assert [r.id for r in rows][0] == first and len(rows) == 2
+    assert len(rows) == 2 and rows[0].id == first
     assert all(r.aggregate_type == "activity" and r.defect is None for r in rows)
