@@ -48,7 +48,7 @@ from schema.mongo import READINESS_SCORES, ensure_collections
 from schema.redis_keys import READINESS_COMPANIES, READINESS_TENDERS, TEAM_TOP_TENDERS
 from schema.settings import Settings, load_settings
 from sinks.mongo import MongoSink, UpsertResult, VersionedDoc
-from sinks.redis import RedisSink
+from sinks.redis import RedisSink, delete_namespace
 from sinks.redis_versioned import EMPTY, GENERATION_FIELD, HashSnapshot, ListChange, TopList, VersionedHash, ZsetCas
 from streams.agents.readiness import (
     ReadinessHandler,
@@ -431,11 +431,7 @@ def cleanup(settings: Settings) -> None:
         client.close()
     r = redis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5)
     try:
-        prefix = settings.redis_key_prefix
-        for pattern in (f"{prefix}*", f"{{{prefix}*"):
-            batch = list(r.scan_iter(match=pattern, count=1000))
-            for start in range(0, len(batch), 500):
-                r.delete(*batch[start : start + 500])
+        delete_namespace(r, settings.redis_key_prefix)
     finally:
         r.close()
 

@@ -62,6 +62,7 @@ from schema.mongo import USER_ACTIVITY_LOGS
 from schema.redis_keys import SPEND_TENDER_STATE, SPEND_TOTALS, SPEND_WINDOW_TOTALS
 from schema.settings import Settings, load_settings, load_stack_settings
 from schema.topics import TopicNames, ensure_topics, topic_specs
+from sinks.redis import delete_namespace
 from sinks.spend_store import GENERATION_FIELD
 from streams.agents.spend import (
     TenderSpendState,
@@ -154,12 +155,8 @@ class Leftovers:
             client.close()
         r = redis.Redis.from_url(self.settings.redis_url.get_secret_value(), socket_timeout=5)
         try:
-            for prefix in self.redis_prefixes:
-                # The prefix holds the run's uid; "{prefix..." are the temporary keys of atomic replacements.
-                for pattern in (f"{prefix}*", f"{{{prefix}*"):
-                    batch = list(r.scan_iter(match=pattern, count=1000))
-                    for start in range(0, len(batch), 500):
-                        r.delete(*batch[start : start + 500])
+            for prefix in self.redis_prefixes:  # each holds the run's uid
+                delete_namespace(r, prefix)
         finally:
             r.close()
         for path in self.logs:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -354,3 +355,21 @@ def _zset_scores(members: Mapping[str, float]) -> dict[str, float]:
             raise InvalidInputError(f"member {member[:40]!r}: score must be a finite number, got {score!r}")
         scores[member] = float(score)
     return scores
+
+
+def escape_glob(text: str) -> str:
+    """`text` matched literally inside a Redis SCAN/KEYS pattern."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
+def delete_namespace(r: redis.Redis, prefix: str, chunk: int = 500) -> int:
+    """Delete every key of a throwaway namespace (a test's, a fault run's, a benchmark's): `prefix*`, and the
+    `{prefix...` temporary keys of atomic replacements. Returns how many were deleted."""
+    if not prefix:
+        raise ValueError("delete_namespace needs a prefix: an empty one would match every key")
+    deleted = 0
+    for pattern in (f"{escape_glob(prefix)}*", f"{{{escape_glob(prefix)}*"):
+        keys = list(r.scan_iter(match=pattern, count=1000))
+        for start in range(0, len(keys), chunk):
+            deleted += int(r.delete(*keys[start : start + chunk]))
+    return deleted

@@ -20,6 +20,7 @@ from schema.mongo import COLLECTIONS, ensure_collections
 from schema.redis_keys import CATALOGUE
 from schema.settings import Settings
 from schema.topics import TopicNames
+from sinks.redis import escape_glob
 
 log = logging.getLogger(__name__)
 
@@ -150,19 +151,15 @@ def clear_stores(settings: Settings) -> tuple[list[str], int]:
     try:
         prefix = settings.redis_key_prefix
         for family in CATALOGUE:
-            pattern = _escape_glob(family.pattern)
+            pattern = escape_glob(family.pattern)
             for part in family.parts:
-                pattern = pattern.replace(_escape_glob("{" + part + "}"), "*")
-            keys = list(r.scan_iter(match=_escape_glob(prefix) + pattern, count=1000))
+                pattern = pattern.replace(escape_glob("{" + part + "}"), "*")
+            keys = list(r.scan_iter(match=escape_glob(prefix) + pattern, count=1000))
             for start in range(0, len(keys), 500):
                 deleted += int(r.delete(*keys[start : start + 500]))
     finally:
         r.close()
     return dropped, deleted
-
-
-def _escape_glob(text: str) -> str:
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 async def replay(

@@ -19,6 +19,7 @@ from schema.mongo import ensure_collections
 from schema.mysql import drop_database, migrate
 from schema.settings import Settings
 from schema.topics import delete_topics, ensure_topics, topic_specs
+from sinks.redis import delete_namespace
 from tenderhub.demo import namespace_env
 
 log = logging.getLogger(__name__)
@@ -99,11 +100,7 @@ def drop(ns: FaultNamespace) -> None:
         client.close()
     r = redis.Redis.from_url(ns.settings.redis_url.get_secret_value(), socket_timeout=30)
     try:
-        prefix = ns.settings.redis_key_prefix
-        for pattern in (f"{prefix}*", f"{{{prefix}*"):
-            keys = list(r.scan_iter(match=pattern, count=1000))
-            for start in range(0, len(keys), 500):
-                r.delete(*keys[start : start + 500])
+        delete_namespace(r, ns.settings.redis_key_prefix)
     finally:
         r.close()
     drop_database(ns.settings)
