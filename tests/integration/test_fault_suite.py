@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def test_ten_thousand_events_and_ten_faults_end_with_every_figure_zero(settings: Settings, tmp_path: Path) -> None:
-    options = Options(events=10_000, faults=10, load_s=150, max_outage_s=10, seed=20261204, sample_s=30)
+    options = Options(events=10_000, faults=10, load_s=150, max_outage_s=10, seed=20261204, sample_s=30, settle_s=300)
     result = run_faults(settings, options, log.info, tmp_path)
     report = write_report(result, tmp_path)
     failing = [f"{what}: {figure}" for what, figure, ok in result.checks() if not ok]
