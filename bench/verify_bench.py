@@ -33,7 +33,7 @@ from schema.settings import load_settings
 from schema.topics import delete_topics, ensure_topics, topic_specs
 from streams.rebuild import rebuild
 from streams.verify import verify
-from tenderhub.loader import ReleaseError, read_releases, tender_row
+from tenderhub.loader import TENDER_COLUMNS, ReleaseError, read_releases, tender_row
 
 AS_OF = dt.date(2025, 9, 18)  # within the advertised data's period: some tenders open, some closed
 
@@ -55,21 +55,7 @@ def _tender_values(count: int) -> list[dict[str, Any]]:
     return out
 
 
-_COLUMNS = (
-    "ocid",
-    "tender_number",
-    "title",
-    "description",
-    "buyer",
-    "budget",
-    "currency",
-    "status",
-    "published_at",
-    "closing_at",
-    "province",
-    "category",
-    "raw_ocds",
-)
+_COLUMNS = ("ocid", *TENDER_COLUMNS)
 
 
 def _fill(engine: sa.Engine, tenders: int, teams: int) -> None:

@@ -133,7 +133,8 @@ def _payload(tender_id: int, row: TenderRow) -> dict[str, Any]:
     )
 
 
-_COLUMNS = (
+# The tenders columns an upsert writes besides `ocid` (the key), in TenderRow's field names.
+TENDER_COLUMNS = (
     "tender_number",
     "title",
     "description",
@@ -159,14 +160,14 @@ def upsert_tender_event(conn: sa.Connection, row: TenderRow) -> tuple[int, str, 
     """`upsert_tender`, also returning the event id (outbox id)."""
     existing = conn.execute(sa.text("SELECT id FROM tenders WHERE ocid = :ocid FOR UPDATE"), {"ocid": row.ocid})
     found = existing.scalar()
-    values = {c: getattr(row, c) for c in _COLUMNS}
+    values = {c: getattr(row, c) for c in TENDER_COLUMNS}
     if found is None:
-        cols = ", ".join(("ocid", *_COLUMNS))
-        params = ", ".join(f":{c}" for c in ("ocid", *_COLUMNS))
+        cols = ", ".join(("ocid", *TENDER_COLUMNS))
+        params = ", ".join(f":{c}" for c in ("ocid", *TENDER_COLUMNS))
         result = conn.execute(sa.text(f"INSERT INTO tenders ({cols}) VALUES ({params})"), {"ocid": row.ocid, **values})
         tender_id, event_type = int(result.lastrowid), "tender.created"
     else:
-        sets = ", ".join(f"{c} = :{c}" for c in _COLUMNS)
+        sets = ", ".join(f"{c} = :{c}" for c in TENDER_COLUMNS)
         conn.execute(sa.text(f"UPDATE tenders SET {sets} WHERE id = :id"), {"id": found, **values})
         tender_id, event_type = int(found), "tender.updated"
     event_id = write_event(conn, event_type, tender_id, _payload(tender_id, row))
