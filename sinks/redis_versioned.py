@@ -199,6 +199,18 @@ class VersionedHash:
         values = await self._redis.run(run, f"hmget {self.key}")
         return {f: None if v is None else _parse(v) for f, v in zip(fields, values, strict=True)}
 
+    async def generation(self) -> int:
+        """The generation alone (0 for a missing hash): has anything been written since a snapshot?"""
+
+        async def run() -> Any:
+            return await self._redis.client().hget(self.key, GENERATION_FIELD)
+
+        raw = await self._redis.run(run, f"hget {self.key} {GENERATION_FIELD}")
+        count = "0" if raw is None else text(raw)
+        if not (count.isascii() and count.isdigit()):
+            raise InvalidInputError(f"{self.key} generation {count[:40]!r} is not a count")
+        return int(count)
+
     async def refresh_ttl(self) -> None:
         """Set the TTL again (a missing hash stays missing)."""
 

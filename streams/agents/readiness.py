@@ -333,12 +333,26 @@ def facts_id(facts: Any) -> int:
 
 @dataclass(frozen=True)
 class Facts:
-    """Both facts hashes as read, with the tender hash's generation and the tenders open as of the read."""
+    """Both facts hashes as read, with their generations and the tenders open as of the read."""
 
     tenders: dict[int, _Entry]
     companies: dict[int, _Entry]
-    generation: int
+    generation: int  # the tender hash's
     open_tenders: dict[int, _Entry]
+    company_generation: int = 0
+
+    def changed(self, fresh: Facts, pairs: Collection[Pair]) -> set[int]:
+        """The tenders of `pairs` whose tender or company facts differ in `fresh` (newer, or gone)."""
+
+        def moved(mine: _Entry | None, theirs: _Entry | None) -> bool:
+            return mine is None or theirs is None or mine.version != theirs.version
+
+        return {
+            tender
+            for team, tender in pairs
+            if moved(self.tenders.get(tender), fresh.tenders.get(tender))
+            or moved(self.companies.get(team), fresh.companies.get(team))
+        }
 
     def list_inputs(self, team: int) -> dict[str, int]:
         """What a team's top list is built from: its company profile's version and the tender facts' generation."""
@@ -376,6 +390,7 @@ class ReadinessHandler:
         self.k = ctx.settings.readiness_top_k
         self.scored = 0
         self.unscorable = 0  # (team, tender) pairs whose score raised: skipped, logged
+        self.rescored_after_change = 0  # tenders scored again because their facts changed while being written
 
     @property
     def poison_facts(self) -> int:
@@ -457,13 +472,38 @@ class ReadinessHandler:
         tenders = await asyncio.to_thread(self._tender_cache.sync, tender_snap)
         companies = await asyncio.to_thread(self._company_cache.sync, company_snap)
         open_tenders = {t: e for t, e in tenders.items() if _open(e, as_of)}
-        return Facts(tenders, companies, tender_snap.generation, open_tenders)
+        return Facts(tenders, companies, tender_snap.generation, open_tenders, company_snap.generation)
 
     async def rescore(self, tenders: Collection[int], teams: Collection[int]) -> None:
         """Bring the scores of `tenders` (every team) and of `teams` (every open tender), and the top lists, up to
-        the stored facts; work already done (documents at these versions and rules) is not written again."""
+        the stored facts; work already done (documents at these versions and rules) is not written again.
+
+        Then, if the facts changed since they were read, score again the pairs written whose inputs moved: a
+        document store whose guarded update is not atomic (FerretDB 1.x runs the filter, then replaces the document
+        by `_id`) can let a score built from the facts we read land over the newer score of the worker that changed
+        them. Whoever read before a change and wrote after it sees the change here, so the last score written for a
+        pair is built from its newest facts, whatever the store's atomicity."""
         as_of = self.as_of()
         facts = await self.read_facts(as_of)
+        for _ in range(_CAS_ROUNDS):
+            written = await self._rescore(facts, tenders, teams, as_of)
+            if not written:
+                return
+            now = (await self.tenders.generation(), await self.companies.generation())
+            if now == (facts.generation, facts.company_generation):
+                return
+            fresh = await self.read_facts(as_of)
+            moved = facts.changed(fresh, written)
+            if not moved:
+                return
+            self.rescored_after_change += len(moved)
+            facts, tenders, teams = fresh, moved, ()
+        raise RuntimeError(f"{AGENT}: the facts of tenders {sorted(tenders)[:10]} kept changing ({_CAS_ROUNDS} rounds)")
+
+    async def _rescore(
+        self, facts: Facts, tenders: Collection[int], teams: Collection[int], as_of: dt.datetime
+    ) -> list[Pair]:
+        """One pass of `rescore` over `facts`; returns the pairs whose documents it sent to the store."""
         touched_tenders = sorted(set(tenders))
         touched_teams = sorted(t for t in set(teams) if t in facts.companies)
         stored = await asyncio.to_thread(self._stored_versions, facts, touched_tenders, touched_teams)
@@ -476,6 +516,7 @@ class ReadinessHandler:
                 raise refused_event(exc, None) from exc
         affected = sorted({team for team, u in plan.updates.items() if u} | set(plan.full))
         await self._update_tops(affected, plan.updates, plan.full, facts, as_of)
+        return [(int(d.key["team_id"]), int(d.key["tender_id"])) for d in plan.docs]
 
     def _stored_versions(self, facts: Facts, tenders: Sequence[int], teams: Sequence[int]) -> StoredVersions:
         """Versions and rules of the stored documents the batch may rewrite: every team's for its tenders, every
