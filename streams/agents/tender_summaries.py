@@ -7,11 +7,12 @@ stored result never depends on where the batches were cut: `tender.closed` and a
 `tender.updated` reach the document (status, version-guarded), and a tender that is not open by status has no card.
 The card is always built from the document as stored, so a retry after any failure writes the same card.
 
-Wrapper: unchanged text (same content hash) is never summarised again; the summariser runs in one worker thread, off
-the event loop, a batch at a time. `lock:summary:{id}` keeps two workers off one tender while it is summarised: a
-lease (`lock_lease_s`) renewed while the summariser runs, whose value names its holder; a killed holder's lease runs
-out, and a lock still held after twice the lease (a holder that never lets go) is passed by, logged: no lock stalls
-the tenders behind it longer than that. `aclose()` shuts the summariser's thread down at worker stop.
+Wrapper: unchanged text (same content hash) is never summarised again; the summariser runs in one worker thread, off the
+event loop, a batch at a time. `lock:summary:{id}` keeps two workers off one tender from the read of its stored document
+to the write of its card (the old and the new owner of a partition overlap during a rebalance): a lease (`lock_lease_s`)
+renewed while the batch runs, whose value names its holder; a killed holder's lease runs out, and a lock still held
+after twice the lease (a holder that never lets go) is passed by, logged: no lock stalls the tenders behind it longer
+than that. `aclose()` shuts the summariser's thread down at worker stop.
 """
 
 from __future__ import annotations
@@ -274,6 +275,25 @@ class TenderSummaryHandler:
         if not events:
             return
         ids = sorted({int(e.aggregate_id) for e in events})
+        # The batch's tenders are locked from the read of their stored documents to the write of their cards: a
+        # rebalance can hand a partition over while the old owner's batch is still in flight, and on a store whose
+        # guarded update is not atomic (FerretDB 1.x filters, then replaces by _id) the old owner's older document
+        # could land over the new owner's newer one.
+        held: list[str] = []
+        try:
+            await self._acquire([SUMMARY_LOCK.key(id=t) for t in ids], held)
+            heartbeat = asyncio.ensure_future(self._renew(held))
+            try:
+                await self._handle(events, ids)
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
+        finally:
+            for key in held:
+                await self._ctx.redis.unlock(key, self.holder)
+
+    async def _handle(self, events: Sequence[Event], ids: Sequence[int]) -> None:
         stored = await asyncio.to_thread(self._stored, ids)
         changes = fold_events({t: int(d["source_seq"]) for t, d in stored.items() if "source_seq" in d}, events)
         model_used = self.summariser.model_used
@@ -292,7 +312,7 @@ class TenderSummaryHandler:
             else:
                 work.append(_Work(change.tender_id, body, hashes[change.tender_id]))
         if work:
-            summaries.update(await self._locked_summaries(work))
+            summaries.update(await self._summarise(work))
         docs = [
             document(c, summaries.get(c.tender_id, ""), model_used, hashes.get(c.tender_id, ""))
             for c in changes.values()
@@ -326,26 +346,11 @@ class TenderSummaryHandler:
 
     # -- locks ----------------------------------------------------------------------------------------------------
 
-    async def _locked_summaries(self, todo: Sequence[_Work]) -> dict[int, str]:
-        keys = {w.tender_id: SUMMARY_LOCK.key(id=w.tender_id) for w in todo}
-        held: list[str] = []
-        try:
-            await self._acquire(list(keys.values()), held)
-            heartbeat = asyncio.ensure_future(self._renew(held))
-            try:
-                loop = asyncio.get_running_loop()
-                results = await loop.run_in_executor(
-                    self._pool, self.summariser.summarise_batch, [w.text for w in todo]
-                )
-            finally:
-                heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await heartbeat
-            self.summarised += len(results)
-            return {w.tender_id: s for w, s in zip(todo, results, strict=True)}
-        finally:
-            for key in held:
-                await self._ctx.redis.unlock(key, self.holder)
+    async def _summarise(self, todo: Sequence[_Work]) -> dict[int, str]:
+        loop = asyncio.get_running_loop()
+        results = await loop.run_in_executor(self._pool, self.summariser.summarise_batch, [w.text for w in todo])
+        self.summarised += len(results)
+        return {w.tender_id: s for w, s in zip(todo, results, strict=True)}
 
     async def _acquire(self, keys: Sequence[str], held: list[str]) -> None:
         """Take every lock, or pass by one whose holder kept it past twice the lease (logged); a lock held by a live
@@ -369,14 +374,14 @@ class TenderSummaryHandler:
                     self.locks_passed += 1
                     self._contended.pop((key, holder), None)
                     log.warning(
-                        "%s: %s held by %r for over %.0f s; summarising without it", AGENT, key, holder, now - first
+                        "%s: %s held by %r for over %.0f s; going on without it", AGENT, key, holder, now - first
                     )
                     del waiting[key]
             if not waiting:
                 break
             if time.monotonic() >= deadline:
                 key, holder = next(iter(waiting.items()))
-                raise TransientSinkError(f"{key} is held by {holder!r} (another worker summarising that tender)")
+                raise TransientSinkError(f"{key} is held by {holder!r} (another worker handling that tender)")
             await asyncio.sleep(min(0.1 * self._lease_ms / 1000, 0.5))
             for key in list(waiting):
                 holder = await self._try_lock(key)
@@ -401,7 +406,7 @@ class TenderSummaryHandler:
         return await redis.run(run, f"lock {key}")
 
     async def _renew(self, keys: Sequence[str]) -> None:
-        """Renew the leases while the summariser runs (cancelled when it returns)."""
+        """Renew the leases while the batch runs (cancelled when it ends)."""
         _, renew = self._lock_scripts()
         redis = self._ctx.redis
         while True:
@@ -414,7 +419,7 @@ class TenderSummaryHandler:
 
                 if not await redis.run(run, f"renew {key}"):
                     log.warning(
-                        "%s: lost %s while summarising (lease ran out); writes stay version-guarded", AGENT, key
+                        "%s: lost %s while handling its tender (lease ran out); writes stay version-guarded", AGENT, key
                     )
 
     def _lock_scripts(self) -> tuple[AsyncScript, AsyncScript]:

@@ -507,3 +507,29 @@ async def assert_retry_safe(
             f"({report.clean_calls} store calls: {report.calls}):\n" + "\n".join(failures[:20])
         )
     return report
+
+
+class LostUpdateMongo:
+    """A MongoSink whose first `upsert_versioned` lets `meanwhile` (another worker's whole batch) run to its end and
+    then lands over what it wrote: FerretDB 1.x runs an update's filter, then replaces the matched document by `_id`
+    in a second step, so a guarded write whose filter matched before a newer write can replace that newer document.
+    Modelled here by removing the newer documents before the guarded write goes in."""
+
+    def __init__(self, inner: Any, settings: Settings, loop: asyncio.AbstractEventLoop, meanwhile: Any) -> None:
+        self._inner = inner
+        self._settings = settings
+        self._loop = loop
+        self._meanwhile = meanwhile
+        self.fired = False
+
+    def upsert_versioned(self, collection: str, docs: Any) -> Any:
+        if not self.fired:
+            self.fired = True
+            asyncio.run_coroutine_threadsafe(self._meanwhile(), self._loop).result(60)
+            with _mongo_client(self._settings) as client:
+                for doc in docs:
+                    client[self._settings.mongo_db][collection].delete_one(dict(doc.key))
+        return self._inner.upsert_versioned(collection, docs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)

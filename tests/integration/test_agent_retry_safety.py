@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pymongo import MongoClient
 
 from schema.events import TenderV1
 from schema.redis_keys import TEAM_TOP_INPUTS, TEAM_TOP_TENDERS
@@ -24,7 +23,15 @@ from streams.agents.readiness import ReadinessHandler
 from streams.batch import Incoming
 from streams.context import WorkerContext
 from streams.records import Event, EventRecord, decode
-from tests.integration.store_faults import FaultPlan, Namespace, assert_retry_safe, envelope, run_batches, snapshot
+from tests.integration.store_faults import (
+    FaultPlan,
+    LostUpdateMongo,
+    Namespace,
+    assert_retry_safe,
+    envelope,
+    run_batches,
+    snapshot,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -354,32 +361,6 @@ async def test_the_sweep_never_writes_a_list_from_an_older_profile(namespace: Na
         await ctx_b.aclose()
 
 
-class _LostUpdate:
-    """A MongoSink whose first `upsert_versioned` lets `meanwhile` (another worker's whole batch) run to its end and
-    then lands over what it wrote: FerretDB 1.x runs an update's filter, then replaces the matched document by `_id`
-    in a second step, so a guarded write whose filter matched before a newer write can replace that newer document.
-    Modelled here by removing the newer documents before the guarded write goes in."""
-
-    def __init__(self, inner: Any, settings: Settings, loop: asyncio.AbstractEventLoop, meanwhile: Any) -> None:
-        self._inner = inner
-        self._settings = settings
-        self._loop = loop
-        self._meanwhile = meanwhile
-        self.fired = False
-
-    def upsert_versioned(self, collection: str, docs: Any) -> Any:
-        if not self.fired:
-            self.fired = True
-            asyncio.run_coroutine_threadsafe(self._meanwhile(), self._loop).result(60)
-            with MongoClient(self._settings.mongo_url.get_secret_value(), serverSelectionTimeoutMS=5000) as client:
-                for doc in docs:
-                    client[self._settings.mongo_db][collection].delete_one(dict(doc.key))
-        return self._inner.upsert_versioned(collection, docs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
 @pytest.mark.parametrize("stale", ["company", "tender"])
 async def test_a_score_built_from_facts_read_before_another_workers_write_never_stays(
     namespace: Namespace, stale: str
@@ -396,7 +377,9 @@ async def test_a_score_built_from_facts_read_before_another_workers_write_never_
         await n(
             _incoming([envelope(10, "company.updated", 1, _company(1)), envelope(11, "tender.created", 1, _tender(1))])
         )
-        lost = _LostUpdate(ctx_s.mongo, namespace.settings, asyncio.get_running_loop(), lambda: n(_incoming([n_event])))
+        lost = LostUpdateMongo(
+            ctx_s.mongo, namespace.settings, asyncio.get_running_loop(), lambda: n(_incoming([n_event]))
+        )
         ctx_s._mongo = lost  # type: ignore[assignment]
         await s(_incoming([s_event]))
         assert lost.fired

@@ -19,7 +19,7 @@ from streams.batch import Incoming
 from streams.context import WorkerContext
 from streams.records import decode
 from streams.summaries.extractive import ExtractiveSummariser
-from tests.integration.store_faults import FaultPlan, Namespace, envelope, run_batches, snapshot
+from tests.integration.store_faults import FaultPlan, LostUpdateMongo, Namespace, envelope, run_batches, snapshot
 from tests.integration.test_summaries_closes import summaries_handler, tender
 
 pytestmark = pytest.mark.asyncio
@@ -124,3 +124,52 @@ async def test_worker_stop_shuts_the_summarisers_thread_down(namespace: Namespac
     assert handler.closed and threads() == []
     with pytest.raises(RuntimeError):
         await handler(_incoming_for_tests([envelope(2, "tender.created", 2, tender(2))]))
+
+
+@pytest.mark.parametrize("changes", ["text", "status"])
+async def test_an_old_owners_write_never_lands_over_the_new_owners_newer_document(
+    namespace: Namespace, changes: str
+) -> None:
+    """A rebalance hands a tender's partition over while the old owner's batch is still in flight: the new owner
+    handles the redelivered events and a newer one. On a store whose guarded update is not atomic (FerretDB 1.x) the
+    old owner's older document could land over the newer one; the tender's lock, held from the read of the stored
+    document to the write, keeps the two apart, and the new owner's batch goes through once it is released."""
+    ctx_old, ctx_new = WorkerContext(namespace.settings), WorkerContext(namespace.settings)
+    old = TenderSummaryHandler(ctx_old, ExtractiveSummariser(sentences=2), lock_lease_s=5.0)
+    new = TenderSummaryHandler(ctx_new, ExtractiveSummariser(sentences=2), lock_lease_s=5.0)
+    created = envelope(11, "tender.created", 1, tender(1))
+    updated = envelope(12, "tender.updated", 1, tender(1, title="Community hall, phase 2"))
+    newer = (
+        envelope(13, "tender.updated", 1, tender(1, title="Community hall, phase 3"))
+        if changes == "text"
+        else envelope(13, "tender.closed", 1, {"tender_id": 1, "status": "complete"})
+    )
+    second: list[asyncio.Task[None]] = []
+
+    async def meanwhile() -> None:
+        second.append(asyncio.create_task(new(_incoming_for_tests([updated, newer]))))
+        await asyncio.wait(second, timeout=3.0)  # longer than a lock is polled before the batch backs off
+
+    try:
+        await new(_incoming_for_tests([created]))
+        lost = LostUpdateMongo(ctx_old.mongo, namespace.settings, asyncio.get_running_loop(), meanwhile)
+        ctx_old._mongo = lost  # type: ignore[assignment]
+        await old(_incoming_for_tests([updated]))
+        assert lost.fired
+        from sinks.errors import TransientSinkError
+
+        try:
+            await second[0]
+        except TransientSinkError:
+            await new(_incoming_for_tests([updated, newer]))  # the runner's retry
+        (doc,) = ctx_new.mongo.find_by_ids("tender_summaries", "tender_id", [1], ["source_seq", "title", "status"])
+        assert doc["source_seq"] == 13
+        expected = (
+            ("Community hall, phase 3", "active") if changes == "text" else ("Community hall, phase 2", "complete")
+        )
+        assert (doc["title"], doc["status"]) == expected
+    finally:
+        for handler in (old, new):
+            await handler.aclose()
+        await ctx_old.aclose()
+        await ctx_new.aclose()
