@@ -213,7 +213,10 @@ class Settings(_Base):
         description='Readiness weights overriding the defaults, as JSON summing to 100: {"sector": 40, "cidb": 20}.',
     )
     readiness_sweep_s: float = Field(
-        60.0, gt=0, description="How often the leader sweeps tenders whose closing date passed out of top lists."
+        60.0,
+        gt=0,
+        description="How often the leader sweeps tenders whose closing date passed out of top lists, and rescores "
+        "the next tenders whose scores came from other rules.",
     )
     spend_window_days: int = Field(30, ge=1, le=3650, description="Rolling window of the windowed spend key.")
     spend_recompute_cron: str = Field(

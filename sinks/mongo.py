@@ -378,6 +378,27 @@ class MongoSink:
 
         return self._retry(read, f"find {collection} by {name} ({len(wanted)} ids)")
 
+    def ids_where_not(self, collection: str, id_field: str, field: str, value: str, limit: int) -> list[int]:
+        """Up to `limit` distinct values of `id_field` (sorted) among documents whose `field` is not `value`: e.g. the
+        tenders that still have scores from older rules."""
+        name, other = _check_name(id_field, "field"), _check_name(field, "field")
+        if not isinstance(value, str) or isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInputError(f"ids_where_not needs a str value and a positive limit, got {value!r}, {limit!r}")
+
+        def read() -> list[int]:
+            coll = self._db()[_check_name(collection, "collection")]
+            found: set[int] = set()
+            with coll.find({other: {"$ne": value}}, {"_id": 0, name: 1}, batch_size=_PREREAD_CHUNK) as cursor:
+                for doc in cursor:
+                    ident = doc.get(name)
+                    if isinstance(ident, int) and not isinstance(ident, bool):
+                        found.add(ident)
+                        if len(found) >= limit:
+                            break
+            return sorted(found)
+
+        return self._retry(read, f"find {collection} {name} where {other} != {value!r}")
+
     # -- internals --------------------------------------------------------------------------------------------
 
     def _retry(self, op: Callable[[], T], what: str) -> T:

@@ -46,6 +46,7 @@ from streams.readiness.scoring import (
     ReadinessWeights,
     TenderFacts,
     company_facts_from_payload,
+    rules_version,
     score,
     tender_facts_from_payload,
 )
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 
 AGENT = "readiness"
 _CAS_ROUNDS = 5
+# Tenders rescored per sweep when their scores come from other rules (a sweep every readiness_sweep_s).
+RULES_CATCH_UP = 200
 
 
 # -- pure core ---------------------------------------------------------------------------------------------------
@@ -653,9 +656,24 @@ class ReadinessHandler:
             changes[keys[team]] = ListChange(read, {str(t): s for t, s in new.items()}, inputs)
         return changes
 
+    async def rescore_older_rules(self, limit: int = RULES_CATCH_UP) -> int:
+        """Rescore up to `limit` tenders that still have score documents from other rules (a new rules version or
+        other weights were deployed): every sweep takes the next ones, so the stored scores catch up without a
+        rebuild. Returns how many tenders were rescored."""
+        current = rules_version(self.weights)
+        stale = await asyncio.to_thread(
+            self._ctx.mongo.ids_where_not, READINESS_SCORES.name, "tender_id", "rules_version", current, limit
+        )
+        if stale:
+            await self.rescore(stale, ())
+            log.info("%s: rescored %d tenders whose scores came from other rules (now %s)", AGENT, len(stale), current)
+        return len(stale)
+
     async def sweep(self) -> int:
         """Drop tenders whose closing date passed (as of now) from every top list; refill those lists. Keeps the
-        lists and the facts they are built from alive for another TTL."""
+        lists and the facts they are built from alive for another TTL. Then rescores the next tenders whose scores
+        come from other rules (`rescore_older_rules`)."""
+        await self.rescore_older_rules()
         as_of = self.as_of()
         facts = await self.read_facts(as_of)
         keys = {team: TEAM_TOP_TENDERS.key(id=team) for team in facts.companies}

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pymongo import MongoClient
 
 from schema.events import TenderV1
 from schema.redis_keys import TEAM_TOP_INPUTS, TEAM_TOP_TENDERS
@@ -22,6 +23,7 @@ from streams.agents.activity_logs import ActivityLogHandler
 from streams.agents.readiness import ReadinessHandler
 from streams.batch import Incoming
 from streams.context import WorkerContext
+from streams.readiness.scoring import rules_version
 from streams.records import Event, EventRecord, decode
 from tests.integration.store_faults import (
     FaultPlan,
@@ -391,3 +393,25 @@ async def test_a_score_built_from_facts_read_before_another_workers_write_never_
     finally:
         await ctx_s.aclose()
         await ctx_n.aclose()
+
+
+async def test_scores_from_older_rules_are_rescored_by_the_sweep(namespace: Namespace) -> None:
+    """A new rules version (or other weights) deployed: the stored scores say which rules made them, and each sweep
+    rescores the next tenders whose scores came from other rules, until none is left."""
+    ctx = WorkerContext(namespace.settings)
+    handler = ReadinessHandler(ctx)
+    try:
+        events = [envelope(10, "company.updated", 1, _company(1)), envelope(11, "company.updated", 2, _company(2))]
+        events += [envelope(20 + t, "tender.created", t, _tender(t)) for t in (1, 2, 3)]
+        await handler(_incoming(events))
+        with MongoClient(namespace.settings.mongo_url.get_secret_value(), serverSelectionTimeoutMS=5000) as client:
+            scores = client[namespace.settings.mongo_db]["readiness_scores"]
+            scores.update_many({"tender_id": {"$in": [1, 3]}}, {"$set": {"rules_version": "0", "score": -1.0}})
+            assert await handler.rescore_older_rules(limit=1) == 1
+            assert sorted(d["tender_id"] for d in scores.find({"rules_version": "0"})) == [3, 3]
+            await handler.sweep()
+            assert scores.count_documents({"rules_version": {"$ne": rules_version()}}) == 0
+            assert scores.count_documents({"score": -1.0}) == 0
+            assert await handler.rescore_older_rules() == 0
+    finally:
+        await ctx.aclose()
