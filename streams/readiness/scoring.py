@@ -36,9 +36,9 @@ from streams.readiness.coverage import (
     tender_scope,
 )
 from streams.readiness.reference import CheckResult, ReadinessError
-from streams.readiness.sectors import SectorProfile, TextTerms, match_sectors, sector_profiles, text_terms
+from streams.readiness.sectors import SectorProfile, TenderEvidence, match_sectors, sector_profiles, tender_evidence
 
-RULES_VERSION = "1"
+RULES_VERSION = "2"
 HARD_FAIL_SCALE = 0.2
 # Days of preparation that earn the full "closing date" weight; fewer earn a proportional share.
 PREPARATION_DAYS = 7
@@ -235,7 +235,7 @@ class TenderFacts:
     min_experience_years: int | None = field(init=False, compare=False)
     max_bbbee_level: int | None = field(init=False, compare=False)
     scope: ProvinceScope = field(init=False, compare=False, repr=False)
-    terms: TextTerms = field(init=False, compare=False, repr=False)
+    terms: TenderEvidence = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.tender_id, bool) or not isinstance(self.tender_id, int | str):
@@ -258,8 +258,12 @@ class TenderFacts:
         object.__setattr__(self, "min_experience_years", parse_min_experience_years(*texts))
         object.__setattr__(self, "max_bbbee_level", parse_max_bbbee_level(*texts))
         object.__setattr__(self, "scope", tender_scope(self.province))
-        # Special conditions stay out of the sector terms: they are boilerplate about documents and briefings.
-        object.__setattr__(self, "terms", text_terms(self.category, self.title, self.description))
+        # Special conditions stay out of the sector words (boilerplate about documents and briefings); their CIDB
+        # classes of works count.
+        classes = (r.class_of_works for r in self.cidb)
+        object.__setattr__(
+            self, "terms", tender_evidence(self.category, self.title, self.description, cidb_classes=classes)
+        )
 
 
 @dataclass(frozen=True)

@@ -1,257 +1,342 @@
-"""Sector match: how well a tender's category and title fit the sectors a company works in, as a score 0..1 with
-the matched words for the reason.
+"""Sector match: how clearly a tender asks for the work of a company's sectors, as a strength 0..1 with the evidence
+for the reason.
 
-Offline and deterministic: word tokens (so "art" never matches "department"), a light suffix stemmer, generic
-procurement words dropped, broad activity words ("maintenance") counted half, and a small hand-written synonym
-table for South African procurement. Tender text is
-turned into `TextTerms` once; a company's sectors into `SectorProfile`s once; `match_sectors` is set lookups only.
+Company sectors are mapped once to concepts of a fixed taxonomy (`streams.readiness.taxonomy`: sixteen concepts, each
+with the names companies give it, weighted vocabulary and the phrases that look like it but are not). A tender is
+read once into evidence per concept: the vocabulary its title and description use (a phrase inside a longer matched
+phrase is not counted again, an excluded phrase hides its words from that concept, and the name of a department,
+"Department of Water and Sanitation", is never evidence of its work), its CIDB classes of works, and its eTenders
+category, which only supports evidence the text already gives. The strength of a concept is its evidence summed,
+capped at 1; a sector passes at PASS_THRESHOLD. A sector the taxonomy does not know is matched on its own words.
+
+Deterministic and offline; linear in the text (one pass of dictionary lookups over at most LONGEST_PHRASE words per
+position).
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-# A sector term found in the tender only through a synonym counts for less than the word itself.
-SYNONYM_WEIGHT = 0.8
-# Share of one sector's terms the tender must match for the sector check to pass.
-PASS_THRESHOLD = 0.5
-# Activity words that fit many sectors ("maintenance", "installation") count half in a sector label: "Electrical
-# maintenance" should hinge on "electrical", so a road-maintenance tender alone does not pass it.
-BROAD_WEIGHT = 0.5
+from streams.readiness.taxonomy import BY_ID, CATEGORY_HINTS, CONCEPTS, MEDIUM, STRONG, WEAK, TaxonomyError
 
-# Linear: one character class, and a match consumes its whole run (sector matching is otherwise set lookups).
+# Evidence a sector needs to pass: one strong term, one medium term, or weak terms with support.
+PASS_THRESHOLD = 0.6
+# What the eTenders category adds to a concept the text already shows (it never counts alone).
+CATEGORY_WEIGHT = WEAK
+# A CIDB class of works the tender requires (e.g. 6CE) counts as this much evidence for its concept.
+CIDB_WEIGHT = MEDIUM
+# A concept whose evidence is below this share of the strongest concept's counts in proportion (mentioned in passing).
+DOMINANCE = 0.5
+# The strongest concept's evidence is capped at this when compared: a long list of one trade's words should not
+# make a second trade the tender clearly asks for look incidental.
+TOP_CAP = 2.0
+# Words of a sector label the tender must show when the taxonomy does not know the label.
+LITERAL_THRESHOLD = 0.5
+
+# Linear: one character class, and a match consumes its whole run.
 _WORD = re.compile(r"[a-z0-9]+")
-
-# Words every tender or category carries ("Services: General", "Supply and delivery of ...", "for a period of 36
-# months"): they say nothing about the sector, and a company sector "General services" would otherwise match all.
-_STOPWORDS = frozenset(
+# Words that name nothing on their own, in a sector label the taxonomy does not know ("General services").
+_FILLER = frozenset(
     _WORD.findall(
         """
-    a about above across after all also an and any are as at be been by can each etc for from has have in incl
-    including into is it its of on or other others per same such than that the their them then there these this
-    those to under up upon use via was were when where which while who will with within without
-    activities activity additional annual appoint appointed appointment appointments based bid bidder
-    bidders bids contract contracts contractor contractors company companies deliver delivered delivery
-    department departments existing functional general goods invitation item items kind month months municipal
-    municipality n nec new panel period phase phases procure procurement project projects provide
-    provider providers provision quotation quotations related request required requirement requirements rfb rfp rfq
-    sector sectors service services supplier suppliers supplies supply support tender tenders term three two one
-    various work works year years
+    a an and any are as at by for from in incl including into is it of on or other per the to with all general
+    goods item items kind products product provision provider providers service services solution solutions supplier
+    suppliers supplies supply various work works related activities activity
     """
     )
 )
-
-# Longest first; (suffix, replacement). A stem keeps at least 4 letters (3 for a plural "s"), so "water" stays
-# "water" and "arts" becomes "art".
-_SUFFIXES = (
-    ("ification", ""),
-    ("isation", ""),
-    ("ization", ""),
-    ("ations", ""),
-    ("ation", ""),
-    ("icity", ""),
-    ("ities", ""),
-    ("ments", ""),
-    ("ment", ""),
-    ("ings", ""),
-    ("ical", ""),
-    ("ancy", ""),
-    ("ions", ""),
-    ("ants", ""),
-    ("ity", ""),
-    ("ing", ""),
-    ("ion", ""),
-    ("ant", ""),
-    ("ers", ""),
-    ("als", ""),
-    ("ies", "y"),
-    ("er", ""),
-    ("es", ""),
-    ("ed", ""),
-    ("al", ""),
-    ("ic", ""),
-    ("e", ""),
+# After these, the name of an organisation follows: its words are not evidence of the work asked for.
+_ORG_STARTS = (("department", "of"), ("dept", "of"), ("ministry", "of"), ("office", "of", "the"))
+# Words that end an organisation's name ("Department of Health IN Limpopo", "... FOR a period").
+_ORG_ENDS = frozenset(
+    ["", *_WORD.findall("for at in to on the a an with by from during as per via within under who which that")]
 )
+_ORG_MAX_WORDS = 8
 
 
-# Longer words are stemmed without the cache: no real word is this long, and hostile text of distinct 20,000-letter
-# tokens must not fill the cache with gigabytes.
-_CACHED_WORD_CHARS = 40
-
-
-def stem(word: str) -> str:
-    """A light, deterministic suffix stemmer: 'electrical', 'electricity', 'electric' -> 'electr';
-    'construction' -> 'construct'; 'cleaning', 'cleaners' -> 'clean'."""
-    return _cached_stem(word) if len(word) <= _CACHED_WORD_CHARS else _stem(word)
-
-
-def _stem(word: str) -> str:
-    for suffix, replacement in _SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) + len(replacement) >= 4:
-            return word[: len(word) - len(suffix)] + replacement
-    if word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) >= 4:
+def fold(word: str) -> str:
+    """Plural folded: 'pumps' -> 'pump', 'facilities' -> 'facility'; short words ('ups', 'gas', 'dams') kept."""
+    if len(word) >= 5 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) >= 5 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
         return word[:-1]
     return word
 
 
-_cached_stem = functools.lru_cache(maxsize=1 << 16)(_stem)
+_CACHED_WORD_CHARS = 40  # longer tokens are folded without the cache (hostile text must not fill it)
+_cached_fold = functools.lru_cache(maxsize=1 << 16)(fold)
 
 
-# Synonym groups: the first word names the concept. Words and two-word phrases; each is stemmed like the text.
-# Kept small and specific: a loose group ("services" ~ everything) would make every tender match every company.
-# Words that name a place rather than an activity stay out: "hospital", "clinic" and "kitchen" appear in building
-# tenders, "network" in water and road tenders, "Garden Route" is a district, "testing" follows every installation.
-_SYNONYM_GROUPS: tuple[tuple[str, ...], ...] = (
-    ("construction", "building", "builder", "civil", "renovation", "refurbishment", "bricklaying"),
-    ("ict", "information technology", "software", "computer", "digital", "server", "website"),
-    ("telecommunication", "telecoms", "telecom", "radio", "fibre", "broadband"),
-    ("security", "guarding", "guard", "cctv", "surveillance", "armed response", "access control"),
-    ("cleaning", "hygiene", "janitorial", "washroom", "sanitiser"),
-    ("medical", "health", "healthcare", "pharmaceutical", "nursing", "medicine"),
-    ("electrical", "electrification", "lighting", "substation"),
-    ("maintenance", "repair", "servicing", "maintain"),
-    ("catering", "food", "meal", "canteen"),
-    ("transport", "logistics", "fleet", "courier", "freight", "vehicle"),
-    ("consulting", "consultancy", "advisory", "consultant"),
-    ("plumbing", "plumber", "pipe", "geyser"),
-    ("water", "sewer", "sewerage", "sanitation", "wastewater", "stormwater"),
-    ("road", "paving", "asphalt", "resurfacing", "gravel", "tarring"),
-    ("stationery", "printing", "office supplies", "toner"),
-    ("training", "education", "skills development", "learnership"),
-    ("accounting", "audit", "auditing", "bookkeeping", "financial", "finance"),
-    ("legal", "attorney", "lawyer", "litigation"),
-    ("waste", "refuse", "rubbish", "recycling", "landfill"),
-    ("landscaping", "gardening", "horticulture", "grass cutting"),
-    ("hvac", "air conditioning", "refrigeration", "ventilation", "chiller"),
-    ("fire", "firefighting", "fire protection", "extinguisher"),
-    ("clothing", "uniform", "garment", "textile", "footwear", "ppe", "protective clothing"),
-    ("furniture", "chairs", "cabinet"),
-    ("travel", "accommodation", "tourism", "hotel", "lodging"),
-    ("marketing", "advertising", "media", "branding"),
-    ("agriculture", "farming", "livestock", "crop"),
-    ("laboratory", "scientific"),
-    ("mechanical", "mechanic", "machinery", "pump"),
-    ("event", "conference"),
-    ("pest control", "fumigation", "pest"),
-    ("safety", "health and safety", "occupational health", "ohs"),
-)
+def words(text: str) -> list[str]:
+    """Lowercase words with accents dropped ("crèche" = "creche") and plurals folded."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return [_cached_fold(w) if len(w) <= _CACHED_WORD_CHARS else fold(w) for w in _WORD.findall(text.lower())]
 
 
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+Phrase = tuple[str, ...]
 
 
-def _significant(word: str) -> bool:
-    return len(word) >= 2 and word not in _STOPWORDS and not word.isdigit()
+@dataclass(frozen=True)
+class _Entry:
+    concept: str
+    weight: float  # 0 = an exclusion
 
 
-def _build_synonyms() -> tuple[dict[str, str], dict[tuple[str, ...], str]]:
-    singles: dict[str, str] = {}
-    phrases: dict[tuple[str, ...], str] = {}
-    for group in _SYNONYM_GROUPS:
-        concept = group[0]
-        for phrase in group:
-            stems = tuple(stem(w) for w in _words(phrase))
-            if not 1 <= len(stems) <= _LONGEST_PHRASE:
-                raise ValueError(f"synonym {phrase!r}: phrases have 1 to {_LONGEST_PHRASE} words")
-            other = singles.setdefault(stems[0], concept) if len(stems) == 1 else phrases.setdefault(stems, concept)
-            if other != concept:
-                raise ValueError(f"synonym {phrase!r} is in two groups ({other!r} and {concept!r})")
-    return singles, phrases
+def _compile() -> tuple[dict[Phrase, tuple[_Entry, ...]], int]:
+    table: dict[Phrase, dict[str, float]] = {}
+    clashes: list[str] = []
+    for concept in CONCEPTS:
+        for weight, phrases in ((STRONG, concept.strong), (MEDIUM, concept.medium), (WEAK, concept.weak)):
+            for phrase in phrases:
+                key = tuple(words(phrase))
+                if not key:
+                    raise TaxonomyError(f"{concept.id}: phrase {phrase!r} has no words")
+                slot = table.setdefault(key, {})
+                slot[concept.id] = max(slot.get(concept.id, 0.0), weight)
+        for phrase in concept.exclude:
+            key = tuple(words(phrase))
+            if not key:
+                raise TaxonomyError(f"{concept.id}: exclusion {phrase!r} has no words")
+            slot = table.setdefault(key, {})
+            if slot.get(concept.id, 0.0) > 0.0:
+                clashes.append(f"{concept.id}: {phrase!r}")
+            slot[concept.id] = 0.0
+    if clashes:
+        raise TaxonomyError(f"phrases both vocabulary and an exclusion of one concept (after folding): {clashes}")
+    compiled = {k: tuple(_Entry(c, w) for c, w in sorted(v.items())) for k, v in table.items()}
+    return compiled, max(len(k) for k in compiled)
 
 
-_LONGEST_PHRASE = 3
-_CONCEPT_OF, _PHRASE_CONCEPT = _build_synonyms()
-_BROAD_STEMS = frozenset(
-    stem(w)
-    for w in _WORD.findall(
-        "maintenance maintain repair repairs installation install management design engineering technical "
-        "professional equipment system systems product products material materials solution solutions "
-        "infrastructure upgrade upgrading consulting"
-    )
-)
+_TABLE, LONGEST_PHRASE = _compile()
+_CATEGORY_RULES = tuple((tuple(words(rule)), concepts) for rule, concepts in CATEGORY_HINTS)
+_CIDB_CONCEPTS: dict[str, tuple[str, ...]] = {}
+for _concept in CONCEPTS:
+    for _code in _concept.cidb:
+        _CIDB_CONCEPTS[_code] = (*_CIDB_CONCEPTS.get(_code, ()), _concept.id)
 
 
-def _terms(text: str, *, sector_label: bool = False) -> Iterator[tuple[str, str, str | None]]:
-    """(stem, words as written, concept) for each known phrase and each remaining significant word.
-
-    A phrase takes its words: "health and safety" is occupational safety, not a "health" term for medical
-    suppliers. A phrase's stem holds spaces, so it never equals a single word's stem.
-    """
-    words = _words(text)
-    stems = [stem(w) for w in words]
-    i = 0
-    while i < len(words):
-        for n in range(min(_LONGEST_PHRASE, len(words) - i), 1, -1):
-            concept = _PHRASE_CONCEPT.get(tuple(stems[i : i + n]))
-            if concept is not None:
-                yield " ".join(stems[i : i + n]), " ".join(words[i : i + n]), concept
-                i += n
+def _org_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
+    spans = []
+    for i in range(len(ws)):
+        for start in _ORG_STARTS:
+            if tuple(ws[i : i + len(start)]) == start:
+                j = i + len(start)
+                end = j
+                while end < len(ws) and end - j < _ORG_MAX_WORDS and ws[end] not in _ORG_ENDS:
+                    end += 1
+                spans.append((j, end))
                 break
-        else:
-            word, s = words[i], stems[i]
-            i += 1
-            if sector_label and word == "it":
-                # "IT" in a sector label means information technology; in tender text "it" is a pronoun.
-                yield "ict", "IT", "ict"
-            elif _significant(word):
-                yield s, word, _CONCEPT_OF.get(s)
+    return spans
+
+
+_STREET = frozenset(_WORD.findall("road street avenue drive lane crescent way boulevard"))
+
+
+def _address_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
+    """'370 Riverdene Road': a number, up to three words, a street word. An address is not evidence of roadworks."""
+    spans = []
+    for i, word in enumerate(ws):
+        if word.isdigit():
+            for j in range(i + 2, min(i + 5, len(ws)) + 1):
+                if ws[j - 1] in _STREET:
+                    spans.append((i, j))
+                    break
+    return spans
+
+
+# "Diesel mechanic training", "training for MV/LV line construction": the words around a training course name its
+# subject, not work of another sector.
+_FRAME_WORDS = frozenset({"training"})
+_FRAME_BEFORE = 3
+_FRAME_LINKS = frozenset({"for", "on", "in", "of"})
+
+
+def _frame_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
+    spans = []
+    for i, word in enumerate(ws):
+        if word in _FRAME_WORDS:
+            start = max(0, i - _FRAME_BEFORE)
+            while start < i and "" in ws[start:i]:
+                start += 1  # never across a text boundary
+            end = i + 1
+            if end < len(ws) and ws[end] in _FRAME_LINKS:
+                end += 1
+                while end < len(ws) and end - i <= _ORG_MAX_WORDS and ws[end] not in _ORG_ENDS:
+                    end += 1
+            spans.append((start, end))
+    return spans
+
+
+# "... at Midmar Dam access roads project": where the work is done, not what it is.
+_PLACE_ENDS = frozenset(_WORD.findall("project site"))
+
+
+def _place_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
+    spans = []
+    for i, word in enumerate(ws):
+        if word == "at":
+            for j in range(i + 2, min(i + 2 + _ORG_MAX_WORDS, len(ws))):
+                if ws[j] == "":
+                    break
+                if ws[j] in _PLACE_ENDS:
+                    spans.append((i + 1, j))
+                    break
+    return spans
+
+
+# "Design, manufacture, testing, training, supply and delivery of ...": training as one step of a works contract.
+_WORKS_STEPS = frozenset(
+    _WORD.findall("design manufacture manufacturing testing commissioning installation supply delivery erection")
+)
+_STEP_REACH = 3
+
+
+def _listed_steps(ws: Sequence[str]) -> list[tuple[int, int]]:
+    """Positions of 'training' among the steps of a works contract (hidden from the training concept)."""
+    spans = []
+    for i, word in enumerate(ws):
+        if word in _FRAME_WORDS:
+            near = ws[max(0, i - _STEP_REACH) : i] + ws[i + 1 : i + 1 + _STEP_REACH]
+            if sum(w in _WORKS_STEPS for w in near) >= 2:
+                spans.append((i, i + 1))
+    return spans
+
+
+def _phrase_evidence(ws: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per concept, the phrases of `ws` that count for it (phrase -> weight): exclusions and organisation names
+    hide their words from their concepts, and a phrase inside a longer counted phrase of the same concept is not
+    counted again."""
+    hidden: dict[str, list[tuple[int, int]]] = {}
+    found: dict[str, list[tuple[int, int, float, str]]] = {}
+    for i in range(len(ws)):
+        for n in range(1, min(LONGEST_PHRASE, len(ws) - i) + 1):
+            entries = _TABLE.get(tuple(ws[i : i + n]))
+            if entries is None:
+                continue
+            for entry in entries:
+                if entry.weight == 0.0:
+                    hidden.setdefault(entry.concept, []).append((i, i + n))
+                else:
+                    found.setdefault(entry.concept, []).append((i, i + n, entry.weight, " ".join(ws[i : i + n])))
+    everyone = _org_spans(ws) + _address_spans(ws) + _place_spans(ws)
+    steps = _listed_steps(ws)
+    frames = [f for f in _frame_spans(ws) if not any(a <= f[0] < b or f[0] <= a < f[1] for a, b in steps)]
+    evidence: dict[str, dict[str, float]] = {}
+    for concept, matches in found.items():
+        masks = hidden.get(concept, []) + everyone + (steps if concept == "training" else frames)
+        kept = [m for m in matches if not any(a < m[1] and m[0] < b for a, b in masks)]
+        counted: dict[str, float] = {}
+        for start, end, weight, phrase in kept:
+            if any(s <= start and end <= e and (e - s) > (end - start) for s, e, _, _ in kept):
+                continue  # inside a longer phrase that already counts
+            counted[phrase] = max(counted.get(phrase, 0.0), weight)
+        if counted:
+            evidence[concept] = counted
+    return evidence
+
+
+def category_concepts(category: str | None) -> tuple[str, ...]:
+    """The concepts an eTenders category string hints at (the first rule whose words it contains, in order)."""
+    if not category:
+        return ()
+    ws = words(category)
+    for rule, concepts in _CATEGORY_RULES:
+        for i in range(len(ws) - len(rule) + 1):
+            if tuple(ws[i : i + len(rule)]) == rule:
+                return concepts
+    return ()
 
 
 @dataclass(frozen=True)
-class TextTerms:
-    """A text's significant stems (words and known phrases) and synonym concepts, with the words the text used
-    for each, for reasons."""
+class TenderEvidence:
+    """What a tender shows per concept (computed once per tender): the phrases found with their weights, the
+    concepts its category hints at, the CIDB classes it requires, and its words (for sectors the taxonomy does
+    not know)."""
 
-    stems: frozenset[str]
-    concepts: frozenset[str]
-    stem_words: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
-    concept_words: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    phrases: Mapping[str, Mapping[str, float]]
+    category: tuple[str, ...] = ()
+    cidb: tuple[str, ...] = ()
+    words: frozenset[str] = field(default_factory=frozenset)
+
+    def evidence(self, concept: str) -> tuple[str, ...]:
+        """The phrases found for `concept`, strongest first."""
+        found = self.phrases.get(concept, {})
+        return tuple(sorted(found, key=lambda phrase: (-found[phrase], phrase)))
+
+    def raw(self, concept: str) -> float:
+        """The concept's evidence summed, uncapped: its phrases, its CIDB classes, its category's support."""
+        text = sum(self.phrases.get(concept, {}).values())
+        cidb = CIDB_WEIGHT if any(concept in _CIDB_CONCEPTS.get(c, ()) for c in self.cidb) else 0.0
+        support = CATEGORY_WEIGHT if text > 0 and concept in self.category else 0.0
+        return text + cidb + support
+
+    @functools.cached_property
+    def top(self) -> float:
+        """The largest evidence of any concept (capped at TOP_CAP): what the tender is mostly about."""
+        return min(TOP_CAP, max((self.raw(c.id) for c in CONCEPTS), default=0.0))
+
+    def strength(self, concept: str) -> float:
+        """0..1: the evidence, capped at 1, and scaled down when another concept has far more (a sector the tender
+        mentions in passing beside the work it asks for)."""
+        raw = self.raw(concept)
+        if raw <= 0.0:
+            return 0.0
+        share = raw / self.top
+        return min(1.0, raw) * (1.0 if share >= DOMINANCE else share / DOMINANCE)
 
 
-def text_terms(*texts: str | None) -> TextTerms:
-    """Terms of a tender's category, title and description, computed once per tender."""
-    stems: dict[str, str] = {}
-    concepts: dict[str, str] = {}
+def tender_evidence(
+    category: str | None, *texts: str | None, cidb_classes: Iterable[str | None] = ()
+) -> TenderEvidence:
+    """Evidence from a tender's category, its texts (title, description) and its CIDB classes of works."""
+    ws: list[str] = []
     for text in texts:
-        if not text:
-            continue
-        for s, written, concept in _terms(text):
-            stems.setdefault(s, written)
-            if concept is not None:
-                concepts.setdefault(concept, written)
-    return TextTerms(frozenset(stems), frozenset(concepts), MappingProxyType(stems), MappingProxyType(concepts))
-
-
-@dataclass(frozen=True)
-class SectorTerm:
-    word: str  # as the company wrote it (lowercased), for the reason
-    stem: str
-    concept: str | None
-    weight: float = 1.0
+        if text:
+            ws.extend(words(text))
+            ws.append("")  # texts never form a phrase across their boundary
+    phrases = {c: MappingProxyType(p) for c, p in _phrase_evidence(ws).items()}
+    classes = tuple(sorted({c for c in cidb_classes if c}))
+    return TenderEvidence(MappingProxyType(phrases), category_concepts(category), classes, frozenset(ws) - {""})
 
 
 @dataclass(frozen=True)
 class SectorProfile:
-    """One of a company's sectors, reduced to the terms a tender must show; computed once per company."""
+    """One of a company's sectors as the rules see it: the taxonomy concepts it names, or (when it names none)
+    the significant words a tender must show."""
 
     label: str
-    terms: tuple[SectorTerm, ...]
+    concepts: tuple[str, ...]
+    literal: tuple[str, ...] = ()
 
     @property
-    def total_weight(self) -> float:
-        return sum(t.weight for t in self.terms)
+    def usable(self) -> bool:
+        return bool(self.concepts or self.literal)
+
+
+@functools.lru_cache(maxsize=4096)
+def _label_concepts(normalised: str) -> tuple[str, ...]:
+    for concept in CONCEPTS:
+        names = {concept.id.replace("_", " "), *(" ".join(words(n)) for n in (concept.name, *concept.labels))}
+        if normalised in names:
+            return (concept.id,)
+    evidence = _phrase_evidence(normalised.split())
+    return tuple(c.id for c in CONCEPTS if sum(evidence.get(c.id, {}).values()) >= PASS_THRESHOLD)
 
 
 def sector_profile(label: str) -> SectorProfile:
-    terms: dict[str, SectorTerm] = {}
-    for s, written, concept in _terms(label, sector_label=True):
-        terms.setdefault(s, SectorTerm(written, s, concept, BROAD_WEIGHT if s in _BROAD_STEMS else 1.0))
-    return SectorProfile(label, tuple(terms.values()))
+    ws = words(label)
+    normalised = " ".join(ws)
+    concepts = _label_concepts(normalised) if normalised and len(ws) <= LONGEST_PHRASE * 2 else ()
+    if concepts:
+        return SectorProfile(label, concepts)
+    literal = tuple(dict.fromkeys(w for w in ws if w not in _FILLER and not w.isdigit() and len(w) >= 2))
+    return SectorProfile(label, (), literal)
 
 
 def sector_profiles(labels: Iterable[str]) -> tuple[SectorProfile, ...]:
@@ -260,11 +345,10 @@ def sector_profiles(labels: Iterable[str]) -> tuple[SectorProfile, ...]:
 
 @dataclass(frozen=True)
 class SectorMatch:
-    # 0..1: the best sector's weighted share of matched terms, a synonym counting SYNONYM_WEIGHT
-    score: float
+    score: float  # 0..1: the strength of the best sector's evidence
     sector: str | None  # the best-matching sector label; None when nothing matched
-    matched: tuple[tuple[str, str], ...]  # (sector word, tender word) of the best sector
-    missing: tuple[str, ...]  # words of the best sector the tender does not show
+    concept: str | None  # its taxonomy concept; None for a label the taxonomy does not know
+    evidence: tuple[str, ...]  # what the tender shows for it
     reason: str
 
     @property
@@ -273,47 +357,61 @@ class SectorMatch:
 
 
 def _quote(items: Sequence[str]) -> str:
-    if len(items) <= 1:
-        return "".join(items)
-    return f"{', '.join(items[:-1])} and {items[-1]}"
+    quoted = [f"'{i}'" for i in items]
+    if len(quoted) <= 1:
+        return "".join(quoted)
+    return f"{', '.join(quoted[:-1])} and {quoted[-1]}"
 
 
-def match_sectors(tender: TextTerms, profiles: Sequence[SectorProfile]) -> SectorMatch:
-    """Score the tender against each of the company's sectors; the best one counts (the first listed on a tie)."""
-    usable = [p for p in profiles if p.terms]
+def _literal_strength(tender: TenderEvidence, profile: SectorProfile) -> tuple[float, tuple[str, ...]]:
+    found = tuple(w for w in profile.literal if w in tender.words)
+    share = len(found) / len(profile.literal)
+    return (share if share >= LITERAL_THRESHOLD else share * 0.5), found
+
+
+def match_sectors(tender: TenderEvidence, profiles: Sequence[SectorProfile]) -> SectorMatch:
+    """The company's best sector for this tender (the first listed on a tie), with its evidence."""
+    usable = [p for p in profiles if p.usable]
     if not usable:
         why = "Your profile lists no sectors" if not profiles else "Your sectors name no specific activity"
-        return SectorMatch(0.0, None, (), (), f"{why}, so the tender's sector could not be matched")
-    stems, concepts = tender.stems, tender.concepts
-    best, best_score = usable[0], -1.0
+        return SectorMatch(0.0, None, None, (), f"{why}, so the tender's sector could not be matched")
+    best: tuple[float, SectorProfile, str | None, tuple[str, ...]] | None = None
     for profile in usable:
-        total = 0.0
-        for term in profile.terms:
-            if term.stem in stems:
-                total += term.weight
-            elif term.concept is not None and term.concept in concepts:
-                total += term.weight * SYNONYM_WEIGHT
-        score = total / profile.total_weight
-        if score > best_score:
-            best, best_score = profile, score
-    if best_score == 0.0:
-        labels = ", ".join(f"'{p.label}'" for p in usable)
-        return SectorMatch(
-            0.0, None, (), (), f"No word from your sectors ({labels}) appears in the tender's category or title"
-        )
-    # Only the winner is looked at again, for its reason: the loop above stays set lookups.
-    matched: list[tuple[str, str]] = []
-    missing: list[str] = []
-    for term in best.terms:
-        if term.stem in stems:
-            matched.append((term.word, tender.stem_words.get(term.stem, term.word)))
-        elif term.concept is not None and term.concept in concepts:
-            matched.append((term.word, tender.concept_words.get(term.concept, term.concept)))
+        if profile.concepts:
+            for named in profile.concepts:
+                strength = tender.strength(named)
+                if best is None or strength > best[0]:
+                    best = (strength, profile, named, tender.evidence(named))
         else:
-            missing.append(term.word)
-    shown = [f"'{w}'" if w.lower() == t else f"'{w}' (as '{t}')" for w, t in matched]
-    reason = f"Matched {_quote(shown)} from your sector '{best.label}'"
-    if missing:
-        not_found = [f"'{w}'" for w in missing]
-        reason += f"; {_quote(not_found)} not found"
-    return SectorMatch(best_score, best.label, tuple(matched), tuple(missing), reason)
+            strength, found = _literal_strength(tender, profile)
+            if best is None or strength > best[0]:
+                best = (strength, profile, None, found)
+    assert best is not None
+    strength, profile, concept, evidence = best
+    if strength == 0.0:
+        labels = ", ".join(f"'{p.label}'" for p in usable)
+        return SectorMatch(0.0, None, None, (), f"Nothing in the tender asks for the work of your sectors ({labels})")
+    return SectorMatch(
+        round(strength, 3), profile.label, concept, evidence, _reason(tender, profile, concept, evidence, strength)
+    )
+
+
+def _reason(
+    tender: TenderEvidence, profile: SectorProfile, concept: str | None, evidence: Sequence[str], strength: float
+) -> str:
+    if concept is None:
+        missing = [w for w in profile.literal if w not in evidence]
+        reason = f"Your sector '{profile.label}' is not in the sector taxonomy; the tender shows {_quote(evidence)}"
+        return reason + (f", not {_quote(missing)}" if missing else "")
+    name = BY_ID[concept].name
+    parts = []
+    if evidence:
+        parts.append(f"the tender asks for {_quote(evidence[:6])}")
+    classes = [c for c in tender.cidb if concept in _CIDB_CONCEPTS.get(c, ())]
+    if classes:
+        parts.append(f"requires CIDB class {_quote(classes)}")
+    if evidence and concept in tender.category:
+        parts.append("its eTenders category agrees")
+    clear = "clear" if strength >= 1.0 else ("likely" if strength >= PASS_THRESHOLD else "weak, not enough")
+    shown = f"'{profile.label}'" if profile.label.lower() == name.lower() else f"'{profile.label}' ({name})"
+    return f"Sector {shown}: {clear} match; " + "; ".join(parts)

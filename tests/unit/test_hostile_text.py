@@ -37,7 +37,7 @@ from streams.readiness.scoring import (
     parse_min_experience_years,
     tender_facts_from_payload,
 )
-from streams.readiness.sectors import sector_profile, text_terms
+from streams.readiness.sectors import sector_profile, tender_evidence
 from streams.summaries.extractive import ExtractiveSummariser, split_sentences
 
 # The contract's longest free-text fields (schema.events.TenderV1): the parsers read them.
@@ -111,7 +111,7 @@ PARSERS: list[tuple[str, int, Callable[[str], object]]] = [
     ("CIDB requirements", SPECIAL_CONDITIONS_MAX, parse_cidb_requirements),
     ("experience years", SPECIAL_CONDITIONS_MAX, parse_min_experience_years),
     ("B-BBEE level", SPECIAL_CONDITIONS_MAX, parse_max_bbbee_level),
-    ("tender terms", DESCRIPTION_MAX, text_terms),
+    ("tender sector evidence", DESCRIPTION_MAX, lambda text: tender_evidence(None, text)),
     ("sector label", SECTOR_MAX_CHARS, sector_profile),
     ("tender province", PROVINCE_MAX_CHARS, tender_scope),
     ("company province", PROVINCE_MAX_CHARS, resolve_province),
@@ -227,15 +227,15 @@ async def test_the_event_loop_keeps_ticking_while_agents_parse_hostile_text_in_a
     assert max(lags) < LAG_BOUND_S, f"the loop stalled {max(lags) * 1000:.0f} ms (ticks: {len(lags)})"
 
 
-def test_long_hostile_words_do_not_pile_up_in_the_stemmer_cache() -> None:
+def test_long_hostile_words_do_not_pile_up_in_the_word_cache() -> None:
     # 200 tenders, each with one distinct 20,000-letter word: nothing of them may stay in memory after scoring.
     texts = [fill(f"{i:04d}" + "x" * 97, DESCRIPTION_MAX) for i in range(200)]
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         for text in texts:
-            text_terms(text)
+            tender_evidence(None, text)
         kept = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert kept < 1_000_000, f"{kept:,} bytes kept after stemming {len(texts)} long words"
+    assert kept < 1_000_000, f"{kept:,} bytes kept after reading {len(texts)} long words"

@@ -115,7 +115,10 @@ def test_checklist_reasons_say_why() -> None:
         "closing_date": "Open until 2026-03-20 11:00 SAST: 19 days to prepare",
         "cidb": "Requires CIDB 7CE or higher; you hold 7CE",
         "province": "Tender is in Gauteng; you cover Gauteng and Limpopo",
-        "sector": "Matched 'civil' and 'engineering' from your sector 'Civil engineering'",
+        "sector": (
+            "Sector 'Civil engineering': clear match; the tender asks for 'canal' and 'upgrading'; requires CIDB "
+            "class 'CE'; its eTenders category agrees"
+        ),
         "experience": "The tender states no minimum experience",
         "bbbee": "The tender states no minimum B-BBEE level",
     }
@@ -200,11 +203,14 @@ def test_unknown_tender_province_does_not_apply() -> None:
     assert (province.passed, province.earned) == (None, 15.0)
 
 
-def test_sector_weight_is_earned_in_proportion_to_the_match() -> None:
-    result = score(tender(), company(sectors=["Civil engineering consultants"]), AS_OF)
-    sector = item(result, "sector")
-    # civil (1) and engineering (a broad word, 0.5) of civil, engineering and consultants (broad, 0.5).
-    assert sector.earned == pytest.approx(35 * 1.5 / 2, abs=0.01)
+def test_sector_weight_is_earned_in_proportion_to_the_match_strength() -> None:
+    clear = item(score(tender(), company(sectors=["Civil engineering"]), AS_OF), "sector")
+    # Two weak terms of facilities management ("maintenance of", "premises"), no category, no CIDB class: 0.6.
+    premises = tender(title="Maintenance of the premises", category=None, special_conditions=None)
+    likely = item(score(premises, company(sectors=["Facilities management"]), AS_OF), "sector")
+    assert clear.earned == 35.0
+    assert likely.earned == pytest.approx(35 * 0.6, abs=0.01)
+    assert likely.passed
 
 
 def test_stated_experience_is_checked_with_partial_credit() -> None:
