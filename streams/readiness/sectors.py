@@ -202,7 +202,7 @@ def _listed_steps(ws: Sequence[str]) -> list[tuple[int, int]]:
     spans = []
     for i, word in enumerate(ws):
         if word in _FRAME_WORDS:
-            near = ws[max(0, i - _STEP_REACH) : i] + ws[i + 1 : i + 1 + _STEP_REACH]
+            near = [*ws[max(0, i - _STEP_REACH) : i], *ws[i + 1 : i + 1 + _STEP_REACH]]
             if sum(w in _WORKS_STEPS for w in near) >= 2:
                 spans.append((i, i + 1))
     return spans
