@@ -128,8 +128,10 @@ def is_open(facts: Mapping[str, Any], as_of: dt.datetime) -> bool:
 
 
 def eligible(result: Readiness) -> bool:
-    """Whether a score may enter a top list: a bid is possible and the score is above zero."""
-    return result.biddable and result.score > 0
+    """Whether a score may enter a top list: a bid is possible, the score is above zero, and the tender is in the
+    company's sectors (a profile without sectors cannot decide that, and keeps every biddable tender)."""
+    sector = next((item.passed for item in result.checklist if item.name == "sector"), None)
+    return result.biddable and result.score > 0 and sector is not False
 
 
 def top_k(scores: Mapping[int, float], k: int) -> dict[int, float]:

@@ -351,9 +351,11 @@ class SectorMatch:
     evidence: tuple[str, ...]  # what the tender shows for it
     reason: str
 
+    applies: bool = True  # False when the profile names no sector: the check cannot be decided
+
     @property
-    def passed(self) -> bool:
-        return self.score >= PASS_THRESHOLD
+    def passed(self) -> bool | None:
+        return self.score >= PASS_THRESHOLD if self.applies else None
 
 
 def _quote(items: Sequence[str]) -> str:
@@ -374,7 +376,7 @@ def match_sectors(tender: TenderEvidence, profiles: Sequence[SectorProfile]) -> 
     usable = [p for p in profiles if p.usable]
     if not usable:
         why = "Your profile lists no sectors" if not profiles else "Your sectors name no specific activity"
-        return SectorMatch(0.0, None, None, (), f"{why}, so the tender's sector could not be matched")
+        return SectorMatch(0.0, None, None, (), f"{why}, so the tender's sector could not be matched", applies=False)
     best: tuple[float, SectorProfile, str | None, tuple[str, ...]] | None = None
     for profile in usable:
         if profile.concepts:

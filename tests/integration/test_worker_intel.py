@@ -29,10 +29,16 @@ def _open(row: Any, as_of: str) -> bool:
 
 def expected_top(mongo_db: Any, team_id: int, open_ids: set[int], k: int = 5) -> dict[int, float]:
     docs = mongo_db["readiness_scores"].find(
-        {"team_id": team_id}, {"_id": 0, "tender_id": 1, "score": 1, "biddable": 1}
+        {"team_id": team_id}, {"_id": 0, "tender_id": 1, "score": 1, "biddable": 1, "checklist": 1}
     )
+
+    def in_sector(doc: dict[str, Any]) -> bool:
+        return all(item["passed"] is not False for item in doc["checklist"] if item["name"] == "sector")
+
     ranked = {
-        d["tender_id"]: d["score"] for d in docs if d["biddable"] and d["score"] > 0 and d["tender_id"] in open_ids
+        d["tender_id"]: d["score"]
+        for d in docs
+        if d["biddable"] and d["score"] > 0 and in_sector(d) and d["tender_id"] in open_ids
     }
     return top_k(ranked, k)
 

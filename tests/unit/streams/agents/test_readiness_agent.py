@@ -8,8 +8,8 @@ import random
 import pytest
 
 from schema.events import CompanyUpdatedV1, ContractError, TenderClosedV1, TenderV1
-from streams.agents.readiness import company_facts_value, fold_tender_facts, is_open, top_k, update_top
-from streams.readiness.scoring import company_facts_from_payload, tender_facts_from_payload
+from streams.agents.readiness import company_facts_value, eligible, fold_tender_facts, is_open, top_k, update_top
+from streams.readiness.scoring import company_facts_from_payload, score, tender_facts_from_payload
 
 AS_OF = dt.datetime(2025, 9, 25, 23, 59, 59, tzinfo=dt.UTC)
 
@@ -110,3 +110,33 @@ def test_company_facts_do_not_depend_on_the_order_of_the_gradings() -> None:
         return company_facts_value(CompanyUpdatedV1.model_validate(payload))
 
     assert facts(["EP", "EB", "GB"]) == facts(["EB", "GB", "EP"])
+
+
+def _company(sectors: list[str]) -> object:
+    return company_facts_from_payload(
+        {
+            "team_id": 1,
+            "company_id": 1,
+            "sectors": sectors,
+            "provinces": ["Gauteng"],
+            "cidb": [{"class_of_works": "GB", "grade": 5}],
+        }
+    )
+
+
+def test_a_top_list_takes_tenders_in_the_companys_sectors_only() -> None:
+    guardhouse = tender_facts_from_payload(fold_tender_facts(None, tender()))
+    builder = score(guardhouse, _company(["Construction"]), AS_OF)  # type: ignore[arg-type]
+    caterer = score(guardhouse, _company(["Catering"]), AS_OF)  # type: ignore[arg-type]
+    assert eligible(builder)
+    # Biddable and a fair score from the other checks, but nothing a caterer does: not in its top list.
+    assert caterer.biddable and caterer.score > 0
+    assert not eligible(caterer)
+
+
+def test_a_profile_without_sectors_cannot_decide_the_sector_check_and_keeps_its_top_list() -> None:
+    guardhouse = tender_facts_from_payload(fold_tender_facts(None, tender()))
+    result = score(guardhouse, _company([]), AS_OF)  # type: ignore[arg-type]
+    (sector,) = [i for i in result.checklist if i.name == "sector"]
+    assert sector.passed is None and sector.earned == 0.0
+    assert eligible(result)

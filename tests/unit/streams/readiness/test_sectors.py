@@ -179,9 +179,9 @@ def test_generic_procurement_words_do_not_match() -> None:
     assert reason == "Your sectors name no specific activity, so the tender's sector could not be matched"
 
 
-def test_no_sectors_is_explained() -> None:
+def test_no_sectors_is_explained_and_cannot_be_decided() -> None:
     result = match_sectors(tender_evidence("Construction", "Roads"), ())
-    assert (result.score, result.passed) == (0.0, False)
+    assert (result.score, result.passed) == (0.0, None)
     assert result.reason == "Your profile lists no sectors, so the tender's sector could not be matched"
 
 
