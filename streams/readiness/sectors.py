@@ -57,6 +57,7 @@ _ORG_ENDS = frozenset(
     ["", *_WORD.findall("for at in to on the a an with by from during as per via within under who which that")]
 )
 _ORG_MAX_WORDS = 8
+_ORG_FIRST = frozenset(start[0] for start in _ORG_STARTS)
 
 
 def fold(word: str) -> str:
@@ -114,6 +115,8 @@ def _compile() -> tuple[dict[Phrase, tuple[_Entry, ...]], int]:
 
 
 _TABLE, LONGEST_PHRASE = _compile()
+# Every proper prefix of a phrase: reading stops at the first word sequence that starts no phrase (most words).
+_PREFIXES = frozenset(key[:n] for key in _TABLE for n in range(1, len(key)))
 _CATEGORY_RULES = tuple((tuple(words(rule)), concepts) for rule, concepts in CATEGORY_HINTS)
 _CIDB_CONCEPTS: dict[str, tuple[str, ...]] = {}
 for _concept in CONCEPTS:
@@ -124,6 +127,8 @@ for _concept in CONCEPTS:
 def _org_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
     spans = []
     for i in range(len(ws)):
+        if ws[i] not in _ORG_FIRST:
+            continue
         for start in _ORG_STARTS:
             if tuple(ws[i : i + len(start)]) == start:
                 j = i + len(start)
@@ -216,9 +221,12 @@ def _phrase_evidence(ws: Sequence[str]) -> dict[str, dict[str, float]]:
     found: dict[str, list[tuple[int, int, float, str]]] = {}
     for i in range(len(ws)):
         for n in range(1, min(LONGEST_PHRASE, len(ws) - i) + 1):
-            entries = _TABLE.get(tuple(ws[i : i + n]))
+            key = tuple(ws[i : i + n])
+            entries = _TABLE.get(key)
             if entries is None:
-                continue
+                if key in _PREFIXES:
+                    continue
+                break
             for entry in entries:
                 if entry.weight == 0.0:
                     hidden.setdefault(entry.concept, []).append((i, i + n))
