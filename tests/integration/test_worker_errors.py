@@ -142,8 +142,8 @@ def test_credentials_revoked_while_running_stop_the_worker_unacknowledged_and_a_
     redis_client.acl_setuser(user, enabled=True, categories=["+@all"])
     worker = WorkerProcess(penv, "--agents", "spend", TENDERHUB_REDIS_URL=url).start()
     # The stopped worker left without leaving its consumer group (it must not commit): the group takes the partitions
-    # back only when its session times out (Faust's broker_session_timeout, 60 s), so the new one is ready after that.
-    worker.wait_ready(timeout=150)
+    # back only when its session times out (Faust's broker_session_timeout, 60 s); wait_ready waits past that.
+    worker.wait_ready()
     wait_for(lambda: spend(redis_client, penv) == 20 * BUDGET, 60, "the rest counted once after the fix")
     assert worker.terminate() == 0, worker.tail()
     assert not run(consume(bootstrap, [f"{penv.renv.prefix}dlq"], until=1, timeout=3)), "nothing dead-lettered"

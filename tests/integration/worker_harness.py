@@ -103,8 +103,10 @@ class WorkerProcess(TenderhubProcess):
             data: dict[str, dict[str, float]] = json.loads(resp.read())
             return data
 
-    def wait_ready(self, timeout: float = 60) -> None:
-        """Until the web view answers and the worker says its partitions are assigned."""
+    def wait_ready(self, timeout: float = 150) -> None:
+        """Until the web view answers and the worker says its partitions are assigned. A worker that replaces one
+        that died without leaving the consumer group (SIGKILL, exit 78) gets its partitions when the dead member's
+        session times out (Faust's broker_session_timeout, 60 s): the default waits well past that."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None and self.proc.poll() is None, self.tail()
