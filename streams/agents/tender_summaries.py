@@ -10,9 +10,10 @@ The card is always built from the document as stored, so a retry after any failu
 Wrapper: unchanged text (same content hash) is never summarised again; the summariser runs in one worker thread, off the
 event loop, a batch at a time. `lock:summary:{id}` keeps two workers off one tender from the read of its stored document
 to the write of its card (the old and the new owner of a partition overlap during a rebalance): a lease (`lock_lease_s`)
-renewed while the batch runs, whose value names its holder; a killed holder's lease runs out, and a lock still held
-after twice the lease (a holder that never lets go) is passed by, logged: no lock stalls the tenders behind it longer
-than that. `aclose()` shuts the summariser's thread down at worker stop.
+renewed while the batch runs, whose value names its holder, taken in tender-id order. A killed holder's lease runs out;
+a live holder is waited for; a key that is no lease (no TTL, or a longer one) is passed by after twice the lease,
+logged; a batch that lost its lease stops before its next write. `aclose()` shuts the summariser's thread down at worker
+stop.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from schema.events import OPEN_STATUSES, TenderClosedV1, TenderV1
 from schema.mongo import TENDER_SUMMARIES
 from schema.redis_keys import SUMMARY_LOCK, TENDER_METADATA
 from schema.settings import Settings
-from sinks.errors import PermanentSinkError, TransientSinkError
+from sinks.errors import PermanentSinkError, SinkError, TransientSinkError
 from sinks.mongo import VersionedDoc
 from sinks.reader import SUMMARY_FIELDS
 from sinks.redis import text
@@ -280,11 +281,13 @@ class TenderSummaryHandler:
         # guarded update is not atomic (FerretDB 1.x filters, then replaces by _id) the old owner's older document
         # could land over the new owner's newer one.
         held: list[str] = []
+        lease = _Lease(self._lease_ms / 1000)
         try:
             await self._acquire([SUMMARY_LOCK.key(id=t) for t in ids], held)
-            heartbeat = asyncio.ensure_future(self._renew(held))
+            lease.renewed()
+            heartbeat = asyncio.ensure_future(self._renew(held, lease))
             try:
-                await self._handle(events, ids)
+                await self._handle(events, ids, lease)
             finally:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -293,7 +296,7 @@ class TenderSummaryHandler:
             for key in held:
                 await self._ctx.redis.unlock(key, self.holder)
 
-    async def _handle(self, events: Sequence[Event], ids: Sequence[int]) -> None:
+    async def _handle(self, events: Sequence[Event], ids: Sequence[int], lease: _Lease) -> None:
         stored = await asyncio.to_thread(self._stored, ids)
         changes = fold_events({t: int(d["source_seq"]) for t, d in stored.items() if "source_seq" in d}, events)
         model_used = self.summariser.model_used
@@ -318,6 +321,7 @@ class TenderSummaryHandler:
             for c in changes.values()
         ]
         if docs:
+            lease.check()
             try:
                 await asyncio.to_thread(self._ctx.mongo.upsert_versioned, TENDER_SUMMARIES.name, docs)
             except PermanentSinkError as exc:
@@ -326,6 +330,7 @@ class TenderSummaryHandler:
         # Cards follow the documents as they now stand, for every tender of the batch: a retry after a failure
         # anywhere above (or a redelivered batch) writes what the clean run wrote.
         written = {int(d.key["tender_id"]): d.fields | d.versions | {"event_id": d.event_id} for d in docs}
+        lease.check()
         for tender_id in ids:
             await self._write_card(tender_id, {**stored.get(tender_id, {}), **written.get(tender_id, {})})
 
@@ -353,74 +358,76 @@ class TenderSummaryHandler:
         return {w.tender_id: s for w, s in zip(todo, results, strict=True)}
 
     async def _acquire(self, keys: Sequence[str], held: list[str]) -> None:
-        """Take every lock, or pass by one whose holder kept it past twice the lease (logged); a lock held by a live
-        holder is polled for a while, then the batch backs off (TransientSinkError) and the runner retries it."""
-        waiting: dict[str, str] = {}
-        for key in keys:
-            holder = await self._try_lock(key)
-            if holder is None:
-                held.append(key)
-            else:
-                waiting[key] = holder
+        """Take the locks one by one in the given (tender id) order, so two workers never wait on each other. A lock
+        held by a live holder (a lease it renews) is polled for a while, then the batch backs off
+        (TransientSinkError) and the runner retries it. A lock that is no lease at all (no TTL, or a TTL longer than
+        any lease: a hand-set key, a killed worker of an older version) is passed by once it has blocked this
+        tender for twice the lease, logged."""
+        wanted = set(keys)
+        self._contended = {pair: t for pair, t in self._contended.items() if pair[0] in wanted}
         deadline = time.monotonic() + min(_LOCK_POLL_S, self._lease_ms / 1000)
-        while waiting:
-            now = time.monotonic()
-            for key, holder in list(waiting.items()):
-                first = self._contended.setdefault((key, holder), now)
-                if now - first > 2 * self._lease_ms / 1000:
-                    # A live holder renews its lease, a dead one's runs out: this one did neither (an older worker
-                    # with a longer TTL, or a hand-set key). Summarising twice costs time; waiting on it costs the
-                    # tenders behind this one. Writes are version-guarded either way.
-                    self.locks_passed += 1
-                    self._contended.pop((key, holder), None)
-                    log.warning(
-                        "%s: %s held by %r for over %.0f s; going on without it", AGENT, key, holder, now - first
-                    )
-                    del waiting[key]
-            if not waiting:
-                break
-            if time.monotonic() >= deadline:
-                key, holder = next(iter(waiting.items()))
-                raise TransientSinkError(f"{key} is held by {holder!r} (another worker handling that tender)")
-            await asyncio.sleep(min(0.1 * self._lease_ms / 1000, 0.5))
-            for key in list(waiting):
-                holder = await self._try_lock(key)
-                if holder is None:
+        for key in keys:
+            while True:
+                busy = await self._try_lock(key)
+                if busy is None:
                     held.append(key)
-                    del waiting[key]
-                else:
-                    waiting[key] = holder
-        for pair in [p for p in self._contended if p[0] in held]:
-            del self._contended[pair]
+                    break
+                holder, ttl_ms = busy
+                now = time.monotonic()
+                first = self._contended.setdefault((key, holder), now)
+                not_a_lease = ttl_ms == -1 or ttl_ms > self._lease_ms
+                if not_a_lease and now - first > 2 * self._lease_ms / 1000:
+                    self.locks_passed += 1
+                    log.warning(
+                        "%s: %s held by %r (TTL %d ms: no lease) for over %.0f s; going on without it",
+                        AGENT,
+                        key,
+                        holder,
+                        ttl_ms,
+                        now - first,
+                    )
+                    break
+                if now >= deadline:
+                    raise TransientSinkError(f"{key} is held by {holder!r} (another worker handling that tender)")
+                await asyncio.sleep(min(0.1 * self._lease_ms / 1000, 0.5))
+            for pair in [p for p in self._contended if p[0] == key]:
+                del self._contended[pair]
 
-    async def _try_lock(self, key: str) -> str | None:
-        """Take `key` (or take it again if it is already ours); None when taken, else who holds it."""
+    async def _try_lock(self, key: str) -> tuple[str, int] | None:
+        """Take `key` (or take it again if it is already ours); None when taken, else its holder and TTL in ms."""
         redis = self._ctx.redis
         full = redis.full_key(key, "string")
         take, _ = self._lock_scripts()
 
-        async def run() -> str | None:
+        async def run() -> tuple[str, int] | None:
             reply = await take(keys=[full], args=[self.holder, self._lease_ms])
-            return None if isinstance(reply, int) else text(reply)
+            if isinstance(reply, int):
+                return None
+            holder, ttl = reply
+            return text(holder), int(ttl)
 
         return await redis.run(run, f"lock {key}")
 
-    async def _renew(self, keys: Sequence[str]) -> None:
-        """Renew the leases while the batch runs (cancelled when it ends)."""
+    async def _renew(self, keys: Sequence[str], lease: _Lease) -> None:
+        """Renew the leases every third of a lease while the batch runs (cancelled when it ends). A renewal that
+        fails is tried again at the next beat; a lock found gone (the lease ran out) marks the lease lost, and the
+        batch stops before its next write (`_Lease.check`)."""
         _, renew = self._lock_scripts()
         redis = self._ctx.redis
         while True:
             await asyncio.sleep(self._lease_ms / 3000)
-            for key in keys:
-                full = redis.full_key(key, "string")
+            try:
+                for key in keys:
+                    full = redis.full_key(key, "string")
 
-                async def run(full: str = full) -> int:
-                    return int(await renew(keys=[full], args=[self.holder, self._lease_ms]))
+                    async def run(full: str = full) -> int:
+                        return int(await renew(keys=[full], args=[self.holder, self._lease_ms]))
 
-                if not await redis.run(run, f"renew {key}"):
-                    log.warning(
-                        "%s: lost %s while handling its tender (lease ran out); writes stay version-guarded", AGENT, key
-                    )
+                    if not await redis.run(run, f"renew {key}"):
+                        lease.lose(key)
+                lease.renewed()
+            except SinkError as exc:
+                log.warning("%s: could not renew the tender locks (%s); trying again", AGENT, exc)
 
     def _lock_scripts(self) -> tuple[AsyncScript, AsyncScript]:
         if self._scripts is None:
@@ -429,7 +436,8 @@ class TenderSummaryHandler:
         return self._scripts
 
 
-# KEYS[1] lock; ARGV[1] holder; ARGV[2] lease ms. Returns 1 when the lock is now the holder's, else who holds it.
+# KEYS[1] lock; ARGV[1] holder; ARGV[2] lease ms. Returns 1 when the lock is now the holder's, else {holder, its
+# TTL in ms (-1: none)}.
 _TAKE_LUA = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 local holder = redis.call('GET', KEYS[1])
@@ -437,13 +445,41 @@ if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
-return holder
+if not holder then return 1 end
+return {holder, redis.call('PTTL', KEYS[1])}
 """
 # KEYS[1] lock; ARGV[1] holder; ARGV[2] lease ms. Renews only a lock that is still the holder's.
 _RENEW_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+
+
+class _Lease:
+    """The batch's hold on its tender locks: lost when a lock was found gone, or when no renewal succeeded for
+    most of a lease (Redis unreachable: the locks may have run out). `check` before a write raises then, and the
+    runner retries the batch from the start, under fresh locks."""
+
+    def __init__(self, lease_s: float) -> None:
+        self._lease_s = lease_s
+        self._renewed_at = time.monotonic()
+        self.lost: list[str] = []
+
+    def renewed(self) -> None:
+        self._renewed_at = time.monotonic()
+
+    def lose(self, key: str) -> None:
+        self.lost.append(key)
+        log.warning("%s: lost %s while handling its tender (the lease ran out)", AGENT, key)
+
+    def check(self) -> None:
+        if self.lost:
+            raise TransientSinkError(f"{AGENT}: lost {self.lost[0]} before writing; the batch is retried")
+        silent = time.monotonic() - self._renewed_at
+        if silent > 0.8 * self._lease_s:
+            raise TransientSinkError(
+                f"{AGENT}: no lock renewal for {silent:.1f} s before writing; the batch is retried"
+            )
 
 
 def register(app: faust.App, ctx: WorkerContext, runner_factory: RunnerFactory) -> tuple[Any, BatchRunner]:

@@ -13,6 +13,7 @@ import pytest
 
 from schema.redis_keys import SUMMARY_LOCK
 from schema.settings import Settings
+from sinks.errors import TransientSinkError
 from streams.agents.tender_summaries import TenderSummaryHandler
 from streams.app import build_pipeline
 from streams.batch import Incoming
@@ -98,7 +99,6 @@ async def test_another_summarisers_live_lock_makes_the_batch_back_off_then_its_r
     items = _incoming_for_tests([envelope(1, "tender.created", 1, tender(1))])
     try:
         await client.set(key, "summariser@other:1:live", px=5000)
-        from sinks.errors import TransientSinkError
 
         with pytest.raises(TransientSinkError, match="summariser@other:1:live"):
             await handler(items)
@@ -156,7 +156,6 @@ async def test_an_old_owners_write_never_lands_over_the_new_owners_newer_documen
         ctx_old._mongo = lost  # type: ignore[assignment]
         await old(_incoming_for_tests([updated]))
         assert lost.fired
-        from sinks.errors import TransientSinkError
 
         try:
             await second[0]
@@ -173,3 +172,70 @@ async def test_an_old_owners_write_never_lands_over_the_new_owners_newer_documen
             await handler.aclose()
         await ctx_old.aclose()
         await ctx_new.aclose()
+
+
+async def test_a_live_holders_lease_is_never_passed_by_however_long_it_works(namespace: Namespace) -> None:
+    """Passing a lock by is for keys that are no lease (no TTL, or a longer one): a holder that keeps renewing its
+    lease is waited for, however long it takes, so two workers never write one tender at once."""
+    ctx = WorkerContext(namespace.settings)
+    handler = TenderSummaryHandler(ctx, ExtractiveSummariser(sentences=2), lock_lease_s=1.0)
+    client = ctx.redis.client()
+    key = _lock_key(namespace, 1)
+    items = _incoming_for_tests([envelope(1, "tender.created", 1, tender(1))])
+    stop = asyncio.Event()
+
+    async def live_holder() -> None:
+        while not stop.is_set():
+            await client.set(key, "summariser@other:1:live", px=1000)
+            await asyncio.sleep(0.3)
+
+    holder = asyncio.create_task(live_holder())
+    try:
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        while time.monotonic() - started < 3.5:  # well past twice the lease
+            with pytest.raises(TransientSinkError, match="summariser@other:1:live"):
+                await handler(items)
+        assert handler.locks_passed == 0
+        assert ctx.mongo.find_by_ids("tender_summaries", "tender_id", [1], ["source_seq"]) == []
+        stop.set()
+        await holder
+        await client.delete(key)
+        await handler(items)
+        assert handler.summarised == 1
+    finally:
+        stop.set()
+        await holder
+        await handler.aclose()
+        await ctx.aclose()
+
+
+class _SlowSummariser(ExtractiveSummariser):
+    def summarise_batch(self, texts: Sequence[str]) -> list[str]:
+        time.sleep(1.5)
+        return super().summarise_batch(texts)
+
+
+async def test_a_lock_lost_while_the_batch_runs_stops_the_batch_before_it_writes(namespace: Namespace) -> None:
+    """The lease ran out and another worker took the tender while this batch was summarising: it must not write
+    (its write could land over the other's on FerretDB); it backs off, and the retry writes under a fresh lock."""
+    ctx = WorkerContext(namespace.settings)
+    handler = TenderSummaryHandler(ctx, _SlowSummariser(sentences=2), lock_lease_s=1.0)
+    client = ctx.redis.client()
+    key = _lock_key(namespace, 1)
+    items = _incoming_for_tests([envelope(1, "tender.created", 1, tender(1))])
+    try:
+        task = asyncio.create_task(handler(items))
+        await asyncio.sleep(0.3)
+        await client.set(key, "summariser@other:2:took-over", px=5000)  # what a lease run out lets happen
+        with pytest.raises(TransientSinkError, match="lost"):
+            await task
+        assert ctx.mongo.find_by_ids("tender_summaries", "tender_id", [1], ["source_seq"]) == []
+        assert await client.get(key) == b"summariser@other:2:took-over"  # never released by the loser
+        await client.delete(key)
+        await handler(items)
+        (doc,) = ctx.mongo.find_by_ids("tender_summaries", "tender_id", [1], ["source_seq"])
+        assert doc["source_seq"] == 1
+    finally:
+        await handler.aclose()
+        await ctx.aclose()
