@@ -51,14 +51,14 @@ class Labelled:
     sectors: frozenset[str]
 
 
-def load(folder: Path = FIXTURES) -> list[Labelled]:
+def load(folder: Path = FIXTURES, labels: str = "labels.jsonl") -> list[Labelled]:
     texts = {}
     for line in (folder / "sample.jsonl").read_text().splitlines():
         row = json.loads(line)
         texts[row["id"]] = row
     known = {c.id for c in CONCEPTS}
     out = []
-    for line in (folder / "labels.jsonl").read_text().splitlines():
+    for line in (folder / labels).read_text().splitlines():
         row = json.loads(line)
         unknown = set(row["sectors"]) - known
         if unknown:
@@ -142,10 +142,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wording", choices=sorted(WORDINGS), default="names")
     parser.add_argument("--errors", action="store_true", help="list the misclassified tenders per sector")
+    parser.add_argument(
+        "--heldout", action="store_true", help="score the held-out labels (never used to build the vocabulary)"
+    )
     args = parser.parse_args()
-    data = load()
+    data = load(labels="labels_heldout.jsonl" if args.heldout else "labels.jsonl")
     counts = evaluate(data, args.wording)
-    print(f"{len(data)} labelled tenders, sectors worded as {args.wording}")
+    which = "held-out" if args.heldout else "labelled"
+    print(f"{len(data)} {which} tenders, sectors worded as {args.wording}")
     print(report(counts))
     if args.errors:
         by_id = {d.tender["id"]: d for d in data}
