@@ -32,6 +32,7 @@ from pymysqlreplication.event import (
 )
 from pymysqlreplication.row_event import WriteRowsEvent
 
+from cdc import fastrows
 from cdc.envelope import OutboxRow
 from cdc.errors import PositionPurgedError, SourceConfigError, SourceSeqRegressionError
 from cdc.mysql_json import json_text
@@ -148,6 +149,7 @@ class BinlogSource:
         return True
 
     def _open(self, gtid_state: str) -> BinLogStreamReader:
+        fastrows.install()
         return BinLogStreamReader(
             connection_settings={**self.dsn.pymysql_kwargs(), "read_timeout": max(10, int(self.heartbeat_s * 4))},
             server_id=self.server_id,
@@ -156,7 +158,8 @@ class BinlogSource:
                 XidEvent,
                 XAPrepareEvent,
                 QueryEvent,
-                WriteRowsEvent,
+                fastrows.FastWriteRowsEvent,
+                fastrows.CachedTableMapEvent,
                 HeartbeatLogEvent,
             ],
             only_schemas=[self.dsn.database],
