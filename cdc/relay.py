@@ -21,6 +21,7 @@ from typing import Any
 import pymysql
 from aiokafka.errors import KafkaError
 
+from cdc.decoder import Decoded, ProcessBinlogSource
 from cdc.envelope import OutboxRow, Record, to_record
 from cdc.errors import CdcError, FencedError, PositionPurgedError, SourceConfigError, SourceSeqRegressionError
 from cdc.metrics import RelayMetrics
@@ -286,13 +287,11 @@ class Relay:
         if self.s.relay_mode == "polling":
             await self._poll(publisher, position)
             return
-        source = BinlogSource(
-            self.s.relay_mysql,
-            position,
-            self.s.relay_server_id,
-            self.s.relay_heartbeat_s,
-            mariadb=self._mariadb,
-            domain=self.s.relay_gtid_domain,
+        args = (self.s.relay_mysql, position, self.s.relay_server_id, self.s.relay_heartbeat_s)
+        source = (
+            ProcessBinlogSource(*args, mariadb=self._mariadb, domain=self.s.relay_gtid_domain, topics=self.topics)
+            if self.s.relay_decoder == "process"
+            else BinlogSource(*args, mariadb=self._mariadb, domain=self.s.relay_gtid_domain)
         )
         source.start()
         log.info("tailing binlog from %s", position.describe())
@@ -306,8 +305,8 @@ class Relay:
                 for item in items:
                     if isinstance(item, BaseException):
                         raise item
-                    if isinstance(item, OutboxRow):
-                        record = to_record(item, self.topics)
+                    if isinstance(item, Decoded | OutboxRow):
+                        record = item.record if isinstance(item, Decoded) else to_record(item, self.topics)
                         _check_monotonic(record, pending)
                         batch.append(record)
                         pending = replace(

@@ -107,11 +107,26 @@ class BinlogSource:
         self._waiting = False
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sync_wake = threading.Event()  # the same hand-off to a thread instead of an event loop (`take`)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self.start_thread()
+
+    def start_thread(self) -> None:
+        """Start tailing; read with `take` (no event loop) or, after `start`, with `get_many`."""
         self._thread = threading.Thread(target=self._run, name="binlog-source", daemon=True)
         self._thread.start()
+
+    def take(self, timeout: float) -> list[Item]:
+        """`get_many` for a thread: waits up to `timeout` for the first item."""
+        if not self._buf:
+            self._sync_wake.clear()
+            self._waiting = True
+            if not self._buf:
+                self._sync_wake.wait(timeout)
+            self._waiting = False
+        return [self._buf.popleft() for _ in range(len(self._buf))]
 
     async def get_many(self, timeout: float) -> list[Item]:
         """Everything the thread has read so far; waits up to `timeout` for the first item ([] on timeout)."""
@@ -144,8 +159,10 @@ class BinlogSource:
         self._buf.append(item)
         if self._waiting:
             self._waiting = False
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._wake.set)
+            if self._loop is None:
+                self._sync_wake.set()
+            else:
+                self._loop.call_soon_threadsafe(self._wake.set)
         return True
 
     def _open(self, gtid_state: str) -> BinLogStreamReader:

@@ -124,6 +124,11 @@ class Settings(_Base):
         4_200_001, ge=1, le=4_294_967_295, description="Replica server_id the relay registers with (unique per source)."
     )
     relay_batch_rows: int = Field(2000, ge=1, le=100_000, description="Most outbox rows in one Kafka transaction.")
+    relay_decoder: Literal["process", "thread"] = Field(
+        "process",
+        description="Where the binlog is decoded and records are built: a process of its own (the relay uses two "
+        "cores) or a thread of the relay's process (one core).",
+    )
     relay_linger_ms: int = Field(5, ge=0, le=10_000, description="How long a partial batch waits for more rows.")
     relay_heartbeat_s: float = Field(
         2.0, gt=0, le=60, description="Binlog heartbeat period: how fast the relay notices a dead connection."
