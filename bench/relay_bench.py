@@ -64,10 +64,18 @@ def insert_rows(engine: sa.Engine, rows: int, txn_size: int, writers: int, tag: 
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """RSS of `pid` and its child processes (the relay's decoder process counts as the relay's memory)."""
+    total = 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += rss_mb(int(child))
+    except FileNotFoundError:  # exited meanwhile
+        pass
+    return total
 
 
 def wait_events(relay: RelayProcess, target: float, timeout: float, samples: list[tuple[float, float, float]]) -> None:
