@@ -170,6 +170,7 @@ def latency(settings: Settings, engine: sa.Engine, rate: int, seconds: int) -> N
     expect = rate * seconds
     try:
         relay.wait_committed(60)
+        relay.wait_tailing(60)  # steady state: the decoder process is up (its start is not the latency measured)
         ctx = multiprocessing.get_context("spawn")
         here, there = ctx.Pipe()
         consumer = ctx.Process(

@@ -2,9 +2,9 @@
 
 The decoder process tails the binlog exactly as `BinlogSource` does on a thread (same `TxnMachine`, same resume
 rule) and also maps each row to its Kafka record (`to_record`: contract validation, envelope bytes); it sends the
-items over a pipe in commit order, records as plain tuples (cheap to pickle). The relay process only publishes and
-commits. Order is the pipe's order; nothing is decided in the decoder that the relay's committed position does not
-cover: a restart of either re-reads from the committed position, as before.
+items over a pipe in commit order, records and transaction ends as plain tuples (cheap to pickle). The relay process
+only publishes and commits. Order is the pipe's order; nothing is decided in the decoder that the relay's committed
+position does not cover: a restart of either re-reads from the committed position, as before.
 
 Lifetime: the decoder dies with the relay (PR_SET_PDEATHSIG, and a write to a closed pipe), and the relay stops
 (through the usual error path: reload the position, start a new decoder) when the decoder exits unexpectedly.
@@ -12,6 +12,7 @@ Lifetime: the decoder dies with the relay (PR_SET_PDEATHSIG, and a write to a cl
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import multiprocessing
@@ -19,19 +20,22 @@ import os
 import pickle
 import signal
 import threading
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
 from cdc.envelope import OutboxRow, Record, to_record
 from cdc.errors import CdcError
 from cdc.position import Position
-from cdc.source import BinlogSource, Item
+from cdc.source import BinlogSource, Idle, Item, TxnEnd
 from schema.settings import MysqlDsn
 from schema.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+GATHER_ROWS = 256
+GATHER_S = 0.001
 
 
 class Decoded:
@@ -51,6 +55,7 @@ class ProcessBinlogSource(BinlogSource):
         self.topics = topics
         self._proc: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
+        self._ready = threading.Event()  # the decoder's first message arrived: it is up and tailing
 
     def start_thread(self) -> None:
         ctx = multiprocessing.get_context("spawn")  # no fork of a process with an event loop and threads
@@ -89,21 +94,29 @@ class ProcessBinlogSource(BinlogSource):
                     if not self._stop.is_set():
                         self._put(CdcError(f"the binlog decoder process exited (exit code {proc.exitcode})"))
                     return
+                self._ready.set()
                 for item in batch:
                     if type(item) is tuple:
-                        item = Decoded(Record(*item[:8]), item[8], item[9])
+                        item = TxnEnd(*item) if len(item) == 2 else Decoded(Record(*item[:8]), item[8], item[9])
                     if not self._put(item):
                         return
         except BaseException as exc:  # noqa: BLE001 - handed to the event loop, which decides (retry or stop)
             self._put(exc)
         finally:
+            self._ready.set()  # no longer starting: whatever ended the pump is in the buffer for the relay
             conn.close()
+
+    async def ready(self, timeout: float) -> None:
+        """Until the decoder process is up (spawning it and importing take about half a second): rows committed
+        meanwhile are read as soon as it is, but a caller that waits here knows the relay is tailing."""
+        if not await asyncio.to_thread(self._ready.wait, timeout):
+            raise CdcError(f"the binlog decoder process did not start within {timeout:.0f} s")
 
     def stop(self) -> None:
         super().stop()
         proc = self._proc
         if proc is not None and proc.is_alive():
-            proc.terminate()
+            proc.kill()
 
     def join(self, timeout: float = 10.0) -> None:
         proc = self._proc
@@ -144,19 +157,27 @@ def _decoder_main(
 ) -> None:
     _die_with_parent()
     parent = os.getppid()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the relay, which stops this process
+    # A stop signal sent to the whole group (Ctrl-C, a service manager) is the relay's to handle: it flushes, commits
+    # and then ends this process (SIGKILL: it holds nothing to flush, the binlog is only read).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     source = BinlogSource(
         dsn, position, server_id, heartbeat_s, mariadb=mariadb, domain=domain, max_pending=max_pending
     )
     source.start_thread()
     try:
+        conn.send([Idle()])  # up: the relay may report that it is tailing
         while True:
             items = source.take(heartbeat_s)
             if not items:
                 if os.getppid() != parent:
                     return
                 continue
+            if len(items) < GATHER_ROWS:
+                # A short pause lets the reader thread decode more (it holds the GIL meanwhile) and sends them in
+                # one pickle and one write: fewer, larger hand-offs for single-row commits, at most this much delay.
+                time.sleep(GATHER_S)
+                items += source.take(0)
             out: list[Item | tuple[Any, ...]] = []
             failed = False
             for item in items:
@@ -166,6 +187,8 @@ def _decoder_main(
                         (r.topic, r.key, r.value, r.headers, r.event_id, r.created_at, r.source_seq, r.dlq_reason,
                          item.txn_seq, item.row_index)
                     )  # fmt: skip
+                elif isinstance(item, TxnEnd):
+                    out.append((item.gtid_state, item.seq))  # one per transaction: a tuple pickles far faster
                 elif isinstance(item, BaseException):
                     out.append(_sendable(item))
                     failed = True

@@ -294,6 +294,7 @@ class Relay:
             else BinlogSource(*args, mariadb=self._mariadb, domain=self.s.relay_gtid_domain)
         )
         source.start()
+        await source.ready(60)
         log.info("tailing binlog from %s", position.describe())
         batch: list[Record] = []
         pending = position

@@ -118,6 +118,9 @@ class BinlogSource:
         self._thread = threading.Thread(target=self._run, name="binlog-source", daemon=True)
         self._thread.start()
 
+    async def ready(self, timeout: float) -> None:
+        """Until the source is reading (a thread is at once)."""
+
     def take(self, timeout: float) -> list[Item]:
         """`get_many` for a thread: waits up to `timeout` for the first item."""
         if not self._buf:

@@ -306,3 +306,24 @@ def test_every_demo_company_passes_the_contract() -> None:
             "cidb": p.cidb,
         }
         check("company.updated", payload, str(n))
+
+
+def test_details_within_the_shortcut_bound_are_checked_as_exactly_as_larger_ones() -> None:
+    """The size check skips re-serialising details when the payload text is too small to hold too much: the
+    worst growth of compact JSON over its text (numbers written with exponents) stays inside that bound."""
+    from schema.events import _MAX_REENCODE_GROWTH, validate_payload
+
+    budget = DETAILS_MAX_BYTES // _MAX_REENCODE_GROWTH
+    head = json.dumps(ACTIVITY | {"details": {"n": []}}, separators=(",", ":"))[:-3]
+    count = (budget - len(head) - 3) // 5
+    text = head + ",".join(["9e15"] * count) + "]}}"
+    assert len(text.encode()) <= budget
+    details = json.loads(text)["details"]
+    grown = len(json.dumps(details, separators=(",", ":"), ensure_ascii=False).encode())
+    assert grown > 3 * len(text)  # the growth is real
+    assert grown <= DETAILS_MAX_BYTES  # and still inside the limit, so the shortcut is sound
+    validate_payload("user.activity", 1, "activity", str(ACTIVITY["user_id"]), text)
+    # One byte past the shortcut's bound takes the exact path, which refuses details past the limit as before.
+    big = json.dumps(ACTIVITY | {"details": details_of(DETAILS_MAX_BYTES + 1)}, ensure_ascii=False)
+    with pytest.raises(ContractError):
+        validate_payload("user.activity", 1, "activity", str(ACTIVITY["user_id"]), big)
