@@ -24,6 +24,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from cdc import fastrows
 from cdc.envelope import OutboxRow, Record, to_record
 from cdc.errors import CdcError
 from cdc.position import Position
@@ -156,6 +157,7 @@ def _decoder_main(
     conn: Connection,
 ) -> None:
     _die_with_parent()
+    fastrows.install(exclusive=True)  # this process's only binlog reader is the relay's
     parent = os.getppid()
     # A stop signal sent to the whole group (Ctrl-C, a service manager) is the relay's to handle: it flushes, commits
     # and then ends this process (SIGKILL: it holds nothing to flush, the binlog is only read).

@@ -237,8 +237,14 @@ def _packet_wrapper(
     return cls(from_packet, table_map, ctl, version, checksum, allowed, *rest)
 
 
-def install() -> None:
+_exclusive = False
+
+
+def install(exclusive: bool = False) -> None:
     """Let readers of this process opt in (idempotent). `BinLogStreamReader.fetchone` builds each packet's wrapper
     through its module's global name, which this replaces with a chooser that keeps the library's behaviour for
-    readers that do not opt in."""
-    binlogstream.BinLogPacketWrapper = _packet_wrapper
+    readers that do not opt in. `exclusive`: the process has no other reader (the relay's decoder process), so every
+    packet gets the relay's wrapper directly, without the chooser's call."""
+    global _exclusive
+    _exclusive = _exclusive or exclusive
+    binlogstream.BinLogPacketWrapper = _RelayPacketWrapper if _exclusive else _packet_wrapper
