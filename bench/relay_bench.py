@@ -19,13 +19,13 @@ import threading
 import time
 import uuid
 from multiprocessing.connection import Connection
-from pathlib import Path
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer
 
 from cdc.outbox import make_engine, write_event, write_events
 from schema.settings import Settings, load_settings
+from tenderhub.stack import rss_mb
 from tests.integration.relay_harness import RelayEnv, RelayProcess
 
 
@@ -63,21 +63,6 @@ def insert_rows(engine: sa.Engine, rows: int, txn_size: int, writers: int, tag: 
     return per_writer * writers / (time.perf_counter() - start)
 
 
-def rss_mb(pid: int) -> float:
-    """RSS of `pid` and its child processes (the relay's decoder process counts as the relay's memory)."""
-    total = 0.0
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) / 1024
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                total += rss_mb(int(child))
-    except FileNotFoundError:  # exited meanwhile
-        pass
-    return total
-
-
 def wait_events(relay: RelayProcess, target: float, timeout: float, samples: list[tuple[float, float, float]]) -> None:
     """Poll the relay's metrics until `target` events are committed; record (time, events, rss)."""
     deadline = time.monotonic() + timeout
@@ -89,7 +74,7 @@ def wait_events(relay: RelayProcess, target: float, timeout: float, samples: lis
             time.sleep(0.05)
             continue
         events = sum(v for k, v in m.items() if k.startswith("tenderhub_relay_events_total"))
-        samples.append((time.monotonic(), events, rss_mb(relay.proc.pid)))
+        samples.append((time.monotonic(), events, rss_mb(relay.proc.pid, with_children=True) or 0.0))
         if events >= target:
             return
         time.sleep(0.05)

@@ -95,7 +95,8 @@ class ProcessBinlogSource(BinlogSource):
                     if not self._stop.is_set():
                         self._put(CdcError(f"the binlog decoder process exited (exit code {proc.exitcode})"))
                     return
-                self._ready.set()
+                if not self._ready.is_set():
+                    self._ready.set()
                 for item in batch:
                     if type(item) is tuple:
                         item = TxnEnd(*item) if len(item) == 2 else Decoded(Record(*item[:8]), item[8], item[9])

@@ -189,9 +189,6 @@ def compile_decoder(table: Any) -> RowsDecoder | None:
     return decode
 
 
-_DECODERS: dict[int, tuple[Any, RowsDecoder | None]] = {}
-
-
 class FastWriteRowsEvent(WriteRowsEvent):  # type: ignore[misc]
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -199,13 +196,11 @@ class FastWriteRowsEvent(WriteRowsEvent):  # type: ignore[misc]
         if fast is not None:
             return fast  # type: ignore[no-any-return]
         table = self.table_map[self.table_id]
-        entry = _DECODERS.get(id(table))
-        if entry is None or entry[0] is not table:
-            entry = (table, compile_decoder(table))
-            if len(_DECODERS) >= TABLE_MAP_CACHE_SIZE:
-                _DECODERS.clear()
-            _DECODERS[id(table)] = entry
-        decoder = entry[1]
+        # Compiled once per `Table` (cached with its table map) and kept on it; a leading underscore keeps it out of
+        # the library's `Table.data` and equality.
+        if "_relay_decoder" not in table.__dict__:
+            table.__dict__["_relay_decoder"] = compile_decoder(table)
+        decoder: RowsDecoder | None = table.__dict__["_relay_decoder"]
         full = int.from_bytes(self.columns_present_bitmap, "little") == (1 << self.number_of_columns) - 1
         if decoder is None or not self.complete or not full or len(self.columns) != self.number_of_columns:
             return super().rows  # type: ignore[no-any-return]

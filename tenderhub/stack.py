@@ -108,15 +108,29 @@ def _proc_start_time(pid: int) -> str | None:
     return fields[19]
 
 
-def rss_mb(pid: int) -> float | None:
-    """Resident memory of a process in MB, from /proc; None when it is gone."""
+def child_pids(pid: int) -> list[int]:
+    """The live child processes of `pid` (every thread's children), from /proc; [] when it is gone."""
+    try:
+        return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+    except OSError:
+        return []
+
+
+def rss_mb(pid: int, with_children: bool = False) -> float | None:
+    """Resident memory of a process in MB, from /proc; None when it is gone. `with_children`: plus its descendants'
+    (the relay's decoder process is part of the relay)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+                own = int(line.split()[1]) / 1024
+                break
+        else:
+            return None
     except OSError:
         return None
-    return None
+    if with_children:
+        own += sum(rss_mb(child, with_children=True) or 0.0 for child in child_pids(pid))
+    return own
 
 
 class Service:

@@ -74,7 +74,7 @@ class Sampler(threading.Thread):
         self.join(60)
 
     def sample(self) -> Sample:
-        rss = {m.name: (rss_mb(m.pid) if m.pid else None) for m in self.fleet.members}
+        rss = {m.name: (rss_mb(m.pid, with_children=True) if m.pid else None) for m in self.fleet.members}
         try:
             relay_backlog: int | None = unpublished(self.engine)
         except sa.exc.SQLAlchemyError as exc:

@@ -11,23 +11,16 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from tenderhub.stack import child_pids
 from tests.integration.relay_harness import RelayEnv, RelayProcess, consume, run
 from tests.integration.test_cdc_relay import assert_exactly_once_in_order, insert_activities, mine
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        out += [int(c) for c in text]
-    return out
 
 
 def _decoder_of(relay: RelayProcess, timeout: float = 30) -> int:
     assert relay.proc is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for child in _children(relay.proc.pid):
+        for child in child_pids(relay.proc.pid):
             try:
                 cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
             except FileNotFoundError:

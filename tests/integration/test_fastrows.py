@@ -166,5 +166,6 @@ def test_the_relays_row_and_table_map_decoding_equals_the_librarys(
     assert mine == library
     assert again == library
     # The fast path decoded the typed table and the outbox itself, and left the DECIMAL table to the library.
-    compiled = {table.table: decoder is not None for table, decoder in fastrows._DECODERS.values()}
+    tables = [state["table_obj"] for state in fastrows._TABLE_MAPS.values() if state.get("_processed")]
+    compiled = {t.table: t.__dict__["_relay_decoder"] is not None for t in tables if "_relay_decoder" in t.__dict__}
     assert compiled[typed] and compiled["integration_outbox"] and not compiled[decimal]
