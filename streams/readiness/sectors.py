@@ -22,7 +22,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from streams.readiness.taxonomy import BY_ID, CATEGORY_HINTS, CONCEPTS, MEDIUM, STRONG, WEAK, TaxonomyError
+from streams.readiness.taxonomy import (
+    BY_ID,
+    CATEGORY_HINTS,
+    CONCEPTS,
+    FRAMES,
+    MEDIUM,
+    STRONG,
+    WEAK,
+    TaxonomyError,
+)
 
 # Evidence a sector needs to pass: one strong term, one medium term, or weak terms with support.
 PASS_THRESHOLD = 0.6
@@ -37,6 +46,9 @@ DOMINANCE = 0.5
 TOP_CAP = 2.0
 # Words of a sector label the tender must show when the taxonomy does not know the label.
 LITERAL_THRESHOLD = 0.5
+# A trade's work named as the subject of a professional appointment counts this much of its evidence (below a pass
+# for one strong phrase): the professional is hired, not the trade.
+SUBJECT_SCALE = 0.5
 
 # Linear: one character class, and a match consumes its whole run.
 _WORD = re.compile(r"[a-z0-9]+")
@@ -60,8 +72,16 @@ _ORG_MAX_WORDS = 8
 _ORG_FIRST = frozenset(start[0] for start in _ORG_STARTS)
 
 
+# A rating written onto its number ("22kV", "500kva", "40MVA") is read as its unit.
+_RATING = re.compile(r"[0-9]+(kv|kva|mva|mw|kw|kwp|mwp|kwh|mwh)")
+
+
 def fold(word: str) -> str:
-    """Plural folded: 'pumps' -> 'pump', 'facilities' -> 'facility'; short words ('ups', 'gas', 'dams') kept."""
+    """Plural folded: 'pumps' -> 'pump', 'facilities' -> 'facility'; short words ('ups', 'gas', 'dams') kept; a
+    rating read as its unit: '22kv' -> 'kv'."""
+    if word[:1].isdigit():
+        rating = _RATING.fullmatch(word)
+        return rating.group(1) if rating else word
     if len(word) >= 5 and word.endswith("ies"):
         return word[:-3] + "y"
     if len(word) >= 5 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
@@ -115,6 +135,48 @@ def _compile() -> tuple[dict[Phrase, tuple[_Entry, ...]], int]:
 
 
 _TABLE, LONGEST_PHRASE = _compile()
+
+
+def _phrase_set(where: str, phrases: Iterable[str]) -> frozenset[Phrase]:
+    keys = [tuple(words(p)) for p in phrases]
+    if not all(keys):
+        raise TaxonomyError(f"frames.{where}: a phrase has no words")
+    return frozenset(keys)
+
+
+_PROFESSIONAL = _phrase_set("professional", FRAMES.professional)
+_CONTRACTOR = _phrase_set("contractor", FRAMES.contractor)
+_NO_WORK = _phrase_set("no_work", FRAMES.no_work)
+_PLACES = _phrase_set("places", FRAMES.places)
+_PRODUCTS = _phrase_set("products", FRAMES.products)
+_UNITS = _phrase_set("units", FRAMES.units)
+_SUBJECTS = frozenset(FRAMES.subjects)
+_GOODS = _phrase_set("goods", FRAMES.goods)
+_SERVICES = frozenset(FRAMES.services)
+# Upkeep of the works of several trades at once (building, civil, mechanical, electrical...) is facilities management.
+_UPKEEP = frozenset({("maintenance",), ("repair",), ("repairs",)})
+_SEVERAL_TRADES = 3
+_MULTI_TRADE_CONCEPT = "facilities_management"
+MULTI_TRADE_EVIDENCE = "maintenance across several trades"
+if _MULTI_TRADE_CONCEPT not in BY_ID:
+    raise TaxonomyError(f"the taxonomy has no {_MULTI_TRADE_CONCEPT!r} concept")
+# Generic phrases as evidence names them (folded words joined by spaces).
+_GENERIC = frozenset(" ".join(p) for p in _phrase_set("generic", FRAMES.generic))
+_FRAME_LONGEST = max(
+    (len(p) for p in (*_PROFESSIONAL, *_CONTRACTOR, *_NO_WORK, *_GOODS, *_PLACES, *_PRODUCTS, *_UNITS)), default=1
+)
+
+
+def _spans_of(ws: Sequence[str], phrases: frozenset[Phrase]) -> list[tuple[int, int]]:
+    """Where the phrases occur in `ws` (at most _FRAME_LONGEST lookups per position)."""
+    return [
+        (i, i + n)
+        for i in range(len(ws))
+        for n in range(1, min(_FRAME_LONGEST, len(ws) - i) + 1)
+        if tuple(ws[i : i + n]) in phrases
+    ]
+
+
 # Every proper prefix of a phrase: reading stops at the first word sequence that starts no phrase (most words).
 _PREFIXES = frozenset(key[:n] for key in _TABLE for n in range(1, len(key)))
 _CATEGORY_RULES = tuple((tuple(words(rule)), concepts) for rule, concepts in CATEGORY_HINTS)
@@ -160,6 +222,8 @@ def _address_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
 _FRAME_WORDS = frozenset({"training"})
 _FRAME_BEFORE = 3
 _FRAME_LINKS = frozenset({"for", "on", "in", "of"})
+_ACROSS = _FRAME_LINKS | {"a", "an", "the"}
+_FRAME_AFTER = 10
 
 
 def _frame_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
@@ -172,34 +236,60 @@ def _frame_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
             end = i + 1
             if end < len(ws) and ws[end] in _FRAME_LINKS:
                 end += 1
-                while end < len(ws) and end - i <= _ORG_MAX_WORDS and ws[end] not in _ORG_ENDS:
+                # "training of 25 learners for apprenticeship trade in electrical": across further links
+                while end < len(ws) and end - i <= _FRAME_AFTER and (ws[end] not in _ORG_ENDS or ws[end] in _ACROSS):
                     end += 1
             spans.append((start, end))
     return spans
 
 
-# "... at Midmar Dam access roads project": where the work is done, not what it is.
-_PLACE_ENDS = frozenset(_WORD.findall("project site"))
+# How far back the words that qualify a product or name an organisation's unit reach.
+_MODIFIERS = 4
+
+
+def _modifier_spans(ws: Sequence[str], heads: frozenset[Phrase]) -> list[tuple[int, int]]:
+    """Each head with the words just before it (up to _MODIFIERS, never across a text boundary or a word that ends
+    a name; 'and' joins them): "human resource and payroll system"."""
+    spans = []
+    for i, j in _spans_of(ws, heads):
+        start = i
+        while start > 0 and i - start < _MODIFIERS and ws[start - 1] not in _ORG_ENDS:
+            start -= 1
+        spans.append((start, j))
+    return spans
+
+
+# "... at Midmar Dam access roads project", "at Esselen Substation": where the work is done, not what it is. The
+# words between "at" and the place must name it ("at all substations" is not a name).
+_NOT_NAMES = frozenset(_WORD.findall("the all various any our its their a an each every other these those"))
 
 
 def _place_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
     spans = []
     for i, word in enumerate(ws):
-        if word == "at":
-            for j in range(i + 2, min(i + 2 + _ORG_MAX_WORDS, len(ws))):
-                if ws[j] == "":
-                    break
-                if ws[j] in _PLACE_ENDS:
-                    spans.append((i + 1, j))
-                    break
+        if word != "at":
+            continue
+        for j in range(i + 2, min(i + 2 + _ORG_MAX_WORDS, len(ws))):
+            if ws[j] == "":
+                break
+            end = next((j + n for n in (2, 1) if tuple(ws[j : j + n]) in _PLACES), None)
+            if end is not None:
+                if any(w not in _NOT_NAMES for w in ws[i + 1 : j]):
+                    spans.append((i + 1, end))
+                break
     return spans
 
 
 # "Design, manufacture, testing, training, supply and delivery of ...": training as one step of a works contract.
 _WORKS_STEPS = frozenset(
-    _WORD.findall("design manufacture manufacturing testing commissioning installation supply delivery erection")
+    _WORD.findall(
+        "design manufacture manufacturing testing commissioning installation supply delivery erection support"
+        " maintenance operation operator"
+    )
 )
 _STEP_REACH = 3
+# "commissioning training": one step right before it is enough ("operator training" is a course).
+_STEP_BEFORE = frozenset(_WORD.findall("commissioning testing installation erection"))
 
 
 def _listed_steps(ws: Sequence[str]) -> list[tuple[int, int]]:
@@ -208,7 +298,7 @@ def _listed_steps(ws: Sequence[str]) -> list[tuple[int, int]]:
     for i, word in enumerate(ws):
         if word in _FRAME_WORDS:
             near = [*ws[max(0, i - _STEP_REACH) : i], *ws[i + 1 : i + 1 + _STEP_REACH]]
-            if sum(w in _WORKS_STEPS for w in near) >= 2:
+            if sum(w in _WORKS_STEPS for w in near) >= 2 or (i > 0 and ws[i - 1] in _STEP_BEFORE):
                 spans.append((i, i + 1))
     return spans
 
@@ -232,12 +322,15 @@ def _phrase_evidence(ws: Sequence[str]) -> dict[str, dict[str, float]]:
                     hidden.setdefault(entry.concept, []).append((i, i + n))
                 else:
                     found.setdefault(entry.concept, []).append((i, i + n, entry.weight, " ".join(ws[i : i + n])))
-    everyone = _org_spans(ws) + _address_spans(ws) + _place_spans(ws)
+    everyone = _org_spans(ws) + _address_spans(ws) + _place_spans(ws) + _modifier_spans(ws, _UNITS)
+    products = _modifier_spans(ws, _PRODUCTS)
     steps = _listed_steps(ws)
     frames = [f for f in _frame_spans(ws) if not any(a <= f[0] < b or f[0] <= a < f[1] for a, b in steps)]
     evidence: dict[str, dict[str, float]] = {}
     for concept, matches in found.items():
         masks = hidden.get(concept, []) + everyone + (steps if concept == "training" else frames)
+        if concept != "ict":
+            masks = masks + products
         kept = [m for m in matches if not any(a < m[1] and m[0] < b for a, b in masks)]
         counted: dict[str, float] = {}
         for start, end, weight, phrase in kept:
@@ -271,32 +364,52 @@ class TenderEvidence:
     category: tuple[str, ...] = ()
     cidb: tuple[str, ...] = ()
     words: frozenset[str] = field(default_factory=frozenset)
+    professional: bool = False  # appoints a professional (and no contractor): FRAMES.subjects are its subject
+    no_work: bool = False  # lets, sells or rents property, or sells scrap: asks nobody for work
+    goods: bool = False  # asks for goods (and appoints no professional): FRAMES.services count strong phrases only
 
     def evidence(self, concept: str) -> tuple[str, ...]:
         """The phrases found for `concept`, strongest first."""
         found = self.phrases.get(concept, {})
         return tuple(sorted(found, key=lambda phrase: (-found[phrase], phrase)))
 
+    @functools.cached_property
+    def specific(self) -> frozenset[str]:
+        """The concepts with evidence of their own: a phrase that is not generic, or a CIDB class."""
+        shown = {c for c, found in self.phrases.items() if any(p not in _GENERIC for p in found)}
+        shown.update(concept for c in self.cidb for concept in _CIDB_CONCEPTS.get(c, ()))
+        return frozenset(shown)
+
     def raw(self, concept: str) -> float:
-        """The concept's evidence summed, uncapped: its phrases, its CIDB classes, its category's support."""
-        text = sum(self.phrases.get(concept, {}).values())
+        """The concept's evidence summed, uncapped: its phrases (generic ones only beside its own evidence, or when
+        no concept has any), its CIDB classes, its category's support."""
+        found = self.phrases.get(concept, {})
+        generic_counts = concept in self.specific or not self.specific
+        least = STRONG if self.goods and concept in _SERVICES else 0.0
+        text = sum(w for p, w in found.items() if (generic_counts or p not in _GENERIC) and w >= least)
         cidb = CIDB_WEIGHT if any(concept in _CIDB_CONCEPTS.get(c, ()) for c in self.cidb) else 0.0
         support = CATEGORY_WEIGHT if text > 0 and concept in self.category else 0.0
         return text + cidb + support
 
+    def subject_only(self, concept: str) -> bool:
+        """The concept's work is only the subject of a professional appointment."""
+        return self.professional and concept in _SUBJECTS
+
     @functools.cached_property
     def top(self) -> float:
         """The largest evidence of any concept (capped at TOP_CAP): what the tender is mostly about."""
-        return min(TOP_CAP, max((self.raw(c.id) for c in CONCEPTS), default=0.0))
+        scaled = (self.raw(c.id) * (SUBJECT_SCALE if self.subject_only(c.id) else 1.0) for c in CONCEPTS)
+        return min(TOP_CAP, max(scaled, default=0.0))
 
     def strength(self, concept: str) -> float:
         """0..1: the evidence, capped at 1, and scaled down when another concept has far more (a sector the tender
         mentions in passing beside the work it asks for)."""
         raw = self.raw(concept)
-        if raw <= 0.0:
+        if raw <= 0.0 or self.no_work:
             return 0.0
         share = raw / self.top
-        return min(1.0, raw) * (1.0 if share >= DOMINANCE else share / DOMINANCE)
+        strength = min(1.0, raw) * (1.0 if share >= DOMINANCE else share / DOMINANCE)
+        return strength * SUBJECT_SCALE if self.subject_only(concept) else strength
 
 
 def tender_evidence(
@@ -308,9 +421,24 @@ def tender_evidence(
         if text:
             ws.extend(words(text))
             ws.append("")  # texts never form a phrase across their boundary
-    phrases = {c: MappingProxyType(p) for c, p in _phrase_evidence(ws).items()}
+    found = _phrase_evidence(ws)
+    # A trade counts when it shows a specific phrase no other trade shows ("pumps" is not two trades).
+    shown = {c: {p for p in found.get(c, {}) if p not in _GENERIC} for c in FRAMES.subjects}
+    trades = [c for c, own in shown.items() if own - set().union(*(o for d, o in shown.items() if d != c))]
+    if len(trades) >= _SEVERAL_TRADES and _spans_of(ws, _UPKEEP):
+        found.setdefault(_MULTI_TRADE_CONCEPT, {})[MULTI_TRADE_EVIDENCE] = STRONG
+    phrases = {c: MappingProxyType(p) for c, p in found.items()}
     classes = tuple(sorted({c for c in cidb_classes if c}))
-    return TenderEvidence(MappingProxyType(phrases), category_concepts(category), classes, frozenset(ws) - {""})
+    professional = bool(_spans_of(ws, _PROFESSIONAL)) and not _spans_of(ws, _CONTRACTOR)
+    return TenderEvidence(
+        MappingProxyType(phrases),
+        category_concepts(category),
+        classes,
+        frozenset(ws) - {""},
+        professional=professional,
+        no_work=bool(_spans_of(ws, _NO_WORK)),
+        goods=bool(_spans_of(ws, _GOODS)) and not professional,
+    )
 
 
 @dataclass(frozen=True)

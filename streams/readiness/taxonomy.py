@@ -8,7 +8,7 @@ concepts. A data table, so that vocabulary is reviewed and extended without touc
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,42 @@ def _strings(where: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def load(path: Path = SOURCE) -> tuple[tuple[Concept, ...], tuple[tuple[str, tuple[str, ...]], ...]]:
-    """The concepts and the category hints of `path`; TaxonomyError names what is wrong."""
+@dataclass(frozen=True)
+class Frames:
+    """Phrases that change what a tender's other words mean (taxonomy.toml, [frames])."""
+
+    professional: tuple[str, ...] = ()  # a professional is appointed: the works named are its subject...
+    subjects: tuple[str, ...] = ()  # ...for these concepts...
+    contractor: tuple[str, ...] = ()  # ...unless a contractor is appointed too
+    no_work: tuple[str, ...] = ()  # property let, sold or rented, scrap sold: no work is asked for
+    generic: tuple[str, ...] = ()  # what is done to a thing, not the thing: needs the concept's own evidence
+    places: tuple[str, ...] = ()  # "at <name> <place>" names where, not what
+    goods: tuple[str, ...] = ()  # a tender for goods...
+    services: tuple[str, ...] = ()  # ...shows these service concepts only by their strong phrases
+    products: tuple[str, ...] = ()  # software: the words just before it name what it is for (ict only)
+    units: tuple[str, ...] = ()  # "<name> branch of": a part of an organisation, not work
+
+
+def _frames(raw: Any, ids: list[str]) -> Frames:
+    if not isinstance(raw, dict):
+        raise TaxonomyError("[frames] must be a table")
+    names = [f.name for f in fields(Frames)]
+    unknown = set(raw) - set(names)
+    if unknown:
+        raise TaxonomyError(f"[frames]: unknown lists {sorted(unknown)}; known: {names}")
+    frames = Frames(**{k: _strings(f"frames.{k}", raw.get(k, [])) for k in names})
+    for name in ("subjects", "services"):
+        unknown_ids = set(getattr(frames, name)) - set(ids)
+        if unknown_ids:
+            raise TaxonomyError(f"frames.{name}: unknown concepts {sorted(unknown_ids)}")
+    return frames
+
+
+Taxonomy = tuple[tuple[Concept, ...], tuple[tuple[str, tuple[str, ...]], ...], Frames]
+
+
+def load(path: Path = SOURCE) -> Taxonomy:
+    """The concepts, the category hints and the frames of `path`; TaxonomyError names what is wrong."""
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     concepts: list[Concept] = []
     for n, raw in enumerate(data.get("concept", [])):
@@ -65,8 +99,8 @@ def load(path: Path = SOURCE) -> tuple[tuple[Concept, ...], tuple[tuple[str, tup
         if not isinstance(words, str) or not words.strip() or set(named) - set(ids):
             raise TaxonomyError(f"category {n}: needs words and known concepts, got {words!r} -> {named}")
         hints.append((words, named))
-    return tuple(concepts), tuple(hints)
+    return tuple(concepts), tuple(hints), _frames(data.get("frames", {}), ids)
 
 
-CONCEPTS, CATEGORY_HINTS = load()
+CONCEPTS, CATEGORY_HINTS, FRAMES = load()
 BY_ID = {c.id: c for c in CONCEPTS}

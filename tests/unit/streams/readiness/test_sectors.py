@@ -209,3 +209,135 @@ def test_matching_is_deterministic() -> None:
     first = match_sectors(tender_evidence("Civil engineering", "Road construction"), sector_profiles(["Roads"]))
     again = match_sectors(tender_evidence("Civil engineering", "Road construction"), sector_profiles(["Roads"]))
     assert first == again
+
+
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        # The works words name what the professional advises on, designs or supervises: the professional is hired.
+        ("Construction", "Repairs and refurbishment of the regional office: quantity surveying services"),
+        ("Construction", "Renovations to the community hall (structural engineering consultant)"),
+        ("Civil engineering", "Appointment of professional service providers for the upgrade of access roads"),
+        ("Water and sanitation", "Multi-disciplinary team for water and sanitation infrastructure at five schools"),
+        ("Electrical", "Appointment of an electrical engineering consultant for the electrification of 300 houses"),
+    ],
+)
+def test_works_named_as_the_subject_of_a_professional_appointment_do_not_match_the_trade(
+    sector: str, text: str
+) -> None:
+    score, reason = match([sector], None, text)
+    assert score < PASS_THRESHOLD, (sector, text, score, reason)
+    assert match(["Consulting / professional services"], None, text)[0] >= PASS_THRESHOLD
+
+
+def test_a_contractor_appointed_for_the_works_still_matches_the_trade() -> None:
+    text = "Appointment of a contractor for the upgrade of access roads; the consultant supervises"
+    assert match(["Civil engineering"], None, text)[0] >= PASS_THRESHOLD
+
+
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        # Generic works words (repair, refurbishment, maintenance, upgrade, construction of) belong to the trade whose
+        # object the tender names, not to building construction.
+        ("Construction", "Refurbishment and upgrade of the hot water reticulation system and calorifiers"),
+        ("Construction", "Maintenance and refurbishment of HV and LV motors for 60 months"),
+        ("Construction", "Construction of a 20 Ml reservoir and bulk pipelines"),
+        ("Construction", "Supply, install and repair air conditioners at the district sites"),
+        ("Construction", "Periodic maintenance of national route 21 from km 44 to km 60"),
+    ],
+)
+def test_generic_works_words_go_to_the_trade_the_tender_names(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score < PASS_THRESHOLD, (sector, text, score, reason)
+
+
+def test_generic_works_words_alone_still_mean_building_work() -> None:
+    score, _ = match(["Construction"], None, "Repairs and refurbishment of the magistrate office")
+    assert score >= PASS_THRESHOLD
+
+
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        # The state lets, sells or rents property, or sells scrap: nobody is asked for work.
+        ("Construction", "Request for proposals for the leasing of a building and piazza on Erf 1789"),
+        ("Construction", "Provision of an office building for acquisition (outright purchase)"),
+        ("Electrical", "Invitation to submit an offer for the purchase and removal of a scrap 40 MVA transformer"),
+        ("Electrical", "Purchase and removal of used transformer oil for 36 months"),
+    ],
+)
+def test_property_lets_sales_and_scrap_disposals_ask_for_no_sector(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score < PASS_THRESHOLD, (sector, text, score, reason)
+
+
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        # "at <name> <place>": where the work is done, not the work.
+        ("Electrical", "Underground water monitoring system at Esselen Substation for 12 months"),
+        ("Electrical", "Supply of hydrogen dryer spares at Camden Power Station"),
+    ],
+)
+def test_a_named_place_is_not_the_work(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score < PASS_THRESHOLD, (sector, text, score, reason)
+
+
+def test_voltage_and_power_ratings_are_electrical_evidence() -> None:
+    assert match(["Electrical"], None, "Execution of the Middelburg 22kV strengthening, phase 2")[0] >= PASS_THRESHOLD
+
+
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        # Software named by what it is for is ICT work, not the work it is for.
+        ("Consulting / professional services", "Support and maintenance of the human resource and payroll system"),
+        ("Electrical", "Provision of an STS prepaid electricity vending system for 36 months"),
+        ("Water and sanitation", "Supply and support of a prepaid water vending system"),
+        # A unit of the buyer's organisation is not the work either.
+        ("Agriculture", "Appoint a service provider for the Fisheries Management branch to service the boat engines"),
+    ],
+)
+def test_what_software_is_for_and_the_buyers_units_are_not_the_work(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score < PASS_THRESHOLD, (sector, text, score, reason)
+
+
+def test_software_named_by_its_purpose_is_still_ict() -> None:
+    assert match(["ICT"], None, "Support and maintenance of the human resource and payroll system")[0] >= 0.6
+
+
+def test_maintenance_across_several_trades_is_facilities_management() -> None:
+    several = "36 months maintenance and repairs of building, civil, mechanical and electrical installations"
+    score, reason = match(["Facilities management"], None, several)
+    assert score >= PASS_THRESHOLD, reason
+    assert "several trades" in reason
+    assert match(["Facilities management"], None, "Maintenance and repairs of electrical installations")[0] < 0.6
+
+
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        # Goods named after the work they serve are goods: only a service's strong phrases show it.
+        ("Consulting / professional services", "Supply and delivery of survey instruments for the municipality"),
+        ("Consulting / professional services", "Supply, install and commission a laser scanner and modelling package"),
+        # A course's subject is not work, however the course is worded.
+        ("Electrical", "Training of 25 learners for an apprenticeship trade in electrical for 36 months"),
+    ],
+)
+def test_goods_and_courses_are_not_the_work_they_are_about(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score < PASS_THRESHOLD, (sector, text, score, reason)
+
+
+def test_a_goods_tender_still_shows_a_services_strong_phrase() -> None:
+    text = "Supply and delivery of furniture, and a consultant to plan the office layout"
+    assert match(["Consulting / professional services"], None, text)[0] >= PASS_THRESHOLD
+
+
+def test_building_work_on_office_accommodation_is_still_building_work() -> None:
+    text = "Office accommodation upgrade: renovations to the second floor"
+    assert match(["Construction"], None, text)[0] >= PASS_THRESHOLD
+    assert match(["Construction"], None, "Provision of office accommodation for the provincial office")[0] == 0.0
