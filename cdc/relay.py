@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +20,8 @@ from typing import Any
 import pymysql
 from aiokafka.errors import KafkaError
 
+from cdc.bookkeeping import delete_published as _delete_published
+from cdc.bookkeeping import record_published, select_unpublished
 from cdc.decoder import Decoded, ProcessBinlogSource
 from cdc.envelope import OutboxRow, Record, to_record
 from cdc.errors import CdcError, FencedError, PositionPurgedError, SourceConfigError, SourceSeqRegressionError
@@ -66,7 +67,8 @@ class Relay:
         self.transactional_id = f"tenderhub-relay-{settings.relay_source_name}"
         self._stop = asyncio.Event()
         self._lock_lost = asyncio.Event()
-        # Binlog mode marks rows after the Kafka commit; polling mode marks them inside its own transaction.
+        # Binlog mode records runs of published ids after the Kafka commit; polling mode marks rows inside its own
+        # transaction.
         self._marker = (
             PublishedMarker(settings) if settings.relay_mark_published and settings.relay_mode == "binlog" else None
         )
@@ -197,8 +199,12 @@ class Relay:
         if not ids_ranges or not (self.s.relay_mark_published or self.s.relay_mode == "polling"):
             return
         with _relay_connection(self.s.relay_mysql) as conn:
-            marked = mark_published(conn, ids_ranges)
-        log.info("marked %d committed outbox rows published (from the committed position)", marked)
+            if self.s.relay_mode == "polling":
+                marked = mark_published(conn, ids_ranges)
+                log.info("marked %d committed outbox rows published (from the committed position)", marked)
+            else:
+                record_published(conn, self.s.relay_source_name, ids_ranges)
+                log.info("recorded %d committed id runs as published (from the committed position)", len(ids_ranges))
 
     def _detect_flavor(self) -> bool:
         with connect(self.s.relay_mysql) as conn:
@@ -256,8 +262,7 @@ class Relay:
                     space = str(row[1] or "").lower() if row else ""
                 finally:
                     cur.execute("UNLOCK TABLES")
-            cur.execute(f"{SELECT_UNPUBLISHED} LIMIT %s", (self.s.relay_backfill_max_rows + 1,))
-            rows = cur.fetchall()
+            rows = select_unpublished(cur, self.s.relay_backfill_max_rows + 1)
             cur.execute("COMMIT")
         if len(rows) > self.s.relay_backfill_max_rows:
             raise CdcError(
@@ -476,16 +481,11 @@ def _transactional_connection(dsn: MysqlDsn) -> Any:
 
 
 def _marker_connection(dsn: MysqlDsn) -> Any:
-    """REPEATABLE READ, each UPDATE its own transaction. The relay sees a transaction in the binlog before InnoDB
-    has committed it (the binlog is written first); under READ COMMITTED an UPDATE reads such locked rows
-    semi-consistently, finds no committed version, skips them and their mark is lost. Under REPEATABLE READ it waits
-    for the row locks and marks the rows once they are committed."""
-    conn = pymysql.connect(
+    """Autocommit: each run is recorded in its own statement. The runs never touch outbox rows, so the marker does not
+    wait for a transaction the relay read from the binlog before InnoDB committed it."""
+    return pymysql.connect(
         **dsn.pymysql_kwargs(), database=dsn.database, autocommit=True, charset="utf8mb4", init_command=_UTC_INIT
     )
-    with conn.cursor() as cur:
-        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    return conn
 
 
 def _polling_connection(settings: Settings) -> Any:
@@ -539,19 +539,9 @@ def _outbox_rows(rows: Any, txn_seq: int, clock: SeqClock, space: str) -> list[O
 
 
 def delete_published(settings: Settings, chunk: int = 10_000) -> int:
-    """Delete published outbox rows older than the retention, in chunks (short locks)."""
-    cutoff = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=settings.relay_retention_hours)
-    total = 0
-    with _relay_connection(settings.relay_mysql) as conn, conn.cursor() as cur:
-        while True:
-            n = int(
-                cur.execute(
-                    f"DELETE FROM {OUTBOX_TABLE} WHERE published = TRUE AND created_at < %s LIMIT %s", (cutoff, chunk)
-                )
-            )
-            total += n
-            if n < chunk:
-                return total
+    """The janitor: delete outbox rows published longer ago than the retention (`cdc.bookkeeping`)."""
+    with _relay_connection(settings.relay_mysql) as conn:
+        return _delete_published(conn, settings.relay_retention_hours, chunk)
 
 
 def mark_published(conn: Any, ranges: IdRanges, chunk: int = 500) -> int:
@@ -572,9 +562,9 @@ def mark_published(conn: Any, ranges: IdRanges, chunk: int = 500) -> int:
 
 
 class PublishedMarker:
-    """Sets published/published_at on outbox rows after Kafka committed them, in batches, off the hot path.
-    The flags are bookkeeping for the janitor, resnapshots and operators; the Kafka position is the truth, and it
-    lists the ids not yet confirmed here (`unmarked`), so no mark is lost to a crash."""
+    """Records the ids Kafka committed as runs in integration_outbox_published (`cdc.bookkeeping`), in batches, off
+    the hot path. They are bookkeeping for the janitor, resnapshots and operators; the Kafka position is the truth,
+    and it lists the ids not yet confirmed here (`unmarked`), so no record is lost to a crash."""
 
     def __init__(self, settings: Settings) -> None:
         self.s = settings
@@ -583,6 +573,7 @@ class PublishedMarker:
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._conn: Any = None
+        self._tail: tuple[int, int] | None = None  # the run recorded last (extended while ids follow on)
 
     def add(self, ranges: IdRanges) -> None:
         self._queue.append(ranges)
@@ -627,7 +618,7 @@ class PublishedMarker:
         if self._conn is None:
             self._conn = _marker_connection(self.s.relay_mysql)
         try:
-            mark_published(self._conn, ranges)
+            self._tail = record_published(self._conn, self.s.relay_source_name, ranges, self._tail)
         except pymysql.MySQLError:
             conn, self._conn = self._conn, None
             with contextlib.suppress(Exception):

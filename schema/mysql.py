@@ -26,6 +26,7 @@ RelayMode = Literal["binlog", "polling"]
 
 BUSINESS_TABLES = ("teams", "users", "company_profiles", "company_cidb_gradings", "tenders")
 OUTBOX_TABLE = "integration_outbox"
+PUBLISHED_TABLE = "integration_outbox_published"  # binlog mode: runs of ids committed to Kafka (migration 0002)
 _IDENT = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
@@ -76,8 +77,13 @@ def _account(user: str, host: str) -> str:
 def relay_grants(mode: RelayMode, database: str, mariadb: bool, snapshot_lock: bool = True) -> list[str]:
     """Exactly the privileges the relay needs in `mode` (see DESIGN.md: measured on MariaDB)."""
     outbox = f"{_ident(database)}.{_ident(OUTBOX_TABLE)}"
-    # Backfill reads the outbox; marking published touches two columns; the janitor deletes old rows.
-    grants = [f"SELECT, DELETE, UPDATE (published, published_at) ON {outbox}"]
+    # Backfill reads the outbox; polling mode marks rows published (two columns); binlog mode records runs of
+    # published ids in their own table; the janitor deletes old rows and runs.
+    published = f"{_ident(database)}.{_ident(PUBLISHED_TABLE)}"
+    grants = [
+        f"SELECT, DELETE, UPDATE (published, published_at) ON {outbox}",
+        f"SELECT, INSERT, UPDATE, DELETE ON {published}",
+    ]
     if mode == "binlog":
         # MariaDB >= 10.5 split REPLICATION CLIENT: SHOW BINARY LOGS / MASTER STATUS need BINLOG MONITOR.
         # MySQL has no snapshot status: a first-start backfill takes a brief FLUSH TABLES WITH READ LOCK (RELOAD),

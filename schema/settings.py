@@ -155,7 +155,9 @@ class Settings(_Base):
         "LOCK, so `migrate` grants the relay RELOAD. False: no RELOAD; the relay must start with --from-now.",
     )
     relay_mark_published: bool = Field(
-        True, description="Set published/published_at on outbox rows after Kafka commits them (binlog mode)."
+        True,
+        description="Binlog mode: record the ids Kafka committed as runs in integration_outbox_published (the janitor, "
+        "a resnapshot and integration_outbox_status go by them).",
     )
     relay_poll_interval_ms: int = Field(
         200, ge=10, le=60_000, description="Polling mode: pause between polls that found nothing."

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer
 from pymongo import MongoClient
 
+from cdc.bookkeeping import count_unpublished
 from schema.mongo import READINESS_SCORES, TENDER_SUMMARIES, USER_ACTIVITY_LOGS
 from schema.settings import Settings
 from schema.topics import TopicNames
@@ -39,8 +40,16 @@ def outbox_ids(engine: sa.Engine) -> dict[int, str]:
 
 
 def unpublished(engine: sa.Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(sa.text("SELECT COUNT(*) FROM integration_outbox WHERE published = 0")).scalar() or 0)
+    """Outbox rows no relay has recorded as published (row flags or runs, `cdc.bookkeeping`)."""
+    conn = engine.raw_connection()
+    try:
+        cur = conn.cursor()
+        try:
+            return count_unpublished(cur)
+        finally:
+            cur.close()
+    finally:
+        conn.close()
 
 
 @dataclass

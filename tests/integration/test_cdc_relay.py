@@ -194,7 +194,7 @@ def test_published_rows_are_marked_after_commit(
         with connect(settings.mysql_admin, settings.mysql.database) as conn, conn.cursor() as cur:
             while True:
                 cur.execute(
-                    f"SELECT COUNT(*) FROM integration_outbox WHERE published AND published_at IS NOT NULL "
+                    f"SELECT COUNT(*) FROM integration_outbox_status WHERE published AND published_at IS NOT NULL "
                     f"AND id IN ({','.join(map(str, ids))})"
                 )
                 row = cur.fetchone()
@@ -299,3 +299,34 @@ def test_janitor_deletes_only_published_rows_past_retention(engine: sa.Engine, s
         )
         left = {row[0] for row in cur.fetchall()}
     assert left == set(unpublished + fresh_published)
+
+
+def test_janitor_deletes_the_rows_of_runs_past_retention_and_the_runs(
+    engine: sa.Engine, settings: Settings, uid: str
+) -> None:
+    """Binlog mode's bookkeeping: runs of published ids (`cdc.bookkeeping`). A run past the retention loses its rows,
+    then itself; a fresh run and rows no run covers stay."""
+    from cdc.bookkeeping import record_published
+
+    old = insert_activities(engine, uid, [4])
+    unpublished = insert_activities(engine, uid, [2])
+    fresh = insert_activities(engine, uid, [3])
+    source = f"j{uid}"
+    with connect(settings.relay_mysql, settings.relay_mysql.database) as conn:
+        tail = record_published(conn, source, [(old[0], old[1])])
+        assert record_published(conn, source, [(old[2], old[3])], tail) == (old[0], old[3])  # extended, one row
+        record_published(conn, source, [(fresh[0], fresh[-1])])
+    with connect(settings.mysql_admin, settings.mysql.database) as conn, conn.cursor() as cur:
+        cur.execute(
+            "UPDATE integration_outbox_published SET published_at = NOW(3) - INTERVAL 2 HOUR "
+            "WHERE relay_source = %s AND first_id = %s",
+            (source, old[0]),
+        )
+    assert delete_published(settings.model_copy(update={"relay_retention_hours": 1})) >= len(old)
+    with connect(settings.mysql_admin, settings.mysql.database) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT id FROM integration_outbox WHERE id IN ({','.join(map(str, old + unpublished + fresh))})")
+        left = {row[0] for row in cur.fetchall()}
+        cur.execute("SELECT first_id, last_id FROM integration_outbox_published WHERE relay_source = %s", (source,))
+        runs = set(cur.fetchall())
+    assert left == set(unpublished + fresh)
+    assert runs == {(fresh[0], fresh[-1])}

@@ -32,6 +32,7 @@ from schema.settings import Settings
 HASH = "*FCF74C1B5CC3C29D00DCE5BF95CAC270F7B351BF"
 ACCOUNT = "'tenderhub_relay'@'127.0.0.1'"
 OUTBOX = GrantTarget("tenderhub", "integration_outbox")
+PUBLISHED = GrantTarget("tenderhub", "integration_outbox_published")
 GLOBAL = GrantTarget("*", "*")
 
 # Exactly what MariaDB 10.11 prints for the relay user `tenderhub migrate` creates (column list reversed,
@@ -40,11 +41,14 @@ MARIADB_RELAY = [
     f"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO `tenderhub_relay`@`127.0.0.1` IDENTIFIED BY PASSWORD '{HASH}'",
     "GRANT SELECT, UPDATE (`published_at`, `published`), DELETE ON `tenderhub`.`integration_outbox` "
     "TO `tenderhub_relay`@`127.0.0.1`",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON `tenderhub`.`integration_outbox_published` "
+    "TO `tenderhub_relay`@`127.0.0.1`",
 ]
 MYSQL_RELAY = [
     "GRANT RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO `tenderhub_relay`@`%`",
     "GRANT SELECT, DELETE, UPDATE (`published`, `published_at`) ON `tenderhub`.`integration_outbox` "
     "TO `tenderhub_relay`@`%`",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON `tenderhub`.`integration_outbox_published` TO `tenderhub_relay`@`%`",
 ]
 MARIADB_VARS = {
     "log_bin": "ON",
@@ -94,6 +98,7 @@ def test_parses_mariadb_grants_into_normal_form() -> None:
         Privilege("SELECT", OUTBOX),
         Privilege("DELETE", OUTBOX),
         Privilege("UPDATE", OUTBOX, frozenset({"published", "published_at"})),
+        *(Privilege(p, PUBLISHED) for p in ("SELECT", "INSERT", "UPDATE", "DELETE")),
     }
     assert granted.roles == () and granted.unparsed == ()
 
@@ -241,7 +246,11 @@ def test_super_and_writes_on_business_tables_are_excess() -> None:
 
 
 def test_table_wide_update_is_excess_where_two_columns_suffice() -> None:
-    lines = [MARIADB_RELAY[0], "GRANT SELECT, UPDATE, DELETE ON `tenderhub`.`integration_outbox` TO `r`@`%`"]
+    lines = [
+        MARIADB_RELAY[0],
+        "GRANT SELECT, UPDATE, DELETE ON `tenderhub`.`integration_outbox` TO `r`@`%`",
+        MARIADB_RELAY[2],
+    ]
     checks = privileges(lines)
     assert checks["privileges"].status == "ok"
     excess = checks["excess privileges"]
@@ -269,6 +278,7 @@ def test_database_wide_select_with_wildcards_covers_the_outbox_and_is_excess() -
         MARIADB_RELAY[0],
         "GRANT SELECT, DELETE ON `tender%`.* TO `r`@`%`",
         "GRANT UPDATE (`published`, `published_at`) ON `tenderhub`.`integration_outbox` TO `r`@`%`",
+        "GRANT INSERT, UPDATE ON `tenderhub`.`integration_outbox_published` TO `r`@`%`",
     ]
     checks = privileges(lines)
     assert checks["privileges"].status == "ok"
