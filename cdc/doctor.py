@@ -94,7 +94,11 @@ class GrantTarget:
 
     def covers(self, other: GrantTarget) -> bool:
         if self.kind != other.kind:
-            return False
+            # A global or database-wide grant (EXECUTE ON db.*) also covers that database's routines.
+            routine = other.kind in ("PROCEDURE", "FUNCTION") and not self.kind and self.table == "*"
+            if not routine:
+                return False
+            return self.database == "*" or (other.database != "*" and _db_like(self.database, other.database))
         if self.database == "*":
             return True
         if other.database == "*":

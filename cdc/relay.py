@@ -20,8 +20,7 @@ from typing import Any
 import pymysql
 from aiokafka.errors import KafkaError
 
-from cdc.bookkeeping import delete_published as _delete_published
-from cdc.bookkeeping import record_published, select_unpublished
+from cdc.bookkeeping import clean_up, record_published, select_unpublished
 from cdc.decoder import Decoded, ProcessBinlogSource
 from cdc.envelope import OutboxRow, Record, to_record
 from cdc.errors import CdcError, FencedError, PositionPurgedError, SourceConfigError, SourceSeqRegressionError
@@ -396,11 +395,9 @@ class Relay:
 
     def _poll_lock_batch(self, conn: Any, batch_no: int, clock: SeqClock, skip_locked: bool) -> list[OutboxRow]:
         with conn.cursor() as cur:
-            cur.execute(
-                f"{SELECT_UNPUBLISHED} LIMIT %s FOR UPDATE" + (" SKIP LOCKED" if skip_locked else ""),
-                (self.s.relay_batch_rows,),
-            )
-            rows = cur.fetchall()
+            # Rows a binlog-mode relay recorded as published are not polled again (a deployment that switched modes).
+            lock = "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
+            rows = select_unpublished(cur, self.s.relay_batch_rows, lock)
         return _outbox_rows(rows, batch_no, clock, "")
 
     def _poll_mark_and_commit(self, conn: Any, ids: tuple[int, ...]) -> None:
@@ -516,10 +513,6 @@ def _relay_connection(dsn: MysqlDsn) -> Iterator[Any]:
         conn.close()
 
 
-SELECT_UNPUBLISHED = (
-    f"SELECT id, event_type, aggregate_type, aggregate_id, schema_version, payload, created_at "
-    f"FROM {OUTBOX_TABLE} WHERE published = FALSE ORDER BY id"
-)
 _COLUMNS = ("id", "event_type", "aggregate_type", "aggregate_id", "schema_version", "payload", "created_at")
 
 
@@ -539,9 +532,10 @@ def _outbox_rows(rows: Any, txn_seq: int, clock: SeqClock, space: str) -> list[O
 
 
 def delete_published(settings: Settings, chunk: int = 10_000) -> int:
-    """The janitor: delete outbox rows published longer ago than the retention (`cdc.bookkeeping`)."""
+    """The janitor: remove outbox rows published longer ago than the retention, by partition where the outbox is
+    partitioned, else by row (`cdc.bookkeeping.clean_up`)."""
     with _relay_connection(settings.relay_mysql) as conn:
-        return _delete_published(conn, settings.relay_retention_hours, chunk)
+        return clean_up(conn, settings.relay_retention_hours, settings.relay_partition_ids, chunk)
 
 
 def mark_published(conn: Any, ranges: IdRanges, chunk: int = 500) -> int:

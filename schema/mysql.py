@@ -27,6 +27,16 @@ RelayMode = Literal["binlog", "polling"]
 BUSINESS_TABLES = ("teams", "users", "company_profiles", "company_cidb_gradings", "tenders")
 OUTBOX_TABLE = "integration_outbox"
 PUBLISHED_TABLE = "integration_outbox_published"  # binlog mode: runs of ids committed to Kafka (migration 0002)
+# Definer procedures (created by `migrate` as the admin account) through which the relay's janitor splits off and
+# drops partitions of the outbox (migration 0003) without ALTER or DROP of its own. Each takes an integer bound and
+# names the partition after it, so nothing the caller passes becomes SQL text.
+ADD_PARTITION_PROC = "tenderhub_outbox_add_partition"
+DROP_PARTITION_PROC = "tenderhub_outbox_drop_partition"
+_PARTITION_PROCS = {
+    ADD_PARTITION_PROC: "CONCAT('ALTER TABLE {table} REORGANIZE PARTITION pmax INTO (PARTITION p', bound, "
+    "' VALUES LESS THAN (', bound, '), PARTITION pmax VALUES LESS THAN MAXVALUE)')",
+    DROP_PARTITION_PROC: "CONCAT('ALTER TABLE {table} DROP PARTITION p', bound)",
+}
 _IDENT = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
@@ -83,6 +93,7 @@ def relay_grants(mode: RelayMode, database: str, mariadb: bool, snapshot_lock: b
     grants = [
         f"SELECT, DELETE, UPDATE (published, published_at) ON {outbox}",
         f"SELECT, INSERT, UPDATE, DELETE ON {published}",
+        *(f"EXECUTE ON PROCEDURE {_ident(database)}.{_ident(name)}" for name in sorted(_PARTITION_PROCS)),
     ]
     if mode == "binlog":
         # MariaDB >= 10.5 split REPLICATION CLIENT: SHOW BINARY LOGS / MASTER STATUS need BINLOG MONITOR.
@@ -208,6 +219,7 @@ def migrate(settings: Settings) -> list[str]:
         applied = apply_migrations(conn)
         mariadb = is_mariadb(conn)
         with conn.cursor() as cur:
+            _ensure_partition_procedures(cur)
             _ensure_user(cur, settings.mysql, settings.mysql_grant_host, app_grants(database))
             _ensure_user(
                 cur,
@@ -218,6 +230,17 @@ def migrate(settings: Settings) -> list[str]:
             if reader is not None:
                 _ensure_user(cur, reader, settings.mysql_grant_host, reader_grants(database))
     return applied
+
+
+def _ensure_partition_procedures(cur: pymysql.cursors.Cursor) -> None:
+    """(Re)create the definer procedures the janitor calls (SQL SECURITY DEFINER: they run as the admin account)."""
+    for name, ddl in _PARTITION_PROCS.items():
+        cur.execute(f"DROP PROCEDURE IF EXISTS {_ident(name)}")
+        cur.execute(
+            f"CREATE PROCEDURE {_ident(name)}(IN bound BIGINT UNSIGNED) SQL SECURITY DEFINER "
+            f"BEGIN SET @tenderhub_ddl = {ddl.format(table=_ident(OUTBOX_TABLE))}; "
+            "PREPARE tenderhub_stmt FROM @tenderhub_ddl; EXECUTE tenderhub_stmt; DEALLOCATE PREPARE tenderhub_stmt; END"
+        )
 
 
 def drop_database(settings: Settings) -> None:

@@ -165,6 +165,14 @@ class Settings(_Base):
     relay_retention_hours: float = Field(
         72.0, gt=0, description="The janitor deletes published outbox rows older than this."
     )
+    relay_partition_ids: int = Field(
+        1_000_000,
+        ge=100,
+        le=10**12,
+        description="Ids per outbox partition: the janitor drops a partition once every row of it was published "
+        "more than the retention ago (a partitioned outbox, migration 0003; an unpartitioned one is cleaned row by "
+        "row).",
+    )
     relay_lock_timeout_s: int = Field(
         6,
         ge=2,

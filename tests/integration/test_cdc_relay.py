@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 
 from cdc.outbox import write_event
-from cdc.relay import delete_published
 from schema.events import ContractError
 from schema.mysql import connect
 from schema.settings import Settings
@@ -268,11 +267,42 @@ def test_polling_mode_survives_sigkills_exactly_once(renv: RelayEnv, engine: sa.
         relay.stop_quietly()
 
 
+def test_polling_mode_skips_rows_a_binlog_relay_recorded(
+    renv: RelayEnv, engine: sa.Engine, settings: Settings, uid: str
+) -> None:
+    """A deployment that moves from binlog to polling mode: rows a binlog relay recorded as published (runs, not row
+    flags) are not published again; the rest are."""
+    from cdc.bookkeeping import record_published
+
+    recorded = insert_activities(engine, uid, [5, 1])
+    with connect(settings.relay_mysql, settings.relay_mysql.database) as conn:
+        record_published(conn, f"b{uid}", [(i, i) for i in recorded])
+    fresh = insert_activities(engine, uid, [4])
+    relay = RelayProcess(renv, TENDERHUB_RELAY_MODE="polling").start()
+    try:
+        records = mine(
+            run(consume(renv.settings.kafka_bootstrap, [f"{renv.prefix}activity"], len(fresh), settle_s=3)), uid
+        )
+        assert relay.terminate() == 0, relay.tail()
+    finally:
+        relay.stop_quietly()
+    assert_exactly_once_in_order(records, fresh)
+    assert not {r.value["event_id"] for r in records} & set(recorded)
+
+
 def test_missing_topics_stop_the_relay_with_the_fix(settings: Settings, uid: str) -> None:
     relay = RelayProcess(RelayEnv(uid, settings), "--from-now").start()  # topics never declared for this prefix
     assert relay.proc is not None
     assert relay.proc.wait(60) == 2
     assert "do not exist. Fix: run `tenderhub migrate`" in relay.tail(5)
+
+
+def delete_rows(settings: Settings, retention_hours: float) -> int:
+    """The janitor's row-by-row path (an outbox that is not partitioned), as the relay account."""
+    from cdc.bookkeeping import delete_published as delete_published_rows
+
+    with connect(settings.relay_mysql, settings.relay_mysql.database) as conn:
+        return delete_published_rows(conn, retention_hours)
 
 
 def test_janitor_deletes_only_published_rows_past_retention(engine: sa.Engine, settings: Settings, uid: str) -> None:
@@ -290,8 +320,8 @@ def test_janitor_deletes_only_published_rows_past_retention(engine: sa.Engine, s
             f"UPDATE integration_outbox SET published = TRUE, published_at = NOW(3) "
             f"WHERE id IN ({','.join(map(str, fresh_published))})"
         )
-    # Retention of one second (as the relay user, with its DELETE grant).
-    assert delete_published(settings.model_copy(update={"relay_retention_hours": 1 / 3600})) >= len(old_published)
+    # Retention of one second (as the relay user, with its DELETE grant); row by row, as on an unpartitioned outbox.
+    assert delete_rows(settings, 1 / 3600) >= len(old_published)
     with connect(settings.mysql_admin, settings.mysql.database) as conn, conn.cursor() as cur:
         cur.execute(
             f"SELECT id FROM integration_outbox WHERE id IN "
@@ -322,7 +352,7 @@ def test_janitor_deletes_the_rows_of_runs_past_retention_and_the_runs(
             "WHERE relay_source = %s AND first_id = %s",
             (source, old[0]),
         )
-    assert delete_published(settings.model_copy(update={"relay_retention_hours": 1})) >= len(old)
+    assert delete_rows(settings, 1) >= len(old)
     with connect(settings.mysql_admin, settings.mysql.database) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT id FROM integration_outbox WHERE id IN ({','.join(map(str, old + unpublished + fresh))})")
         left = {row[0] for row in cur.fetchall()}

@@ -158,7 +158,8 @@ def test_edited_migration_is_refused(admin_db: Conn, uid: str) -> None:
         cur.execute(f"CREATE DATABASE `{db}`")
     try:
         admin_db.select_db(db)
-        assert apply_migrations(admin_db) == [m.version for m in load_migrations()] == ["0001", "0002"]
+        assert apply_migrations(admin_db) == [m.version for m in load_migrations()]
+        assert len(load_migrations()) >= 3
         assert apply_migrations(admin_db) == []
         with admin_db.cursor() as cur:
             cur.execute("UPDATE schema_migrations SET checksum = REPEAT('0', 64)")

@@ -33,6 +33,7 @@ HASH = "*FCF74C1B5CC3C29D00DCE5BF95CAC270F7B351BF"
 ACCOUNT = "'tenderhub_relay'@'127.0.0.1'"
 OUTBOX = GrantTarget("tenderhub", "integration_outbox")
 PUBLISHED = GrantTarget("tenderhub", "integration_outbox_published")
+PROCEDURES = ("tenderhub_outbox_add_partition", "tenderhub_outbox_drop_partition")
 GLOBAL = GrantTarget("*", "*")
 
 # Exactly what MariaDB 10.11 prints for the relay user `tenderhub migrate` creates (column list reversed,
@@ -43,12 +44,16 @@ MARIADB_RELAY = [
     "TO `tenderhub_relay`@`127.0.0.1`",
     "GRANT SELECT, INSERT, UPDATE, DELETE ON `tenderhub`.`integration_outbox_published` "
     "TO `tenderhub_relay`@`127.0.0.1`",
+    "GRANT EXECUTE ON PROCEDURE `tenderhub`.`tenderhub_outbox_add_partition` TO `tenderhub_relay`@`127.0.0.1`",
+    "GRANT EXECUTE ON PROCEDURE `tenderhub`.`tenderhub_outbox_drop_partition` TO `tenderhub_relay`@`127.0.0.1`",
 ]
 MYSQL_RELAY = [
     "GRANT RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO `tenderhub_relay`@`%`",
     "GRANT SELECT, DELETE, UPDATE (`published`, `published_at`) ON `tenderhub`.`integration_outbox` "
     "TO `tenderhub_relay`@`%`",
     "GRANT SELECT, INSERT, UPDATE, DELETE ON `tenderhub`.`integration_outbox_published` TO `tenderhub_relay`@`%`",
+    "GRANT EXECUTE ON PROCEDURE `tenderhub`.`tenderhub_outbox_add_partition` TO `tenderhub_relay`@`%`",
+    "GRANT EXECUTE ON PROCEDURE `tenderhub`.`tenderhub_outbox_drop_partition` TO `tenderhub_relay`@`%`",
 ]
 MARIADB_VARS = {
     "log_bin": "ON",
@@ -99,6 +104,7 @@ def test_parses_mariadb_grants_into_normal_form() -> None:
         Privilege("DELETE", OUTBOX),
         Privilege("UPDATE", OUTBOX, frozenset({"published", "published_at"})),
         *(Privilege(p, PUBLISHED) for p in ("SELECT", "INSERT", "UPDATE", "DELETE")),
+        *(Privilege("EXECUTE", GrantTarget("tenderhub", p, "PROCEDURE")) for p in PROCEDURES),
     }
     assert granted.roles == () and granted.unparsed == ()
 
@@ -249,7 +255,7 @@ def test_table_wide_update_is_excess_where_two_columns_suffice() -> None:
     lines = [
         MARIADB_RELAY[0],
         "GRANT SELECT, UPDATE, DELETE ON `tenderhub`.`integration_outbox` TO `r`@`%`",
-        MARIADB_RELAY[2],
+        *MARIADB_RELAY[2:],
     ]
     checks = privileges(lines)
     assert checks["privileges"].status == "ok"
@@ -279,6 +285,7 @@ def test_database_wide_select_with_wildcards_covers_the_outbox_and_is_excess() -
         "GRANT SELECT, DELETE ON `tender%`.* TO `r`@`%`",
         "GRANT UPDATE (`published`, `published_at`) ON `tenderhub`.`integration_outbox` TO `r`@`%`",
         "GRANT INSERT, UPDATE ON `tenderhub`.`integration_outbox_published` TO `r`@`%`",
+        *MARIADB_RELAY[3:],
     ]
     checks = privileges(lines)
     assert checks["privileges"].status == "ok"
@@ -607,3 +614,10 @@ def test_unreachable_server_fix_names_host_and_port(monkeypatch: pytest.MonkeyPa
     (check,) = run_checks(settings())
     assert check.status == "fail" and "2003" in check.value
     assert "host and port in TENDERHUB_RELAY_MYSQL_URL" in check.fix
+
+
+def test_database_wide_execute_covers_the_partition_procedures() -> None:
+    lines = [*MARIADB_RELAY[:3], "GRANT EXECUTE ON `tenderhub`.* TO `r`@`%`"]
+    checks = privileges(lines)
+    assert checks["privileges"].status == "ok", checks["privileges"].value
+    assert not GrantTarget("other", "*").covers(GrantTarget("tenderhub", "tenderhub_outbox_add_partition", "PROCEDURE"))
