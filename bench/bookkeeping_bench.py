@@ -32,6 +32,7 @@ from schema.mysql import ADD_PARTITION_PROC, OUTBOX_TABLE, connect, drop_databas
 from schema.settings import Settings, load_settings
 from tenderhub.faults.namespace import fault_namespace
 from tests.integration.relay_harness import RelayEnv, RelayProcess
+from tests.integration.test_cdc_bookkeeping import binlog_bytes
 
 PAYLOAD_TEXT = 900  # characters of text per row: about 1 KB payloads, as in the peer benchmark
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -54,16 +55,11 @@ class Source:
         self.settings = settings
         self.pid = _mysql_pid()
 
-    def binlog_bytes(self) -> int:
-        with connect(self.settings.mysql_admin) as conn, conn.cursor() as cur:
-            cur.execute("SHOW BINARY LOGS")
-            return sum(int(row[1]) for row in cur.fetchall())
-
     @contextmanager
     def measure(self, out: list[Cost]) -> Iterator[None]:
-        cpu, binlog, start = _cpu_s(self.pid), self.binlog_bytes(), time.monotonic()
+        cpu, binlog, start = _cpu_s(self.pid), binlog_bytes(self.settings), time.monotonic()
         yield
-        out.append(Cost(_cpu_s(self.pid) - cpu, self.binlog_bytes() - binlog, time.monotonic() - start))
+        out.append(Cost(_cpu_s(self.pid) - cpu, binlog_bytes(self.settings) - binlog, time.monotonic() - start))
 
 
 def _mysql_pid() -> int:

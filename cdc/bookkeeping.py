@@ -13,7 +13,7 @@ more. The Kafka position stays the truth; these runs are what the janitor, a bac
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from cdc.position import IdRanges
@@ -56,6 +56,24 @@ def gaps(runs: IdRanges) -> list[tuple[int, int]]:
 
 def _where_ids(runs: Sequence[tuple[int, int]]) -> tuple[str, list[int]]:
     return " OR ".join(["id BETWEEN %s AND %s"] * len(runs)), [x for r in runs for x in r]
+
+
+def _id_filters(runs: Sequence[tuple[int, int]]) -> Iterator[tuple[str, list[int]]]:
+    """`id BETWEEN` filters (SQL, arguments) over `runs`, CHUNK runs a statement."""
+    for i in range(0, len(runs), CHUNK):
+        yield _where_ids(runs[i : i + CHUNK])
+
+
+def _delete_ids(cur: Any, runs: Sequence[tuple[int, int]], chunk: int) -> int:
+    """Delete the outbox rows of `runs`, at most `chunk` rows a statement (short locks)."""
+    total = 0
+    for where, args in _id_filters(runs):
+        while True:
+            n = int(cur.execute(f"DELETE FROM {OUTBOX_TABLE} WHERE {where} LIMIT %s", [*args, chunk]))
+            total += n
+            if n < chunk:
+                break
+    return total
 
 
 def record_published(
@@ -104,9 +122,7 @@ def select_unpublished(cur: Any, limit: int, lock: str = "") -> list[Any]:
     SKIP LOCKED"). Reads only the ids between runs: primary-key ranges, so the cost follows the rows still to
     publish and the number of runs, not the size of the table."""
     rows: list[Any] = []
-    holes = gaps(published_runs(cur))
-    for i in range(0, len(holes), CHUNK):
-        where, args = _where_ids(holes[i : i + CHUNK])
+    for where, args in _id_filters(gaps(published_runs(cur))):
         cur.execute(
             f"SELECT {SELECT_COLUMNS} FROM {OUTBOX_TABLE} WHERE published = FALSE AND ({where}) ORDER BY id "
             f"LIMIT %s {lock}",
@@ -121,9 +137,7 @@ def select_unpublished(cur: Any, limit: int, lock: str = "") -> list[Any]:
 def count_unpublished(cur: Any) -> int:
     """How many outbox rows neither a row flag nor a recorded run marks published (the relay's backlog)."""
     total = 0
-    holes = gaps(published_runs(cur))
-    for i in range(0, len(holes), CHUNK):
-        where, args = _where_ids(holes[i : i + CHUNK])
+    for where, args in _id_filters(gaps(published_runs(cur))):
         cur.execute(f"SELECT COUNT(*) FROM {OUTBOX_TABLE} WHERE published = FALSE AND ({where})", args)
         row = cur.fetchone()
         total += int(row[0]) if row else 0
@@ -145,12 +159,7 @@ def delete_published(conn: Any, retention_hours: float, chunk: int = 10_000) -> 
             old = [(str(s), int(a), int(b)) for s, a, b in cur.fetchall()]
             if not old:
                 break
-            where, args = _where_ids(merge_ranges((a, b) for _, a, b in old))
-            while True:
-                n = int(cur.execute(f"DELETE FROM {OUTBOX_TABLE} WHERE {where} LIMIT %s", [*args, chunk]))
-                total += n
-                if n < chunk:
-                    break
+            total += _delete_ids(cur, merge_ranges((a, b) for _, a, b in old), chunk)
             keys = " OR ".join(["(relay_source = %s AND first_id = %s)"] * len(old))
             # Only runs still that old: one the recorder extended meanwhile keeps its (new) rows until they age.
             cur.execute(
@@ -227,9 +236,7 @@ def partition_state(cur: Any, lo: int, hi: int, cutoff: dt.datetime) -> str:
     if any(when >= cutoff for _, _, when in runs):
         return "young"
     holes = [(max(a, lo), min(b, hi - 1)) for a, b in gaps(merge_ranges((a, b) for a, b, _ in runs))]
-    holes = [(a, b) for a, b in holes if a <= b]
-    for i in range(0, len(holes), CHUNK):
-        where, args = _where_ids(holes[i : i + CHUNK])
+    for where, args in _id_filters([(a, b) for a, b in holes if a <= b]):
         cur.execute(
             f"SELECT 1 FROM {OUTBOX_TABLE} WHERE ({where}) "
             "AND NOT (published = TRUE AND published_at IS NOT NULL AND published_at < %s) LIMIT 1",
@@ -246,17 +253,7 @@ def _delete_published_in(cur: Any, lo: int, hi: int, cutoff: dt.datetime, chunk:
         f"SELECT first_id, last_id FROM {PUBLISHED_TABLE} WHERE first_id < %s AND last_id >= %s AND published_at < %s",
         (hi, lo, cutoff),
     )
-    runs = [(max(int(a), lo), min(int(b), hi - 1)) for a, b in cur.fetchall()]
-    total = 0
-    merged = merge_ranges(runs)
-    for i in range(0, len(merged), CHUNK):
-        where, args = _where_ids(merged[i : i + CHUNK])
-        while True:
-            n = int(cur.execute(f"DELETE FROM {OUTBOX_TABLE} WHERE {where} LIMIT %s", [*args, chunk]))
-            total += n
-            if n < chunk:
-                break
-    return total
+    return _delete_ids(cur, merge_ranges((max(int(a), lo), min(int(b), hi - 1)) for a, b in cur.fetchall()), chunk)
 
 
 def drop_published_partitions(
@@ -299,6 +296,6 @@ def clean_up(conn: Any, retention_hours: float, partition_ids: int, chunk: int =
         parts = partitions(cur)
         if parts is None:
             return delete_published(conn, retention_hours, chunk)
-        add_partitions_ahead(cur, parts, partition_ids)
-        parts = partitions(cur) or parts
+        if add_partitions_ahead(cur, parts, partition_ids):
+            parts = partitions(cur) or parts
         return drop_published_partitions(cur, parts, retention_hours, chunk)

@@ -162,19 +162,32 @@ if _MULTI_TRADE_CONCEPT not in BY_ID:
     raise TaxonomyError(f"the taxonomy has no {_MULTI_TRADE_CONCEPT!r} concept")
 # Generic phrases as evidence names them (folded words joined by spaces).
 _GENERIC = frozenset(" ".join(p) for p in _phrase_set("generic", FRAMES.generic))
-_FRAME_LONGEST = max(
-    (len(p) for p in (*_PROFESSIONAL, *_CONTRACTOR, *_NO_WORK, *_GOODS, *_PLACES, *_PRODUCTS, *_UNITS)), default=1
-)
+# The frames found by phrase, in one pass over a tender's words: phrase -> the frames it belongs to.
+_FRAME_PHRASES: dict[str, frozenset[Phrase]] = {
+    "professional": _PROFESSIONAL,
+    "contractor": _CONTRACTOR,
+    "no_work": _NO_WORK,
+    "goods": _GOODS,
+    "products": _PRODUCTS,
+    "units": _UNITS,
+    "upkeep": _UPKEEP,
+}
+_FRAME_TABLE: dict[Phrase, tuple[str, ...]] = {}
+for _name, _phrases in _FRAME_PHRASES.items():
+    for _phrase in _phrases:
+        _FRAME_TABLE[_phrase] = (*_FRAME_TABLE.get(_phrase, ()), _name)
+_FRAME_LONGEST = max(len(p) for p in _FRAME_TABLE)
+Spans = list[tuple[int, int]]
 
 
-def _spans_of(ws: Sequence[str], phrases: frozenset[Phrase]) -> list[tuple[int, int]]:
-    """Where the phrases occur in `ws` (at most _FRAME_LONGEST lookups per position)."""
-    return [
-        (i, i + n)
-        for i in range(len(ws))
-        for n in range(1, min(_FRAME_LONGEST, len(ws) - i) + 1)
-        if tuple(ws[i : i + n]) in phrases
-    ]
+def _frame_matches(ws: Sequence[str]) -> dict[str, Spans]:
+    """Per frame, where its phrases occur in `ws` (one pass, at most _FRAME_LONGEST lookups per position)."""
+    out: dict[str, Spans] = {name: [] for name in _FRAME_PHRASES}
+    for i in range(len(ws)):
+        for n in range(1, min(_FRAME_LONGEST, len(ws) - i) + 1):
+            for name in _FRAME_TABLE.get(tuple(ws[i : i + n]), ()):
+                out[name].append((i, i + n))
+    return out
 
 
 # Every proper prefix of a phrase: reading stops at the first word sequence that starts no phrase (most words).
@@ -247,11 +260,11 @@ def _frame_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
 _MODIFIERS = 4
 
 
-def _modifier_spans(ws: Sequence[str], heads: frozenset[Phrase]) -> list[tuple[int, int]]:
-    """Each head with the words just before it (up to _MODIFIERS, never across a text boundary or a word that ends
-    a name; 'and' joins them): "human resource and payroll system"."""
+def _modifier_spans(ws: Sequence[str], heads: Spans) -> Spans:
+    """Each head (where it occurs in `ws`) with the words just before it (up to _MODIFIERS, never across a text
+    boundary or a word that ends a name; 'and' joins them): "human resource and payroll system"."""
     spans = []
-    for i, j in _spans_of(ws, heads):
+    for i, j in heads:
         start = i
         while start > 0 and i - start < _MODIFIERS and ws[start - 1] not in _ORG_ENDS:
             start -= 1
@@ -303,10 +316,11 @@ def _listed_steps(ws: Sequence[str]) -> list[tuple[int, int]]:
     return spans
 
 
-def _phrase_evidence(ws: Sequence[str]) -> dict[str, dict[str, float]]:
+def _phrase_evidence(ws: Sequence[str], frames: dict[str, Spans] | None = None) -> dict[str, dict[str, float]]:
     """Per concept, the phrases of `ws` that count for it (phrase -> weight): exclusions and organisation names
     hide their words from their concepts, and a phrase inside a longer counted phrase of the same concept is not
-    counted again."""
+    counted again. `frames`: `_frame_matches(ws)`, when the caller has it already."""
+    frames = _frame_matches(ws) if frames is None else frames
     hidden: dict[str, list[tuple[int, int]]] = {}
     found: dict[str, list[tuple[int, int, float, str]]] = {}
     for i in range(len(ws)):
@@ -322,13 +336,13 @@ def _phrase_evidence(ws: Sequence[str]) -> dict[str, dict[str, float]]:
                     hidden.setdefault(entry.concept, []).append((i, i + n))
                 else:
                     found.setdefault(entry.concept, []).append((i, i + n, entry.weight, " ".join(ws[i : i + n])))
-    everyone = _org_spans(ws) + _address_spans(ws) + _place_spans(ws) + _modifier_spans(ws, _UNITS)
-    products = _modifier_spans(ws, _PRODUCTS)
+    everyone = _org_spans(ws) + _address_spans(ws) + _place_spans(ws) + _modifier_spans(ws, frames["units"])
+    products = _modifier_spans(ws, frames["products"])
     steps = _listed_steps(ws)
-    frames = [f for f in _frame_spans(ws) if not any(a <= f[0] < b or f[0] <= a < f[1] for a, b in steps)]
+    courses = [f for f in _frame_spans(ws) if not any(a <= f[0] < b or f[0] <= a < f[1] for a, b in steps)]
     evidence: dict[str, dict[str, float]] = {}
     for concept, matches in found.items():
-        masks = hidden.get(concept, []) + everyone + (steps if concept == "training" else frames)
+        masks = hidden.get(concept, []) + everyone + (steps if concept == "training" else courses)
         if concept != "ict":
             masks = masks + products
         kept = [m for m in matches if not any(a < m[1] and m[0] < b for a, b in masks)]
@@ -421,23 +435,24 @@ def tender_evidence(
         if text:
             ws.extend(words(text))
             ws.append("")  # texts never form a phrase across their boundary
-    found = _phrase_evidence(ws)
+    matches = _frame_matches(ws)
+    found = _phrase_evidence(ws, matches)
     # A trade counts when it shows a specific phrase no other trade shows ("pumps" is not two trades).
     shown = {c: {p for p in found.get(c, {}) if p not in _GENERIC} for c in FRAMES.subjects}
     trades = [c for c, own in shown.items() if own - set().union(*(o for d, o in shown.items() if d != c))]
-    if len(trades) >= _SEVERAL_TRADES and _spans_of(ws, _UPKEEP):
+    if len(trades) >= _SEVERAL_TRADES and matches["upkeep"]:
         found.setdefault(_MULTI_TRADE_CONCEPT, {})[MULTI_TRADE_EVIDENCE] = STRONG
     phrases = {c: MappingProxyType(p) for c, p in found.items()}
     classes = tuple(sorted({c for c in cidb_classes if c}))
-    professional = bool(_spans_of(ws, _PROFESSIONAL)) and not _spans_of(ws, _CONTRACTOR)
+    professional = bool(matches["professional"]) and not matches["contractor"]
     return TenderEvidence(
         MappingProxyType(phrases),
         category_concepts(category),
         classes,
         frozenset(ws) - {""},
         professional=professional,
-        no_work=bool(_spans_of(ws, _NO_WORK)),
-        goods=bool(_spans_of(ws, _GOODS)) and not professional,
+        no_work=bool(matches["no_work"]),
+        goods=bool(matches["goods"]) and not professional,
     )
 
 

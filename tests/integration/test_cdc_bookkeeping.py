@@ -319,7 +319,8 @@ def test_a_record_holds_for_a_transaction_the_binlog_shows_before_innodb_commits
     assert _published(settings, ids) == set(ids)
 
 
-def _binlog_bytes(settings: Settings) -> int:
+def binlog_bytes(settings: Settings) -> int:
+    """The size of every binlog file of the server (its admin account)."""
     with connect(settings.mysql_admin) as conn, conn.cursor() as cur:
         cur.execute("SHOW BINARY LOGS")
         return sum(int(row[1]) for row in cur.fetchall())
@@ -334,21 +335,21 @@ def test_bookkeeping_writes_no_second_copy_of_the_payloads_to_the_binlog(
     try:
         relay.wait_committed()
         relay.terminate()
-        before = _binlog_bytes(settings)
+        before = binlog_bytes(settings)
         text = "x" * 1000
         with engine.begin() as conn:
             events = [activity(uid, n % 50 + 1, n) for n in range(2000)]
             for event in events:
                 event["details"]["text"] = text
             ids = write_events(conn, [("user.activity", e["user_id"], e) for e in events])
-        inserted = _binlog_bytes(settings) - before
+        inserted = binlog_bytes(settings) - before
         relay.start()
         run(consume(settings.kafka_bootstrap, [f"{renv.prefix}activity"], len(ids), timeout=60))
         assert wait_all_published(settings, ids) == set(ids), relay.tail()
         assert relay.terminate() == 0, relay.tail()
     finally:
         relay.stop_quietly()
-    bookkeeping = _binlog_bytes(settings) - before - inserted
+    bookkeeping = binlog_bytes(settings) - before - inserted
     print(f"binlog: inserts {inserted:,} bytes, bookkeeping {bookkeeping:,} bytes")
     assert inserted > 2000 * 1000
     assert bookkeeping < inserted * 0.01, (bookkeeping, inserted)

@@ -18,7 +18,7 @@ from schema.mysql import connect, drop_database, migrate
 from schema.settings import Settings
 from tenderhub.faults.namespace import FaultNamespace, fault_namespace
 from tests.integration.relay_harness import RelayEnv, RelayProcess, consume, run
-from tests.integration.test_cdc_bookkeeping import wait_all_published
+from tests.integration.test_cdc_bookkeeping import binlog_bytes, wait_all_published
 from tests.integration.test_cdc_relay import assert_exactly_once_in_order, insert_activities, mine
 
 SIZE = 100
@@ -40,12 +40,6 @@ def _parts(settings: Settings) -> list[tuple[str, int | None]]:
         found = partitions(cur)
     assert found is not None, "the outbox is not partitioned"
     return found
-
-
-def _binlog_bytes(settings: Settings) -> int:
-    with connect(settings.mysql_admin) as conn, conn.cursor() as cur:
-        cur.execute("SHOW BINARY LOGS")
-        return sum(int(row[1]) for row in cur.fetchall())
 
 
 def test_janitor_drops_whole_partitions_of_rows_published_past_retention(ns: FaultNamespace, uid: str) -> None:
@@ -89,9 +83,9 @@ def test_janitor_drops_whole_partitions_of_rows_published_past_retention(ns: Fau
                 "INSERT INTO integration_outbox_published (relay_source, first_id, last_id, published_at) "
                 "VALUES ('edited', 51, 250, NOW(3) - INTERVAL 2 HOUR)"
             )
-        before = _binlog_bytes(s)
+        before = binlog_bytes(s)
         removed = delete_published(janitor)
-        janitor_binlog = _binlog_bytes(s) - before
+        janitor_binlog = binlog_bytes(s) - before
         bounds = [b for _, b in _parts(s)]
         assert bounds[:3] == [100, 300, 400] and bounds[-1] is None, bounds  # p200 dropped
         with connect(s.mysql_admin, s.mysql.database) as conn, conn.cursor() as cur:
