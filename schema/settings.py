@@ -204,6 +204,13 @@ class Settings(_Base):
     worker_batch_within_ms: int = Field(
         50, ge=1, le=60_000, description="How long an agent waits to fill a batch before it processes what it has."
     )
+    worker_fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        le=1500,
+        description="Longest the broker holds a worker's fetch that finds nothing committed (bounds an idle agent's "
+        "pause once data arrives; lower = more fetch requests while idle).",
+    )
     worker_store_retry_max_s: float = Field(
         30.0, gt=0, le=3600, description="Longest pause between retries while MongoDB or Redis is unreachable."
     )

@@ -41,6 +41,12 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if getattr(consumer, "_isolation_level", None) not in ("read_uncommitted", "read_committed"):
             raise RuntimeError("aiokafka consumer has no _isolation_level: cannot set read_committed")
         consumer._isolation_level = ISOLATION_LEVEL
+        # Faust hard-codes a 1,500 ms fetch long-poll. The broker holds a fetch that found nothing committed until
+        # data or this deadline, and a relay transaction committing meanwhile does not always end the wait: an agent
+        # then pauses up to the whole wait (bench/worker_bench.py saw 1.4-1.5 s pauses at 1,000 events/s).
+        if not isinstance(getattr(consumer, "_fetch_max_wait_ms", None), int):
+            raise RuntimeError("aiokafka consumer has no _fetch_max_wait_ms: cannot bound the fetch wait")
+        consumer._fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms", TenderhubApp.DEFAULT_FETCH_MAX_WAIT_MS)
         return consumer
 
 
@@ -79,9 +85,12 @@ class ReadCommittedTransport(faust_aiokafka.Transport):
 
 
 class TenderhubApp(faust.App):
+    DEFAULT_FETCH_MAX_WAIT_MS = 100
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.closers: list[Callable[[], Awaitable[None]]] = []
+        self.fetch_max_wait_ms = self.DEFAULT_FETCH_MAX_WAIT_MS  # build_pipeline sets it from the settings
 
     def _new_transport(self) -> Any:
         return ReadCommittedTransport(self.conf.broker_consumer, self)
@@ -172,6 +181,7 @@ def build_pipeline(
         datadir=str(Path(tempfile.gettempdir()) / "tenderhub-faust-{conf.name}"),
         loghandlers=[],
     )
+    app.fetch_max_wait_ms = settings.worker_fetch_max_wait_ms
     names = ctx.topics
     dlq = FaustDeadLetters(app.topic(names.dlq, key_type=bytes, value_type=bytes))
 
