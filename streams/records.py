@@ -1,4 +1,4 @@
-"""Typed Faust records for the event contract, and the one decoder every agent uses on raw Kafka values.
+"""The decoded event (envelope and typed payload), and the one decoder every agent uses on raw Kafka values.
 
 Topics are consumed as raw bytes and decoded here, not by Faust's serializer: a value Faust cannot decode is logged
 and skipped by Faust itself, while here it becomes a `ContractError` that the batch runner sends to the DLQ.
@@ -9,12 +9,11 @@ exception that would take the rest of the batch with it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import Any
-
-import faust
 
 from schema.events import EVENT_TYPES, ContractError, Envelope, validate_payload
 
@@ -32,24 +31,11 @@ def _no_constant(name: str) -> Any:
     raise ValueError(name)
 
 
-class EventRecord(faust.Record, serializer="json", include_metadata=False, validation=True):
-    """The relay's JSON envelope (schema.events.Envelope) as a Faust record."""
-
-    event_id: int
-    event_type: str
-    aggregate_type: str
-    aggregate_id: str
-    occurred_at: str
-    schema_version: int
-    source_seq: int
-    payload: dict[str, Any]
-
-
 @dataclass(frozen=True)
 class Event:
-    """A decoded, contract-checked event: the record and its typed payload (a schema.events model)."""
+    """A decoded, contract-checked event: the envelope and its typed payload (a schema.events model)."""
 
-    record: EventRecord
+    record: Envelope
     payload: Any
 
     @property
@@ -69,17 +55,7 @@ class Event:
         return str(self.record.aggregate_id)
 
     def envelope(self) -> Envelope:
-        r = self.record
-        return Envelope(
-            event_id=r.event_id,
-            event_type=r.event_type,
-            aggregate_type=r.aggregate_type,
-            aggregate_id=r.aggregate_id,
-            occurred_at=r.occurred_at,
-            schema_version=r.schema_version,
-            source_seq=r.source_seq,
-            payload=dict(r.payload),
-        )
+        return dataclasses.replace(self.record, payload=dict(self.record.payload))
 
 
 def decode(raw: bytes | str | None) -> Event:
@@ -117,7 +93,8 @@ def decode(raw: bytes | str | None) -> Event:
         data["aggregate_id"],
         json.dumps(data["payload"]),
     )
-    record = EventRecord(**{k: data[k] for k in _ENVELOPE_FIELDS})
+    # Every field was checked above: a plain dataclass (a Faust record re-validated them, ~20 % of the decode).
+    record = Envelope(**{k: data[k] for k in _ENVELOPE_FIELDS})
     return Event(record=record, payload=payload)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from schema.events import TenderV1
+from schema.events import Envelope, TenderV1
 from schema.redis_keys import TEAM_TOP_INPUTS, TEAM_TOP_TENDERS
 from schema.settings import Settings
 from sinks.errors import PermanentSinkError
@@ -24,7 +24,7 @@ from streams.agents.readiness import ReadinessHandler
 from streams.batch import Incoming
 from streams.context import WorkerContext
 from streams.readiness.scoring import rules_version
-from streams.records import Event, EventRecord, decode
+from streams.records import Event, decode
 from tests.integration.store_faults import (
     FaultPlan,
     LostUpdateMongo,
@@ -143,7 +143,7 @@ def _unchecked_tender(seq: int, tender_id: int, **kw: Any) -> Incoming:
     fields = _tender(tender_id, **kw)
     payload = TenderV1.model_construct(**{k: v for k, v in fields.items() if k != "closing_at"})
     object.__setattr__(payload, "closing_at", dt.datetime.fromisoformat(fields["closing_at"]))
-    record = EventRecord(
+    record = Envelope(
         event_id=seq,
         event_type="tender.created",
         aggregate_type="tender",
