@@ -8,11 +8,13 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
-from pymongo.errors import CollectionInvalid
+from pymongo.errors import CollectionInvalid, OperationFailure
 
 from schema.settings import Settings
 
 log = logging.getLogger(__name__)
+
+NAMESPACE_EXISTS = 48  # the server error of a create whose collection exists
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,12 @@ def ensure_collections(db: Database[dict[str, Any]], settings: Settings) -> list
                 created.append(spec.name)
                 log.info("created MongoDB collection %s", spec.name)
             except CollectionInvalid:
+                log.info("collection %s was created concurrently", spec.name)
+            except OperationFailure as exc:
+                # Created by another process between pymongo's existence check and the create (workers started
+                # together): the server's NamespaceExists.
+                if exc.code != NAMESPACE_EXISTS:
+                    raise
                 log.info("collection %s was created concurrently", spec.name)
         coll = db[spec.name]
         for index in spec.indexes:

@@ -41,6 +41,19 @@ def test_collections_are_created_with_unique_indexes(
         scores.insert_one({"team_id": 1, "tender_id": 1, "score": 70})
 
 
+def test_collections_created_by_another_worker_meanwhile_are_not_an_error(
+    scratch_mongo_db: Database[dict[str, Any]], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers started together race to create the collections: one lists none, another creates them, and the
+    first one's create then meets NamespaceExists from the server (seen as a worker crash at start-up)."""
+    ensure_collections(scratch_mongo_db, settings)
+    # Both of pymongo's listings (ours, and create_collection's own check) answer before the other worker's create.
+    for listing in ("list_collection_names", "_list_collection_names"):
+        monkeypatch.setattr(type(scratch_mongo_db), listing, lambda self, *a, **kw: [])
+    assert ensure_collections(scratch_mongo_db, settings) == []
+    assert scratch_mongo_db["user_activity_logs"].options()["capped"] is True
+
+
 def test_live_collections_exist(mongo: MongoClient[dict[str, Any]], settings: Settings) -> None:
     names = set(mongo[settings.mongo_db].list_collection_names())
     assert {c.name for c in COLLECTIONS} <= names
