@@ -555,6 +555,83 @@ def throughput(
         leftovers.clean()
 
 
+def scaling(
+    settings: Settings,
+    agent: str,
+    records: list[Record],
+    workers: Sequence[int],
+    batch_size: int,
+    verify: Callable[[BenchPipelineEnv], str],
+    as_of: str | None,
+) -> None:
+    """N workers in one consumer group: all started and assigned first, then the backlog is produced; the rate is
+    the group's, from its first processed event to its last (so a worker joining late is not counted as speed)."""
+    services = stack_pids()
+    aggregate = "activity" if agent == "activity_logs" else "tender"
+    for n in workers:
+        uid = uuid.uuid4().hex[:10]
+        renv = BenchRelayEnv(uid, settings)
+        leftovers = Leftovers(settings, topic_prefixes=[renv.prefix])
+        procs: list[WorkerProcess] = []
+        try:
+            asyncio.run(create_topics(renv.test_settings()))
+            topics = TopicNames.from_settings(renv.test_settings())
+            routed = [dataclasses.replace(r, topic=topics.data[aggregate]) for r in records]
+            penv = BenchPipelineEnv(renv, as_of=as_of, run=f"{agent[:3]}x{n}")
+            leftovers.add_run(penv)
+            for _ in range(n):
+                worker = WorkerProcess(penv, "--agents", agent, TENDERHUB_WORKER_BATCH_MAX=str(batch_size))
+                leftovers.logs.append(worker.log_path)
+                procs.append(worker.start())
+            for worker in procs:
+                worker.wait_ready(120)
+            time.sleep(5)  # the last join's rebalance settles before the backlog arrives
+            fill = produce(settings.kafka_bootstrap, routed, f"bench-producer-{uid}")
+            producer = threading.Thread(target=asyncio.run, args=(fill,))
+            producer.start()
+            started = time.monotonic()
+            first: tuple[float, int, float, dict[str, float]] | None = None
+            cpu = 0.0
+            while True:
+                if time.monotonic() - started > 900:
+                    raise TimeoutError(f"{agent} x{n}: not drained in 900 s")
+                try:
+                    stats = [w.stats().get(agent) or {} for w in procs]
+                except OSError:
+                    time.sleep(0.05)
+                    continue
+                now, events = time.monotonic(), sum(int(st.get("events", 0)) for st in stats)
+                cpu = sum(cpu_seconds(w.proc.pid) for w in procs if w.proc is not None)
+                if events > 0 and first is None:
+                    first = (now, events, cpu, services_cpu(services))
+                if events >= len(routed):
+                    break
+                time.sleep(0.05)
+            producer.join()
+            assert first is not None
+            t0, e0, c0, s0 = first
+            wall = max(now - t0, 1e-9)
+            s1 = services_cpu(services)
+            check = verify(penv)
+            dead = sum(int(st.get("dead_letters", 0)) for st in stats)
+            if dead:
+                raise RuntimeError(f"{dead} events went to the DLQ: no rate reported")
+            share = "/".join(f"{int(st.get('events', 0)):,}" for st in stats)
+            busy = ", ".join(f"{k} {(s1[k] - s0[k]) / wall * 100:.0f}%" for k in sorted(s1) if k in s0)
+            print(
+                f"    {n} worker{'s' if n > 1 else ' '}: {(events - e0) / wall:>7,.0f} events/s ({events:,} events "
+                f"in {wall:.1f} s; per worker {share}) | workers' CPU {(cpu - c0) / wall * 100:.0f}% of a core in "
+                f"all | services: {busy}"
+            )
+            print(f"      check: {check}")
+            for worker in procs:
+                worker.terminate()
+        finally:
+            for worker in procs:
+                worker.stop_quietly()
+            leftovers.clean()
+
+
 # -- latency -------------------------------------------------------------------------------------------------------
 
 
@@ -961,13 +1038,51 @@ def main() -> None:
         help="rows per transaction of the latency runs (the source commits ~1,000-2,700 single-row transactions/s "
         "here, so 5,000 rows/s needs several rows per commit)",
     )
+    parser.add_argument(
+        "--workers",
+        default="",
+        help="worker counts for a scaling curve, e.g. 1,2,3 (one consumer group; first batch size; skips the "
+        "single-worker throughput runs)",
+    )
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
     settings = load_settings()
     sizes = [int(s) for s in args.batch_sizes.split(",") if s.strip()]
     print(f"start: {load_text()}")
-    if not args.skip_throughput:
+    curve = [int(n) for n in args.workers.split(",") if n.strip()]
+    if curve:
+        print(f"scaling (N workers in one group, started first; batch {sizes[0]}; backlog produced once all ready):")
+        topics = TopicNames.from_settings(settings)
+        activity = activity_records(topics, args.activity)
+        print(f"  activity_logs: {len(activity):,} events")
+        scaling(
+            settings,
+            "activity_logs",
+            activity,
+            curve,
+            sizes[0],
+            lambda p: verify_activity(settings, p, len(activity)),
+            None,
+        )
+        del activity
+        events = spend_envelopes(args.spend, args.tenders)
+        tender_records = [
+            relay_record(topics, n + 1, event_type, "tender", tender, payload)
+            for n, (event_type, tender, payload) in enumerate(events)
+        ]
+        expected = expected_spend(tender_records, dt.date.fromisoformat(SPEND_AS_OF), settings.spend_window_days)
+        print(f"  spend: {len(tender_records):,} tender events over {expected[2]:,} tenders")
+        scaling(
+            settings,
+            "spend",
+            tender_records,
+            curve,
+            sizes[0],
+            lambda p: verify_spend(settings, p, expected),
+            SPEND_AS_OF,
+        )
+    elif not args.skip_throughput:
         print("worker throughput (one worker process, backlog already in Kafka, rate from the first batch on):")
         topics = TopicNames.from_settings(settings)
         activity = activity_records(topics, args.activity)
