@@ -773,6 +773,7 @@ async def _arrivals(args: dict[str, Any], conn: Connection) -> None:
         auto_offset_reset="latest",
         enable_auto_commit=False,
         group_id=None,
+        fetch_max_wait_ms=10,  # a held read_committed fetch is not relay latency (see the workers' fetch wait)
     )
     await consumer.start()
     arrived: dict[int, float] = {}
