@@ -89,7 +89,7 @@ class BinlogSource:
         heartbeat_s: float,
         mariadb: bool = True,
         domain: int = 0,
-        max_pending: int = 5000,
+        max_pending: int = 2000,
     ) -> None:
         self.mariadb = mariadb
         self.dsn = dsn
@@ -153,9 +153,10 @@ class BinlogSource:
             self._thread.join(timeout)
 
     def _put(self, item: Item) -> bool:
-        # Back-pressure: Kafka is slower than the binlog right now. 5,000 rows keep the relay and its decoder process
-        # near full speed (bench/relay_bench.py: 29-30k rows/s at 2,000, 5,000 or 20,000) at about 157 MB RSS in all
-        # instead of 233 MB with 20,000; a transaction larger than the buffer streams through it.
+        # Back-pressure: Kafka is slower than the binlog right now. The relay and its decoder process each hold this
+        # many rows: with ~1 KB rows (bench/debezium_bench.py, 200,000 rows in 1,000-row transactions) 2,000 keep the
+        # two at 165 MB RSS in all and 20.9-21.9k rows/s, 5,000 at 203-208 MB and 22.5-23.2k, 20,000 past 230 MB. A
+        # transaction larger than the buffer streams through it.
         while len(self._buf) >= self.max_pending:
             if self._stop.is_set():
                 return False
