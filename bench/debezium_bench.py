@@ -46,9 +46,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.probes import measuring_consumer
 from cdc.outbox import make_engine, write_events
 from schema.settings import Settings, StackSettings, load_settings
 from tenderhub.stack import child_pids, rss_mb
@@ -134,15 +134,7 @@ def warm_up_row(engine: sa.Engine, tag: str) -> int:
 
 
 async def _count(bootstrap: str, topics: list[str], id_header: str, conn: Connection) -> None:
-    consumer = AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-        fetch_max_wait_ms=10,
-    )
+    consumer = measuring_consumer(bootstrap, *topics, from_start=True)
     await consumer.start()
     try:
         conn.send("ready")

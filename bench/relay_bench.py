@@ -21,8 +21,8 @@ import uuid
 from multiprocessing.connection import Connection
 
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer
 
+from bench.probes import measuring_consumer
 from cdc.outbox import make_engine, write_event, write_events
 from schema.settings import Settings, load_settings
 from tenderhub.stack import rss_mb
@@ -115,17 +115,7 @@ def throughput(settings: Settings, engine: sa.Engine, rows: int, txn_size: int, 
 
 
 async def _consume_latency(bootstrap: str, topic: str, expect: int, timeout: float, conn: Connection) -> None:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        auto_offset_reset="latest",
-        enable_auto_commit=False,
-        group_id=None,
-        # The broker may hold a read_committed fetch to its deadline even after the relay's commit (seen with the
-        # workers' 1,500 ms): a short wait keeps that out of what is measured.
-        fetch_max_wait_ms=10,
-    )
+    consumer = measuring_consumer(bootstrap, topic)
     await consumer.start()
     out: list[tuple[int, float, float]] = []  # (event id, received, created_at) as Unix times
     try:

@@ -40,7 +40,7 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from multiprocessing.connection import Connection
@@ -49,11 +49,12 @@ from typing import Any
 
 import redis
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import DeleteGroupsRequest
 from pymongo import MongoClient
 
+from bench.probes import measuring_consumer
 from cdc.envelope import OutboxRow, Record, to_record
 from cdc.outbox import encode_payload, make_engine, write_event, write_events
 from cdc.position import source_seq
@@ -766,15 +767,7 @@ def _poll_spend(args: dict[str, Any], commits: Any, conn: Connection) -> None:
 
 async def _arrivals(args: dict[str, Any], conn: Connection) -> None:
     """When each bench event reaches a read_committed consumer of its topic (what the worker can first see)."""
-    consumer = AIOKafkaConsumer(
-        args["topic"],
-        bootstrap_servers=args["bootstrap"],
-        isolation_level="read_committed",
-        auto_offset_reset="latest",
-        enable_auto_commit=False,
-        group_id=None,
-        fetch_max_wait_ms=10,  # a held read_committed fetch is not relay latency (see the workers' fetch wait)
-    )
+    consumer = measuring_consumer(args["bootstrap"], args["topic"])
     await consumer.start()
     arrived: dict[int, float] = {}
     try:
@@ -1021,6 +1014,30 @@ def latency(settings: Settings, rate: int, seconds: int, writers: int, per_commi
         leftovers.clean()
 
 
+Backlog = tuple[str, list[Record], Callable[[BenchPipelineEnv], str], str | None]
+
+
+def backlogs(settings: Settings, args: argparse.Namespace) -> Iterator[Backlog]:
+    """Each agent's pre-filled events with the check of its stores, built one at a time (the activity records are
+    dropped before the spend ones are made)."""
+    topics = TopicNames.from_settings(settings)
+    activity = activity_records(topics, args.activity)
+    count = len(activity)
+    yield "activity_logs", activity, lambda penv: verify_activity(settings, penv, count), None
+    del activity
+    events = spend_envelopes(args.spend, args.tenders)
+    tender_records = [
+        relay_record(topics, n + 1, event_type, "tender", tender, payload)
+        for n, (event_type, tender, payload) in enumerate(events)
+    ]
+    expected = expected_spend(tender_records, dt.date.fromisoformat(SPEND_AS_OF), settings.spend_window_days)
+    print(
+        f"  spend: {len(tender_records):,} tender events over {expected[2]:,} real eTenders tenders, as of "
+        f"{SPEND_AS_OF}"
+    )
+    yield "spend", tender_records, lambda penv: verify_spend(settings, penv, expected), SPEND_AS_OF
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--activity", type=int, default=100_000, help="user.activity events pre-filled")
@@ -1054,66 +1071,15 @@ def main() -> None:
     curve = [int(n) for n in args.workers.split(",") if n.strip()]
     if curve:
         print(f"scaling (N workers in one group, started first; batch {sizes[0]}; backlog produced once all ready):")
-        topics = TopicNames.from_settings(settings)
-        activity = activity_records(topics, args.activity)
-        print(f"  activity_logs: {len(activity):,} events")
-        scaling(
-            settings,
-            "activity_logs",
-            activity,
-            curve,
-            sizes[0],
-            lambda p: verify_activity(settings, p, len(activity)),
-            None,
-        )
-        del activity
-        events = spend_envelopes(args.spend, args.tenders)
-        tender_records = [
-            relay_record(topics, n + 1, event_type, "tender", tender, payload)
-            for n, (event_type, tender, payload) in enumerate(events)
-        ]
-        expected = expected_spend(tender_records, dt.date.fromisoformat(SPEND_AS_OF), settings.spend_window_days)
-        print(f"  spend: {len(tender_records):,} tender events over {expected[2]:,} tenders")
-        scaling(
-            settings,
-            "spend",
-            tender_records,
-            curve,
-            sizes[0],
-            lambda p: verify_spend(settings, p, expected),
-            SPEND_AS_OF,
-        )
     elif not args.skip_throughput:
         print("worker throughput (one worker process, backlog already in Kafka, rate from the first batch on):")
-        topics = TopicNames.from_settings(settings)
-        activity = activity_records(topics, args.activity)
-        throughput(
-            settings,
-            "activity_logs",
-            activity,
-            sizes,
-            lambda penv: verify_activity(settings, penv, len(activity)),
-            None,
-        )
-        del activity
-        events = spend_envelopes(args.spend, args.tenders)
-        tender_records = [
-            relay_record(topics, n + 1, event_type, "tender", tender, payload)
-            for n, (event_type, tender, payload) in enumerate(events)
-        ]
-        expected = expected_spend(tender_records, dt.date.fromisoformat(SPEND_AS_OF), settings.spend_window_days)
-        print(
-            f"  spend: {len(tender_records):,} tender events over {expected[2]:,} real eTenders tenders, as of "
-            f"{SPEND_AS_OF}"
-        )
-        throughput(
-            settings,
-            "spend",
-            tender_records,
-            sizes,
-            lambda penv: verify_spend(settings, penv, expected),
-            SPEND_AS_OF,
-        )
+    if curve or not args.skip_throughput:
+        for agent, records, verify, as_of in backlogs(settings, args):
+            if curve:
+                scaling(settings, agent, records, curve, sizes[0], verify, as_of)
+            else:
+                throughput(settings, agent, records, sizes, verify, as_of)
+            del records  # before the next agent's backlog is built
     if not args.skip_latency:
         print(
             f"latency (relay + one worker per agent; {args.rate:,} rows/s in {args.per_commit}-row commits from "

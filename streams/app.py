@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -46,7 +46,7 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # then pauses up to the whole wait (bench/worker_bench.py saw 1.4-1.5 s pauses at 1,000 events/s).
         if not isinstance(getattr(consumer, "_fetch_max_wait_ms", None), int):
             raise RuntimeError("aiokafka consumer has no _fetch_max_wait_ms: cannot bound the fetch wait")
-        consumer._fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms", TenderhubApp.DEFAULT_FETCH_MAX_WAIT_MS)
+        consumer._fetch_max_wait_ms = cast(TenderhubApp, self.app).fetch_max_wait_ms
         return consumer
 
 
@@ -85,12 +85,10 @@ class ReadCommittedTransport(faust_aiokafka.Transport):
 
 
 class TenderhubApp(faust.App):
-    DEFAULT_FETCH_MAX_WAIT_MS = 100
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fetch_max_wait_ms: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.closers: list[Callable[[], Awaitable[None]]] = []
-        self.fetch_max_wait_ms = self.DEFAULT_FETCH_MAX_WAIT_MS  # build_pipeline sets it from the settings
+        self.fetch_max_wait_ms = fetch_max_wait_ms
 
     def _new_transport(self) -> Any:
         return ReadCommittedTransport(self.conf.broker_consumer, self)
@@ -180,8 +178,8 @@ def build_pipeline(
         # Faust makes a data folder even for in-memory tables; under the temp folder, not the working directory.
         datadir=str(Path(tempfile.gettempdir()) / "tenderhub-faust-{conf.name}"),
         loghandlers=[],
+        fetch_max_wait_ms=settings.worker_fetch_max_wait_ms,
     )
-    app.fetch_max_wait_ms = settings.worker_fetch_max_wait_ms
     names = ctx.topics
     dlq = FaustDeadLetters(app.topic(names.dlq, key_type=bytes, value_type=bytes))
 
