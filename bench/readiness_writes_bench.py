@@ -5,6 +5,7 @@ asserts nothing.
 
     .venv/bin/python -m bench.readiness_writes_bench              # ~4 minutes on 2 cores with FerretDB
     .venv/bin/python -m bench.readiness_writes_bench --runs 2 --teams 500 --tenders 2000 --update-sample 0
+    .venv/bin/python -m bench.readiness_writes_bench --cases ii --update-sample 0   # one case; every update written
 
 Facts come from the real eTenders releases (tenderhub.loader.tender_row -> the tender event's payload ->
 fold_tender_facts, as the agent stores them) and from companies generated like bench.readiness_bench's (fixed
@@ -14,9 +15,12 @@ Before the timed cases, every team's top list is computed against every open ten
 worker; also what the handler does for a team whose list expired, TTL 1 h), and that scoring is timed. Then each
 case runs `--runs` times: the first writes new score documents (inserts), the later ones newer versions of the same
 documents (updates). FerretDB 1.24 writes an update to an existing document in one command per document, and
-each costs in proportion to the documents stored before it: update runs write an evenly spaced sample of each
-batch (`--update-sample`, default 100) and extrapolate MongoDB's time to the whole batch (marked "~"; checked
-against full runs at 100 teams x 500 tenders: 45.7 s extrapolated vs 47.0 s written in full).
+each costs in proportion to the size of the collection (SQLite backend: the documents stored before it, decoded
+in FerretDB; PostgreSQL backend: a sequential scan in SQL, 20-30x cheaper): update runs write an evenly spaced
+sample of each batch (`--update-sample`, default 100) and extrapolate MongoDB's time to the whole batch (marked "~";
+checked against full runs at 100 teams x 500 tenders: 45.7 s extrapolated vs 47.0 s written in full). On the
+PostgreSQL backend `--update-sample 0` writes every document in a few minutes. The backend is printed (told by
+FerretDB's explain).
 
 Needs the stack (`tenderhub stack up`). Uses its own MongoDB database and Redis key prefix, removed at the end
 (also on Ctrl-C).
@@ -39,6 +43,7 @@ from typing import Any
 
 import redis
 from pymongo import MongoClient
+from pymongo.database import Database
 
 from bench.readiness_bench import company_payloads
 from cdc.outbox import encode_payload
@@ -89,7 +94,7 @@ class TimedMongoSink(MongoSink):
     """Times `upsert_versioned`; with `sample` set, writes only `sample` documents of each batch, evenly spaced
     through it (the rest are counted, not written).
 
-    Why sample: FerretDB 1.24 (SQLite) runs the guarded update `{team_id, tender_id, tender_seq: {$lte}}` by
+    Why sample: FerretDB 1.24 on SQLite runs the guarded update `{team_id, tender_id, tender_seq: {$lte}}` by
     decoding the collection in storage order until the first match, so an update costs in proportion to how many
     documents were stored before its own. A full update run of one team against 5,000 tenders would keep the
     shared FerretDB busy for the better part of an hour. Evenly spaced samples cover the batch's spread of
@@ -347,7 +352,9 @@ def count_docs(settings: Settings) -> int:
         client.close()
 
 
-async def run(settings: Settings, n_tenders: int, n_teams: int, runs: int, update_sample: int) -> None:
+async def run(
+    settings: Settings, n_tenders: int, n_teams: int, runs: int, update_sample: int, cases: Sequence[str]
+) -> None:
     clock = Clock()
     policy = WorkerContext(settings).retry_policy
     sink = TimedMongoSink(clock, settings.mongo_url.get_secret_value(), settings.mongo_db, retry_policy=policy)
@@ -387,38 +394,65 @@ async def run(settings: Settings, n_tenders: int, n_teams: int, runs: int, updat
             + (" (a tender event eligible for one of those rescores it against every open tender)" if empty else "")
         )
 
-        print(f"(i) one new tender ({new_id}) rescored for {n_teams:,} teams (top lists filled)")
-        for r in range(1, runs + 1):
-            before = count_docs(settings)
-            # Later runs: the tender updated with the same content, a newer version of every score document.
-            ids = await bench.put_tenders({new_id: new_payload}, "tender.created" if r == 1 else "tender.updated")
-            sink.sample = update_sample if r > 1 and update_sample else None
-            result = await bench.rescore(ids, {})
-            sink.sample = None
-            kind = "inserts" if r == 1 else "updates"
-            print(result.line(f"run {r} ({kind}, collection held {before:,})"))
-        fan_out = await pure_scores(bench, [new_id], sorted(companies), as_of)
-        print(f"    score() alone for the {n_teams:,} teams: {fan_out * 1000:.0f} ms (median of 3)")
-
-        team = min(companies)
-        opened = [t for t, p in bench.tender_payloads.items() if is_open({"closing_at": p["closing_at"]}, as_of)]
-        print(f"(ii) one team ({team}) rescored against {len(opened):,} open tenders of {len(bench.tender_payloads):,}")
-        for r in range(1, runs + 1):
-            before = count_docs(settings)
-            profile = bench.company_payloads[team]
-            if r > 1:
-                # A real profile change: one more year of experience (the score may or may not move).
-                profile = profile | {"experience_years": (profile.get("experience_years") or 0) + 1}
-            ids = await bench.put_companies({team: profile})
-            sink.sample = update_sample if r > 1 and update_sample else None
-            result = await bench.rescore({}, ids)
-            sink.sample = None
-            kind = "mostly inserts" if r == 1 else "updates"
-            print(result.line(f"run {r} ({kind}, collection held {before:,})"))
-        sweep = await pure_scores(bench, opened, [team], as_of)
-        print(f"    score() alone for the {len(opened):,} tenders: {sweep * 1000:.0f} ms (median of 3)")
+        if "i" in cases:
+            await new_tender_case(bench, settings, new_id, new_payload, companies, runs, update_sample)
+        if "ii" in cases:
+            await company_case(bench, settings, companies, runs, update_sample)
     finally:
         await ctx.aclose()
+
+
+async def new_tender_case(
+    bench: Bench,
+    settings: Settings,
+    new_id: int,
+    new_payload: dict[str, Any],
+    companies: Mapping[int, dict[str, Any]],
+    runs: int,
+    update_sample: int,
+) -> None:
+    sink, as_of, n_teams = bench.sink, bench.handler.as_of(), len(companies)
+    print(f"(i) one new tender ({new_id}) rescored for {n_teams:,} teams (top lists filled)")
+    for r in range(1, runs + 1):
+        before = count_docs(settings)
+        # Later runs: the tender updated with the same content, a newer version of every score document.
+        ids = await bench.put_tenders({new_id: new_payload}, "tender.created" if r == 1 else "tender.updated")
+        sink.sample = update_sample if r > 1 and update_sample else None
+        result = await bench.rescore(ids, {})
+        sink.sample = None
+        kind = "inserts" if r == 1 else "updates"
+        print(result.line(f"run {r} ({kind}, collection held {before:,})"))
+    fan_out = await pure_scores(bench, [new_id], sorted(companies), as_of)
+    print(f"    score() alone for the {n_teams:,} teams: {fan_out * 1000:.0f} ms (median of 3)")
+
+
+async def company_case(
+    bench: Bench, settings: Settings, companies: Mapping[int, dict[str, Any]], runs: int, update_sample: int
+) -> None:
+    sink, as_of = bench.sink, bench.handler.as_of()
+    team = min(companies)
+    opened = [t for t, p in bench.tender_payloads.items() if is_open({"closing_at": p["closing_at"]}, as_of)]
+    print(f"(ii) one team ({team}) rescored against {len(opened):,} open tenders of {len(bench.tender_payloads):,}")
+    for r in range(1, runs + 1):
+        before = count_docs(settings)
+        profile = bench.company_payloads[team]
+        if r > 1:
+            # A real profile change: one more year of experience (the score may or may not move).
+            profile = profile | {"experience_years": (profile.get("experience_years") or 0) + 1}
+        ids = await bench.put_companies({team: profile})
+        sink.sample = update_sample if r > 1 and update_sample else None
+        result = await bench.rescore({}, ids)
+        sink.sample = None
+        kind = "mostly inserts" if r == 1 else "updates"
+        print(result.line(f"run {r} ({kind}, collection held {before:,})"))
+    sweep = await pure_scores(bench, opened, [team], as_of)
+    print(f"    score() alone for the {len(opened):,} tenders: {sweep * 1000:.0f} ms (median of 3)")
+
+
+def ferretdb_backend(db: Database[dict[str, Any]]) -> str:
+    """FerretDB's storage, told by its explain: PostgreSQL's plan is a document, SQLite's a list of plan lines."""
+    plan = db.command("explain", {"find": READINESS_SCORES.name, "filter": {"team_id": 1}})["queryPlanner"].get("Plan")
+    return "PostgreSQL" if isinstance(plan, dict) else "SQLite" if isinstance(plan, list) else "unknown"
 
 
 def cleanup(settings: Settings) -> None:
@@ -447,7 +481,15 @@ def main() -> None:
         default=100,
         help="update runs write only this many documents per batch and extrapolate MongoDB's time (0 = write all)",
     )
+    parser.add_argument(
+        "--cases",
+        default="i,ii",
+        help="which cases to run: i (a new tender for every team), ii (a team against every open tender)",
+    )
     args = parser.parse_args()
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    if not cases or set(cases) - {"i", "ii"}:
+        parser.error("--cases takes i, ii or i,ii")
     uid = uuid.uuid4().hex[:10]
     settings = load_settings().model_copy(
         update={"mongo_db": f"bench_rw_{uid}", "redis_key_prefix": f"bench:{uid}:", "as_of": AS_OF}
@@ -459,11 +501,16 @@ def main() -> None:
         try:
             ensure_collections(client[settings.mongo_db], settings)
             info = client.admin.command("buildInfo")
+            backend = ferretdb_backend(client[settings.mongo_db]) if info.get("ferretdbVersion") else ""
         finally:
             client.close()
-        server = f"FerretDB {info['ferretdbVersion']}" if info.get("ferretdbVersion") else f"MongoDB {info['version']}"
+        server = (
+            f"FerretDB {info['ferretdbVersion']} ({backend} backend)"
+            if info.get("ferretdbVersion")
+            else f"MongoDB {info['version']}"
+        )
         print(f"stores: {server}, Redis; as of {AS_OF}")
-        asyncio.run(run(settings, args.tenders, args.teams, args.runs, args.update_sample))
+        asyncio.run(run(settings, args.tenders, args.teams, args.runs, args.update_sample, cases))
     finally:
         cleanup(settings)
     one, five, _ = os.getloadavg()

@@ -60,9 +60,20 @@ class StackSettings(_Base):
     kafka_controller_port: int = Field(19093, ge=1024, le=65535, description="Local KRaft controller port.")
     mongo_port: int = Field(37017, ge=1024, le=65535, description="Local FerretDB (MongoDB wire) port.")
     ferretdb_debug_port: int = Field(38088, ge=1024, le=65535, description="FerretDB debug/metrics port.")
+    ferretdb_backend: Literal["postgresql", "sqlite"] = Field(
+        "postgresql",
+        description="FerretDB's storage: 'postgresql' (a private PostgreSQL of the stack) or 'sqlite' (files; guarded "
+        "updates of readiness scores 20-30x slower, see bench/README.md). Switching needs `stack down` first.",
+    )
+    postgresql_port: int = Field(
+        15432,
+        ge=1024,
+        le=65535,
+        description="Local PostgreSQL port (FerretDB's storage when its backend is postgresql).",
+    )
     redis_port: int = Field(16379, ge=1024, le=65535, description="Local Redis port.")
     kafka_version: str = Field("4.1.1", description="Apache Kafka version fetched from Maven Central.")
-    ferretdb_version: str = Field("v1.24.2", description="FerretDB version built with `go install`.")
+    ferretdb_version: str = Field("v1.24.2", description="FerretDB version built from its Go module source.")
     kafka_heap: str = Field("768m", description="Kafka JVM heap (-Xmx).")
     health_timeout_s: float = Field(90.0, gt=0, description="Seconds `stack up` waits for each service.")
     ferretdb_capped_cleanup_s: int = Field(

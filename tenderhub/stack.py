@@ -1,4 +1,5 @@
-"""The local stack provisioner: installs, starts, checks and stops MariaDB, Kafka, FerretDB and Redis.
+"""The local stack provisioner: installs, starts, checks and stops MariaDB, Kafka, FerretDB (on a private PostgreSQL,
+or on SQLite files) and Redis.
 
 Every service binds to 127.0.0.1 on a non-default port and keeps its data, log and PID file under one folder
 (`TENDERHUB_STACK_DIR`, default `.stack/`). Downloads (Kafka jars, the FerretDB build) are cached machine-wide in
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -24,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from schema.settings import ENV_PREFIX, StackSettings
@@ -38,8 +42,11 @@ SECRET_NAMES = (
     "mysql_relay_password",
     "mysql_reader_password",
     "redis_password",
+    "postgresql_ferretdb_password",
 )
 DATABASE = "tenderhub"
+# FerretDB's PostgreSQL role and database: the role owns that one database and nothing else.
+FERRETDB_ROLE = FERRETDB_DATABASE = "ferretdb"
 
 
 class StackError(Exception):
@@ -146,6 +153,10 @@ class Service:
         self.pid_path = stack.root / f"{self.name}.pid"
 
     port: int = 0
+    # Stopped with this signal (then SIGKILL after the timeout).
+    stop_signal = signal.SIGTERM
+    # `up` waits for this service to be healthy (and runs its after_start) before starting the services after it.
+    gate = False
 
     def ensure_installed(self) -> None:
         raise NotImplementedError
@@ -162,6 +173,18 @@ class Service:
 
     def after_start(self) -> None:
         """Runs once the service is healthy, on every `up` (must be idempotent)."""
+
+    @property
+    def workdir(self) -> Path:
+        """The folder the service's process runs in."""
+        return self.dir
+
+    def purge(self) -> None:
+        """Removes what the service keeps outside the stack's folder (`down --purge`; the folder goes too)."""
+
+    def popen_options(self) -> dict[str, Any]:
+        """Extra subprocess.Popen arguments of the service's process (another OS user, secrets in its environment)."""
+        return {}
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -202,8 +225,9 @@ class Service:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                cwd=self.dir,
+                cwd=self.workdir,
                 start_new_session=True,
+                **self.popen_options(),
             )
         started = _proc_start_time(proc.pid)
         self.pid_path.write_text(f"{proc.pid} {started}\n")
@@ -239,7 +263,7 @@ class Service:
             self.pid_path.unlink(missing_ok=True)
             return False
         log.info("%s: stopping pid %d", self.name, pid)
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, self.stop_signal)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.running_pid() is not None:
             _reap(pid)
@@ -529,6 +553,218 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
+def scram_sha256_verifier(password: str, salt: bytes | None = None, iterations: int = 4096) -> str:
+    """The form PostgreSQL stores a SCRAM-SHA-256 password in (what libpq's PQencryptPasswordConn makes): setting
+    the role's password to it means neither the server nor its logs ever see the password itself."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def postgresql_bin_dir() -> Path | None:
+    """Debian keeps each major version's server programs in /usr/lib/postgresql/<major>/bin: the newest one."""
+    found = [p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/postgres") if p.parent.parent.name.isdigit()]
+    if found:
+        return max(found, key=lambda p: int(p.parent.name))
+    on_path = shutil.which("postgres")
+    return Path(on_path).parent if on_path else None
+
+
+def stop_package_clusters(service: str) -> None:
+    """Debian's postgresql package creates a system cluster on port 5432 and starts it where services may start.
+    The stack never uses it: stop it and leave it to manual start, so no second server keeps running."""
+    if not shutil.which("pg_lsclusters"):
+        return
+    for line in _run(["pg_lsclusters", "--no-header"], service, timeout=30).splitlines():
+        version, cluster, _port, state = line.split()[:4]
+        if state.startswith("online"):
+            log.info("%s: stopping the package's cluster %s/%s", service, version, cluster)
+            _run(["pg_ctlcluster", version, cluster, "stop"], service, timeout=60)
+        start_conf = Path("/etc/postgresql") / version / cluster / "start.conf"
+        if start_conf.exists():
+            start_conf.write_text("manual\n")
+
+
+class PostgreSQL(Service):
+    """A private PostgreSQL cluster that only FerretDB uses (when its backend is postgresql).
+
+    Its OS user (the `postgres` user of the Debian package when the stack runs as root, since PostgreSQL refuses to
+    run as root; the caller otherwise) administers it through the socket in `run/` (mode 0700): peer
+    authentication, no password. FerretDB's role logs in over TCP on the stack's address with a SCRAM password and
+    owns only its own database; every other connection is refused (pg_hba.conf)."""
+
+    name = "postgresql"
+    gate = True  # FerretDB connects to it: its role and database must exist first
+    stop_signal = signal.SIGINT  # "fast" shutdown; SIGTERM ("smart") would wait for every client to disconnect
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__(stack)
+        self.port = self.cfg.postgresql_port
+
+    @property
+    def os_user(self) -> str:
+        return "postgres" if os.geteuid() == 0 else _os_user()
+
+    @property
+    def home(self) -> Path:
+        """The folder of the cluster's data and socket: the service's folder in the stack, or, when the stack runs as
+        root, one folder per stack in the `postgres` user's home. The server then runs as that user, which cannot be
+        assumed to reach the stack's folder (a clone in a `mktemp -d` folder sits under mode 0700)."""
+        if os.geteuid() != 0:
+            return self.dir
+        import pwd
+
+        digest = hashlib.sha256(str(self.stack.root).encode()).hexdigest()[:16]
+        return Path(pwd.getpwnam(self.os_user).pw_dir) / "tenderhub" / digest
+
+    @property
+    def datadir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def workdir(self) -> Path:
+        return self.home
+
+    def purge(self) -> None:
+        if self.home != self.dir and self.home.exists():
+            shutil.rmtree(self.home)
+
+    def _as_os_user(self) -> dict[str, Any]:
+        if os.geteuid() != 0:
+            return {}
+        import pwd
+
+        entry = pwd.getpwnam(self.os_user)
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+    def _bin(self, program: str) -> str:
+        found = postgresql_bin_dir()
+        if found is None:
+            raise StackError(self.name, "PostgreSQL is not installed (Debian package postgresql)")
+        return str(found / program)
+
+    def ensure_installed(self) -> None:
+        if postgresql_bin_dir() is not None:
+            return
+        apt_install(self.name, ["postgresql"])
+        stop_package_clusters(self.name)
+
+    def initialise(self) -> None:
+        owner = self._as_os_user()
+        for folder in (self.home.parent, self.home, self.run_dir):
+            if folder == self.home.parent and self.home == self.dir:
+                continue  # the stack's own folder
+            folder.mkdir(parents=True, exist_ok=True)
+            folder.chmod(0o700)
+            if owner:
+                os.chown(folder, owner["user"], owner["group"])
+        if owner and subprocess.run(["test", "-w", str(self.run_dir)], check=False, **owner).returncode != 0:
+            raise StackError(
+                self.name,
+                f"the server runs as the `{self.os_user}` user, which cannot write {self.run_dir}: check that "
+                f"folder's owner and its parents' modes, or set {ENV_PREFIX}FERRETDB_BACKEND=sqlite",
+            )
+        if not (self.datadir / "PG_VERSION").exists():
+            log.info("postgresql: initialising a private cluster in %s", self.datadir)
+            _run(
+                [
+                    self._bin("initdb"),
+                    f"--pgdata={self.datadir}",
+                    f"--username={self.os_user}",
+                    "--auth-local=peer",
+                    "--auth-host=reject",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-instructions",
+                ],
+                self.name,
+                timeout=120,
+                cwd=self.home,
+                **owner,
+            )
+        host = "127.0.0.1" if self.cfg.stack_host == "localhost" else self.cfg.stack_host
+        hba = self.datadir / "pg_hba.conf"
+        hba.write_text(
+            "# Written by `tenderhub stack up` on every start; nothing else may connect.\n"
+            f"local all {self.os_user} peer\n"
+            f"host {FERRETDB_DATABASE} {FERRETDB_ROLE} {host}/32 scram-sha-256\n"
+        )
+        if owner:
+            os.chown(hba, owner["user"], owner["group"])
+
+    def command(self) -> list[str]:
+        return [
+            self._bin("postgres"),
+            "-D",
+            str(self.datadir),
+            "-c",
+            f"listen_addresses={self.cfg.stack_host}",
+            "-c",
+            f"port={self.port}",
+            "-c",
+            f"unix_socket_directories={self.run_dir}",
+            "-c",
+            "unix_socket_permissions=0700",
+            "-c",
+            "password_encryption=scram-sha-256",
+            "-c",
+            "shared_buffers=128MB",
+        ]
+
+    def popen_options(self) -> dict[str, Any]:
+        return self._as_os_user()
+
+    def _psql(self, sql: str, database: str = "postgres") -> str:
+        return _run(
+            [
+                self._bin("psql"),
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                f"--host={self.run_dir}",
+                f"--port={self.port}",
+                f"--username={self.os_user}",
+                f"--dbname={database}",
+            ],
+            self.name,
+            timeout=30,
+            input=sql,
+            cwd=self.home,
+            **self._as_os_user(),
+        )
+
+    def check_health(self) -> None:
+        if self._psql("SELECT 1;").strip() != "1":
+            raise RuntimeError("SELECT 1 did not answer 1")
+
+    def after_start(self) -> None:
+        # Statements on stdin, the password as a SCRAM verifier: no secret on a command line or in the server's log.
+        verifier = scram_sha256_verifier(self.stack.secrets["postgresql_ferretdb_password"])
+        role, database = FERRETDB_ROLE, FERRETDB_DATABASE
+        self._psql(
+            f"SELECT 'CREATE ROLE {role}' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}')\\gexec\n"
+            f"ALTER ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS "
+            f"PASSWORD '{verifier}';\n"
+            f"SELECT 'CREATE DATABASE {database} OWNER {role}' "
+            f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{database}')\\gexec\n"
+            f"REVOKE ALL ON DATABASE {database} FROM PUBLIC;\n"
+        )
+
+
 class FerretDB(Service):
     name = "ferretdb"
     MODULE = "github.com/FerretDB/FerretDB"
@@ -568,14 +804,40 @@ class FerretDB(Service):
             )
             out.rename(self.binary)
 
+    def start(self) -> bool:
+        running = self.running_backend()
+        if running is not None and running != self.cfg.ferretdb_backend:
+            raise StackError(
+                self.name,
+                f"running on its {running} backend, but {ENV_PREFIX}FERRETDB_BACKEND is {self.cfg.ferretdb_backend}: "
+                "run `tenderhub stack down`, then `up` (the other backend starts empty: `tenderhub rebuild` refills "
+                "the derived stores from MySQL)",
+            )
+        return super().start()
+
+    def running_backend(self) -> str | None:
+        """The handler the running FerretDB was started with (from its command line); None when it is not running."""
+        pid = self.running_pid()
+        if pid is None:
+            return None
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            return None
+        return next((a.split("=", 1)[1] for a in args if a.startswith("--handler=")), None)
+
     def command(self) -> list[str]:
         host = self.cfg.stack_host
-        data = self.dir / "data"
-        data.mkdir(parents=True, exist_ok=True)
+        if self.cfg.ferretdb_backend == "sqlite":
+            data = self.dir / "data"
+            data.mkdir(parents=True, exist_ok=True)
+            backend = ["--handler=sqlite", f"--sqlite-url=file:{data}/"]
+        else:
+            # Its URL carries the role's password: it goes in the environment (popen_options), which `ps` does not show.
+            backend = ["--handler=postgresql"]
         return [
             str(self.binary),
-            "--handler=sqlite",
-            f"--sqlite-url=file:{data}/",
+            *backend,
             f"--listen-addr={host}:{self.port}",
             f"--debug-addr={host}:{self.cfg.ferretdb_debug_port}",
             f"--state-dir={self.dir}",
@@ -584,6 +846,11 @@ class FerretDB(Service):
             f"--test-capped-cleanup-interval={self.cfg.ferretdb_capped_cleanup_s}s",
         ]
 
+    def popen_options(self) -> dict[str, Any]:
+        if self.cfg.ferretdb_backend == "sqlite":
+            return {}
+        return {"env": {**os.environ, "FERRETDB_POSTGRESQL_URL": self.stack.ferretdb_postgresql_url()}}
+
     def check_health(self) -> None:
         from pymongo import MongoClient
 
@@ -591,7 +858,8 @@ class FerretDB(Service):
             self.stack.mongo_url(), serverSelectionTimeoutMS=1500, connectTimeoutMS=1500
         )
         try:
-            client.admin.command("ping")
+            # `ping` answers without the storage; listing databases needs it (e.g. the PostgreSQL login).
+            client.admin.command("listDatabases", nameOnly=True)
         finally:
             client.close()
 
@@ -643,14 +911,17 @@ class Redis(Service):
 
 
 class Stack:
-    """The four services, their shared secrets and the env file the rest of tenderhub reads."""
+    """The services, their shared secrets and the env file the rest of tenderhub reads."""
 
-    SERVICE_TYPES: tuple[type[Service], ...] = (MariaDB, Kafka, FerretDB, Redis)
+    # In start order (`down` stops in reverse): PostgreSQL before the FerretDB that stores in it.
+    SERVICE_TYPES: tuple[type[Service], ...] = (MariaDB, Kafka, PostgreSQL, FerretDB, Redis)
 
     def __init__(self, cfg: StackSettings) -> None:
         self.cfg = cfg
         self.root = cfg.stack_dir.resolve()
-        self.services = [t(self) for t in self.SERVICE_TYPES]
+        self._every = [t(self) for t in self.SERVICE_TYPES]
+        # PostgreSQL only serves FerretDB's postgresql backend.
+        self.services = [s for s in self._every if cfg.ferretdb_backend == "postgresql" or type(s) is not PostgreSQL]
         self._secrets: dict[str, str] | None = None
 
     @property
@@ -678,6 +949,10 @@ class Stack:
 
     def mongo_url(self) -> str:
         return f"mongodb://{self.cfg.stack_host}:{self.cfg.mongo_port}/"
+
+    def ferretdb_postgresql_url(self) -> str:
+        pw = quote(self.secrets["postgresql_ferretdb_password"], safe="")
+        return f"postgres://{FERRETDB_ROLE}:{pw}@{self.cfg.stack_host}:{self.cfg.postgresql_port}/{FERRETDB_DATABASE}"
 
     def redis_url(self) -> str:
         return (
@@ -707,29 +982,43 @@ class Stack:
         self.root.mkdir(parents=True, exist_ok=True)
         for svc in self.services:
             svc.ensure_installed()
-        started = []
+        started: list[Service] = []
+        ready: list[Service] = []
+
+        def make_ready(svc: Service) -> None:
+            svc.wait_healthy(self.cfg.health_timeout_s)
+            svc.after_start()
+            ready.append(svc)
+            if svc in started:
+                progress(f"{svc.name}: healthy on {self.cfg.stack_host}:{svc.port} (pid {svc.running_pid()})")
+
         for svc in self.services:
             if svc.start():
                 started.append(svc)
             else:
                 progress(f"{svc.name}: already running (pid {svc.running_pid()})")
+            if svc.gate:
+                make_ready(svc)
         for svc in self.services:
-            svc.wait_healthy(self.cfg.health_timeout_s)
-            svc.after_start()
-            if svc in started:
-                progress(f"{svc.name}: healthy on {self.cfg.stack_host}:{svc.port} (pid {svc.running_pid()})")
+            if svc not in ready:
+                make_ready(svc)
         self.write_env_file()
         progress(f"settings written to {self.env_file}")
 
     def down(self, purge: bool = False, progress: Callable[[str], None] = log.info) -> None:
-        for svc in reversed(self.services):
+        # Every service type, configured or not: a PostgreSQL left from before a switch to SQLite stops too.
+        for svc in reversed(self._every):
             if svc.stop():
                 progress(f"{svc.name}: stopped")
-            else:
+            elif svc in self.services:
                 progress(f"{svc.name}: was not running")
+        if purge:
+            for svc in self._every:
+                svc.purge()
         if purge and self.root.exists():
             shutil.rmtree(self.root)
             progress(f"removed {self.root}")
 
     def status(self) -> list[ServiceStatus]:
-        return [svc.status() for svc in self.services]
+        """The configured services, and any other this stack started that still runs."""
+        return [svc.status() for svc in self._every if svc in self.services or svc.running_pid() is not None]

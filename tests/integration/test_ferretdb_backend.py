@@ -1,0 +1,184 @@
+"""FerretDB on the stack's own PostgreSQL: the backend it really runs on, least privilege, and what a guarded update
+of a score document costs at both ends of a 20,000-document collection (reported, never asserted).
+
+Runs a PostgreSQL and a FerretDB of their own (temporary stack folder, free ports), never the dev stack's.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import statistics
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from bson.son import SON
+from pymongo import ASCENDING, MongoClient
+
+from schema.settings import load_stack_settings
+from tenderhub.stack import FERRETDB_DATABASE, FERRETDB_ROLE, FerretDB, PostgreSQL, Stack, StackError
+
+S = TypeVar("S")
+DOCS = 20_000
+PROBES = 40  # guarded updates timed at each end of the collection
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def pg_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    # pytest's temporary folders are mode 0700: as root, the cluster must live where the `postgres` user can reach.
+    root = tmp_path_factory.mktemp("ferretdb-pg")
+    cfg = load_stack_settings(
+        stack_dir=root / "stack",
+        ferretdb_backend="postgresql",
+        postgresql_port=_free_port(),
+        mongo_port=_free_port(),
+        ferretdb_debug_port=_free_port(),
+    )
+    stack = Stack(cfg)
+    pg, ferretdb = _service(stack, PostgreSQL), _service(stack, FerretDB)
+    try:
+        for svc in (pg, ferretdb):
+            svc.ensure_installed()  # cached FerretDB build, installed PostgreSQL: no network
+            svc.start()
+            svc.wait_healthy(60)
+            svc.after_start()
+        pids = [pg.running_pid(), ferretdb.running_pid()]
+        yield stack
+    finally:
+        stack.down(purge=True)
+    # `down` stopped both (FerretDB first), and --purge removed the cluster's data, wherever it lived, with the rest.
+    assert not any(pid and Path(f"/proc/{pid}").exists() for pid in pids), pids
+    assert not cfg.stack_dir.exists()
+    assert not pg.home.exists(), pg.home
+
+
+def _service(stack: Stack, kind: type[S]) -> S:
+    return next(s for s in stack.services if isinstance(s, kind))
+
+
+def _mongo(stack: Stack) -> MongoClient[dict[str, Any]]:
+    return MongoClient(stack.mongo_url(), serverSelectionTimeoutMS=5000)
+
+
+def test_ferretdb_runs_on_the_stacks_postgresql(pg_stack: Stack) -> None:
+    ferretdb, pg = _service(pg_stack, FerretDB), _service(pg_stack, PostgreSQL)
+    assert [s.name for s in pg_stack.services] == ["mysql", "kafka", "postgresql", "ferretdb", "redis"]
+    assert ferretdb.running_backend() == "postgresql"
+    debug = f"http://{pg_stack.cfg.stack_host}:{pg_stack.cfg.ferretdb_debug_port}/debug/vars"
+    with urllib.request.urlopen(debug, timeout=5) as reply:
+        cmdline = json.load(reply)["cmdline"]
+    assert "--handler=postgresql" in cmdline, cmdline
+    # The role's password reaches FerretDB through its environment, never a command line `ps` shows.
+    password = pg_stack.secrets["postgresql_ferretdb_password"]
+    for svc in (ferretdb, pg):
+        pid = svc.running_pid()
+        assert pid is not None
+        assert password not in Path(f"/proc/{pid}/cmdline").read_text(), svc.name
+    # What a MongoDB client writes lands in FerretDB's tables in the stack's PostgreSQL.
+    db_name = f"t_backend_{uuid.uuid4().hex[:8]}"
+    client = _mongo(pg_stack)
+    try:
+        client[db_name]["probe"].insert_many([{"n": n} for n in range(10)])
+        tables = pg._psql(
+            f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{db_name}' ORDER BY 1;",
+            database=FERRETDB_DATABASE,
+        ).split()
+        assert any(t.startswith("probe_") for t in tables), tables
+    finally:
+        client.drop_database(db_name)
+        client.close()
+
+
+def test_ferretdb_role_owns_only_its_database(pg_stack: Stack) -> None:
+    pg = _service(pg_stack, PostgreSQL)
+    role = pg._psql(
+        "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls FROM pg_roles "
+        f"WHERE rolname = '{FERRETDB_ROLE}';"
+    ).strip()
+    assert role == "f|f|f|f|f", role
+    owned = pg._psql(
+        f"SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = '{FERRETDB_ROLE}');"
+    ).split()
+    assert owned == [FERRETDB_DATABASE]
+    # Only FerretDB's role, only its database, only over TCP on the stack's address: nothing else is let in.
+    hba = [
+        line.split()
+        for line in (pg.datadir / "pg_hba.conf").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert hba == [
+        ["local", "all", pg.os_user, "peer"],
+        ["host", FERRETDB_DATABASE, FERRETDB_ROLE, f"{pg_stack.cfg.stack_host}/32", "scram-sha-256"],
+    ]
+    assert pg.run_dir.stat().st_mode & 0o777 == 0o700
+
+
+def test_switching_backend_needs_a_stack_down(pg_stack: Stack) -> None:
+    sqlite_cfg = pg_stack.cfg.model_copy(update={"ferretdb_backend": "sqlite"})
+    other = Stack(sqlite_cfg)
+    assert "postgresql" not in [s.name for s in other.services]
+    # The running PostgreSQL still shows (and `down` would stop it), though this configuration does not use it.
+    assert "postgresql" in [row.name for row in other.status()]
+    with pytest.raises(StackError) as err:
+        _service(other, FerretDB).start()
+    assert "TENDERHUB_FERRETDB_BACKEND" in str(err.value) and "stack down" in str(err.value)
+
+
+def test_guarded_update_costs_about_the_same_at_both_ends_of_the_collection(pg_stack: Stack) -> None:
+    """The readiness agent's guarded upsert (MongoSink's statement) against the first and the last documents of a
+    20,000-document collection. FerretDB's SQLite backend decodes the documents stored before the match, so there the
+    end costs hundreds of times the start; here PostgreSQL filters the rows (a scan in SQL, not in FerretDB)."""
+    db_name = f"t_guard_{uuid.uuid4().hex[:8]}"
+    client = _mongo(pg_stack)
+    try:
+        db = client[db_name]
+        coll = db["scores"]
+        coll.create_index([("team_id", ASCENDING), ("tender_id", ASCENDING)], unique=True, name="uq_team_tender")
+        base = {"score": 71.5, "biddable": True, "rules_version": "3", "tender_status": "active", "blocked_by": []}
+        started = time.perf_counter()
+        for start in range(0, DOCS, 1000):
+            coll.insert_many(
+                [
+                    {"team_id": 1 + n // 5000, "tender_id": n, **base, "tender_seq": 10, "team_seq": 10, "event_id": 1}
+                    for n in range(start, start + 1000)
+                ]
+            )
+        insert_s = time.perf_counter() - started
+
+        def guarded(n: int) -> tuple[float, dict[str, Any]]:
+            statement = {
+                "q": {"team_id": 1 + n // 5000, "tender_id": n, "tender_seq": {"$lte": 11}, "team_seq": {"$lte": 11}},
+                "u": {"$set": {**base, "score": 72.0, "tender_seq": 11, "team_seq": 11, "event_id": 2}},
+                "upsert": True,
+            }
+            began = time.perf_counter()
+            reply = db.command(SON([("update", "scores"), ("updates", [statement]), ("ordered", False)]))
+            return time.perf_counter() - began, reply
+
+        first = [guarded(n) for n in range(PROBES)]
+        last = [guarded(n) for n in range(DOCS - PROBES, DOCS)]
+        first_ms = statistics.median(t for t, _ in first) * 1000
+        last_ms = statistics.median(t for t, _ in last) * 1000
+        figures = (
+            f"{DOCS:,} documents inserted in {insert_s:.1f} s; guarded update, median of {PROBES}: first documents "
+            f"{first_ms:.1f} ms, last documents {last_ms:.1f} ms"
+        )
+        print(figures)
+        # Each probe matched its one stored document and changed it (no upsert: the guard found the key).
+        assert all(r["n"] == 1 and r["nModified"] == 1 and "upserted" not in r for _, r in first + last), figures
+        assert coll.count_documents({"tender_seq": 11}) == 2 * PROBES, figures
+        assert coll.count_documents({}) == DOCS, figures
+    finally:
+        client.drop_database(db_name)
+        client.close()
