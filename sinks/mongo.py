@@ -97,7 +97,14 @@ def validate_version(name: str, value: object) -> int:
 
 
 def check_no_operators(value: object, path: str) -> None:
-    """Refuse `$` keys anywhere in a value, so stored data can never be read back as a query or update operator."""
+    """Refuse `$` keys anywhere in a value, so stored data can never be read back as a query or update operator, and
+    NUL characters in any key or string: MongoDB would store them, but FerretDB's PostgreSQL storage (the local
+    stack's) cannot (jsonb has no NUL), and a write that can never succeed must be refused, not retried. Refused on
+    every backend, so the pipeline behaves the same on each."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidInputError(f"{path}: a NUL character in a string is not stored")
+        return
     if isinstance(value, Mapping):
         for key, inner in value.items():
             if not isinstance(key, str):
@@ -379,8 +386,9 @@ class MongoSink:
         return self._retry(read, f"find {collection} by {name} ({len(wanted)} ids)")
 
     def ids_where_not(self, collection: str, id_field: str, field: str, value: str, limit: int) -> list[int]:
-        """Up to `limit` distinct values of `id_field` (sorted) among documents whose `field` is not `value`: e.g. the
-        tenders that still have scores from older rules."""
+        """The `limit` smallest distinct values of `id_field` among documents whose `field` is not `value`: e.g. the
+        tenders that still have scores from older rules. Read in `id_field` order, not in storage order (which a
+        PostgreSQL-backed FerretDB changes with every update), so repeated calls take the next ones."""
         name, other = _check_name(id_field, "field"), _check_name(field, "field")
         if not isinstance(value, str) or isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidInputError(f"ids_where_not needs a str value and a positive limit, got {value!r}, {limit!r}")
@@ -388,7 +396,8 @@ class MongoSink:
         def read() -> list[int]:
             coll = self._db()[_check_name(collection, "collection")]
             found: set[int] = set()
-            with coll.find({other: {"$ne": value}}, {"_id": 0, name: 1}, batch_size=_PREREAD_CHUNK) as cursor:
+            query = coll.find({other: {"$ne": value}}, {"_id": 0, name: 1}, batch_size=_PREREAD_CHUNK).sort(name, 1)
+            with query as cursor:
                 for doc in cursor:
                     ident = doc.get(name)
                     if isinstance(ident, int) and not isinstance(ident, bool):

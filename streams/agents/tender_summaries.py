@@ -113,18 +113,24 @@ def stored_datetime(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
+def _text(value: str | None) -> str | None:
+    """A tender's text as stored: without NUL characters, which no reader shows and the sink refuses (a tender's
+    summary must not be lost to one stray control character)."""
+    return value.replace("\x00", "") if value else value
+
+
 def document_fields(payload: TenderV1, summary: str, model_used: str, hash_: str) -> dict[str, Any]:
     """The summary document's content for a full tender event (created/updated): every field the card and the
     readers' fallbacks need (status and closing date included)."""
     return {
-        "summary": summary,
+        "summary": _text(summary),
         "model_used": model_used,
         "content_hash": hash_,
-        "title": payload.title,
-        "tender_number": payload.tender_number,
-        "buyer": payload.buyer,
-        "category": payload.category,
-        "province": payload.province,
+        "title": _text(payload.title),
+        "tender_number": _text(payload.tender_number),
+        "buyer": _text(payload.buyer),
+        "category": _text(payload.category),
+        "province": _text(payload.province),
         "status": payload.status,
         "closing_at": stored_datetime(payload.closing_at),
         "published_at": stored_datetime(payload.published_at),

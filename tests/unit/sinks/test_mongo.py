@@ -86,6 +86,13 @@ def test_operator_keys_are_refused_at_any_depth(value: object) -> None:
         check_no_operators(value, "fields")
 
 
+@pytest.mark.parametrize("value", ["a\x00b", {"q": "\x00"}, [{"deep": ["x", "nul\x00"]}], {"k\x00": 1}])
+def test_nul_characters_are_refused_in_any_string_or_key(value: object) -> None:
+    # FerretDB's PostgreSQL storage can never hold them: a write would fail on every retry (the worker would stall).
+    with pytest.raises(InvalidInputError, match=r"NUL|not allowed"):
+        check_no_operators(value, "fields")
+
+
 def test_dollar_in_values_and_inner_names_is_fine() -> None:
     check_no_operators({"price": "$100", "nested": {"a$b": ["$x"]}}, "fields")
 
