@@ -15,11 +15,11 @@ from schema.events import ContractError
 from schema.settings import load_settings
 from schema.topics import DATA_MAX_MESSAGE_BYTES, TopicNames
 from streams.records import decode
-from tenderhub.corpus.cases import CASES, DOTTED, MISMATCH, MYSQL_JSON_CHECK, OPERATOR, Case, Outcome, Way
+from tenderhub.corpus.cases import CASES, DOTTED, MISMATCH, MYSQL_JSON_CHECK, NUL_TEXT, OPERATOR, Case, Outcome, Way
 from tenderhub.corpus.sending import case_ids, outbox_row, topic_record
 
 # Reasons that come from a store or an agent, after decoding: no pure check can confirm them.
-STORE_REASONS = (OPERATOR, DOTTED, "unknown province")
+STORE_REASONS = (OPERATOR, NUL_TEXT, DOTTED, "unknown province")
 FAMILIES = {
     "json",
     "types",
