@@ -147,6 +147,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     data = load(labels="labels_heldout.jsonl" if args.heldout else "labels.jsonl")
+    if not data:
+        raise SystemExit("no labelled tenders in that file yet (tests/fixtures/sector_labels/README.md)")
     counts = evaluate(data, args.wording)
     which = "held-out" if args.heldout else "labelled"
     print(f"{len(data)} {which} tenders, sectors worded as {args.wording}")

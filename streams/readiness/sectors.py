@@ -219,15 +219,58 @@ _STREET = frozenset(_WORD.findall("road street avenue drive lane crescent way bo
 
 
 def _address_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
-    """'370 Riverdene Road': a number, up to three words, a street word. An address is not evidence of roadworks."""
+    """'370 Riverdene Road': a number, up to three words of a name, a street word. An address is not evidence of
+    roadworks. A name has no function words: "four (04) contractors for routine road maintenance" is no address."""
     spans = []
     for i, word in enumerate(ws):
         if word.isdigit():
             for j in range(i + 2, min(i + 5, len(ws)) + 1):
+                if ws[j - 2] in _ORG_ENDS and j - 2 > i:
+                    break
                 if ws[j - 1] in _STREET:
                     spans.append((i, j))
                     break
     return spans
+
+
+# Words an acronym's letters skip ("Recognition of Prior Learning (RPL)").
+_ACRONYM_SKIPS = frozenset(_WORD.findall("of and the for in on to a an"))
+_ACRONYM_LETTERS = range(2, 7)
+
+
+def _acronym_spans(ws: Sequence[str]) -> Spans:
+    """Every occurrence of an acronym the text defines ("Reactor Pool Liners (RPL)"): it stands for the words
+    before it, which are read as they are, not for what the same letters name in the taxonomy (RPL = recognition of
+    prior learning)."""
+    defined = set()
+    for i, word in enumerate(ws):
+        if len(word) not in _ACRONYM_LETTERS or not word.isalpha() or i == 0:
+            continue
+        initials: list[str] = []
+        j = i - 1
+        while j >= 0 and ws[j] and len(initials) < len(word):
+            if ws[j] not in _ACRONYM_SKIPS:
+                initials.append(ws[j][0])
+            j -= 1
+        if "".join(reversed(initials)) == word:
+            defined.add(word)
+    return [(i, i + 1) for i, word in enumerate(ws) if word in defined]
+
+
+# "... on the remainder of portion 7 of the farm Wonderfontein 258 JP": a land parcel's name, not farming.
+_PARCEL_WORDS = frozenset({"farm"})
+_PARCEL_REACH = 3
+
+
+def _parcel_spans(ws: Sequence[str]) -> Spans:
+    return [
+        (i, i + 1)
+        for i, word in enumerate(ws)
+        if word in _PARCEL_WORDS
+        and i > 0
+        and ws[i - 1] == "the"
+        and any(w[:1].isdigit() for w in ws[i + 1 : i + 1 + _PARCEL_REACH])
+    ]
 
 
 # "Diesel mechanic training", "training for MV/LV line construction": the words around a training course name its
@@ -336,16 +379,29 @@ def _phrase_evidence(ws: Sequence[str], frames: dict[str, Spans] | None = None) 
                     hidden.setdefault(entry.concept, []).append((i, i + n))
                 else:
                     found.setdefault(entry.concept, []).append((i, i + n, entry.weight, " ".join(ws[i : i + n])))
-    everyone = _org_spans(ws) + _address_spans(ws) + _place_spans(ws) + _modifier_spans(ws, frames["units"])
-    products = _modifier_spans(ws, frames["products"])
+    everyone = (
+        _org_spans(ws)
+        + _address_spans(ws)
+        + _place_spans(ws)
+        + _modifier_spans(ws, frames["units"])
+        + _acronym_spans(ws)
+        + _parcel_spans(ws)
+    )
+    # A product's qualifiers: hidden from every concept but ict, unless a concept's own phrase names the product
+    # whole ("fuel management system" is fleet work, "payroll management system" is software).
+    products = list(zip(_modifier_spans(ws, frames["products"]), frames["products"], strict=True))
     steps = _listed_steps(ws)
     courses = [f for f in _frame_spans(ws) if not any(a <= f[0] < b or f[0] <= a < f[1] for a, b in steps)]
     evidence: dict[str, dict[str, float]] = {}
     for concept, matches in found.items():
         masks = hidden.get(concept, []) + everyone + (steps if concept == "training" else courses)
-        if concept != "ict":
-            masks = masks + products
         kept = [m for m in matches if not any(a < m[1] and m[0] < b for a, b in masks)]
+        if concept != "ict":
+            kept = [
+                m
+                for m in kept
+                if not any(a < m[1] and m[0] < b and not (m[0] <= h[0] and h[1] <= m[1]) for (a, b), h in products)
+            ]
         counted: dict[str, float] = {}
         for start, end, weight, phrase in kept:
             if any(s <= start and end <= e and (e - s) > (end - start) for s, e, _, _ in kept):

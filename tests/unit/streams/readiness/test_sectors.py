@@ -341,3 +341,31 @@ def test_building_work_on_office_accommodation_is_still_building_work() -> None:
     text = "Office accommodation upgrade: renovations to the second floor"
     assert match(["Construction"], None, text)[0] >= PASS_THRESHOLD
     assert match(["Construction"], None, "Provision of office accommodation for the provincial office")[0] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        # An acronym the text defines stands for its own words, not for what the same letters name in the taxonomy
+        # (RPL = recognition of prior learning).
+        ("Training", "In service inspection of the reactor vessel assembly and Reactor Pool Liners (RPL); RPL report"),
+        # A land parcel's name: "portion 7 of the farm Wonderfontein 258", "the farm 527".
+        ("Agriculture", "Township establishment on the remainder of portion 282 of the farm Wonderfontein 258 JP"),
+        ("Agriculture", "Development of BNG housing on portion 7 of the farm 527, Jamestown"),
+    ],
+)
+def test_defined_acronyms_and_land_parcels_are_not_the_work(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score < PASS_THRESHOLD, (sector, text, score, reason)
+
+
+def test_the_acronym_of_a_sector_term_still_counts_beside_its_definition() -> None:
+    text = "Recognition of Prior Learning (RPL) assessments for 40 artisans"
+    assert match(["Training"], None, text)[0] >= PASS_THRESHOLD
+
+
+def test_a_count_in_brackets_before_a_road_is_no_street_address() -> None:
+    # "four (04) contractors for routine road maintenance": function words never make part of a street's name.
+    text = "Appointment of a panel of four (04) contractors for routine road maintenance and plant hire"
+    assert match(["Civil engineering"], None, text)[0] >= PASS_THRESHOLD
+    assert match(["Civil engineering"], None, "Cleaning of offices at 370 Riverdene Road")[0] < PASS_THRESHOLD
