@@ -18,15 +18,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from schema.engines import mysql_engine
 from schema.events import EVENT_TYPES, ContractError, validate_payload
 from schema.settings import Settings
 
 
 def make_engine(settings: Settings, **kwargs: Any) -> sa.Engine:
-    """A SQLAlchemy engine for the application user (pool pre-ping, utf8mb4)."""
-    url = sa.engine.make_url(settings.mysql_url.get_secret_value()).set(drivername="mysql+pymysql")
-    url = url.update_query_dict({"charset": "utf8mb4"})
-    return sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600, **kwargs)
+    """A SQLAlchemy engine for the application user (schema.engines: pymysql, utf8mb4, pool pre-ping)."""
+    return mysql_engine(settings.mysql_url, **kwargs)
 
 
 def _json_default(value: object) -> object:

@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from schema.engines import mysql_engine
 from schema.settings import Settings
 from schema.topics import TopicNames
 from sinks.mongo import MongoSink
@@ -68,9 +69,7 @@ class WorkerContext:
     def engine(self) -> sa.Engine:
         """The application's MySQL (read-only use: the nightly spend recompute)."""
         if self._engine is None:
-            self._engine = sa.create_engine(
-                self.settings.mysql_url.get_secret_value(), pool_pre_ping=True, pool_recycle=3600
-            )
+            self._engine = mysql_engine(self.settings.mysql_url)
         return self._engine
 
     def as_of(self) -> dt.date:

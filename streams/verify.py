@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from pymongo import MongoClient
 from pymongo.database import Database
 
+from schema.engines import mysql_engine
 from schema.events import OPEN_STATUSES, TenderTexts
 from schema.events import tender_payload as contract_tender_payload
 from schema.mongo import READINESS_SCORES, TENDER_SUMMARIES, USER_ACTIVITY_LOGS
@@ -163,8 +164,7 @@ def reader_engine(settings: Settings) -> sa.Engine:
             "read-only user. Fix: export it (the dev stack writes it to .stack/tenderhub.env) and run "
             "`tenderhub migrate`, which creates the user."
         )
-    url = sa.engine.make_url(settings.mysql_reader_url.get_secret_value()).set(drivername="mysql+pymysql")
-    return sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600)
+    return mysql_engine(settings.mysql_reader_url)
 
 
 def tender_rows(engine: sa.Engine, chunk: int = CHUNK) -> Iterator[list[dict[str, Any]]]:
