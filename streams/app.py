@@ -37,7 +37,8 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # aiokafka keeps the level in this attribute until start() builds its Fetcher; fail loudly if that changes
-        # rather than silently reading uncommitted (tests/integration/test_worker_isolation.py proves the effect).
+        # rather than silently reading uncommitted (tests/unit/streams/test_worker_consumer.py checks the level is
+        # set; tests/integration/test_kafka.py shows the aborted records a read_uncommitted consumer would see).
         if getattr(consumer, "_isolation_level", None) not in ("read_uncommitted", "read_committed"):
             raise RuntimeError("aiokafka consumer has no _isolation_level: cannot set read_committed")
         consumer._isolation_level = ISOLATION_LEVEL
