@@ -592,6 +592,18 @@ def stop_package_clusters(service: str) -> None:
             start_conf.write_text("manual\n")
 
 
+# Beside a cluster kept in the `postgres` user's home: the stack folder it belongs to.
+STACK_MARKER = "stack-folder"
+
+
+def _postmaster_running(datadir: Path) -> bool:
+    try:
+        pid = int((datadir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return Path(f"/proc/{pid}").exists()
+
+
 class PostgreSQL(Service):
     """A private PostgreSQL cluster that only FerretDB uses (when its backend is postgresql).
 
@@ -640,6 +652,18 @@ class PostgreSQL(Service):
         if self.home != self.dir and self.home.exists():
             shutil.rmtree(self.home)
 
+    def _remove_orphans(self) -> None:
+        """Clusters of other stacks whose folder is gone (a deleted clone) and whose server is not running: nothing
+        could ever start or purge them again."""
+        for other in self.home.parent.iterdir():
+            marker = other / STACK_MARKER
+            if other == self.home or not marker.is_file():
+                continue
+            if Path(marker.read_text().strip()).exists() or _postmaster_running(other / "data"):
+                continue
+            log.info("postgresql: removing %s, the cluster of a stack folder that no longer exists", other)
+            shutil.rmtree(other)
+
     def _as_os_user(self) -> dict[str, Any]:
         if os.geteuid() != 0:
             return {}
@@ -669,6 +693,9 @@ class PostgreSQL(Service):
             folder.chmod(0o700)
             if owner:
                 os.chown(folder, owner["user"], owner["group"])
+        if self.home != self.dir:
+            (self.home / STACK_MARKER).write_text(f"{self.stack.root}\n")
+            self._remove_orphans()
         if owner and subprocess.run(["test", "-w", str(self.run_dir)], check=False, **owner).returncode != 0:
             raise StackError(
                 self.name,

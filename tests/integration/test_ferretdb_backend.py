@@ -7,6 +7,7 @@ Runs a PostgreSQL and a FerretDB of their own (temporary stack folder, free port
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import statistics
 import time
@@ -21,7 +22,7 @@ from bson.son import SON
 from pymongo import ASCENDING, MongoClient
 
 from schema.settings import load_stack_settings
-from tenderhub.stack import FERRETDB_DATABASE, FERRETDB_ROLE, FerretDB, PostgreSQL, Stack, StackError
+from tenderhub.stack import FERRETDB_DATABASE, FERRETDB_ROLE, STACK_MARKER, FerretDB, PostgreSQL, Stack, StackError
 
 S = TypeVar("S")
 DOCS = 20_000
@@ -182,3 +183,23 @@ def test_guarded_update_costs_about_the_same_at_both_ends_of_the_collection(pg_s
     finally:
         client.drop_database(db_name)
         client.close()
+
+
+def test_clusters_of_deleted_stack_folders_are_removed_and_others_kept(pg_stack: Stack, tmp_path: Path) -> None:
+    pg = _service(pg_stack, PostgreSQL)
+    if pg.home == pg.dir:  # not root: the cluster lives in the stack folder and goes with it
+        assert not (pg.home / STACK_MARKER).exists()
+        return
+    assert (pg.home / STACK_MARKER).read_text().strip() == str(pg_stack.root)
+    gone, kept, unmarked = (pg.home.parent / f"t-{uuid.uuid4().hex[:8]}" for _ in range(3))
+    try:
+        for folder, root in ((gone, tmp_path / "deleted-clone"), (kept, tmp_path)):
+            (folder / "data").mkdir(parents=True)
+            (folder / STACK_MARKER).write_text(f"{root}\n")
+        (unmarked / "data").mkdir(parents=True)
+        pg.initialise()  # what every `up` runs
+        assert not gone.exists()
+        assert kept.exists() and unmarked.exists() and pg.datadir.exists()
+    finally:
+        for folder in (gone, kept, unmarked):
+            shutil.rmtree(folder, ignore_errors=True)
