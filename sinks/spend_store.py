@@ -466,14 +466,6 @@ class SpendStore:
             log.warning("spend replace refused: the stored states and totals are not whole (markers lost)")
         return status
 
-    async def delete_all(self) -> int:
-        keys = [self.states_key, self.totals_key, self.zset_key, self.window_totals_key, self.window_zset_key]
-
-        async def run() -> int:
-            return int(await self._redis.client().delete(*keys))
-
-        return await self._redis.run(run, "spend delete")
-
 
 def as_of_field(as_of: dt.date) -> str:
     """The window's `__as_of` value: YYYYMMDD, a number like every other field of a totals hash."""

@@ -193,11 +193,6 @@ def _rank(terms: list[list[str]]) -> tuple[list[float], list[dict[str, float]]]:
     return [r * min(1.0, len(t) / 4) for r, t in zip(ranks, terms, strict=True)], vectors
 
 
-def rank_sentences(sentences: Sequence[str]) -> list[float]:
-    """TextRank score of each sentence (higher = more central), damped for sentences with few content words."""
-    return _rank([_terms(s) for s in sentences])[0]
-
-
 @dataclass(frozen=True)
 class ExtractiveSummariser:
     """Keeps the first sentence (the tender's subject: eTenders texts open with what is bought) plus the most

@@ -10,7 +10,7 @@ from typing import Any
 from schema.events import MAX_ID
 from schema.mongo import COLLECTIONS
 from schema.redis_keys import READINESS_COMPANIES, READINESS_TENDERS, SPEND_TENDER_STATE, InvalidKeyError, owner_of
-from tenderhub.corpus.cases import Case, Expect, Outcome, Way
+from tenderhub.corpus.cases import Expect, Outcome
 
 # Document fields that carry an aggregate or event id.
 ID_FIELDS = ("_id", "event_id", "tender_id", "team_id", "user_id", "company_id")
@@ -71,10 +71,6 @@ def verdict(expect: Expect, seen: Observed) -> str | None:
     if not seen.stored:
         return f"not stored: {seen.stored_note or '?'}"
     return None
-
-
-def expectations(cases: Iterable[Case]) -> list[tuple[Case, Way, Expect]]:
-    return [(case, way, e) for case in cases for way in Way if (e := case.expect(way)) is not None]
 
 
 def operator_keys(value: Any, path: str = "") -> list[str]:
