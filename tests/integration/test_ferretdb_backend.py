@@ -22,7 +22,16 @@ from bson.son import SON
 from pymongo import ASCENDING, MongoClient
 
 from schema.settings import load_stack_settings
-from tenderhub.stack import FERRETDB_DATABASE, FERRETDB_ROLE, STACK_MARKER, FerretDB, PostgreSQL, Stack, StackError
+from tenderhub.stack import (
+    FERRETDB_DATABASE,
+    FERRETDB_ROLE,
+    STACK_MARKER,
+    FerretDB,
+    PostgreSQL,
+    Stack,
+    StackError,
+    _proc_start_time,
+)
 
 S = TypeVar("S")
 DOCS = 20_000
@@ -54,12 +63,15 @@ def pg_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             svc.start()
             svc.wait_healthy(60)
             svc.after_start()
-        pids = [pg.running_pid(), ferretdb.running_pid()]
+        started = [(pid, _proc_start_time(pid)) for pid in (pg.running_pid(), ferretdb.running_pid()) if pid]
+        assert len(started) == 2, started
         yield stack
     finally:
         stack.down(purge=True)
     # `down` stopped both (FerretDB first), and --purge removed the cluster's data, wherever it lived, with the rest.
-    assert not any(pid and Path(f"/proc/{pid}").exists() for pid in pids), pids
+    # The very processes, by PID and start time (the stack's own check; it also reaps an exited child of ours).
+    still = [(pid, since) for pid, since in started if _proc_start_time(pid) == since]
+    assert not still, (still, [(pid, Path(f"/proc/{pid}/status").read_text()[:300]) for pid, _ in still])
     assert not cfg.stack_dir.exists()
     assert not pg.home.exists(), pg.home
 
