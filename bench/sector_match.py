@@ -2,7 +2,8 @@
 per sector and overall, asked the way the product asks it (a company whose profile names one sector, scored with
 `score`; the sector check passes or not).
 
-    .venv/bin/python -m bench.sector_match [--wording names|profiles] [--errors]
+    .venv/bin/python -m bench.sector_match [--wording names|profiles] [--errors] [--heldout]
+    .venv/bin/python -m bench.sector_match --agreement    # two readers' labels of the same tenders, no matcher
 """
 
 from __future__ import annotations
@@ -118,16 +119,32 @@ def evaluate(data: Sequence[Labelled], wording: str = "names") -> dict[str, Coun
     counts = {c: Counts() for c in [*labels, "all"]}
     for item in data:
         for concept, passed in predicted(item.tender, labels).items():
-            truth = concept in item.sectors
-            for c in (counts[concept], counts["all"]):
-                if passed and truth:
-                    c.tp += 1
-                elif passed:
-                    c.fp += 1
-                    c.false_positives.append(item.tender["id"])
-                elif truth:
-                    c.fn += 1
-                    c.false_negatives.append(item.tender["id"])
+            tally(counts, concept, passed, concept in item.sectors, item.tender["id"])
+    return counts
+
+
+def tally(counts: Mapping[str, Counts], concept: str, said: bool, meant: bool, tender_id: str) -> None:
+    for c in (counts[concept], counts["all"]):
+        if said and meant:
+            c.tp += 1
+        elif said:
+            c.fp += 1
+            c.false_positives.append(tender_id)
+        elif meant:
+            c.fn += 1
+            c.false_negatives.append(tender_id)
+
+
+def agreement(first: Sequence[Labelled], second: Sequence[Labelled]) -> dict[str, Counts]:
+    """The second reader's labels scored against the first's as if they were predictions: how far two people reading
+    the same tenders with the same guideline agree, the ceiling a matcher can be measured against."""
+    truth = {d.tender["id"]: d.sectors for d in first}
+    counts = {c.id: Counts() for c in CONCEPTS}
+    counts["all"] = Counts()
+    for item in second:
+        expected = truth[item.tender["id"]]
+        for c in CONCEPTS:
+            tally(counts, c.id, c.id in item.sectors, c.id in expected, item.tender["id"])
     return counts
 
 
@@ -145,7 +162,18 @@ def main() -> None:
     parser.add_argument(
         "--heldout", action="store_true", help="score the held-out labels (never used to build the vocabulary)"
     )
+    parser.add_argument(
+        "--agreement",
+        action="store_true",
+        help="score a second reader's labels (labels_second_reader.jsonl) against the first reader's",
+    )
     args = parser.parse_args()
+    if args.agreement:
+        second = load(labels="labels_second_reader.jsonl")
+        first = load(labels="labels.jsonl")
+        print(f"{len(second)} tenders labelled by two readers: the second scored against the first")
+        print(report(agreement(first, second)))
+        return
     data = load(labels="labels_heldout.jsonl" if args.heldout else "labels.jsonl")
     if not data:
         raise SystemExit("no labelled tenders in that file yet (tests/fixtures/sector_labels/README.md)")

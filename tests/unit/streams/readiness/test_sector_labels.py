@@ -32,3 +32,11 @@ def test_sector_matching_reaches_the_targets(labelled: list, wording: str) -> No
     weak = {name: round(c.f1, 3) for name, c in counts.items() if c.support >= MIN_SUPPORT and c.f1 < SECTOR_F1}
     assert overall.f1 >= OVERALL_F1, f"overall F1 {overall.f1:.3f} < {OVERALL_F1}\n{report(counts)}"
     assert not weak, f"sectors below F1 {SECTOR_F1}: {weak}\n{report(counts)}"
+
+
+def test_every_label_file_names_known_sectors_and_the_parts_do_not_overlap(labelled: list) -> None:  # type: ignore[type-arg]
+    tuning = {item.tender["id"] for item in labelled}
+    heldout = {item.tender["id"] for item in load(labels="labels_heldout.jsonl")}
+    second = {item.tender["id"] for item in load(labels="labels_second_reader.jsonl")}
+    assert not tuning & heldout, sorted(tuning & heldout)
+    assert second <= tuning, sorted(second - tuning)
