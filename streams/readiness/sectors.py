@@ -136,6 +136,36 @@ def _compile() -> tuple[dict[Phrase, tuple[_Entry, ...]], int]:
 
 _TABLE, LONGEST_PHRASE = _compile()
 
+# Misspelt vocabulary ("wasterwater", "instalation", "refurbihment"): a long word the vocabulary does not know that
+# is one long vocabulary word with one letter added or dropped inside it (not at its end: "provide" and "provider",
+# "deliver" and "delivery" are both words) is read as that word. A changed letter is left alone ("shopping" is no
+# misspelt "shipping"), and words the vocabulary knows, exclusions included, are never changed.
+_TYPO_MIN = 8
+_TYPO_MAX = 30
+_KNOWN = frozenset(w for key in _TABLE for w in key)
+_BY_DELETION: dict[str, set[str]] = {}
+for _long in _KNOWN:
+    if len(_long) >= _TYPO_MIN and _long.isalpha():
+        for _i in range(len(_long) - 1):
+            _BY_DELETION.setdefault(_long[:_i] + _long[_i + 1 :], set()).add(_long)
+
+
+def corrected(word: str) -> str:
+    """`word` as the vocabulary spells it, when it misspells exactly one long vocabulary word; else `word`."""
+    if not _TYPO_MIN <= len(word) <= _TYPO_MAX or word in _KNOWN or not word.isalpha():
+        return word  # checked before the cache: a hostile text's long tokens never become cache keys
+    return _corrected(word)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _corrected(word: str) -> str:
+    near = set(_BY_DELETION.get(word, ()))  # a letter dropped
+    for i in range(len(word) - 1):  # a letter added
+        shorter = word[:i] + word[i + 1 :]
+        if shorter in _KNOWN and len(shorter) >= _TYPO_MIN:
+            near.add(shorter)
+    return near.pop() if len(near) == 1 else word
+
 
 def _phrase_set(where: str, phrases: Iterable[str]) -> frozenset[Phrase]:
     keys = [tuple(words(p)) for p in phrases]
@@ -359,6 +389,28 @@ def _listed_steps(ws: Sequence[str]) -> list[tuple[int, int]]:
     return spans
 
 
+# "Supply of control cables FOR THE RAISING OF CLANWILLIAM DAM PROJECT", "reinforcing TO MZIMVUBU WATER PROJECT": once
+# the text has named what it asks for, "for / to ... project" names the project it serves, not more work.
+_PURPOSE_WORDS = frozenset({"for", "to"})
+_PURPOSE_ENDS = frozenset(_WORD.findall("project projects programme"))
+_PURPOSE_REACH = 12
+
+
+def _purpose_spans(ws: Sequence[str], asked_before: int) -> Spans:
+    """'for ... project' spans that start after position `asked_before` (where the first specific phrase ends)."""
+    spans = []
+    for i in range(asked_before, len(ws)):
+        if ws[i] not in _PURPOSE_WORDS:
+            continue
+        for j in range(i + 1, min(i + 1 + _PURPOSE_REACH, len(ws))):
+            if ws[j] == "":
+                break
+            if ws[j] in _PURPOSE_ENDS:
+                spans.append((i + 1, j + 1))
+                break
+    return spans
+
+
 def _phrase_evidence(ws: Sequence[str], frames: dict[str, Spans] | None = None) -> dict[str, dict[str, float]]:
     """Per concept, the phrases of `ws` that count for it (phrase -> weight): exclusions and organisation names
     hide their words from their concepts, and a phrase inside a longer counted phrase of the same concept is not
@@ -379,8 +431,10 @@ def _phrase_evidence(ws: Sequence[str], frames: dict[str, Spans] | None = None) 
                     hidden.setdefault(entry.concept, []).append((i, i + n))
                 else:
                     found.setdefault(entry.concept, []).append((i, i + n, entry.weight, " ".join(ws[i : i + n])))
+    specific_ends = [end for ms in found.values() for _, end, _, phrase in ms if phrase not in _GENERIC]
     everyone = (
-        _org_spans(ws)
+        (_purpose_spans(ws, min(specific_ends)) if specific_ends else [])
+        + _org_spans(ws)
         + _address_spans(ws)
         + _place_spans(ws)
         + _modifier_spans(ws, frames["units"])
@@ -489,7 +543,7 @@ def tender_evidence(
     ws: list[str] = []
     for text in texts:
         if text:
-            ws.extend(words(text))
+            ws.extend(corrected(w) for w in words(text))
             ws.append("")  # texts never form a phrase across their boundary
     matches = _frame_matches(ws)
     found = _phrase_evidence(ws, matches)

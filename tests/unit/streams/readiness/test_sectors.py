@@ -9,6 +9,7 @@ import pytest
 from streams.readiness.sectors import (
     PASS_THRESHOLD,
     category_concepts,
+    corrected,
     match_sectors,
     sector_profile,
     sector_profiles,
@@ -369,3 +370,76 @@ def test_a_count_in_brackets_before_a_road_is_no_street_address() -> None:
     text = "Appointment of a panel of four (04) contractors for routine road maintenance and plant hire"
     assert match(["Civil engineering"], None, text)[0] >= PASS_THRESHOLD
     assert match(["Civil engineering"], None, "Cleaning of offices at 370 Riverdene Road")[0] < PASS_THRESHOLD
+
+
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        # An institution's name is not its work: "Roads Agency", "Aviation Training Academy", "Road Accident Fund".
+        ("Civil engineering", "Upgrade of the CCTV and biometric access control at the offices of the Roads Agency"),
+        ("Training", "Servicing of fire fighting equipment at the Aviation Training Academy"),
+        ("Transport / fleet", "Clinical examination of a motor vehicle accident claimant for the Road Accident Fund"),
+        # Once the text has named what it asks for, "for / to ... project" names the project it serves.
+        ("Civil engineering", "Supply of control cables for the raising of the Clanwilliam Dam project"),
+        ("Civil engineering", "Transport service for employees to the canal failure repair project"),
+        # The buildings where another trade's equipment is are not building work.
+        ("Construction", "Inspection and servicing of firefighting equipment in the buildings of the municipality"),
+        ("Construction", "Repairs to the high voltage installations on state owned buildings"),
+        # Words that look like a sector's but are not its work.
+        ("Medical supplies", "Occupational health and safety agent for the refurbishment of the magistrate court"),
+        ("Electrical", "Supply and delivery of RF cables and connectors for the radio network"),
+        ("ICT", "Service providers to be added to the supplier database for emergency food relief"),
+        ("Transport / fleet", "Refurbishment of fuel oil pumps at the power station"),
+        ("Mechanical / HVAC", "Fixing of a photocopying machine at the district office"),
+    ],
+)
+def test_institution_names_projects_served_and_lookalike_words_are_not_the_work(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score < PASS_THRESHOLD, (sector, text, score, reason)
+
+
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        ("Electrical", "Supply of control cables for the raising of the Clanwilliam Dam project"),
+        ("Civil engineering", "Appointment of a contractor for the construction of the Mzimvubu dam project"),
+        (
+            "Mechanical / HVAC",
+            "Inspection and servicing of firefighting equipment in the buildings of the municipality",
+        ),
+        ("Consulting / professional services", "Occupational health and safety agent for the refurbishment works"),
+        ("Security", "Proactive monitoring and prevention of theft of the municipality's electrical networks"),
+        ("ICT", "Supply of DMR and analogue VHF handheld radios"),
+        ("ICT", "Implementation of an EDI solution integrated with the Sage 300 accounting package"),
+        ("Training", "Panel of providers to implement the workplace skills plan"),
+        ("Training", "Certificate programme in business analysis for twelve officials"),
+        # Misspelt vocabulary: one letter added or dropped inside a long word.
+        ("Water / sanitation", "Upgrade and extension of the wasterwater treatment works"),
+        ("Water / sanitation", "Refurbishment of the resevoir and its outlet"),
+    ],
+)
+def test_the_work_is_still_found_beside_those_frames_and_through_misspellings(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score >= PASS_THRESHOLD, (sector, text, score, reason)
+
+
+@pytest.mark.parametrize(
+    ("word", "read_as"),
+    [
+        ("wasterwater", "wastewater"),
+        ("maintenace", "maintenance"),
+        ("accomodation", "accommodation"),
+        # Real words one letter from a vocabulary word stay as they are.
+        ("provide", "provide"),
+        ("shopping", "shopping"),
+        ("projection", "projection"),
+        ("suitable", "suitable"),
+        # Vocabulary words, short words, numbers and hostile long tokens are never changed.
+        ("clearing", "clearing"),
+        ("pumps", "pumps"),
+        ("2025202620272028", "2025202620272028"),
+        ("wastewater" * 1000, "wastewater" * 1000),
+    ],
+)
+def test_a_misspelling_is_read_as_the_one_vocabulary_word_it_misspells(word: str, read_as: str) -> None:
+    assert corrected(word) == read_as
