@@ -1,4 +1,5 @@
-"""The Redis key catalogue: every key family with its type, TTL and the ONE agent that owns (writes and deletes) it.
+"""The Redis key catalogue: every key family with its type and TTL. Each has ONE agent that owns it (writes and
+deletes it): the agent's spec lists it (`streams/spec.py`), and a test checks that every family has exactly one owner.
 
 Keys are only ever built through `KeyFamily.key()`, which validates each id, so no input can forge a key.
 """
@@ -27,7 +28,6 @@ class KeyFamily:
     pattern: str
     type: RedisType
     ttl_s: int
-    owner: str
     doc: str
 
     @property
@@ -50,21 +50,18 @@ TENDER_METADATA = KeyFamily(
     "tender:{id}:metadata",
     "hash",
     6 * 3600,
-    "streams.agents.tender_summaries",
     "Tender card for reads: title, buyer, closing date, status, summary; dropped on tender.closed.",
 )
 TEAM_TOP_TENDERS = KeyFamily(
     "team:{id}:top_tenders",
     "zset",
     3600,
-    "streams.agents.readiness",
     "Top 5 open tenders of a team by readiness score (member = tender id); swept when closing dates pass.",
 )
 TEAM_TOP_INPUTS = KeyFamily(
     "team:{id}:top_tenders:inputs",
     "hash",
     3600,
-    "streams.agents.readiness",
     "Versions of the inputs team:{id}:top_tenders was built from (team_seq: the company profile's source_seq; "
     "__gen: the tender facts' generation); a list built from older inputs is refused. Written with the list.",
 )
@@ -72,14 +69,12 @@ SPEND_BY_BUYER = KeyFamily(
     "analytics:spend_by_buyer",
     "zset",
     24 * 3600,
-    "streams.agents.spend",
     "All-time spend per buyer and currency (member = 'currency|buyer', score = amount).",
 )
 SPEND_BY_BUYER_WINDOW = KeyFamily(
     "analytics:spend_by_buyer:{window}",
     "zset",
     24 * 3600,
-    "streams.agents.spend",
     "Spend per buyer and currency over a rolling window of published dates (e.g. 30d).",
 )
 # State behind the spend keys: kept in Redis so that one Lua script updates a tender's state, the exact totals and
@@ -90,28 +85,24 @@ SPEND_TENDER_STATE = KeyFamily(
     "analytics:spend_by_buyer:tenders",
     "hash",
     STATE_TTL_S,
-    "streams.agents.spend",
     "Each tender's last (buyer, currency, budget, status, published date) and source_seq (field = tender id).",
 )
 SPEND_TOTALS = KeyFamily(
     "analytics:spend_by_buyer:totals",
     "hash",
     STATE_TTL_S,
-    "streams.agents.spend",
     "Exact all-time totals: 'c:CUR|buyer' cents, 't:...' tenders counted, 'w:...' tenders without a budget.",
 )
 SPEND_WINDOW_TOTALS = KeyFamily(
     "analytics:spend_by_buyer:{window}:totals",
     "hash",
     STATE_TTL_S,
-    "streams.agents.spend",
     "Exact totals of the rolling window, same fields as analytics:spend_by_buyer:totals.",
 )
 READINESS_TENDERS = KeyFamily(
     "readiness:tenders",
     "hash",
     STATE_TTL_S,
-    "streams.agents.readiness",
     "Scoring facts of each tender and their source_seq (field = tender id), and __gen, the count of facts written "
     "(grows with every write, whatever the partition order): what a team is scored against.",
 )
@@ -119,14 +110,12 @@ READINESS_COMPANIES = KeyFamily(
     "readiness:companies",
     "hash",
     STATE_TTL_S,
-    "streams.agents.readiness",
     "Scoring facts of each team's company profile and their source_seq (field = team id).",
 )
 SUMMARY_LOCK = KeyFamily(
     "lock:summary:{id}",
     "string",
     600,
-    "streams.agents.tender_summaries",
     "A lease (SET NX PX, renewed, naming its holder) while one worker summarises a tender; released in finally.",
 )
 
@@ -145,8 +134,9 @@ CATALOGUE: tuple[KeyFamily, ...] = (
 )
 
 
-def owner_of(key: str) -> KeyFamily:
-    """The family a concrete key belongs to (for audits and the invalidation rules)."""
+def family_of(key: str) -> KeyFamily:
+    """The family a concrete key belongs to (for audits and the invalidation rules); its owner is the agent whose
+    spec lists it."""
     for family in CATALOGUE:
         regex = re.escape(family.pattern)
         for part in family.parts:

@@ -35,7 +35,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
-from schema.redis_keys import InvalidKeyError, RedisType, owner_of
+from schema.redis_keys import InvalidKeyError, RedisType, family_of
 from schema.settings import Settings
 from sinks.errors import InvalidInputError, PermanentSinkError, SinkError, TransientSinkError
 from sinks.retry import RetryPolicy, retry
@@ -299,7 +299,7 @@ class RedisSink:
 
     def _resolve(self, key: str, expected: RedisType) -> str:
         try:
-            family = owner_of(key)
+            family = family_of(key)
         except InvalidKeyError as exc:
             raise InvalidInputError(str(exc)) from None
         if family.type != expected:

@@ -22,8 +22,11 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from schema.settings import Settings, load_settings
 from schema.topics import DLQ_MAX_MESSAGE_BYTES
+from streams.agents import registry
 from streams.batch import BatchRunner, DeadLetter, Handler
 from streams.context import WorkerContext
+from streams.spec import AgentSpec
+from streams.wiring import wire
 
 log = logging.getLogger(__name__)
 
@@ -133,20 +136,6 @@ class Pipeline:
     runners: dict[str, BatchRunner] = field(default_factory=dict)
 
 
-AgentModule = Callable[[Any, WorkerContext, Callable[[str, Handler], BatchRunner]], tuple[Any, BatchRunner]]
-
-
-def _agent_modules() -> dict[str, AgentModule]:
-    from streams.agents import activity_logs, readiness, spend, tender_summaries
-
-    return {
-        "activity_logs": activity_logs.register,
-        "spend": spend.register,
-        "tender_summaries": tender_summaries.register,
-        "readiness": readiness.register,
-    }
-
-
 def build_pipeline(
     settings: Settings,
     *,
@@ -184,17 +173,23 @@ def build_pipeline(
     names = ctx.topics
     dlq = FaustDeadLetters(app.topic(names.dlq, key_type=bytes, value_type=bytes))
 
-    def runner_factory(name: str, handler: Handler) -> BatchRunner:
-        return BatchRunner(name, handler, dlq, store_retry_max_s=settings.worker_store_retry_max_s)
+    def runner_factory(spec: AgentSpec, handler: Handler) -> BatchRunner:
+        return BatchRunner(
+            spec.name,
+            handler,
+            dlq,
+            store_retry_max_s=settings.worker_store_retry_max_s,
+            event_types=spec.event_types,
+        )
 
     pipeline = Pipeline(app=app, ctx=ctx)
-    modules = _agent_modules()
-    chosen = list(modules) if agents is None else list(agents)
-    unknown = sorted(set(chosen) - set(modules))
+    specs = registry()
+    chosen = list(specs) if agents is None else list(agents)
+    unknown = sorted(set(chosen) - set(specs))
     if unknown:
-        raise ValueError(f"unknown agents {unknown}; known: {sorted(modules)}")
+        raise ValueError(f"unknown agents {unknown}; known: {sorted(specs)}")
     for name in chosen:
-        agent, runner = modules[name](app, ctx, runner_factory)
+        agent, runner = wire(app, ctx, specs[name], runner_factory)
         pipeline.agents[name] = agent
         pipeline.runners[name] = runner
         # A handler that owns resources (a thread pool, a model) says so with aclose() or close(): closed at stop,
@@ -210,6 +205,7 @@ def build_pipeline(
                 "batches": r.stats.batches,
                 "events": r.stats.events,
                 "dead_letters": r.stats.dead_letters,
+                "skipped": r.stats.skipped,
                 "store_retries": r.stats.store_retries,
                 "error_retries": r.stats.error_retries,
                 "last_batch_ms": round(r.stats.last_batch_s * 1000, 3),

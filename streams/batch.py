@@ -191,6 +191,7 @@ class BatchStats:
     batches: int = 0
     events: int = 0
     dead_letters: int = 0
+    skipped: int = 0  # decoded events of types the agent does not take
     store_retries: int = 0
     error_retries: int = 0
     last_batch_s: float = 0.0
@@ -212,9 +213,12 @@ class BatchRunner:
         drain_timeout_s: float = 120.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         stop: Stop = exit_worker,
+        event_types: frozenset[str] | None = None,
     ) -> None:
         self.agent = agent
         self._handler = handler
+        # The events the handler takes (None: all); the others are acknowledged without reaching it.
+        self._event_types = event_types
         self._dead_letters = dead_letters
         self._store_retry_max_s = store_retry_max_s
         self._drain_timeout_s = drain_timeout_s
@@ -285,6 +289,9 @@ class BatchRunner:
                 continue
             except Exception as exc:  # noqa: BLE001 - whatever breaks the decoder is that record's fault alone
                 await self._dead_letter(raw, f"value cannot be decoded: {type(exc).__name__}: {exc}")
+                continue
+            if self._event_types is not None and event.event_type not in self._event_types:
+                self.stats.skipped += 1
                 continue
             value = raw.value if isinstance(raw.value, bytes) else None
             good.append(Incoming(event, msg.topic, msg.partition, msg.offset, value))

@@ -1,9 +1,10 @@
-"""Wiring shared by the agent wrappers: one batch agent over declared topics, run by a `BatchRunner`."""
+"""Wiring of an agent spec into the Faust app: one batch agent over its topics, run by a `BatchRunner`, and its
+timers on the leader."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -11,10 +12,11 @@ import faust
 from sinks.errors import Action, policy_for
 from streams.batch import BatchRunner, Handler, Stop, exit_worker
 from streams.context import WorkerContext
+from streams.spec import AgentSpec
 
 log = logging.getLogger(__name__)
 
-RunnerFactory = Callable[[str, Handler], BatchRunner]
+RunnerFactory = Callable[[AgentSpec, Handler], BatchRunner]
 
 
 def periodic(
@@ -37,23 +39,25 @@ def periodic(
     return run
 
 
-def batch_agent(
-    app: faust.App,
-    ctx: WorkerContext,
-    name: str,
-    topics: Sequence[str],
-    handler: Handler,
-    runner_factory: RunnerFactory,
-) -> tuple[Any, BatchRunner]:
-    """Register agent `streams.agents.<name>` on `topics` (raw bytes; the runner decodes). Concurrency stays 1:
-    with more, Faust can commit offsets past batches still in flight (upstream issue #606)."""
-    channel = app.topic(*topics, key_type=bytes, value_type=bytes)
-    runner = runner_factory(name, handler)
+def wire(app: faust.App, ctx: WorkerContext, spec: AgentSpec, runner_factory: RunnerFactory) -> tuple[Any, BatchRunner]:
+    """Register `spec` in the app: its handler, a batch agent `streams.agents.<name>` on the data topics of its
+    aggregates (raw bytes; the runner decodes and keeps the event types the handler takes), and its timers on the
+    leader. Concurrency stays 1: with more, Faust can commit offsets past batches still in flight (upstream issue
+    #606)."""
+    handler = spec.handler(ctx)
+    runner = runner_factory(spec, handler)
+    channel = app.topic(*[ctx.topics.data[a] for a in spec.aggregates], key_type=bytes, value_type=bytes)
     size, within = ctx.settings.worker_batch_max, ctx.settings.worker_batch_within_ms / 1000
 
     async def body(stream: Any) -> None:
         await runner.run(stream.take_events(size, within))
 
-    body.__name__ = body.__qualname__ = name
-    agent = app.agent(channel, name=f"streams.agents.{name}", concurrency=1)(body)
+    body.__name__ = body.__qualname__ = spec.name
+    agent = app.agent(channel, name=spec.owner, concurrency=1)(body)
+    for timer in spec.timers:
+        job = periodic(timer.name, timer.job(ctx, handler))
+        if timer.every_s is not None:
+            app.timer(timer.every_s(ctx.settings), on_leader=True, name=timer.name)(job)
+        elif timer.cron is not None:
+            app.crontab(timer.cron(ctx.settings), on_leader=True)(job)
     return agent, runner

@@ -12,15 +12,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import faust
-
 from schema.events import UserActivityV1
 from schema.mongo import USER_ACTIVITY_LOGS
 from sinks.errors import PermanentSinkError
-from streams.batch import BatchRunner, Incoming, refused_event
+from streams.batch import Incoming, refused_event
 from streams.context import WorkerContext
 from streams.records import Event
-from streams.wiring import RunnerFactory, batch_agent
+from streams.spec import AgentSpec
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +63,22 @@ class ActivityLogHandler:
         self.redelivered = 0
 
     async def __call__(self, items: Sequence[Incoming]) -> None:
-        positions = [n for n, i in enumerate(items) if i.event.event_type == "user.activity"]
-        docs = [log_document(items[n].event) for n in positions]
+        docs = [log_document(i.event) for i in items]
         if not docs:
             return
         try:
             inserted = await asyncio.to_thread(self._ctx.mongo.insert_logs, USER_ACTIVITY_LOGS.name, docs)
         except PermanentSinkError as exc:
-            raise refused_event(exc, positions) from exc
+            raise refused_event(exc, range(len(docs))) from exc
         self.inserted += inserted
         self.redelivered += len(docs) - inserted
 
 
-def register(app: faust.App, ctx: WorkerContext, runner_factory: RunnerFactory) -> tuple[Any, BatchRunner]:
-    agent, runner = batch_agent(app, ctx, AGENT, [ctx.topics.data["activity"]], ActivityLogHandler(ctx), runner_factory)
-    return agent, runner
+SPEC = AgentSpec(
+    name=AGENT,
+    doc="user.activity events -> the capped MongoDB log user_activity_logs",
+    aggregates=("activity",),
+    event_types=frozenset({"user.activity"}),
+    handler=ActivityLogHandler,
+    collections=(USER_ACTIVITY_LOGS,),
+)

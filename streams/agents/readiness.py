@@ -24,9 +24,7 @@ import logging
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import faust
+from typing import Any, cast
 
 from schema.events import OPEN_STATUSES, CompanyUpdatedV1, ContractError, TenderClosedV1, TenderV1
 from schema.mongo import READINESS_SCORES
@@ -34,7 +32,7 @@ from schema.redis_keys import READINESS_COMPANIES, READINESS_TENDERS, TEAM_TOP_I
 from sinks.errors import PermanentSinkError
 from sinks.mongo import VersionedDoc
 from sinks.redis_versioned import EMPTY, GENERATION_FIELD, HashSnapshot, ListChange, TopList, VersionedHash, ZsetCas
-from streams.batch import BatchRunner, Incoming, refused_event
+from streams.batch import Incoming, refused_event
 from streams.context import WorkerContext
 from streams.readiness.reference import ReadinessError
 from streams.readiness.scoring import (
@@ -51,7 +49,7 @@ from streams.readiness.scoring import (
     tender_facts_from_payload,
 )
 from streams.records import Event
-from streams.wiring import RunnerFactory, batch_agent, periodic
+from streams.spec import AgentSpec, Timer
 
 log = logging.getLogger(__name__)
 
@@ -739,11 +737,19 @@ def _dumps(value: Mapping[str, Any]) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def register(app: faust.App, ctx: WorkerContext, runner_factory: RunnerFactory) -> tuple[Any, BatchRunner]:
-    handler = ReadinessHandler(ctx)
-    topics = [ctx.topics.data["tender"], ctx.topics.data["company"]]
-    agent, runner = batch_agent(app, ctx, AGENT, topics, handler, runner_factory)
-
-    sweep = periodic("readiness_sweep", handler.sweep)
-    app.timer(ctx.settings.readiness_sweep_s, on_leader=True, name="readiness_sweep")(sweep)
-    return agent, runner
+SPEC = AgentSpec(
+    name=AGENT,
+    doc="tender and company events -> a readiness score per (team, tender) in MongoDB and each team's top 5 in Redis",
+    aggregates=("tender", "company"),
+    event_types=frozenset({"tender.created", "tender.updated", "tender.closed", "company.updated"}),
+    handler=ReadinessHandler,
+    key_families=(TEAM_TOP_TENDERS, TEAM_TOP_INPUTS, READINESS_TENDERS, READINESS_COMPANIES),
+    collections=(READINESS_SCORES,),
+    timers=(
+        Timer(
+            "readiness_sweep",
+            lambda _ctx, handler: cast(ReadinessHandler, handler).sweep,
+            every_s=lambda settings: settings.readiness_sweep_s,
+        ),
+    ),
+)

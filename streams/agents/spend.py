@@ -13,16 +13,22 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-import faust
 import sqlalchemy as sa
 
 from schema.events import ContractError, Envelope, TenderClosedV1, TenderV1, validate_payload
+from schema.redis_keys import (
+    SPEND_BY_BUYER,
+    SPEND_BY_BUYER_WINDOW,
+    SPEND_TENDER_STATE,
+    SPEND_TOTALS,
+    SPEND_WINDOW_TOTALS,
+)
 from sinks.errors import PermanentSinkError, TransientSinkError
 from sinks.spend_store import EPOCH_MYSQL, StateWrite, Totals, TotalsDelta
-from streams.batch import BatchRunner, Incoming
+from streams.batch import Incoming
 from streams.context import WorkerContext
 from streams.records import Event
-from streams.wiring import RunnerFactory, batch_agent, periodic
+from streams.spec import AgentSpec, Timer
 
 log = logging.getLogger(__name__)
 
@@ -532,7 +538,7 @@ class SpendHandler:
         self.repairs = 0
 
     async def __call__(self, items: Sequence[Incoming]) -> None:
-        envelopes = [i.event for i in items if i.event.event_type in TENDER_EVENTS]
+        envelopes = [i.event for i in items]
         if not envelopes:
             return
         store = self._ctx.spend
@@ -717,11 +723,23 @@ async def recompute_from_mysql(ctx: WorkerContext) -> RecomputeReport:
     return RecomputeReport(0, 0, 0, [], False, False)
 
 
-def register(app: faust.App, ctx: WorkerContext, runner_factory: RunnerFactory) -> tuple[Any, BatchRunner]:
-    agent, runner = batch_agent(app, ctx, AGENT, [ctx.topics.data["tender"]], SpendHandler(ctx), runner_factory)
-
-    refresh = periodic("spend_window_refresh", lambda: refresh_window(ctx))
-    nightly = periodic("spend_nightly_recompute", lambda: recompute_from_mysql(ctx))
-    app.timer(ctx.settings.spend_window_refresh_s, on_leader=True, name="spend_window_refresh")(refresh)
-    app.crontab(ctx.settings.spend_recompute_cron, on_leader=True)(nightly)
-    return agent, runner
+SPEC = AgentSpec(
+    name=AGENT,
+    doc="tender events -> spend by buyer and currency in Redis (all time and a rolling window)",
+    aggregates=("tender",),
+    event_types=TENDER_EVENTS,
+    handler=SpendHandler,
+    key_families=(SPEND_BY_BUYER, SPEND_BY_BUYER_WINDOW, SPEND_TENDER_STATE, SPEND_TOTALS, SPEND_WINDOW_TOTALS),
+    timers=(
+        Timer(
+            "spend_window_refresh",
+            lambda ctx, _handler: lambda: refresh_window(ctx),
+            every_s=lambda settings: settings.spend_window_refresh_s,
+        ),
+        Timer(
+            "spend_nightly_recompute",
+            lambda ctx, _handler: lambda: recompute_from_mysql(ctx),
+            cron=lambda settings: settings.spend_recompute_cron,
+        ),
+    ),
+)

@@ -31,7 +31,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import faust
 from redis.commands.core import AsyncScript
 
 from schema.events import OPEN_STATUSES, TenderClosedV1, TenderV1
@@ -42,12 +41,12 @@ from sinks.errors import PermanentSinkError, SinkError, TransientSinkError
 from sinks.mongo import VersionedDoc
 from sinks.reader import SUMMARY_FIELDS
 from sinks.redis import text
-from streams.batch import BatchRunner, Incoming, refused_event
+from streams.batch import Incoming, refused_event
 from streams.context import WorkerContext
 from streams.records import Event
+from streams.spec import AgentSpec
 from streams.summaries.base import BriefingSession, Summariser, SummariserConfig, SummaryInput, content_hash
 from streams.summaries.factory import load_summariser
-from streams.wiring import RunnerFactory, batch_agent
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +277,7 @@ class TenderSummaryHandler:
     async def __call__(self, items: Sequence[Incoming]) -> None:
         if self.closed:
             raise RuntimeError(f"{AGENT}: handler used after aclose()")
-        events = [i.event for i in items if i.event.event_type.startswith("tender.")]
+        events = [i.event for i in items]
         if not events:
             return
         ids = sorted({int(e.aggregate_id) for e in events})
@@ -488,8 +487,17 @@ class _Lease:
             )
 
 
-def register(app: faust.App, ctx: WorkerContext, runner_factory: RunnerFactory) -> tuple[Any, BatchRunner]:
+def _handler(ctx: WorkerContext) -> TenderSummaryHandler:
     # Loaded at start-up: a configured model that cannot load stops the worker here, with the loader's message.
-    summariser = load_summariser(summariser_config(ctx.settings))
-    handler = TenderSummaryHandler(ctx, summariser)
-    return batch_agent(app, ctx, AGENT, [ctx.topics.data["tender"]], handler, runner_factory)
+    return TenderSummaryHandler(ctx, load_summariser(summariser_config(ctx.settings)))
+
+
+SPEC = AgentSpec(
+    name=AGENT,
+    doc="tender events -> one summary per tender in MongoDB and the tender's card in Redis",
+    aggregates=("tender",),
+    event_types=frozenset({"tender.created", "tender.updated", "tender.closed"}),
+    handler=_handler,
+    key_families=(TENDER_METADATA, SUMMARY_LOCK),
+    collections=(TENDER_SUMMARIES,),
+)

@@ -9,7 +9,7 @@ from typing import Any
 
 from schema.events import MAX_ID
 from schema.mongo import COLLECTIONS
-from schema.redis_keys import READINESS_COMPANIES, READINESS_TENDERS, SPEND_TENDER_STATE, InvalidKeyError, owner_of
+from schema.redis_keys import READINESS_COMPANIES, READINESS_TENDERS, SPEND_TENDER_STATE, InvalidKeyError, family_of
 from tenderhub.corpus.cases import Expect, Outcome
 
 # Document fields that carry an aggregate or event id.
@@ -116,7 +116,7 @@ def harmful_keys(
             continue
         key = full[len(prefix) :]
         try:
-            owner_of(key)
+            family_of(key)
         except InvalidKeyError:
             problems.append(f"Redis key {full[:80]!r} is not in the key catalogue")
             continue

@@ -429,3 +429,33 @@ async def test_the_batch_in_flight_is_visible_while_it_runs_and_through_its_retr
     await r.process([raw(1), raw(2), RawEvent(b"5", b"{oops", Message("t.activity", 0, 9))])
     assert seen == [3, 3, 3]
     assert r.stats.in_flight == 0 and r.stats.in_flight_since is None and r.stats.events == 3
+
+
+@pytest.mark.asyncio
+async def test_events_of_types_the_agent_does_not_take_never_reach_its_handler() -> None:
+    seen: list[int] = []
+
+    async def handler(items: Sequence[Incoming]) -> None:
+        seen.extend(i.event.event_id for i in items)
+
+    letters = Letters()
+    heartbeat = json.loads(raw(2).value or b"")
+    heartbeat.update(
+        event_type="system.heartbeat",
+        aggregate_type="system",
+        aggregate_id="1",
+        payload={"origin": "test", "marker": "m1"},
+    )
+    other = RawEvent(b"1", json.dumps(heartbeat).encode(), Message("t.activity", 0, 2))
+    only_activity = BatchRunner(
+        "test", handler, letters, sleep=no_sleep, stop=Stops(), event_types=frozenset({"user.activity"})
+    )
+    await only_activity.process([raw(1), other, raw(3)])
+    assert seen == [1, 3]
+    assert only_activity.stats.skipped == 1
+    assert only_activity.stats.events == 3  # acknowledged with the batch
+    assert letters.sent == []
+    # Without a filter every decoded event reaches the handler.
+    seen.clear()
+    await runner(handler, letters).process([raw(1), other, raw(3)])
+    assert seen == [1, 2, 3]

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
 from schema.settings import Settings
-from streams.batch import BatchRunner, Incoming
+from streams.batch import Incoming
 from streams.context import WorkerContext
 
 
@@ -93,14 +92,11 @@ class _Handler:
 @pytest.mark.asyncio
 async def test_a_handler_with_close_is_closed_at_stop_without_wiring(monkeypatch: pytest.MonkeyPatch) -> None:
     import streams.app
-    from streams.wiring import RunnerFactory
+    from streams.spec import AgentSpec
 
     handler = _Handler()
-
-    def register(app: Any, ctx: WorkerContext, runner_factory: RunnerFactory) -> tuple[Any, BatchRunner]:
-        return object(), runner_factory("probe", handler)
-
-    monkeypatch.setattr(streams.app, "_agent_modules", lambda: {"probe": register})
+    probe = AgentSpec("probe", "a probe", ("activity",), frozenset({"user.activity"}), lambda ctx: handler)
+    monkeypatch.setattr(streams.app, "registry", lambda: {"probe": probe})
     pipeline = streams.app.build_pipeline(settings(), agents=["probe"])
     assert not handler.closed
     await pipeline.ctx.aclose()
