@@ -72,6 +72,7 @@ from streams.agents.spend import (
     totals_in_cents,
     window_totals,
 )
+from streams.consumer import control_group
 from tenderhub.loader import TenderRow, read_releases, tender_row
 from tenderhub.loader import _payload as loader_payload  # the exact payload the application writes
 from tests.integration.relay_harness import ROOT, STARTED, RelayEnv, RelayProcess, kill_leftovers
@@ -137,8 +138,8 @@ class Leftovers:
     logs: list[Path] = field(default_factory=list)
 
     def add_run(self, penv: BenchPipelineEnv) -> None:
-        self.groups.append(penv.group)
-        # Faust's leader-election topic of the group (`<app id>-__assignor-__leader`).
+        self.groups.extend([penv.group, control_group(penv.group)])
+        # Faust's leader-election topic (`<group>-control-__assignor-__leader`).
         self.topic_prefixes.append(f"{penv.group}-")
         self.mongo_dbs.append(penv.mongo_db)
         self.redis_prefixes.append(penv.redis_prefix)

@@ -205,19 +205,20 @@ class Settings(_Base):
     worker_group: str = Field(
         "tenderhub-worker",
         pattern=r"^[A-Za-z0-9._-]{1,100}$",
-        description="Faust app id = Kafka consumer group of the stream workers (one group per deployment).",
+        description="Kafka consumer group of the stream workers' data topics (one group per deployment); the Faust "
+        "app that hosts them elects its timers' leader in '<group>-control'.",
     )
     worker_web_host: str = Field("127.0.0.1", description="Address the Faust web view binds to.")
     worker_web_port: int = Field(16066, ge=1024, le=65535, description="Port of the Faust web view.")
     worker_batch_max: int = Field(
-        1000, ge=1, le=100_000, description="Most events an agent takes from its stream in one batch."
+        1000, ge=1, le=100_000, description="Most events the worker reads from Kafka in one batch."
     )
     worker_batch_within_ms: int = Field(
         20,
         ge=1,
         le=60_000,
-        description="How long an agent waits to fill a batch before it processes what it has (20: commit -> visible "
-        "p99 180-190 ms at 1,000 events/s against 208-296 ms with 50, for 6-7 % less drain throughput).",
+        description="How long the worker waits to fill a batch before it processes what it has (a full batch is "
+        "handed on at once).",
     )
     worker_fetch_max_wait_ms: int = Field(
         100,

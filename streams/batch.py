@@ -1,5 +1,6 @@
-"""The batch loop every agent runs: take events from its stream, decode them, hand them to the agent's handler,
-and act on every failure by the one policy (`sinks.errors.policy_for`) before Faust may acknowledge the batch.
+"""What every agent runs on each batch the worker's consumer hands it (streams/consumer.py): decode the records,
+give the agent's handler the events it takes, and act on every failure by the one policy (`sinks.errors.policy_for`)
+before the batch's offsets may be committed.
 
 | failure                                                       | the runner                                          |
 |---------------------------------------------------------------|-----------------------------------------------------|
@@ -18,7 +19,8 @@ and act on every failure by the one policy (`sinks.errors.policy_for`) before Fa
 | access denied, a non-retriable Kafka produce error)           | store and the fix; the batch is redelivered to the  |
 |                                                               | next worker                                         |
 | the DLQ refuses a dead letter as too large                    | send its compact form (id, size, SHA-256, sample)   |
-| SIGTERM while a store is still down after `drain_timeout_s`   | exit `EXIT_STORE_DOWN_AT_STOP` (75), unacknowledged |
+| SIGTERM while a store is still down after the consumer's      | exit `EXIT_STORE_DOWN_AT_STOP` (75), unacknowledged |
+| `drain_timeout_s` (streams/consumer.py)                       |                                                     |
 
 Dead letters above `DEAD_LETTER_MAX_BYTES` (what a data topic takes) carry the event's id, origin, size, SHA-256
 and a sample instead of the value, as the relay's do: a dead letter of an event near the data topics' limit is
@@ -26,9 +28,9 @@ larger than the event (its JSON is quoted again) and must still fit.
 
 Handlers must be idempotent: a batch may be handled again after a retry, a crash or a rebalance.
 
-Faust's `take()` acknowledges a batch in a `finally` block once the loop body ends, however it ends; so nothing may
-escape the body, a cancellation (SIGTERM, rebalance) waits for the batch in flight to finish first, and a stop
-without acknowledging leaves the process at once (`os._exit`), like a crash (the fault tests prove that safe).
+The consumer commits a batch's offsets once `process` returns, so `process` never raises: a stop (SIGTERM, a
+rebalance) waits for the batch in flight to finish first, and a stop without committing leaves the process at once
+(`os._exit`), like a crash (the fault tests prove that safe).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn, Protocol
 
@@ -210,7 +212,6 @@ class BatchRunner:
         dead_letters: DeadLetterSink,
         *,
         store_retry_max_s: float = 30.0,
-        drain_timeout_s: float = 120.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         stop: Stop = exit_worker,
         event_types: frozenset[str] | None = None,
@@ -221,7 +222,6 @@ class BatchRunner:
         self._event_types = event_types
         self._dead_letters = dead_letters
         self._store_retry_max_s = store_retry_max_s
-        self._drain_timeout_s = drain_timeout_s
         self._sleep = sleep
         self._stop = stop
         self.stats = BatchStats()
@@ -229,41 +229,6 @@ class BatchRunner:
     @property
     def handler(self) -> Handler:
         return self._handler
-
-    async def run(self, batches: AsyncIterator[Sequence[RawEvent]]) -> None:
-        """The agent body: `await runner.run(stream.take_events(n, within))`."""
-        async for raw_events in batches:
-            task = asyncio.ensure_future(self.process(raw_events))
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                await self._drain(task)
-                raise
-
-    async def _drain(self, task: asyncio.Future[None]) -> None:
-        # Stopping (SIGTERM) or rebalancing: let the batch in flight finish, so the acks that take() sends when we
-        # leave are true; a repeated cancel keeps waiting for the same task.
-        log.info("%s: stopping; finishing the batch in flight before its offsets are committed", self.agent)
-        deadline = time.monotonic() + self._drain_timeout_s
-        while not task.done():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                log.critical(
-                    "%s: the batch in flight did not finish within %.0f s of stopping (a store is down?); exiting "
-                    "without committing it: it is redelivered when a worker starts again",
-                    self.agent,
-                    self._drain_timeout_s,
-                )
-                logging.shutdown()
-                os._exit(EXIT_STORE_DOWN_AT_STOP)
-            try:
-                await asyncio.wait_for(asyncio.shield(task), timeout=left)
-            except asyncio.CancelledError:
-                continue
-            except TimeoutError:
-                continue
-        if task.exception() is not None:
-            log.error("%s: batch in flight failed while stopping: %r", self.agent, task.exception())
 
     async def process(self, raw_events: Sequence[RawEvent]) -> None:
         """Decode, handle, back off and dead-letter one batch. Returns once every event is handled or dead-lettered;

@@ -11,6 +11,7 @@ import faust
 
 from sinks.errors import Action, policy_for
 from streams.batch import BatchRunner, Handler, Stop, exit_worker
+from streams.consumer import Route
 from streams.context import WorkerContext
 from streams.spec import AgentSpec
 
@@ -39,25 +40,16 @@ def periodic(
     return run
 
 
-def wire(app: faust.App, ctx: WorkerContext, spec: AgentSpec, runner_factory: RunnerFactory) -> tuple[Any, BatchRunner]:
-    """Register `spec` in the app: its handler, a batch agent `streams.agents.<name>` on the data topics of its
-    aggregates (raw bytes; the runner decodes and keeps the event types the handler takes), and its timers on the
-    leader. Concurrency stays 1: with more, Faust can commit offsets past batches still in flight (upstream issue
-    #606)."""
+def wire(app: faust.App, ctx: WorkerContext, spec: AgentSpec, runner_factory: RunnerFactory) -> Route:
+    """`spec` in the worker: its handler and batch runner, routed the data topics of its aggregates (read by the
+    worker's `BatchConsumer`; the runner decodes and keeps the event types the handler takes), and its timers on
+    the leader."""
     handler = spec.handler(ctx)
     runner = runner_factory(spec, handler)
-    channel = app.topic(*[ctx.topics.data[a] for a in spec.aggregates], key_type=bytes, value_type=bytes)
-    size, within = ctx.settings.worker_batch_max, ctx.settings.worker_batch_within_ms / 1000
-
-    async def body(stream: Any) -> None:
-        await runner.run(stream.take_events(size, within))
-
-    body.__name__ = body.__qualname__ = spec.name
-    agent = app.agent(channel, name=spec.owner, concurrency=1)(body)
     for timer in spec.timers:
         job = periodic(timer.name, timer.job(ctx, handler))
         if timer.every_s is not None:
             app.timer(timer.every_s(ctx.settings), on_leader=True, name=timer.name)(job)
         elif timer.cron is not None:
             app.crontab(timer.cron(ctx.settings), on_leader=True)(job)
-    return agent, runner
+    return Route(runner, frozenset(ctx.topics.data[a] for a in spec.aggregates))

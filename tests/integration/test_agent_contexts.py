@@ -1,10 +1,14 @@
-"""The Faust wrappers under `agent.test_context()`: events put straight into each agent (no Kafka), handled by the
-real batch runner against the real MongoDB and Redis."""
+"""The agents as the worker wires them (`build_pipeline`): events handed straight to each agent's batch runner, one
+batch per event in order, as the worker's consumer would hand them (no Kafka), handled against the real MongoDB and
+Redis."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -12,6 +16,7 @@ from pymongo import MongoClient
 
 from schema.settings import Settings
 from streams.app import build_pipeline
+from streams.batch import BatchRunner
 from tests.integration.worker_harness import PipelineEnv
 
 pytestmark = pytest.mark.asyncio
@@ -32,6 +37,50 @@ def envelope(event_id: int, event_type: str, aggregate: str, aggregate_id: int, 
     ).encode()
 
 
+@dataclass
+class _Record:
+    key: bytes
+    value: bytes
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def message(self) -> _Record:
+        return self
+
+
+class _Feed:
+    """Puts events into an agent's runner in order, each as its own batch, while the test goes on."""
+
+    def __init__(self, runner: BatchRunner) -> None:
+        self._runner = runner
+        self._queue: asyncio.Queue[_Record | None] = asyncio.Queue()
+        self._offset = 0
+        self._task = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        while (record := await self._queue.get()) is not None:
+            await self._runner.process([record])
+
+    async def put(self, value: bytes, key: bytes) -> None:
+        self._offset += 1
+        await self._queue.put(_Record(key, value, "t.data", 0, self._offset))
+
+    async def close(self) -> None:
+        await self._queue.put(None)
+        await self._task
+
+
+@asynccontextmanager
+async def fed(runner: BatchRunner) -> AsyncIterator[_Feed]:
+    feed = _Feed(runner)
+    try:
+        yield feed
+    finally:
+        await feed.close()
+
+
 async def until(check: Any, timeout: float = 10) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():
@@ -50,7 +99,7 @@ async def test_activity_wrapper_logs_each_event_once(penv: PipelineEnv, mongo: M
 
     ensure_collections(mongo[penv.mongo_db], pipeline.ctx.settings)
     runner = pipeline.runners["activity_logs"]
-    async with pipeline.agents["activity_logs"].test_context() as agent:
+    async with fed(pipeline.runners["activity_logs"]) as agent:
         for n in (1, 2, 2, 3):  # event 2 twice: a redelivery
             payload = {"user_id": 4, "team_id": 1, "action": "tender.viewed", "details": {"n": n}}
             await agent.put(envelope(n, "user.activity", "activity", 4, payload), key=b"4")
@@ -74,7 +123,7 @@ async def test_spend_wrapper_keeps_totals_exact_under_a_budget_change(penv: Pipe
             "published_at": "2025-01-10T09:00:00",
         }
 
-    async with pipeline.agents["spend"].test_context() as agent:
+    async with fed(pipeline.runners["spend"]) as agent:
         await agent.put(envelope(1, "tender.created", "tender", 9, tender("1000.10")), key=b"9")
         await agent.put(envelope(2, "tender.updated", "tender", 9, tender("2500.00")), key=b"9")
         await agent.put(envelope(1, "tender.created", "tender", 9, tender("1000.10")), key=b"9")  # stale redelivery
@@ -190,7 +239,7 @@ async def test_summary_wrapper_with_a_tiny_bart_through_the_real_loading_path(pe
         "buyer": "City of Tshwane",
         "closing_at": "2025-10-10T09:00:00",
     }
-    async with pipeline.agents["tender_summaries"].test_context() as agent:
+    async with fed(pipeline.runners["tender_summaries"]) as agent:
         await agent.put(envelope(1, "tender.created", "tender", 11, payload), key=b"11")
         await until(lambda: runner.stats.events >= 1, timeout=60)
         card = await pipeline.ctx.redis.client().hgetall(pipeline.ctx.redis.full_key("tender:11:metadata", "hash"))
@@ -210,7 +259,7 @@ async def test_a_held_summary_lock_makes_the_batch_wait_not_skip(penv: PipelineE
     lock = pipeline.ctx.redis.full_key("lock:summary:12", "string")
     await client.set(lock, "another-worker", ex=60)
     payload = {"tender_id": 12, "ocid": "ocds-lock", "title": "Supply of diesel", "buyer": "Theewaterskloof"}
-    async with pipeline.agents["tender_summaries"].test_context() as agent:
+    async with fed(pipeline.runners["tender_summaries"]) as agent:
         await agent.put(envelope(1, "tender.created", "tender", 12, payload), key=b"12")
         await until(lambda: runner.stats.store_retries >= 1)
         assert runner.stats.events == 0  # still waiting, not skipped, not dead-lettered

@@ -5,10 +5,9 @@ that finishes before take() acknowledges it."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -219,29 +218,6 @@ async def test_permanent_refusal_of_one_event_dead_letters_it_and_resends_the_re
     await runner(handler, letters).process([raw(1), raw(2), raw(3)])
     assert batches == [[1, 2, 3], [1, 3]]
     assert [d.event_id for d in letters.sent] == [2]
-
-
-@pytest.mark.asyncio
-async def test_cancelled_batch_finishes_before_the_cancellation_goes_on() -> None:
-    finished = asyncio.Event()
-    started = asyncio.Event()
-
-    async def handler(items: Sequence[Incoming]) -> None:
-        started.set()
-        await asyncio.sleep(0.2)
-        finished.set()
-
-    async def batches() -> AsyncIterator[Sequence[RawEvent]]:
-        yield [raw(1)]
-        await asyncio.sleep(10)
-
-    r = runner(handler, Letters())
-    task = asyncio.ensure_future(r.run(batches()))
-    await started.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert finished.is_set(), "the batch was abandoned half done"
 
 
 def test_a_sink_refusal_is_re_aimed_at_the_event_that_made_the_document() -> None:

@@ -1,7 +1,7 @@
-"""The stream workers' Kafka consumer as `build_pipeline` creates it: read_committed, and a fetch long-poll no
-longer than the setting. Faust hard-codes 1,500 ms; the broker then holds a fetch that found nothing committed for
-up to that long, even once the relay's transaction commits: measured as 1.4-1.5 s pauses of an agent at 1,000
-events/s (bench/worker_bench.py), which made commit -> visible p99 1.7-1.9 s."""
+"""The stream workers' Kafka consumer as the worker creates it (streams/consumer.py): read_committed, offsets
+committed by the worker only, and a fetch long-poll no longer than the setting. Faust hard-coded 1,500 ms; the broker
+then held a fetch that found nothing committed for up to that long, even once the relay's transaction committed:
+measured as 1.4-1.5 s pauses of an agent at 1,000 events/s (bench/worker_bench.py)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,30 @@ from typing import Any
 import pytest
 
 import streams.app
-from streams.app import ISOLATION_LEVEL
+from streams.consumer import ISOLATION_LEVEL, control_group, make_consumer
 from tests.unit.streams.test_batch_shutdown import settings
 
 
-def _consumer(**overrides: Any) -> Any:
-    pipeline = streams.app.build_pipeline(settings().model_copy(update=overrides), agents=["activity_logs"])
-    return pipeline.app.consumer._thread._create_worker_consumer(pipeline.app.transport)
-
-
 @pytest.mark.asyncio
-async def test_worker_consumer_reads_committed_with_the_configured_fetch_wait() -> None:
-    consumer = _consumer()
-    assert consumer._isolation_level == ISOLATION_LEVEL
+async def test_worker_consumer_reads_committed_commits_itself_with_the_configured_fetch_wait() -> None:
+    consumer: Any = make_consumer(settings())
+    assert consumer._isolation_level == ISOLATION_LEVEL == "read_committed"
+    assert consumer._enable_auto_commit is False
+    assert consumer._group_id == settings().worker_group
     assert consumer._fetch_max_wait_ms == settings().worker_fetch_max_wait_ms
     assert consumer._fetch_max_wait_ms <= 100, "the default fetch wait bounds the idle pause of an agent"
 
 
 @pytest.mark.asyncio
 async def test_fetch_wait_is_a_setting() -> None:
-    assert _consumer(worker_fetch_max_wait_ms=250)._fetch_max_wait_ms == 250
+    consumer: Any = make_consumer(settings().model_copy(update={"worker_fetch_max_wait_ms": 250}))
+    assert consumer._fetch_max_wait_ms == 250
+
+
+@pytest.mark.asyncio
+async def test_the_pipeline_reads_its_agents_topics_and_faust_elects_the_leader_in_a_group_of_its_own() -> None:
+    pipeline = streams.app.build_pipeline(settings(), agents=["activity_logs", "readiness"])
+    topics = pipeline.ctx.topics.data
+    assert pipeline.consumer.topics == sorted({topics["activity"], topics["tender"], topics["company"]})
+    assert pipeline.app.conf.id == control_group(settings().worker_group) != settings().worker_group
+    await pipeline.ctx.aclose()
