@@ -75,6 +75,7 @@ from streams.agents.spend import (
 from streams.consumer import control_group
 from tenderhub.loader import TenderRow, read_releases, tender_row
 from tenderhub.loader import _payload as loader_payload  # the exact payload the application writes
+from tenderhub.stack import Stack
 from tests.integration.relay_harness import ROOT, STARTED, RelayEnv, RelayProcess, kill_leftovers
 from tests.integration.worker_harness import PipelineEnv, WorkerProcess
 
@@ -671,6 +672,47 @@ def _activity_seen_sqlite(path: Path, collection: str) -> Callable[[], list[tupl
     return fetch
 
 
+def ferretdb_postgresql(settings: Settings) -> str | None:
+    """The URL of the stack's PostgreSQL that FerretDB stores in, when it runs on this machine with that backend."""
+    cfg = load_stack_settings()
+    if cfg.ferretdb_backend != "postgresql" or f":{cfg.mongo_port}" not in settings.mongo_url.get_secret_value():
+        return None
+    return Stack(cfg).ferretdb_postgresql_url()
+
+
+def _activity_seen_postgresql(url: str, database: str, collection: str) -> Callable[[], list[tuple[int, float]]]:
+    """New log documents, in FerretDB's insertion order, read from its PostgreSQL table (read-only), for the reason
+    given for SQLite above: FerretDB 1.24 answers `find({_id: {$in: [...]}})` on PostgreSQL by reading the whole
+    collection, and polling it every 10 ms took half a core and made the log look seconds late. A capped collection's
+    table has FerretDB's record id (its insertion order) as an indexed column."""
+    import psycopg
+
+    conn = psycopg.connect(url, autocommit=True)
+    conn.read_only = True
+    schema = psycopg.sql.Identifier(database)
+    row = conn.execute(
+        psycopg.sql.SQL("SELECT _jsonb->>'table' FROM {}._ferretdb_database_metadata WHERE _jsonb->>'_id' = %s").format(
+            schema
+        ),
+        (collection,),
+    ).fetchone()
+    if row is None:
+        raise RuntimeError(f"FerretDB has no table for {database}.{collection}")
+    query = psycopg.sql.SQL(
+        "SELECT _ferretdb_record_id, _jsonb->'_id', _jsonb->'occurred_at' FROM {}.{} WHERE _ferretdb_record_id > %s "
+        "ORDER BY _ferretdb_record_id"
+    ).format(schema, psycopg.sql.Identifier(row[0]))
+    last = [0]
+
+    def fetch() -> list[tuple[int, float]]:
+        rows = conn.execute(query, (last[0],)).fetchall()
+        if rows:
+            last[0] = rows[-1][0]
+        return [(int(r[1]), int(r[2]) / 1000) for r in rows]
+
+    return fetch
+
+
 def _activity_seen_mongo(url: str, database: str, collection: str, pending: set[int]) -> Callable[[], Any]:
     """Through the wire protocol (a real MongoDB: `_id` is indexed): the pending ids that are now there."""
     client: MongoClient[dict[str, Any]] = MongoClient(url)
@@ -693,6 +735,8 @@ def _poll_activity(args: dict[str, Any], commits: Any, conn: Connection) -> None
     seen: dict[int, tuple[float, float]] = {}  # event id -> (seen at, outbox created_at)
     if args["sqlite"]:
         fetch = _activity_seen_sqlite(Path(args["sqlite"]), args["collection"])
+    elif args["postgresql"]:
+        fetch = _activity_seen_postgresql(args["postgresql"], args["database"], args["collection"])
     else:
         fetch = _activity_seen_mongo(args["url"], args["database"], args["collection"], pending)
     conn.send("ready")
@@ -858,6 +902,7 @@ def latency_run(
         path = ferretdb_file(settings, penv.mongo_db)
         args: dict[str, Any] = {
             "sqlite": str(path) if path else None,
+            "postgresql": None if path else ferretdb_postgresql(settings),
             "url": settings.mongo_url.get_secret_value(),
             "database": penv.mongo_db,
             "collection": USER_ACTIVITY_LOGS.name,
@@ -928,7 +973,15 @@ def latency_run(
         )
         print(f"    Kafka -> visible:                 {percentiles([(v - k) * 1000 for _, k, v in both])}")
         stats = worker.stats().get(agent, {})
-        how = "Redis HMGET" if target == "spend" else "FerretDB's SQLite file" if args["sqlite"] else "find $in"
+        how = (
+            "Redis HMGET"
+            if target == "spend"
+            else "FerretDB's SQLite file"
+            if args["sqlite"]
+            else "FerretDB's PostgreSQL table"
+            if args["postgresql"]
+            else "find $in"
+        )
         print(
             f"    relay published {relay_seen:,.0f} events meanwhile ({relay_seen - total:,.0f} from other writers of "
             f"the shared outbox); worker: {int(stats.get('events', 0)):,} events in {int(stats.get('batches', 0)):,} "
