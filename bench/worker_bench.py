@@ -91,7 +91,8 @@ ACTIONS = ("tender.viewed", "tender.viewed", "tender.viewed", "tender.saved", "s
 # which event it reflects.
 BUDGET_BASE = 1_000_000
 POLL_S = 0.01
-STACK_SERVICES = ("mysql", "kafka", "ferretdb", "redis")
+# PostgreSQL (FerretDB's storage when its backend is postgresql) with its backends: see services_cpu.
+STACK_SERVICES = ("mysql", "kafka", "ferretdb", "postgresql", "redis")
 
 
 # -- isolation: one uid per bench run ------------------------------------------------------------------------------
@@ -245,11 +246,27 @@ def stack_pids() -> dict[str, int]:
     return out
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process, its children that exited (waited for) and those alive: PostgreSQL works in one backend process
+    per connection, FerretDB's among them."""
+    fields = _stat_fields(pid)
+    total = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                child = _stat_fields(int(entry.name))
+            except OSError:
+                continue
+            if int(child[1]) == pid:
+                total += (int(child[11]) + int(child[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def services_cpu(pids: dict[str, int]) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, pid in pids.items():
         try:
-            out[name] = cpu_seconds(pid)
+            out[name] = tree_cpu_seconds(pid) if name == "postgresql" else cpu_seconds(pid)
         except OSError:
             continue
     return out
