@@ -65,14 +65,8 @@ from schema.settings import Settings, load_settings, load_stack_settings
 from schema.topics import TopicNames, ensure_topics, topic_specs
 from sinks.redis import delete_namespace
 from sinks.spend_store import GENERATION_FIELD
-from streams.agents.spend import (
-    TenderSpendState,
-    apply_event,
-    totals_from_states,
-    totals_in_cents,
-    window_totals,
-)
 from streams.consumer import control_group
+from streams.spend import TenderSpendState, apply_event, totals_from_states, totals_in_cents, window_totals
 from tenderhub.loader import TenderRow, read_releases, tender_row
 from tenderhub.loader import _payload as loader_payload  # the exact payload the application writes
 from tenderhub.stack import Stack

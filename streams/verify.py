@@ -47,10 +47,10 @@ from streams.agents.readiness import (
     score_document,
     top_k,
 )
-from streams.agents.spend import _row_state, cents_by_member
 from streams.agents.tender_summaries import metadata, summariser_config, summary_input
 from streams.readiness.scoring import ReadinessWeights, score
 from streams.records import Event, decode
+from streams.spend import _row_state, cents_by_member
 from streams.summaries.base import content_hash
 
 log = logging.getLogger(__name__)

@@ -143,7 +143,8 @@ async def test_nightly_recompute_replaces_the_sorted_sets_with_the_mysql_figures
 ) -> None:
     import sqlalchemy as sa
 
-    from streams.agents.spend import recompute, recompute_from_mysql, recompute_window, totals_in_cents, zset_from_cents
+    from streams.agents.spend import recompute_from_mysql
+    from streams.spend import recompute, recompute_window, totals_in_cents, zset_from_cents
     from tests.integration.test_worker_spend import uk_rows, write_tenders
 
     write_tenders(engine, uk_rows(penv.uid)[:12])  # tenders with budgets, so the figures cannot be empty

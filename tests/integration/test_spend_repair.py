@@ -26,14 +26,9 @@ from sinks.mongo import MongoSink
 from sinks.reader import CacheFirstReader
 from sinks.redis import RedisSink
 from sinks.spend_store import SpendStore, StateWrite, Totals, TotalsDelta
-from streams.agents.spend import (
-    SpendHandler,
-    cents_by_member,
-    decode_state,
-    recompute_from_mysql,
-    zset_from_cents,
-)
+from streams.agents.spend import SpendHandler, recompute_from_mysql
 from streams.context import WorkerContext
+from streams.spend import cents_by_member, decode_state, zset_from_cents
 from tests.integration.store_faults import FaultPlan, Namespace, envelope, run_batches
 
 pytestmark = pytest.mark.asyncio
@@ -145,7 +140,7 @@ class Keys:
 
 
 def mysql_cents(scratch: Scratch) -> dict[str, tuple[int, int, int]]:
-    from streams.agents.spend import _row_state
+    from streams.spend import _row_state
 
     with connect(scratch.admin, scratch.db) as conn, conn.cursor(pymysql.cursors.DictCursor) as cur:
         cur.execute("SELECT id, buyer, currency, budget, status, published_at FROM tenders")

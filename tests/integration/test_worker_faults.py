@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from pymongo import MongoClient
 
 from schema.settings import load_stack_settings
-from streams.agents.spend import recompute, totals_in_cents
+from streams.spend import recompute, totals_in_cents
 from tenderhub.stack import FerretDB, Redis, Service, Stack
 from tests.integration.relay_harness import RelayProcess, Writer, consume, run
 from tests.integration.test_cdc_relay import activity, insert_activities

@@ -20,7 +20,7 @@ import redis
 import sqlalchemy as sa
 from pymongo import MongoClient
 
-from streams.agents.spend import recompute, totals_in_cents
+from streams.spend import recompute, totals_in_cents
 from tenderhub.companies import CompanyProfile, load_companies, read_profiles
 from tenderhub.loader import TenderRow, read_releases, tender_row
 from tenderhub.stack import FerretDB, Redis

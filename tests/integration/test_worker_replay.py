@@ -11,7 +11,7 @@ import redis
 import sqlalchemy as sa
 from pymongo import MongoClient
 
-from streams.agents.spend import recompute, totals_in_cents
+from streams.spend import recompute, totals_in_cents
 from tenderhub.companies import load_companies, read_profiles
 from tenderhub.loader import read_releases, tender_row, upsert_tender
 from tests.integration.relay_harness import RelayProcess

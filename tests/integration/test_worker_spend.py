@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 
 from cdc.outbox import write_event
-from streams.agents.spend import recompute, recompute_window, totals_in_cents, zset_from_cents
+from streams.spend import recompute, recompute_window, totals_in_cents, zset_from_cents
 from tenderhub.loader import TenderRow, tender_row, upsert_tender
 from tests.integration.relay_harness import RelayProcess, consume, run
 from tests.integration.worker_harness import PipelineEnv, WorkerProcess, wait_for

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from schema.events import ContractError, Envelope
-from streams.agents.spend import (
+from streams.spend import (
     NO_CURRENCY,
     BuyerSpend,
     Delta,
@@ -171,7 +171,7 @@ def test_closed_tender_stays_in_spend(status: str) -> None:
 
 
 def test_closed_without_stored_state_counts_nothing_and_blocks_older_events(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="streams.agents.spend"):
+    with caplog.at_level(logging.WARNING, logger="streams.spend"):
         state, deltas = apply_event(None, closed_event(9, status="complete"))
     assert deltas == [] and state.buyer is None and state.status == "complete" and state.source_seq == 9
     assert "without a stored state" in caplog.text and "source_seq 9" in caplog.text

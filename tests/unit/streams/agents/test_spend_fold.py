@@ -8,7 +8,7 @@ import random
 from decimal import Decimal
 from typing import Any
 
-from streams.agents.spend import (
+from streams.spend import (
     TenderSpendState,
     decode_state,
     encode_state,

@@ -11,15 +11,7 @@ from typing import Any
 
 import pytest
 
-from streams.agents.spend import (
-    NO_CURRENCY,
-    BuyerSpend,
-    SpendTotals,
-    TenderSpendState,
-    apply_event,
-    recompute,
-    window_totals,
-)
+from streams.spend import NO_CURRENCY, BuyerSpend, SpendTotals, TenderSpendState, apply_event, recompute, window_totals
 
 # 50 verbatim releases; data/README.md says which, from where, and under which licence.
 DATA = Path(__file__).parent / "data" / "uk_contracts_finder_spend_sample.jsonl"
