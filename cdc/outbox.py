@@ -11,15 +11,13 @@ application (where it can be fixed) instead of reaching the relay's DLQ.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 
 from schema.engines import mysql_engine
-from schema.events import EVENT_TYPES, ContractError, validate_payload
+from schema.events import EVENT_TYPES, ContractError, json_default, validate_payload
 from schema.settings import Settings
 
 
@@ -28,16 +26,8 @@ def make_engine(settings: Settings, **kwargs: Any) -> sa.Engine:
     return mysql_engine(settings.mysql_url, **kwargs)
 
 
-def _json_default(value: object) -> object:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 def encode_payload(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(payload, default=json_default, ensure_ascii=False, separators=(",", ":"))
 
 
 def write_event(

@@ -222,6 +222,16 @@ EVENT_TYPES: dict[str, EventType] = {
 AGGREGATE_TYPES = sorted({e.aggregate_type for e in EVENT_TYPES.values()})
 
 
+def json_default(value: object) -> object:
+    """`json.dumps(default=...)` for payloads held in Python: Decimal as its digits, dates and times in ISO 8601 (how
+    the contract's strict models read them from JSON)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def validate_payload(
     event_type: str, schema_version: int, aggregate_type: str, aggregate_id: str, payload_json: str
 ) -> _Payload:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from schema.events import ContractError, Envelope, TenderClosedV1, TenderV1, validate_payload
+from schema.events import ContractError, Envelope, TenderClosedV1, TenderV1, json_default, validate_payload
 from streams.records import Event
 
 log = logging.getLogger(__name__)
@@ -335,15 +335,8 @@ def _as_envelope(envelope: Envelope | Mapping[str, Any]) -> Envelope:
 def _encode(payload: object) -> str:
     # The payload goes back through the contract's JSON validation: strict pydantic models take "125000.50" as a
     # Decimal only in JSON mode. In-process callers may hold Decimal and datetime values.
-    def default(value: object) -> object:
-        if isinstance(value, Decimal):
-            return str(value)
-        if isinstance(value, dt.datetime | dt.date):
-            return value.isoformat()
-        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
     try:
-        return json.dumps(payload, default=default)
+        return json.dumps(payload, default=json_default)
     except (TypeError, ValueError) as exc:
         raise ContractError(f"payload is not JSON: {exc}") from exc
 
