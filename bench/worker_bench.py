@@ -657,6 +657,20 @@ def ferretdb_file(settings: Settings, database: str) -> Path | None:
     return path if path.exists() else None
 
 
+def _after_record_id(execute: Callable[..., Any], query: Any) -> Callable[[], list[tuple[int, float]]]:
+    """A poll of FerretDB's storage: `query` selects (record id, _id, occurred_at in ms) of the documents after the
+    record id it is given, in insertion order; each call returns the (event id, occurred_at in s) of the new ones."""
+    last = [0]
+
+    def fetch() -> list[tuple[int, float]]:
+        rows = execute(query, (last[0],)).fetchall()
+        if rows:
+            last[0] = rows[-1][0]
+        return [(int(r[1]), int(r[2]) / 1000) for r in rows]
+
+    return fetch
+
+
 def _activity_seen_sqlite(path: Path, collection: str) -> Callable[[], list[tuple[int, float]]]:
     """New log documents, in FerretDB's insertion order, read from its SQLite file (read-only).
 
@@ -672,15 +686,7 @@ def _activity_seen_sqlite(path: Path, collection: str) -> Callable[[], list[tupl
         f"json_extract(_ferretdb_sjson, '$.occurred_at') FROM \"{table}\" WHERE _ferretdb_record_id > ? "
         "ORDER BY _ferretdb_record_id"
     )
-    last = [0]
-
-    def fetch() -> list[tuple[int, float]]:
-        rows = db.execute(query, (last[0],)).fetchall()
-        if rows:
-            last[0] = rows[-1][0]
-        return [(int(r[1]), int(r[2]) / 1000) for r in rows]
-
-    return fetch
+    return _after_record_id(db.execute, query)
 
 
 def ferretdb_postgresql(settings: Settings) -> str | None:
@@ -713,15 +719,7 @@ def _activity_seen_postgresql(url: str, database: str, collection: str) -> Calla
         "SELECT _ferretdb_record_id, _jsonb->'_id', _jsonb->'occurred_at' FROM {}.{} WHERE _ferretdb_record_id > %s "
         "ORDER BY _ferretdb_record_id"
     ).format(schema, psycopg.sql.Identifier(row[0]))
-    last = [0]
-
-    def fetch() -> list[tuple[int, float]]:
-        rows = conn.execute(query, (last[0],)).fetchall()
-        if rows:
-            last[0] = rows[-1][0]
-        return [(int(r[1]), int(r[2]) / 1000) for r in rows]
-
-    return fetch
+    return _after_record_id(conn.execute, query)
 
 
 def _activity_seen_mongo(url: str, database: str, collection: str, pending: set[int]) -> Callable[[], Any]:

@@ -127,7 +127,6 @@ class BatchConsumer(Service):
         self._committed: dict[TopicPartition, int] = {}
         self._last_commit = time.monotonic()
         self._stopping = False
-        self.assigned: frozenset[TopicPartition] = frozenset()
 
     @property
     def topics(self) -> list[str]:
@@ -201,7 +200,6 @@ class BatchConsumer(Service):
         log.info("partitions revoked: %s", _names(revoked))
 
     def partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        self.assigned = frozenset(assigned)
         log.info("partitions assigned: %s", _names(assigned))
 
     async def on_stop(self) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from schema.events import EVENT_TYPES
@@ -58,7 +58,7 @@ class AgentSpec:
     handler: Callable[[WorkerContext], Handler]
     key_families: tuple[KeyFamily, ...] = ()
     collections: tuple[CollectionSpec, ...] = ()
-    timers: tuple[Timer, ...] = field(default=())
+    timers: tuple[Timer, ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):

@@ -1,5 +1,5 @@
-"""Wiring of an agent spec into the Faust app: one batch agent over its topics, run by a `BatchRunner`, and its
-timers on the leader."""
+"""Wiring of an agent spec into the worker: its handler and `BatchRunner`, routed the topics it reads (by the
+worker's `BatchConsumer`), and its timers on the leader."""
 
 from __future__ import annotations
 
