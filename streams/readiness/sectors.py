@@ -15,10 +15,11 @@ position).
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -266,6 +267,9 @@ def _address_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
 # Words an acronym's letters skip ("Recognition of Prior Learning (RPL)").
 _ACRONYM_SKIPS = frozenset(_WORD.findall("of and the for in on to a an"))
 _ACRONYM_LETTERS = range(2, 7)
+# How far back an acronym's words may reach, per letter: its word and the skipped words beside it. Bounded, so that a
+# text of skip words ("to to to ...") costs linear time, not quadratic.
+_ACRONYM_REACH_PER_LETTER = 3
 
 
 def _acronym_spans(ws: Sequence[str]) -> Spans:
@@ -278,7 +282,8 @@ def _acronym_spans(ws: Sequence[str]) -> Spans:
             continue
         initials: list[str] = []
         j = i - 1
-        while j >= 0 and ws[j] and len(initials) < len(word):
+        stop = max(-1, i - 1 - _ACRONYM_REACH_PER_LETTER * len(word))
+        while j > stop and ws[j] and len(initials) < len(word):
             if ws[j] not in _ACRONYM_SKIPS:
                 initials.append(ws[j][0])
             j -= 1
@@ -411,6 +416,53 @@ def _purpose_spans(ws: Sequence[str], asked_before: int) -> Spans:
     return spans
 
 
+class _Cover:
+    """The word positions a set of spans covers, so that whether a phrase overlaps any of them costs O(1) (a check
+    against every span was quadratic on hostile text). `[a, b)` overlaps `[start, end)` when `a < end and start < b`;
+    an empty span `(a, a)` overlaps a phrase that holds position `a` inside it (`start < a < end`)."""
+
+    def __init__(self, size: int, spans: Iterable[tuple[int, int]]) -> None:
+        depth = [0] * (size + 1)
+        points = [0] * (size + 1)
+        for a, b in spans:
+            if a < b:
+                depth[a] += 1
+                depth[b] -= 1
+            else:
+                points[a] += 1
+        self._covered = [0] * (size + 1)
+        self._points = [0] * (size + 1)
+        level = covered = marked = 0
+        for i in range(size):
+            level += depth[i]
+            covered += level > 0
+            marked += points[i] > 0
+            self._covered[i + 1] = covered
+            self._points[i + 1] = marked
+
+    def overlaps(self, start: int, end: int) -> bool:
+        if self._covered[end] - self._covered[start] > 0:
+            return True
+        return end - start > 1 and self._points[end - 1] - self._points[start + 1] > 0
+
+
+def _products_hide(products: Sequence[tuple[tuple[int, int], tuple[int, int]]]) -> Callable[[int, int], bool]:
+    """Whether a phrase `[start, end)` overlaps a product's qualifiers without naming the product whole (holding its
+    head): only the spans that start near the phrase are looked at (a span is at most `longest` words)."""
+    ordered = sorted(products)
+    starts = [span[0] for span, _ in ordered]
+    longest = max((b - a for (a, b), _ in ordered), default=0)
+
+    def hides(start: int, end: int) -> bool:
+        for k in range(bisect.bisect_left(starts, start - longest), bisect.bisect_left(starts, end)):
+            (a, b), head = ordered[k]
+            if a < end and start < b and not (start <= head[0] and head[1] <= end):
+                return True
+        return False
+
+    return hides
+
+
 def _phrase_evidence(ws: Sequence[str], frames: dict[str, Spans] | None = None) -> dict[str, dict[str, float]]:
     """Per concept, the phrases of `ws` that count for it (phrase -> weight): exclusions and organisation names
     hide their words from their concepts, and a phrase inside a longer counted phrase of the same concept is not
@@ -443,22 +495,27 @@ def _phrase_evidence(ws: Sequence[str], frames: dict[str, Spans] | None = None) 
     )
     # A product's qualifiers: hidden from every concept but ict, unless a concept's own phrase names the product
     # whole ("fuel management system" is fleet work, "payroll management system" is software).
-    products = list(zip(_modifier_spans(ws, frames["products"]), frames["products"], strict=True))
+    products_hide = _products_hide(list(zip(_modifier_spans(ws, frames["products"]), frames["products"], strict=True)))
     steps = _listed_steps(ws)
-    courses = [f for f in _frame_spans(ws) if not any(a <= f[0] < b or f[0] <= a < f[1] for a, b in steps)]
+    in_steps = _Cover(len(ws), steps)
+    courses = [f for f in _frame_spans(ws) if not (f[0] < f[1] and in_steps.overlaps(*f))]
     evidence: dict[str, dict[str, float]] = {}
     for concept, matches in found.items():
-        masks = hidden.get(concept, []) + everyone + (steps if concept == "training" else courses)
-        kept = [m for m in matches if not any(a < m[1] and m[0] < b for a, b in masks)]
+        masks = _Cover(len(ws), hidden.get(concept, []) + everyone + (steps if concept == "training" else courses))
+        kept = [m for m in matches if not masks.overlaps(m[0], m[1])]
         if concept != "ict":
-            kept = [
-                m
-                for m in kept
-                if not any(a < m[1] and m[0] < b and not (m[0] <= h[0] and h[1] <= m[1]) for (a, b), h in products)
-            ]
+            kept = [m for m in kept if not products_hide(m[0], m[1])]
+        # A phrase inside a longer one that counts is not counted again: the longer one starts at most
+        # LONGEST_PHRASE words before it ends, and the furthest end per start decides.
+        furthest: dict[int, int] = {}
+        for start, end, _, _ in kept:
+            furthest[start] = max(furthest.get(start, end), end)
         counted: dict[str, float] = {}
         for start, end, weight, phrase in kept:
-            if any(s <= start and end <= e and (e - s) > (end - start) for s, e, _, _ in kept):
+            if any(
+                furthest.get(s, -1) >= end and furthest[s] - s > end - start
+                for s in range(max(0, end - LONGEST_PHRASE), start + 1)
+            ):
                 continue  # inside a longer phrase that already counts
             counted[phrase] = max(counted.get(phrase, 0.0), weight)
         if counted:
