@@ -58,7 +58,7 @@ from bench.probes import measuring_consumer
 from cdc.envelope import OutboxRow, Record, to_record
 from cdc.outbox import encode_payload, make_engine, write_event, write_events
 from cdc.position import source_seq
-from schema.events import Envelope
+from schema.events import decode_event
 from schema.mongo import USER_ACTIVITY_LOGS
 from schema.redis_keys import SPEND_TENDER_STATE, SPEND_TOTALS, SPEND_WINDOW_TOTALS
 from schema.settings import Settings, load_settings, load_stack_settings
@@ -383,7 +383,7 @@ def expected_spend(records: Sequence[Record], as_of: dt.date, days: int) -> tupl
     """All-time and windowed totals (member -> cents, tenders, without budget) from folding the events in pure code."""
     states: dict[int, TenderSpendState] = {}
     for record in records:
-        envelope = Envelope.from_json(record.value)
+        envelope = decode_event(record.value)
         tender = int(envelope.aggregate_id)
         states[tender], _ = apply_event(states.get(tender), envelope)
     final = list(states.values())

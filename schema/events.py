@@ -1,18 +1,31 @@
 """The event contract: envelope, event types and their versioned payload schemas, declared once.
 
 Apps write events through the outbox; the relay validates every row against this contract (bad rows go to the
-DLQ with the reason) and wraps it in an `Envelope`; agents parse the envelope back with `Envelope.from_json`.
+DLQ with the reason) and wraps it in an `Envelope`; agents decode it back with `decode_event`, in one pass that
+checks the envelope and the payload its event type selects.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 # --- bounds ------------------------------------------------------------------------------------------------------
 # Every value an agent stores or parses is bounded here, so one event cannot poison a store or stall a parser. The
@@ -242,10 +255,7 @@ def validate_payload(
     model = spec.versions.get(schema_version)
     if model is None:
         raise ContractError(f"unknown schema_version {schema_version} for {event_type}")
-    if aggregate_type != spec.aggregate_type:
-        raise ContractError(f"{event_type} belongs to aggregate {spec.aggregate_type!r}, not {aggregate_type!r}")
-    if not _is_id_text(aggregate_id):
-        raise ContractError(f"aggregate_id {aggregate_id[:40]!r} is not a positive integer id of at most 2^63-1")
+    check_aggregate(spec, aggregate_type, aggregate_id)
     try:
         size = len(payload_json.encode("utf-8", "surrogatepass"))
         payload = model.model_validate_json(payload_json, context={"payload_bytes": size})
@@ -253,8 +263,7 @@ def validate_payload(
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "payload"
         raise ContractError(f"payload breaks {event_type} v{schema_version}: {where}: {first['msg']}") from None
-    if spec.id_field is not None and str(getattr(payload, spec.id_field)) != aggregate_id:
-        raise ContractError(f"payload {spec.id_field} does not match aggregate_id {aggregate_id}")
+    check_payload_id(spec, aggregate_id, payload)
     return payload
 
 
@@ -271,34 +280,205 @@ def _is_id_text(text: str) -> bool:
     )
 
 
-@dataclass(frozen=True)
-class Envelope:
-    """The Kafka value of every event (JSON). `source_seq` grows in commit order; the event id does not."""
+# -- the envelope: one model, decoded once ----------------------------------------------------------------------
 
-    event_id: int
+# An ISO 8601 time is ASCII and short; the limit also keeps odd text out of the log documents.
+_OCCURRED_AT_MAX_CHARS = 64
+# Reasons quote a little of what was wrong, never the value itself (it is in the dead letter already).
+_REASON_CHARS = 200
+_INT_FIELDS = ("event_id", "schema_version", "source_seq")
+_STR_FIELDS = ("event_type", "aggregate_type", "aggregate_id", "occurred_at")
+
+
+def _iso_time(text: str) -> str:
+    if len(text) > _OCCURRED_AT_MAX_CHARS or not text.isascii():
+        raise ValueError("not an ISO 8601 time")
+    dt.datetime.fromisoformat(text)  # ValueError: not one
+    return text
+
+
+Seq = Annotated[int, Field(ge=0, le=MAX_ID)]
+P = TypeVar("P", bound=_Payload)
+
+
+class Envelope(BaseModel, Generic[P]):
+    """The Kafka value of every event (JSON), with its payload as the model its event type and schema version select.
+    `source_seq` grows in commit order; the event id does not. Fields the envelope does not declare are ignored."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+
+    event_id: Seq
     event_type: str
     aggregate_type: str
     aggregate_id: str
-    occurred_at: str
-    schema_version: int
-    source_seq: int
-    payload: dict[str, Any]
+    occurred_at: Annotated[str, AfterValidator(_iso_time)]
+    schema_version: Seq
+    source_seq: Seq
+    payload: P
+
+    @model_validator(mode="after")
+    def _ids_agree(self) -> Envelope[P]:
+        spec = EVENT_TYPES[self.event_type]
+        check_aggregate(spec, self.aggregate_type, self.aggregate_id)
+        check_payload_id(spec, self.aggregate_id, self.payload)
+        return self
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False).encode()
+        """The envelope as it was sent (fields left at their defaults are not written)."""
+        return self.model_dump_json(exclude_unset=True).encode()
 
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> Envelope:
-        try:
-            data = json.loads(raw)
-            envelope = cls(**data)
-        except (ValueError, TypeError) as exc:
-            raise ContractError(f"not an event envelope: {exc}") from None
-        for name in ("event_id", "source_seq"):
-            value = getattr(envelope, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
-                raise ContractError(f"envelope {name} must be an integer 0..2^63-1, got {str(value)[:40]!r}")
-        return envelope
+
+def check_aggregate(spec: EventType, aggregate_type: str, aggregate_id: str) -> None:
+    """An event's aggregate type and id against its event type (ContractError: how they differ)."""
+    if aggregate_type != spec.aggregate_type:
+        raise ContractError(f"{spec.name} belongs to aggregate {spec.aggregate_type!r}, not {aggregate_type!r}")
+    if not _is_id_text(aggregate_id):
+        raise ContractError(f"aggregate_id {aggregate_id[:40]!r} is not a positive integer id of at most 2^63-1")
+
+
+def check_payload_id(spec: EventType, aggregate_id: str, payload: _Payload) -> None:
+    if spec.id_field is not None and str(getattr(payload, spec.id_field)) != aggregate_id:
+        raise ContractError(f"payload {spec.id_field} does not match aggregate_id {aggregate_id}")
+
+
+def _tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        event_type, version = value.get("event_type"), value.get("schema_version")
+    else:
+        event_type, version = getattr(value, "event_type", None), getattr(value, "schema_version", None)
+    return f"{event_type}@{version}" if isinstance(event_type, str) and type(version) is int else None
+
+
+# The event type and schema version select the envelope's payload model: one tagged union, validated by pydantic in
+# one pass over the JSON text.
+_TAGGED: Any = Annotated[
+    Union[  # noqa: UP007 - built at run time from the contract's table
+        tuple(
+            Annotated[Envelope[model], Tag(f"{e.name}@{version}")]  # type: ignore[valid-type]
+            for e in EVENT_TYPES.values()
+            for version, model in e.versions.items()
+        )
+    ],
+    Discriminator(_tag),
+]
+_ENVELOPES: TypeAdapter[Envelope[Any]] = TypeAdapter(_TAGGED)
+
+
+def decode_event(raw: bytes | str | None) -> Envelope[Any]:
+    """Parse and check one Kafka value in one pass; raise ContractError with the reason (the caller sends it to the
+    DLQ). Anything can be written straight to a topic, so every way a value can fail (bad UTF-8, nesting past the
+    parser's depth limit, numbers past 64 bits, NaN) is a ContractError with a short reason, never another exception
+    that would take the rest of the batch with it."""
+    if raw is None:
+        raise ContractError("empty value (tombstone) on an event topic")
+    if (b"NaN" in raw or b"Infinity" in raw) if isinstance(raw, bytes) else ("NaN" in raw or "Infinity" in raw):
+        _refuse_constants(raw)  # pydantic's parser takes them; they are not JSON and no store keeps them faithfully
+    try:
+        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+        return _ENVELOPES.validate_json(raw, context={"payload_bytes": size})
+    except ValidationError as exc:
+        raise ContractError(_reason(exc, raw)) from None
+
+
+def envelope_of(fields: Mapping[str, Any]) -> Envelope[Any]:
+    """The envelope of an event held in Python (payload values may be Decimal and datetime), checked as if read from
+    Kafka: for producers of events in process (verify, rebuild) and tests."""
+    try:
+        text = json.dumps(dict(fields), default=json_default, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ContractError(f"event is not JSON: {exc}") from None
+    return decode_event(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _refuse_constants(raw: bytes | str) -> None:
+    try:
+        json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        return  # the model's parser names this one
+    except ValueError as exc:
+        raise ContractError(f"value is not JSON: {str(exc)[:_REASON_CHARS]}") from None
+
+
+def _not_json_reason(raw: bytes | str, message: str) -> str:
+    """Why pydantic's parser refused `raw`, in the words of Python's (cold path). Python's takes one thing pydantic's
+    does not: a lone surrogate escape, which no store can encode. That is named by the field it is in."""
+    if "recursion limit" in message:
+        return "value nests too deeply to decode (past the parser's depth limit)"
+    try:
+        data = json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        return "value nests too deeply to decode (past the parser's depth limit)"
+    except ValueError as exc:  # includes UnicodeDecodeError and integers of more than 4300 digits
+        return f"value is not JSON: {str(exc)[:_REASON_CHARS]}"
+    if isinstance(data, dict):
+        for name in _STR_FIELDS:
+            text = data.get(name)
+            if isinstance(text, str) and any("\ud800" <= c <= "\udfff" for c in text[:_REASON_CHARS]):
+                if name == "occurred_at":
+                    return f"envelope occurred_at must be an ISO 8601 time, got {text[:40]!r}"
+                return f"envelope {name} holds a lone surrogate, which no store can encode"
+        tag = _tag(data)
+        if tag is not None and isinstance(data.get("payload"), dict):
+            event_type, version = tag.split("@", 1)
+            return f"payload breaks {event_type} v{version}: payload: {message[:_REASON_CHARS]}"
+    return f"value is not JSON: {message[:_REASON_CHARS]}"
+
+
+def _reason(exc: ValidationError, raw: bytes | str) -> str:
+    """One short reason for the first way a value breaks the contract."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    kind, loc, value = first["type"], first["loc"], first.get("input")
+    if kind == "json_invalid":
+        return _not_json_reason(raw, first["msg"].removeprefix("Invalid JSON: "))
+    if kind in ("union_tag_not_found", "union_tag_invalid"):
+        return _untagged_reason(value)
+    tag, field = loc[0], loc[1] if len(loc) > 1 else None
+    if field is None:  # the envelope as a whole: a ContractError from _ids_agree
+        error = (first.get("ctx") or {}).get("error")
+        return error.reason if isinstance(error, ContractError) else first["msg"]
+    missing = [str(e["loc"][1]) for e in errors if e["type"] == "missing" and len(e["loc"]) == 2]
+    if missing:
+        return f"envelope lacks {sorted(missing)}"
+    if field in _INT_FIELDS:
+        return f"envelope {field} must be a non-negative 64-bit integer, got {str(value)[:40]!r}"
+    if field == "occurred_at":
+        text = value if isinstance(value, str) else repr(value)
+        return f"envelope occurred_at must be an ISO 8601 time, got {text[:40]!r}"
+    if field in _STR_FIELDS:
+        return f"envelope {field} must be a string, got {type(value).__name__}"
+    if len(loc) == 2:
+        return "envelope payload must be a JSON object"
+    event_type, version = str(tag).split("@", 1)
+    where = ".".join(str(p) for p in loc[2:])
+    return f"payload breaks {event_type} v{version}: {where}: {first['msg']}"[:1000]
+
+
+def _untagged_reason(value: Any) -> str:
+    # Cold path: the event type and schema version could not select a payload model; say which field is at fault.
+    if not isinstance(value, dict):
+        return f"envelope must be a JSON object, got {_json_type(value)}"
+    missing = sorted(set(Envelope.model_fields) - value.keys())
+    if missing:
+        return f"envelope lacks {missing}"
+    event_type, version = value["event_type"], value["schema_version"]
+    if not isinstance(event_type, str):
+        return f"envelope event_type must be a string, got {_json_type(event_type)}"
+    if event_type not in EVENT_TYPES:
+        return f"unknown event type {event_type[:80]!r}"
+    if type(version) is not int or not 0 <= version <= MAX_ID:
+        return f"envelope schema_version must be a non-negative 64-bit integer, got {str(version)[:40]!r}"
+    return f"unknown schema_version {version} for {event_type}"
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", list: "array", str: "str", bool: "bool", int: "int", float: "float"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )
 
 
 # -- the tender payload, built once for every producer (the application's loader, `tenderhub verify`) -------------

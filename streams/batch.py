@@ -46,11 +46,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn, Protocol
 
-from schema.events import ContractError
+from schema.events import ContractError, Envelope, decode_event
 from schema.topics import DATA_MAX_MESSAGE_BYTES
 from sinks.errors import Action, PermanentSinkError, Policy, message_too_large, policy_for
 from sinks.retry import backoff_delay
-from streams.records import Event, decode
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +86,7 @@ def exit_worker(reason: str) -> NoReturn:
 class Incoming:
     """One decoded event and where it came from (for logs and the DLQ)."""
 
-    event: Event
+    event: Envelope[Any]
     topic: str
     partition: int
     offset: int
@@ -248,7 +247,7 @@ class BatchRunner:
         for raw in raw_events:
             msg = raw.message
             try:
-                event = decode(raw.value)
+                event = decode_event(raw.value)
             except ContractError as exc:
                 await self._dead_letter(raw, exc.reason)
                 continue
@@ -354,7 +353,7 @@ class BatchRunner:
             partition=item.partition,
             offset=item.offset,
             key=item.event.aggregate_id.encode(),
-            value=item.value if item.value is not None else item.event.envelope().to_json(),
+            value=item.value if item.value is not None else item.event.to_json(),
             event_id=item.event.event_id,
         )
         await self._send(letter)

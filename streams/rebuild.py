@@ -21,13 +21,14 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from schema.events import Envelope
 from schema.settings import Settings
 from streams.batch import Incoming
 from streams.context import WorkerContext
-from streams.records import Event
 from streams.replay import data_partitions
 from streams.verify import (
     CHUNK,
@@ -105,7 +106,7 @@ def _source_seq(value: bytes | None) -> int:
     return seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**63 else 0
 
 
-def _items(events: Sequence[Event]) -> list[Incoming]:
+def _items(events: Sequence[Envelope[Any]]) -> list[Incoming]:
     return [Incoming(e, "mysql:rebuild", 0, n) for n, e in enumerate(events)]
 
 

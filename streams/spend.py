@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from schema.events import ContractError, Envelope, TenderClosedV1, TenderV1, json_default, validate_payload
-from streams.records import Event
+from schema.events import ContractError, Envelope, TenderClosedV1, TenderV1, envelope_of
 
 log = logging.getLogger(__name__)
 
@@ -126,41 +125,30 @@ def contribution(state: TenderSpendState) -> Contribution | None:
     return Contribution(state.buyer, state.currency or NO_CURRENCY, state.budget, 0, state.published_at)
 
 
-@dataclass(frozen=True)
-class TenderEvent:
-    """A tender event whose envelope and payload have been checked against the contract once."""
-
-    event_id: int
-    event_type: str
-    aggregate_id: str
-    source_seq: int
-    payload: TenderV1 | TenderClosedV1
+TenderEnvelope = Envelope[TenderV1 | TenderClosedV1]
 
 
-def checked(event: Envelope | Mapping[str, Any] | Event) -> TenderEvent:
-    """Check an event once. A decoded `Event` (streams.records) was validated when it was read from Kafka: its typed
-    payload is used as it is, so the hot path does not encode and validate every payload a second time."""
-    if isinstance(event, Event):
-        if event.event_type not in TENDER_EVENTS:
-            raise ContractError(f"spend handles tender events only, not {event.event_type!r}")
-        return TenderEvent(event.event_id, event.event_type, event.aggregate_id, event.source_seq, event.payload)
-    env = _as_envelope(event)
-    payload = validate_payload(
-        env.event_type, env.schema_version, env.aggregate_type, env.aggregate_id, _encode(env.payload)
-    )
-    assert isinstance(payload, TenderV1 | TenderClosedV1)  # TENDER_EVENTS carry only these payloads
-    return TenderEvent(env.event_id, env.event_type, env.aggregate_id, env.source_seq, payload)
+def checked(event: Envelope[Any] | Mapping[str, Any]) -> TenderEnvelope:
+    """A tender event, checked against the contract once. A decoded envelope (`schema.events.decode_event`) was
+    checked when it was read from Kafka and is used as it is; an event held in Python (a dict whose payload may hold
+    Decimal and datetime values) is checked as if read from Kafka."""
+    if not isinstance(event, Envelope) and event.get("event_type") not in TENDER_EVENTS:
+        raise ContractError(f"spend handles tender events only, not {event.get('event_type')!r}")
+    env = event if isinstance(event, Envelope) else envelope_of(event)
+    if env.event_type not in TENDER_EVENTS:
+        raise ContractError(f"spend handles tender events only, not {env.event_type!r}")
+    return env
 
 
 def apply_event(
-    previous: TenderSpendState | None, envelope: Envelope | Mapping[str, Any] | Event | TenderEvent
+    previous: TenderSpendState | None, envelope: Envelope[Any] | Mapping[str, Any]
 ) -> tuple[TenderSpendState, list[Delta]]:
     """Fold one tender event into the tender's state; return the new state and the deltas for the totals.
 
     A duplicate or stale event (source_seq <= the stored one) returns (previous, []). An event that breaks the
     contract, or is not a tender event, raises ContractError (a ValueError): the wrapper sends it to the DLQ.
     """
-    env = envelope if isinstance(envelope, TenderEvent) else checked(envelope)
+    env = checked(envelope)
     payload = env.payload
     if previous is not None and env.source_seq <= previous.source_seq:
         return previous, []
@@ -315,32 +303,6 @@ def _row_state(row: Mapping[str, Any]) -> TenderSpendState:
     )
 
 
-def _as_envelope(envelope: Envelope | Mapping[str, Any]) -> Envelope:
-    if isinstance(envelope, Envelope):
-        env = envelope
-    else:
-        try:
-            env = Envelope(**envelope)
-        except TypeError as exc:
-            raise ContractError(f"not an event envelope: {exc}") from exc
-    if env.event_type not in TENDER_EVENTS:
-        raise ContractError(f"spend handles tender events only, not {env.event_type!r}")
-    if not isinstance(env.aggregate_id, str):
-        raise ContractError(f"aggregate_id must be a string, got {env.aggregate_id!r}")
-    if isinstance(env.source_seq, bool) or not isinstance(env.source_seq, int) or env.source_seq < 0:
-        raise ContractError(f"source_seq must be a non-negative int, got {env.source_seq!r}")
-    return env
-
-
-def _encode(payload: object) -> str:
-    # The payload goes back through the contract's JSON validation: strict pydantic models take "125000.50" as a
-    # Decimal only in JSON mode. In-process callers may hold Decimal and datetime values.
-    try:
-        return json.dumps(payload, default=json_default)
-    except (TypeError, ValueError) as exc:
-        raise ContractError(f"payload is not JSON: {exc}") from exc
-
-
 def _decimal(value: object) -> Decimal | None:
     if value is None or isinstance(value, Decimal):
         return value
@@ -407,7 +369,7 @@ def decode_state(raw: str) -> TenderSpendState:
 
 def fold_batch(
     states: Mapping[int, TenderSpendState | None],
-    events: Iterable[Envelope | Mapping[str, Any] | Event],
+    events: Iterable[Envelope[Any] | Mapping[str, Any]],
     as_of: dt.date,
     days: int = WINDOW_DAYS,
 ) -> FoldResult:

@@ -23,7 +23,7 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from schema.engines import mysql_engine
-from schema.events import OPEN_STATUSES, TenderTexts
+from schema.events import OPEN_STATUSES, Envelope, TenderTexts, decode_event
 from schema.events import tender_payload as contract_tender_payload
 from schema.mongo import READINESS_SCORES, TENDER_SUMMARIES, USER_ACTIVITY_LOGS
 from schema.redis_keys import (
@@ -49,7 +49,6 @@ from streams.agents.readiness import (
 )
 from streams.agents.tender_summaries import metadata, summariser_config, summary_input
 from streams.readiness.scoring import ReadinessWeights, score
-from streams.records import Event, decode
 from streams.spend import _row_state, cents_by_member
 from streams.summaries.base import content_hash
 
@@ -133,7 +132,7 @@ def company_payload(row: Mapping[str, Any], gradings: Sequence[Mapping[str, Any]
 
 def event(
     event_type: str, aggregate_id: int, payload: Mapping[str, Any], *, event_id: int, source_seq: int, at: str
-) -> Event:
+) -> Envelope[Any]:
     """An envelope decoded by the agents' own decoder (the contract's checks included)."""
     aggregate = event_type.split(".", 1)[0]
     envelope = {
@@ -146,7 +145,7 @@ def event(
         "source_seq": source_seq,
         "payload": dict(payload),
     }
-    return decode(json.dumps(envelope, ensure_ascii=False))
+    return decode_event(json.dumps(envelope, ensure_ascii=False))
 
 
 _TENDER_COLUMNS = (
@@ -479,7 +478,10 @@ def _verify_activity(stores: _Stores, engine: sa.Engine, settings: Settings, fam
 
 
 def _facts_entries(
-    tender_events: Mapping[int, Event], company_events: Mapping[int, Event], as_of: dt.datetime, w: ReadinessWeights
+    tender_events: Mapping[int, Envelope[Any]],
+    company_events: Mapping[int, Envelope[Any]],
+    as_of: dt.datetime,
+    w: ReadinessWeights,
 ) -> tuple[dict[int, _Entry], dict[int, _Entry]]:
     """The facts a worker would hold after these events, parsed and checked by the agent's own functions."""
     tenders: dict[int, _Entry] = {}

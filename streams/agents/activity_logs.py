@@ -12,12 +12,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from schema.events import UserActivityV1
+from schema.events import Envelope, UserActivityV1
 from schema.mongo import USER_ACTIVITY_LOGS
 from sinks.errors import PermanentSinkError
 from streams.batch import Incoming, refused_event
 from streams.context import WorkerContext
-from streams.records import Event
 from streams.spec import AgentSpec
 
 log = logging.getLogger(__name__)
@@ -25,7 +24,7 @@ log = logging.getLogger(__name__)
 AGENT = "activity_logs"
 
 
-def log_document(event: Event) -> dict[str, Any]:
+def log_document(event: Envelope[Any]) -> dict[str, Any]:
     """The log document of one `user.activity` event; deterministic, so a replay writes the same document."""
     payload = event.payload
     if not isinstance(payload, UserActivityV1):
@@ -39,7 +38,7 @@ def log_document(event: Event) -> dict[str, Any]:
         "action": payload.action,
         "tender_id": payload.tender_id,
         "details": dict(payload.details),
-        "occurred_at": _occurred_at(event.record.occurred_at),
+        "occurred_at": _occurred_at(event.occurred_at),
     }
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from schema.events import OPEN_STATUSES, CompanyUpdatedV1, ContractError, TenderClosedV1, TenderV1
+from schema.events import OPEN_STATUSES, CompanyUpdatedV1, ContractError, Envelope, TenderClosedV1, TenderV1
 from schema.mongo import READINESS_SCORES
 from schema.redis_keys import READINESS_COMPANIES, READINESS_TENDERS, TEAM_TOP_INPUTS, TEAM_TOP_TENDERS
 from sinks.errors import PermanentSinkError
@@ -48,7 +48,6 @@ from streams.readiness.scoring import (
     score,
     tender_facts_from_payload,
 )
-from streams.records import Event
 from streams.spec import AgentSpec, Timer
 
 log = logging.getLogger(__name__)
@@ -422,7 +421,7 @@ class ReadinessHandler:
         if touched_tenders or touched_teams:
             await self.rescore(touched_tenders, touched_teams)
 
-    async def _tender_writes(self, events: Sequence[tuple[int, Event]]) -> dict[str, tuple[int, str]]:
+    async def _tender_writes(self, events: Sequence[tuple[int, Envelope[Any]]]) -> dict[str, tuple[int, str]]:
         if not events:
             return {}
         as_of = self.as_of()
@@ -452,7 +451,7 @@ class ReadinessHandler:
                 written.add(t)
         return {str(t): (current[t][0], _dumps(current[t][1])) for t in sorted(written)}
 
-    def _company_writes(self, events: Sequence[tuple[int, Event]]) -> dict[str, tuple[int, str]]:
+    def _company_writes(self, events: Sequence[tuple[int, Envelope[Any]]]) -> dict[str, tuple[int, str]]:
         as_of = self.as_of()
         latest: dict[int, tuple[int, str]] = {}
         for n, e in events:
@@ -715,13 +714,13 @@ def _same_list(read: TopList, new: Mapping[int, float], inputs: Mapping[str, int
     return {int(m): float(s) for m, s in read.members} == dict(new)
 
 
-def _check_envelope(n: int, e: Event) -> None:
+def _check_envelope(n: int, e: Envelope[Any]) -> None:
     for name, value in (("event_id", e.event_id), ("source_seq", e.source_seq)):
         if not 0 < value <= MAX_ID:
             raise _refused(n, e, f"{name} {value} is not a positive 64-bit integer")
 
 
-def _refused(n: int, e: Event, reason: str) -> PermanentSinkError:
+def _refused(n: int, e: Envelope[Any], reason: str) -> PermanentSinkError:
     log.warning("%s: event %d (%s %s) refused: %s", AGENT, e.event_id, e.event_type, e.aggregate_id, reason[:300])
     return PermanentSinkError(f"{AGENT}: {reason}", index=n, key={"aggregate_id": e.aggregate_id})
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from schema.events import Envelope
 from schema.redis_keys import (
     SPEND_BY_BUYER,
     SPEND_BY_BUYER_WINDOW,
@@ -23,7 +24,6 @@ from sinks.errors import PermanentSinkError, TransientSinkError
 from sinks.spend_store import EPOCH_MYSQL, StateWrite, Totals, TotalsDelta
 from streams.batch import Incoming
 from streams.context import WorkerContext
-from streams.records import Event
 from streams.spec import AgentSpec, Timer
 from streams.spend import (
     TENDER_EVENTS,
@@ -43,7 +43,7 @@ _RECOMPUTE_ROUNDS = 5
 _TENDER_ROWS_SQL = "SELECT id, buyer, currency, budget, status, published_at FROM tenders"
 
 
-def starts_history(events: Iterable[Event]) -> bool:
+def starts_history(events: Iterable[Envelope[Any]]) -> bool:
     """True when each tender's first event in the batch is its creation: the batch then holds the tenders' whole
     history, which is all an empty store needs. Anything else on an empty store means earlier events were folded
     into a store that is gone (or never seen): the tenders must come from MySQL."""

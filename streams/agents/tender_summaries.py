@@ -33,7 +33,7 @@ from typing import Any
 
 from redis.commands.core import AsyncScript
 
-from schema.events import OPEN_STATUSES, TenderClosedV1, TenderV1
+from schema.events import OPEN_STATUSES, Envelope, TenderClosedV1, TenderV1
 from schema.mongo import TENDER_SUMMARIES
 from schema.redis_keys import SUMMARY_LOCK, TENDER_METADATA
 from schema.settings import Settings
@@ -43,7 +43,6 @@ from sinks.reader import SUMMARY_FIELDS
 from sinks.redis import text
 from streams.batch import Incoming, refused_event
 from streams.context import WorkerContext
-from streams.records import Event
 from streams.spec import AgentSpec
 from streams.summaries.base import BriefingSession, Summariser, SummariserConfig, SummaryInput, content_hash
 from streams.summaries.factory import load_summariser
@@ -79,7 +78,7 @@ def summary_input(payload: TenderV1) -> SummaryInput:
         briefing = BriefingSession(
             compulsory=bool(payload.briefing_compulsory), date=payload.briefing_at, venue=payload.briefing_venue
         )
-    # Event datetimes are naive UTC; bidders read South African time.
+    # Envelope[Any] datetimes are naive UTC; bidders read South African time.
     closing = payload.closing_at
     if closing is not None and closing.tzinfo is None:
         closing = closing.replace(tzinfo=dt.UTC).astimezone(SAST)
@@ -190,7 +189,7 @@ class TenderChange:
     full: TenderV1 | None
 
 
-def fold_events(stored_seq: Mapping[int, int], events: Iterable[Event]) -> dict[int, TenderChange]:
+def fold_events(stored_seq: Mapping[int, int], events: Iterable[Envelope[Any]]) -> dict[int, TenderChange]:
     """Apply a batch's tender events in order over the stored versions (`stored_seq`: tender id -> source_seq of
     its document; absent = none). An event at or below the version reached so far is a duplicate or stale and
     changes nothing, exactly as the version-guarded write would refuse it one event at a time."""
@@ -301,7 +300,7 @@ class TenderSummaryHandler:
             for key in held:
                 await self._ctx.redis.unlock(key, self.holder)
 
-    async def _handle(self, events: Sequence[Event], ids: Sequence[int], lease: _Lease) -> None:
+    async def _handle(self, events: Sequence[Envelope[Any]], ids: Sequence[int], lease: _Lease) -> None:
         stored = await asyncio.to_thread(self._stored, ids)
         changes = fold_events({t: int(d["source_seq"]) for t, d in stored.items() if "source_seq" in d}, events)
         model_used = self.summariser.model_used

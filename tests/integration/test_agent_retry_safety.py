@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from schema.events import Envelope, TenderV1
+from schema.events import Envelope, TenderV1, decode_event
 from schema.redis_keys import TEAM_TOP_INPUTS, TEAM_TOP_TENDERS
 from schema.settings import Settings
 from sinks.errors import PermanentSinkError
@@ -24,7 +24,6 @@ from streams.agents.readiness import ReadinessHandler
 from streams.batch import Incoming
 from streams.context import WorkerContext
 from streams.readiness.scoring import rules_version
-from streams.records import Event, decode
 from tests.integration.store_faults import (
     FaultPlan,
     LostUpdateMongo,
@@ -135,7 +134,7 @@ async def test_activity_logs_reach_the_clean_state_after_a_failure_at_any_store_
 
 
 def _incoming(values: list[bytes]) -> list[Incoming]:
-    return [Incoming(decode(v), "sf.topic", 0, n) for n, v in enumerate(values)]
+    return [Incoming(decode_event(v), "sf.topic", 0, n) for n, v in enumerate(values)]
 
 
 def _unchecked_tender(seq: int, tender_id: int, **kw: Any) -> Incoming:
@@ -143,7 +142,7 @@ def _unchecked_tender(seq: int, tender_id: int, **kw: Any) -> Incoming:
     fields = _tender(tender_id, **kw)
     payload = TenderV1.model_construct(**{k: v for k, v in fields.items() if k != "closing_at"})
     object.__setattr__(payload, "closing_at", dt.datetime.fromisoformat(fields["closing_at"]))
-    record = Envelope(
+    event = Envelope[Any].model_construct(
         event_id=seq,
         event_type="tender.created",
         aggregate_type="tender",
@@ -151,9 +150,9 @@ def _unchecked_tender(seq: int, tender_id: int, **kw: Any) -> Incoming:
         occurred_at="2025-09-20T10:00:00.000",
         schema_version=1,
         source_seq=seq,
-        payload=fields,
+        payload=payload,
     )
-    return Incoming(Event(record=record, payload=payload), "sf.tender", 0, seq)
+    return Incoming(event, "sf.tender", 0, seq)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
+from schema.events import decode_event
 from schema.redis_keys import SUMMARY_LOCK
 from schema.settings import Settings
 from sinks.errors import TransientSinkError
@@ -18,7 +19,6 @@ from streams.agents.tender_summaries import TenderSummaryHandler
 from streams.app import build_pipeline
 from streams.batch import Incoming
 from streams.context import WorkerContext
-from streams.records import decode
 from streams.summaries.extractive import ExtractiveSummariser
 from tests.integration.store_faults import FaultPlan, LostUpdateMongo, Namespace, envelope, run_batches, snapshot
 from tests.integration.test_summaries_closes import summaries_handler, tender
@@ -34,7 +34,7 @@ def namespace(settings: Settings) -> Iterator[Namespace]:
 
 
 def _incoming_for_tests(values: list[bytes]) -> list[Incoming]:
-    return [Incoming(decode(v), "sf.tender", 0, n) for n, v in enumerate(values)]
+    return [Incoming(decode_event(v), "sf.tender", 0, n) for n, v in enumerate(values)]
 
 
 def _lock_key(ns: Namespace, tender_id: int) -> str:

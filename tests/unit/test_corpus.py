@@ -11,10 +11,9 @@ import pytest
 
 from cdc.envelope import OutboxRow as RelayRow
 from cdc.envelope import to_record
-from schema.events import ContractError
+from schema.events import ContractError, decode_event
 from schema.settings import load_settings
 from schema.topics import DATA_MAX_MESSAGE_BYTES, TopicNames
-from streams.records import decode
 from tenderhub.corpus.cases import CASES, DOTTED, MISMATCH, MYSQL_JSON_CHECK, NUL_TEXT, OPERATOR, Case, Outcome, Way
 from tenderhub.corpus.sending import case_ids, outbox_row, topic_record
 
@@ -78,10 +77,10 @@ def test_topic_way_expectation_agrees_with_the_worker_decoder(index: int, case: 
         return
     if expect.outcome is Outcome.DLQ and not any(r in expect.reason for r in STORE_REASONS):
         with pytest.raises(ContractError) as exc:
-            decode(record.value)
+            decode_event(record.value)
         assert expect.reason in exc.value.reason
     else:
-        decode(record.value)  # reaches the agents
+        decode_event(record.value)  # reaches the agents
 
 
 @pytest.mark.parametrize(("index", "case"), _ways(Way.OUTBOX), ids=lambda v: v.id if isinstance(v, Case) else "")
@@ -112,7 +111,7 @@ def test_outbox_way_expectation_agrees_with_the_relay_row_check(index: int, case
         assert record.dlq_reason is not None and expect.reason in record.dlq_reason, record.dlq_reason
     else:
         assert record.dlq_reason is None, record.dlq_reason
-        assert decode(record.value).event_id == 7
+        assert decode_event(record.value).event_id == 7
 
 
 def test_each_way_and_case_gets_its_own_aggregate_id_and_mismatch_neighbours_stay_unused() -> None:

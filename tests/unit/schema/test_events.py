@@ -6,7 +6,16 @@ import json
 
 import pytest
 
-from schema.events import EVENT_TYPES, ContractError, Envelope, TenderV1, validate_payload
+from schema.events import (
+    EVENT_TYPES,
+    ContractError,
+    Envelope,
+    TenderClosedV1,
+    TenderV1,
+    decode_event,
+    envelope_of,
+    validate_payload,
+)
 
 TENDER = {
     "tender_id": 12,
@@ -56,7 +65,10 @@ def test_required_event_types_are_declared() -> None:
 
 
 def test_envelope_round_trips() -> None:
-    env = Envelope(1, "tender.created", "tender", "12", "2025-09-18T10:00:00.123Z", 1, 77, {"tender_id": 12})
-    assert Envelope.from_json(env.to_json()) == env
-    with pytest.raises(ContractError):
-        Envelope.from_json(b'{"event_id": 1}')
+    fields = {"event_id": 1, "event_type": "tender.closed", "aggregate_type": "tender", "aggregate_id": "12"}
+    fields |= {"occurred_at": "2025-09-18T10:00:00.123Z", "schema_version": 1, "source_seq": 77}
+    env = envelope_of(fields | {"payload": {"tender_id": 12, "status": "complete"}})
+    assert isinstance(env, Envelope) and isinstance(env.payload, TenderClosedV1)
+    assert decode_event(env.to_json()) == env
+    with pytest.raises(ContractError, match="envelope lacks"):
+        decode_event(b'{"event_id": 1}')

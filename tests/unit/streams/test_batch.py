@@ -238,14 +238,14 @@ async def test_any_decode_failure_dead_letters_that_record_and_its_neighbours_ar
     async def handler(items: Sequence[Incoming]) -> None:
         seen.extend(i.event.event_id for i in items)
 
-    from streams.records import decode as real_decode
+    from schema.events import decode_event as real_decode
 
     def decode(value: bytes | str | None) -> Any:
         if value == b"surprise":
             raise LookupError("a failure the decoder never planned for")
         return real_decode(value)
 
-    monkeypatch.setattr("streams.batch.decode", decode)
+    monkeypatch.setattr("streams.batch.decode_event", decode)
     hostile = [
         b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
         b"\xc3\x28",

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from schema.events import ContractError, UserActivityV1
-from streams.records import decode
+from schema.events import ContractError, UserActivityV1, decode_event
 
 
 def envelope(**overrides: Any) -> dict[str, Any]:
@@ -26,10 +25,10 @@ def envelope(**overrides: Any) -> dict[str, Any]:
 
 
 def test_valid_envelope_decodes_to_typed_record_and_payload() -> None:
-    event = decode(json.dumps(envelope()).encode())
+    event = decode_event(json.dumps(envelope()).encode())
     assert event.event_id == 7 and event.source_seq == 123 << 24 and event.aggregate_id == "5"
     assert isinstance(event.payload, UserActivityV1) and event.payload.action == "tender.viewed"
-    assert event.envelope().to_json() == json.dumps(envelope(), separators=(",", ":")).encode()
+    assert event.to_json() == json.dumps(envelope(), separators=(",", ":")).encode()
 
 
 @pytest.mark.parametrize(
@@ -53,7 +52,7 @@ def test_valid_envelope_decodes_to_typed_record_and_payload() -> None:
 )
 def test_broken_values_raise_contract_error_with_reason(raw: bytes | None, reason: str) -> None:
     with pytest.raises(ContractError) as info:
-        decode(raw)
+        decode_event(raw)
     assert reason in info.value.reason
 
 
@@ -69,7 +68,7 @@ def _with_details(details_json: bytes) -> bytes:
     [
         (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "nests too deeply"),
         (b"[" * 100_000 + b"]" * 100_000, "nests too deeply"),
-        (_with_details(b"[" * 400 + b"]" * 400), "payload breaks user.activity v1"),
+        (_with_details(b"[" * 400 + b"]" * 400), "nests too deeply"),
         (b'{"event_id": ' + b"9" * 5000 + b"}", "value is not JSON"),
         (json.dumps(envelope(event_id=2**63)).encode(), "event_id must be a non-negative 64-bit integer"),
         (json.dumps(envelope(source_seq=10**30)).encode(), "source_seq must be a non-negative 64-bit integer"),
@@ -97,12 +96,12 @@ def _with_details(details_json: bytes) -> bytes:
 )
 def test_hostile_values_raise_contract_error_never_anything_else(raw: bytes, reason: str) -> None:
     with pytest.raises(ContractError) as info:
-        decode(raw)
+        decode_event(raw)
     assert reason in info.value.reason
     assert len(info.value.reason) <= 500, "a reason quoting the whole value would bloat every dead letter"
 
 
 def test_largest_allowed_ids_and_times_with_offsets_still_decode() -> None:
     raw = json.dumps(envelope(event_id=2**63 - 1, source_seq=2**63 - 1, occurred_at="2026-01-05T10:00:00.123Z"))
-    event = decode(raw.encode())
+    event = decode_event(raw.encode())
     assert event.event_id == 2**63 - 1 and event.source_seq == 2**63 - 1

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 from pymongo.database import Database
 
-from schema.events import CompanyUpdatedV1, ContractError, Envelope, TenderTexts, TenderV1, UserActivityV1
+from schema.events import CompanyUpdatedV1, ContractError, Envelope, TenderTexts, TenderV1, UserActivityV1, decode_event
 from schema.events import tender_payload as contract_tender_payload
 from schema.mongo import READINESS_SCORES, TENDER_SUMMARIES, USER_ACTIVITY_LOGS
 from schema.redis_keys import (
@@ -36,7 +36,6 @@ from streams import verify as verify_module
 from streams.agents.readiness import _Entry, eligible, is_open, score_document, top_k
 from streams.agents.tender_summaries import metadata, summary_input
 from streams.readiness.scoring import ReadinessWeights, score
-from streams.records import decode
 from streams.summaries.base import content_hash
 from streams.verify import (
     _AT,
@@ -350,8 +349,8 @@ def test_event_is_the_envelope_the_agents_decoder_makes(monkeypatch: pytest.Monk
         "source_seq": 77,
         "payload": published | {"tender_id": 3},
     }
-    same = decode(json.dumps(raw).encode())
-    assert e.envelope() == same.envelope() and e.payload == same.payload
+    same = decode_event(json.dumps(raw).encode())
+    assert e == same and e.payload == same.payload
     assert isinstance(e.payload, TenderV1) and e.payload.title == row["title"]
     assert (e.event_id, e.source_seq, e.aggregate_id) == (9, 77, "3")
 
@@ -360,7 +359,7 @@ def test_event_names_user_events_activity_and_keeps_the_contracts_checks() -> No
     e = event(
         "user.activity", 5, {"user_id": 5, "team_id": 1, "action": "tender.viewed"}, event_id=1, source_seq=2, at=_AT
     )
-    assert isinstance(e.envelope(), Envelope) and e.envelope().aggregate_type == "activity"
+    assert isinstance(e, Envelope) and e.aggregate_type == "activity"
     assert isinstance(e.payload, UserActivityV1)
     with pytest.raises(ContractError, match="does not match aggregate_id"):
         event("company.updated", 2, {"team_id": 3, "company_id": 1}, event_id=1, source_seq=1, at=_AT)

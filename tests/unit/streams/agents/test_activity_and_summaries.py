@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from schema.events import TenderV1
+from schema.events import TenderV1, decode_event
 from streams.agents.activity_logs import log_document
 from streams.agents.tender_summaries import metadata, summary_input
-from streams.records import decode
 
 
 def test_log_document_is_keyed_by_event_id_and_deterministic() -> None:
@@ -24,7 +23,7 @@ def test_log_document_is_keyed_by_event_id_and_deterministic() -> None:
             "payload": {"user_id": 8, "team_id": 2, "action": "tender.saved", "tender_id": 17, "details": {"a": 1}},
         }
     )
-    doc = log_document(decode(raw))
+    doc = log_document(decode_event(raw))
     assert doc == {
         "_id": 41,
         "event_id": 41,
@@ -36,7 +35,7 @@ def test_log_document_is_keyed_by_event_id_and_deterministic() -> None:
         "details": {"a": 1},
         "occurred_at": dt.datetime(2026, 1, 5, 8, 0, 0, 123000),
     }
-    assert log_document(decode(raw)) == doc
+    assert log_document(decode_event(raw)) == doc
 
 
 def test_summary_input_and_card_from_a_real_etenders_tender() -> None:

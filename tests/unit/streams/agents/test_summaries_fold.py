@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from schema.events import TenderV1
+from schema.events import Envelope, TenderV1, decode_event
 from sinks.mongo import VersionedDoc
 from streams.agents.tender_summaries import (
     card,
@@ -22,13 +22,12 @@ from streams.agents.tender_summaries import (
     stored_datetime,
     summary_input,
 )
-from streams.records import Event, decode
 from streams.summaries.base import content_hash
 
 MODEL = "extractive:test"
 
 
-def full(seq: int, tender_id: int, event_type: str = "tender.updated", **payload: Any) -> Event:
+def full(seq: int, tender_id: int, event_type: str = "tender.updated", **payload: Any) -> Envelope[Any]:
     base = {
         "tender_id": tender_id,
         "ocid": f"ocds-{tender_id}",
@@ -41,12 +40,12 @@ def full(seq: int, tender_id: int, event_type: str = "tender.updated", **payload
     return _event(seq, event_type, tender_id, base | payload)
 
 
-def closed(seq: int, tender_id: int, status: str = "complete", reason: str | None = None) -> Event:
+def closed(seq: int, tender_id: int, status: str = "complete", reason: str | None = None) -> Envelope[Any]:
     return _event(seq, "tender.closed", tender_id, {"tender_id": tender_id, "status": status, "reason": reason})
 
 
-def _event(seq: int, event_type: str, tender_id: int, payload: dict[str, Any]) -> Event:
-    return decode(
+def _event(seq: int, event_type: str, tender_id: int, payload: dict[str, Any]) -> Envelope[Any]:
+    return decode_event(
         json.dumps(
             {
                 "event_id": seq + 1000,
@@ -80,7 +79,7 @@ class Stores:
             return
         self.docs[tender_id] = (stored or dict(doc.key)) | doc.fields | doc.versions | {"event_id": doc.event_id}
 
-    def batch(self, events: Sequence[Event]) -> None:
+    def batch(self, events: Sequence[Envelope[Any]]) -> None:
         changes = fold_events({t: d["source_seq"] for t, d in self.docs.items()}, events)
         for change in changes.values():
             summary, hash_ = "", ""
@@ -95,7 +94,7 @@ class Stores:
         return {t: card(d) for t, d in self.docs.items()}
 
 
-def run(events: Sequence[Event], cuts: Sequence[int]) -> Stores:
+def run(events: Sequence[Envelope[Any]], cuts: Sequence[int]) -> Stores:
     stores = Stores()
     bounds = [0, *sorted(set(cuts)), len(events)]
     for start, end in itertools.pairwise(bounds):
@@ -104,10 +103,10 @@ def run(events: Sequence[Event], cuts: Sequence[int]) -> Stores:
     return stores
 
 
-def history(rng: random.Random, tenders: int = 4, length: int = 30) -> list[Event]:
+def history(rng: random.Random, tenders: int = 4, length: int = 30) -> list[Envelope[Any]]:
     """One partition's events in commit order: created, updates (new titles, cancellations through an update,
     re-openings), closes; then redelivered stretches of it (duplicates, stale events) spliced in."""
-    events: list[Event] = []
+    events: list[Envelope[Any]] = []
     created: set[int] = set()
     for seq in range(1, length + 1):
         tender_id = rng.randint(1, tenders)
