@@ -38,6 +38,7 @@ from cdc.position import (
 from cdc.publisher import TransactionalPublisher, load_position, max_published_source_seq
 from cdc.source import BinlogSource, EpochStarted, Idle, TxnEnd, outbox_row_from_values
 from schema.mysql import OUTBOX_TABLE, connect, is_mariadb
+from schema.retry import backoff_delay
 from schema.settings import MysqlDsn, Settings
 from schema.topics import TopicNames, missing_topics, topic_specs
 
@@ -91,7 +92,7 @@ class Relay:
         janitor = asyncio.create_task(self._janitor_loop(), name="outbox-janitor")
         marker = asyncio.create_task(self._marker.run(self._stop), name="mark-published") if self._marker else None
         self._marker_task = marker
-        backoff = BACKOFF_START_S
+        failures = 0
         first = True
         try:
             while not self._stop.is_set():
@@ -113,7 +114,7 @@ class Relay:
                     position = await self._initial_position(publisher, first)
                     first = False
                     await self._stream(publisher, position)
-                    backoff = BACKOFF_START_S
+                    failures = 0
                 except (FencedError, PositionPurgedError, SourceConfigError, SourceSeqRegressionError):
                     raise
                 except (TimeoutError, OSError, pymysql.MySQLError, CdcError, KafkaError) as exc:
@@ -124,10 +125,11 @@ class Relay:
                     watcher.cancel()
                     await publisher.stop()
                 if not self._stop.is_set():
-                    log.info("reconnecting in %.1f s from the last committed position", backoff)
+                    failures += 1
+                    delay = backoff_delay(failures, BACKOFF_START_S, BACKOFF_MAX_S)
+                    log.info("reconnecting in %.1f s from the last committed position", delay)
                     with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), backoff)
-                    backoff = min(backoff * 2, BACKOFF_MAX_S)
+                        await asyncio.wait_for(self._stop.wait(), delay)
         finally:
             janitor.cancel()
             if marker is not None:
@@ -585,6 +587,7 @@ class PublishedMarker:
                 await asyncio.wait_for(self._drained.wait(), 5)
 
     async def run(self, stop: asyncio.Event) -> None:
+        failures = 0
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 0.5)
@@ -595,9 +598,11 @@ class PublishedMarker:
                 try:
                     await asyncio.to_thread(self._mark, ranges)
                 except pymysql.MySQLError as exc:
+                    failures += 1
                     log.warning("marking %d id ranges published failed (will retry): %s", len(ranges), exc)
-                    await asyncio.sleep(1)
+                    await asyncio.sleep(backoff_delay(failures, 0.5, 5.0))
                 else:
+                    failures = 0
                     for _ in range(n):
                         self._ranges -= len(self._queue.popleft())
                     if not self._queue:

@@ -1,4 +1,4 @@
-"""Retry with exponential backoff and jitter for sink writes: transient errors only, async and sync variants."""
+"""Bounded retries of sink writes (transient errors only; async and sync variants), waiting `schema.retry`'s backoff."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from schema.retry import Jitter, backoff_delay
 from sinks.errors import SinkError, TransientSinkError, store_condition
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,6 @@ T = TypeVar("T")
 
 # Maps a store exception to a SinkError, or to None when it is not the sink's to handle (it is then re-raised).
 Classify = Callable[[Exception], SinkError | None]
-Jitter = Callable[[float, float], float]
 
 
 @dataclass(frozen=True)
@@ -31,15 +31,6 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         _check_policy(self.attempts, self.base_delay_s, self.max_delay_s)
-
-
-def backoff_delay(attempt: int, base_delay_s: float, max_delay_s: float, jitter: Jitter = random.uniform) -> float:
-    """Delay after failed attempt number `attempt` (1-based): doubling, capped, with "equal jitter".
-
-    Half the delay is kept so retries never collapse to zero; the random half spreads workers that failed together.
-    """
-    ceiling = min(max_delay_s, base_delay_s * 2 ** (attempt - 1))
-    return jitter(ceiling / 2, ceiling)
 
 
 async def retry(

@@ -47,9 +47,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn, Protocol
 
 from schema.events import ContractError, Envelope, decode_event
+from schema.retry import backoff_delay
 from schema.topics import DATA_MAX_MESSAGE_BYTES
 from sinks.errors import Action, PermanentSinkError, Policy, message_too_large, policy_for
-from sinks.retry import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,7 @@ class BatchRunner:
                 await self._back_off(policy, exc, items, attempt)
 
     async def _back_off(self, policy: Policy, exc: Exception, items: Sequence[Incoming], attempt: int) -> None:
-        delay = backoff_delay(min(attempt, 30), _BASE_DELAY_S, self._store_retry_max_s)
+        delay = backoff_delay(attempt, _BASE_DELAY_S, self._store_retry_max_s)
         first = items[0]
         if policy.unclassified:
             self.stats.error_retries += 1
@@ -401,6 +401,6 @@ class BatchRunner:
                         f"{letter.offset} to the DLQ: {policy.reason}"
                     )
                 attempt += 1
-                delay = backoff_delay(min(attempt, 30), _BASE_DELAY_S, self._store_retry_max_s)
+                delay = backoff_delay(attempt, _BASE_DELAY_S, self._store_retry_max_s)
                 log.warning("%s: DLQ write failed (%s); retry %d in %.1f s", self.agent, policy.reason, attempt, delay)
                 await self._sleep(delay)

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from cdc.outbox import write_event, write_events
+from schema.retry import backoff_delay
 from tenderhub.companies import CompanyProfile, read_profiles, upsert_company
 from tenderhub.loader import (
     DATA_DIR,
@@ -172,6 +173,7 @@ class LoadWriter(threading.Thread):
         """Run `write` in a transaction until it commits; only then apply what it returns to the writer's own
         view (a commit whose answer was lost is not known to have happened, so nothing refers to its rows)."""
         deadline = time.monotonic() + RETRY_FOR_S
+        failures = 0
         while True:
             try:
                 with self.engine.begin() as conn:
@@ -183,8 +185,9 @@ class LoadWriter(threading.Thread):
                 if time.monotonic() > deadline or self._halt.is_set():
                     raise
                 self.stats.retries += 1
+                failures += 1
                 log.info("load: MySQL unavailable (%s); retrying", str(exc).splitlines()[0][:120])
-                time.sleep(0.5)
+                time.sleep(backoff_delay(failures, 0.1, 1.0))
 
     def _write(self, conn: sa.Connection, step: str) -> Callable[[], None]:
         kind, _, size = step.partition(":")

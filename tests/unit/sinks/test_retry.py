@@ -8,8 +8,9 @@ from typing import TypedDict
 
 import pytest
 
+from schema.retry import backoff_delay
 from sinks.errors import PermanentSinkError, SinkError, TransientSinkError
-from sinks.retry import RetryPolicy, backoff_delay, retry, retry_sync
+from sinks.retry import RetryPolicy, retry, retry_sync
 
 
 class Flaky:
