@@ -115,7 +115,10 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 Date = Annotated[dt.datetime, AfterValidator(_in_calendar)]
 
 
-class _Payload(BaseModel):
+class Payload(BaseModel):
+    """Base of every payload model. Strict: "12" is not an id. Unknown extra fields are allowed so producers can add
+    fields first."""
+
     # Strict: "12" is not an id. Unknown extra fields are allowed so producers can add fields first.
     model_config = ConfigDict(strict=True, extra="allow", frozen=True)
 
@@ -125,7 +128,7 @@ Status = Literal["planning", "planned", "active", "cancelled", "unsuccessful", "
 OPEN_STATUSES: frozenset[str] = frozenset({"active", "planned", "planning"})
 
 
-class TenderV1(_Payload):
+class TenderV1(Payload):
     tender_id: Id
     ocid: str = Field(min_length=1, max_length=128)  # longest real: 48
     title: str = Field(min_length=1, max_length=1000)  # the column; the loader cuts real titles there
@@ -147,7 +150,7 @@ class TenderV1(_Payload):
     briefing_venue: str | None = Field(None, max_length=BRIEFING_VENUE_MAX_CHARS)
 
 
-class TenderClosedV1(_Payload):
+class TenderClosedV1(Payload):
     tender_id: Id
     status: Status
     reason: str | None = Field(None, max_length=REASON_MAX_CHARS)
@@ -177,13 +180,13 @@ CidbClass = Literal[
 ]
 
 
-class CidbGradingV1(_Payload):
+class CidbGradingV1(Payload):
     class_of_works: CidbClass
     grade: int = Field(ge=1, le=9)
     potentially_emerging: bool = False
 
 
-class CompanyUpdatedV1(_Payload):
+class CompanyUpdatedV1(Payload):
     team_id: Id
     company_id: Id
     # The whole profile (event-carried state): readiness scores from it without reading MySQL, so a replay
@@ -198,7 +201,7 @@ class CompanyUpdatedV1(_Payload):
     cidb: list[CidbGradingV1] | None = Field(None, max_length=CIDB_MAX_ITEMS)
 
 
-class UserActivityV1(_Payload):
+class UserActivityV1(Payload):
     user_id: Id
     team_id: Id
     action: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.]*$")
@@ -206,7 +209,7 @@ class UserActivityV1(_Payload):
     details: Annotated[dict[str, Any], AfterValidator(_small_details)] = Field(default_factory=dict)
 
 
-class HeartbeatV1(_Payload):
+class HeartbeatV1(Payload):
     origin: str = Field(min_length=1, max_length=64)
     marker: str = Field(min_length=1, max_length=128)
 
@@ -217,7 +220,7 @@ class EventType:
     aggregate_type: str
     # Payload field that must equal the outbox aggregate_id (None: the aggregate has no id in its payload).
     id_field: str | None
-    versions: dict[int, type[_Payload]]
+    versions: dict[int, type[Payload]]
 
 
 EVENT_TYPES: dict[str, EventType] = {
@@ -247,7 +250,7 @@ def json_default(value: object) -> object:
 
 def validate_payload(
     event_type: str, schema_version: int, aggregate_type: str, aggregate_id: str, payload_json: str
-) -> _Payload:
+) -> Payload:
     """Check one outbox row against the contract; raise ContractError with a readable reason."""
     spec = EVENT_TYPES.get(event_type)
     if spec is None:
@@ -298,7 +301,7 @@ def _iso_time(text: str) -> str:
 
 
 Seq = Annotated[int, Field(ge=0, le=MAX_ID)]
-P = TypeVar("P", bound=_Payload)
+P = TypeVar("P", bound=Payload)
 
 
 class Envelope(BaseModel, Generic[P]):
@@ -336,7 +339,7 @@ def check_aggregate(spec: EventType, aggregate_type: str, aggregate_id: str) -> 
         raise ContractError(f"aggregate_id {aggregate_id[:40]!r} is not a positive integer id of at most 2^63-1")
 
 
-def check_payload_id(spec: EventType, aggregate_id: str, payload: _Payload) -> None:
+def check_payload_id(spec: EventType, aggregate_id: str, payload: Payload) -> None:
     if spec.id_field is not None and str(getattr(payload, spec.id_field)) != aggregate_id:
         raise ContractError(f"payload {spec.id_field} does not match aggregate_id {aggregate_id}")
 

@@ -7,6 +7,7 @@ Keys are only ever built through `KeyFamily.key()`, which validates each id, so 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -134,10 +135,10 @@ CATALOGUE: tuple[KeyFamily, ...] = (
 )
 
 
-def family_of(key: str) -> KeyFamily:
-    """The family a concrete key belongs to (for audits and the invalidation rules); its owner is the agent whose
-    spec lists it."""
-    for family in CATALOGUE:
+def family_of(key: str, families: Sequence[KeyFamily] = CATALOGUE) -> KeyFamily:
+    """The family a concrete key belongs to among `families` (the catalogue, and for a worker also the families of
+    installed agents, which their specs declare); its owner is the agent whose spec lists it."""
+    for family in families:
         regex = re.escape(family.pattern)
         for part in family.parts:
             regex = regex.replace(re.escape("{" + part + "}"), f"(?:{_PART[part].pattern})")

@@ -10,7 +10,7 @@ import logging
 import math
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -35,7 +35,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
-from schema.redis_keys import InvalidKeyError, RedisType, family_of
+from schema.redis_keys import CATALOGUE, InvalidKeyError, KeyFamily, RedisType, family_of
 from schema.settings import Settings
 from sinks.errors import InvalidInputError, PermanentSinkError, SinkError, TransientSinkError
 from sinks.retry import RetryPolicy, retry
@@ -146,6 +146,7 @@ class RedisSink:
         key_prefix: str = "",
         retry_policy: RetryPolicy | None = None,
         timeout_s: float = 5.0,
+        families: Sequence[KeyFamily] = CATALOGUE,
     ) -> None:
         if not _PREFIX.fullmatch(key_prefix):
             raise ValueError(f"key_prefix {key_prefix[:40]!r} may hold only [A-Za-z0-9_.:-] (64 at most)")
@@ -153,6 +154,8 @@ class RedisSink:
         self._prefix = key_prefix
         self._policy = retry_policy or RetryPolicy()
         self._timeout_s = timeout_s
+        # The key families this sink writes: the catalogue, plus those of installed agents (their specs).
+        self._families = tuple(families)
         self._connection: _Connection | None = None
 
     @classmethod
@@ -275,7 +278,7 @@ class RedisSink:
         return self._redis().client
 
     def full_key(self, key: str, expected: RedisType) -> str:
-        """A catalogue key with this sink's prefix; refuses keys outside the catalogue or of the wrong type."""
+        """A key of this sink's families with its prefix; refuses other keys, and keys of the wrong type."""
         return self._resolve(key, expected)
 
     async def run(self, op: Callable[[], Awaitable[T]], what: str) -> T:
@@ -299,7 +302,7 @@ class RedisSink:
 
     def _resolve(self, key: str, expected: RedisType) -> str:
         try:
-            family = family_of(key)
+            family = family_of(key, self._families)
         except InvalidKeyError as exc:
             raise InvalidInputError(str(exc)) from None
         if family.type != expected:

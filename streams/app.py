@@ -21,7 +21,7 @@ import faust
 
 from schema.settings import Settings, load_settings
 from schema.topics import DLQ_MAX_MESSAGE_BYTES
-from streams.agents import registry
+from streams.agents import key_families, registry
 from streams.batch import BatchRunner, DeadLetter, Handler
 from streams.consumer import ISOLATION_LEVEL, BatchConsumer, control_group
 from streams.context import WorkerContext
@@ -89,7 +89,9 @@ def build_pipeline(
     """A Faust app with the chosen agents (all by default). `group` overrides the consumer group (tests)."""
     if group is not None:
         settings = settings.model_copy(update={"worker_group": group})
+    specs = registry()
     ctx = ctx or WorkerContext(settings)
+    ctx.key_families = key_families(specs.values())
     app = TenderhubApp(
         # Faust's own consumer only elects the leader for the timers: a group of its own, so that the batch
         # consumer's group (the data topics' offsets) has members of one kind.
@@ -125,7 +127,6 @@ def build_pipeline(
             event_types=spec.event_types,
         )
 
-    specs = registry()
     chosen = list(specs) if agents is None else list(agents)
     unknown = sorted(set(chosen) - set(specs))
     if unknown:

@@ -44,9 +44,9 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, NoReturn, Protocol
+from typing import Any, Generic, NoReturn, Protocol, TypeVar
 
-from schema.events import ContractError, Envelope, decode_event
+from schema.events import ContractError, Envelope, Payload, decode_event
 from schema.retry import backoff_delay
 from schema.topics import DATA_MAX_MESSAGE_BYTES
 from sinks.errors import Action, PermanentSinkError, Policy, message_too_large, policy_for
@@ -82,11 +82,15 @@ def exit_worker(reason: str) -> NoReturn:
     os._exit(EXIT_STORE_REFUSED)
 
 
-@dataclass(frozen=True)
-class Incoming:
-    """One decoded event and where it came from (for logs and the DLQ)."""
+P = TypeVar("P", bound=Payload, covariant=True)
 
-    event: Envelope[Any]
+
+@dataclass(frozen=True)
+class Incoming(Generic[P]):
+    """One decoded event and where it came from (for logs and the DLQ). A handler annotates the payloads it takes,
+    e.g. `Sequence[Incoming[UserActivityV1]]`: the runner gives it only the event types its spec lists."""
+
+    event: Envelope[P]
     topic: str
     partition: int
     offset: int
@@ -174,7 +178,7 @@ class RawEvent(Protocol):
     def message(self) -> Any: ...
 
 
-Handler = Callable[[Sequence[Incoming]], Awaitable[None]]
+Handler = Callable[[Sequence[Incoming[Any]]], Awaitable[None]]
 
 
 def refused_event(exc: PermanentSinkError, positions: Sequence[int] | None) -> PermanentSinkError:
@@ -243,7 +247,7 @@ class BatchRunner:
         self.stats.last_batch_s = time.perf_counter() - started
 
     async def _process(self, raw_events: Sequence[RawEvent]) -> None:
-        good: list[Incoming] = []
+        good: list[Incoming[Any]] = []
         for raw in raw_events:
             msg = raw.message
             try:
@@ -262,7 +266,7 @@ class BatchRunner:
         if good:
             await self._handle(good)
 
-    async def _handle(self, items: Sequence[Incoming]) -> None:
+    async def _handle(self, items: Sequence[Incoming[Any]]) -> None:
         """Handle `items` until they pass, dead-lettering only the events at fault."""
         pending = list(items)
         while pending:
@@ -288,7 +292,7 @@ class BatchRunner:
                     return
                 await self._dead_letter_incoming(bad, policy_for(exc).reason)
 
-    async def _until_handled(self, items: Sequence[Incoming]) -> None:
+    async def _until_handled(self, items: Sequence[Incoming[Any]]) -> None:
         """Run the handler until it passes; raise only what dead-letters an event, stop on what stops the worker."""
         attempt = 0
         while True:
@@ -304,7 +308,7 @@ class BatchRunner:
                 attempt += 1
                 await self._back_off(policy, exc, items, attempt)
 
-    async def _back_off(self, policy: Policy, exc: Exception, items: Sequence[Incoming], attempt: int) -> None:
+    async def _back_off(self, policy: Policy, exc: Exception, items: Sequence[Incoming[Any]], attempt: int) -> None:
         delay = backoff_delay(attempt, _BASE_DELAY_S, self._store_retry_max_s)
         first = items[0]
         if policy.unclassified:
@@ -338,14 +342,14 @@ class BatchRunner:
             )
         await self._sleep(delay)
 
-    def _stop_worker(self, policy: Policy, items: Sequence[Incoming]) -> NoReturn:
+    def _stop_worker(self, policy: Policy, items: Sequence[Incoming[Any]]) -> NoReturn:
         first = items[0]
         self._stop(
             f"{self.agent}: {policy.reason} (batch of {len(items)} from "
             f"{first.topic}[{first.partition}]@{first.offset} not acknowledged)"
         )
 
-    async def _dead_letter_incoming(self, item: Incoming, reason: str) -> None:
+    async def _dead_letter_incoming(self, item: Incoming[Any], reason: str) -> None:
         letter = DeadLetter(
             agent=self.agent,
             reason=reason,

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from schema.engines import mysql_engine
+from schema.redis_keys import CATALOGUE, KeyFamily
 from schema.settings import Settings
 from schema.topics import TopicNames
 from sinks.mongo import MongoSink
@@ -34,6 +35,9 @@ class WorkerContext:
     _spend: SpendStore | None = field(default=None, repr=False)
     _engine: sa.Engine | None = field(default=None, repr=False)
     extras: dict[str, Any] = field(default_factory=dict)
+    # The Redis key families the agents may write: the catalogue, plus those installed agents declare in their specs
+    # (set by the app from the registry before any agent is made).
+    key_families: tuple[KeyFamily, ...] = CATALOGUE
     _closers: list[tuple[str, Closer]] = field(default_factory=list, repr=False)
 
     @property
@@ -55,7 +59,10 @@ class WorkerContext:
     def redis(self) -> RedisSink:
         if self._redis is None:
             self._redis = RedisSink.from_settings(
-                self.settings, key_prefix=self.settings.redis_key_prefix, retry_policy=self.retry_policy
+                self.settings,
+                key_prefix=self.settings.redis_key_prefix,
+                retry_policy=self.retry_policy,
+                families=self.key_families,
             )
         return self._redis
 

@@ -106,7 +106,7 @@ def _source_seq(value: bytes | None) -> int:
     return seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**63 else 0
 
 
-def _items(events: Sequence[Envelope[Any]]) -> list[Incoming]:
+def _items(events: Sequence[Envelope[Any]]) -> list[Incoming[Any]]:
     return [Incoming(e, "mysql:rebuild", 0, n) for n, e in enumerate(events)]
 
 

@@ -4,8 +4,10 @@ group `tenderhub.agents` (each entry point names an `AgentSpec`, `streams/spec.p
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from importlib.metadata import entry_points
 
+from schema.redis_keys import CATALOGUE, KeyFamily
 from streams.spec import AgentSpec
 
 ENTRY_POINT_GROUP = "tenderhub.agents"
@@ -26,8 +28,21 @@ def registry() -> dict[str, AgentSpec]:
             raise RegistryError(f"entry point {point.name!r} ({point.value}) is not an AgentSpec: {type(spec)!r}")
         specs.append(spec)
     out: dict[str, AgentSpec] = {}
+    owners: dict[str, str] = {}
     for spec in specs:
         if spec.name in out:
             raise RegistryError(f"two agents are named {spec.name!r}")
         out[spec.name] = spec
+        owned = [f"Redis key family {f.pattern}" for f in spec.key_families]
+        owned += [f"MongoDB collection {c.name}" for c in spec.collections]
+        for thing in owned:
+            if thing in owners:
+                raise RegistryError(f"{thing} has two owners, {owners[thing]!r} and {spec.name!r}: one agent owns it")
+            owners[thing] = spec.name
     return out
+
+
+def key_families(specs: Iterable[AgentSpec]) -> tuple[KeyFamily, ...]:
+    """The Redis key families a worker's sink may write: the catalogue's, then those installed agents declare."""
+    extra = {f.pattern: f for spec in specs for f in spec.key_families if f not in CATALOGUE}
+    return (*CATALOGUE, *extra.values())

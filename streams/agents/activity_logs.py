@@ -61,7 +61,7 @@ class ActivityLogHandler:
         self.inserted = 0
         self.redelivered = 0
 
-    async def __call__(self, items: Sequence[Incoming]) -> None:
+    async def __call__(self, items: Sequence[Incoming[UserActivityV1]]) -> None:
         docs = [log_document(i.event) for i in items]
         if not docs:
             return

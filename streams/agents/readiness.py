@@ -404,7 +404,7 @@ class ReadinessHandler:
         day = self._ctx.as_of()
         return dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=dt.UTC)
 
-    async def __call__(self, items: Sequence[Incoming]) -> None:
+    async def __call__(self, items: Sequence[Incoming[TenderV1 | TenderClosedV1 | CompanyUpdatedV1]]) -> None:
         tender_events = [(n, i.event) for n, i in enumerate(items) if i.event.event_type.startswith("tender.")]
         company_events = [(n, i.event) for n, i in enumerate(items) if i.event.event_type == "company.updated"]
         # Everything is checked before anything is stored: a fact the rules cannot use is refused (that one event

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from schema.events import Envelope
+from schema.events import Envelope, TenderClosedV1, TenderV1
 from schema.redis_keys import (
     SPEND_BY_BUYER,
     SPEND_BY_BUYER_WINDOW,
@@ -62,7 +62,7 @@ class SpendHandler:
         self.ignored = 0
         self.repairs = 0
 
-    async def __call__(self, items: Sequence[Incoming]) -> None:
+    async def __call__(self, items: Sequence[Incoming[TenderV1 | TenderClosedV1]]) -> None:
         envelopes = [i.event for i in items]
         if not envelopes:
             return

@@ -273,7 +273,7 @@ class TenderSummaryHandler:
         # Waits for a summary still running: the runner drains the batch in flight before closers run.
         await asyncio.to_thread(self._pool.shutdown, wait=True)
 
-    async def __call__(self, items: Sequence[Incoming]) -> None:
+    async def __call__(self, items: Sequence[Incoming[TenderV1 | TenderClosedV1]]) -> None:
         if self.closed:
             raise RuntimeError(f"{AGENT}: handler used after aclose()")
         events = [i.event for i in items]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import redis.exceptions as rex
 
-from schema.redis_keys import SPEND_BY_BUYER, SUMMARY_LOCK, TEAM_TOP_TENDERS, TENDER_METADATA
+from schema.redis_keys import CATALOGUE, SPEND_BY_BUYER, SUMMARY_LOCK, TEAM_TOP_TENDERS, TENDER_METADATA, KeyFamily
 from sinks.errors import InvalidInputError, PermanentSinkError, TransientSinkError
 from sinks.redis import RedisSink, classify_redis_error
 
@@ -102,3 +102,18 @@ def test_refused_commands_are_permanent(exc: Exception) -> None:
 )
 def test_configuration_errors_and_bugs_propagate(exc: Exception) -> None:
     assert classify_redis_error(exc) is None
+
+
+ALERTS = KeyFamily("alerts:closing_soon", "hash", 3600, "An installed agent's own family.")
+
+
+@pytest.mark.asyncio
+async def test_a_sink_writes_the_families_it_is_given_beside_the_catalogue() -> None:
+    # An installed agent declares its key family in its spec; the worker's sink is given it, no catalogue edit.
+    with pytest.raises(InvalidInputError, match="not in the Redis key catalogue"):
+        NOWHERE.full_key(ALERTS.key(), "hash")
+    sink = RedisSink("redis://127.0.0.1:9/0", key_prefix="p:", families=(*CATALOGUE, ALERTS))
+    assert sink.full_key(ALERTS.key(), "hash") == "p:alerts:closing_soon"
+    assert sink.full_key(HASH_KEY, "hash") == "p:" + HASH_KEY
+    with pytest.raises(InvalidInputError, match="is a hash"):
+        sink.full_key(ALERTS.key(), "zset")

@@ -11,9 +11,9 @@ import pytest
 
 import streams.agents
 from schema.events import EVENT_TYPES
-from schema.mongo import COLLECTIONS
-from schema.redis_keys import CATALOGUE
-from streams.agents import BUILTIN, RegistryError, registry
+from schema.mongo import COLLECTIONS, TENDER_SUMMARIES
+from schema.redis_keys import CATALOGUE, SPEND_BY_BUYER, KeyFamily
+from streams.agents import BUILTIN, RegistryError, key_families, registry
 from streams.spec import AgentSpec, Timer
 
 
@@ -72,6 +72,18 @@ def test_an_installed_agent_joins_through_the_entry_point_group(monkeypatch: pyt
     [
         ("not a spec", "is not an AgentSpec"),
         (AgentSpec("spend", "a second spend", ("tender",), frozenset({"tender.created"}), _handler), "two agents"),
+        (
+            AgentSpec(
+                "thief", "x", ("tender",), frozenset({"tender.created"}), _handler, key_families=(SPEND_BY_BUYER,)
+            ),
+            "analytics:spend_by_buyer has two owners, 'spend' and 'thief'",
+        ),
+        (
+            AgentSpec(
+                "copycat", "x", ("tender",), frozenset({"tender.created"}), _handler, collections=(TENDER_SUMMARIES,)
+            ),
+            "collection tender_summaries has two owners",
+        ),
     ],
 )
 def test_a_bad_installed_agent_is_refused(monkeypatch: pytest.MonkeyPatch, loaded: Any, message: str) -> None:
@@ -110,3 +122,10 @@ def test_a_timer_runs_on_an_interval_or_a_crontab_not_both() -> None:
 
 def test_the_entry_point_group_is_the_documented_one() -> None:
     assert streams.agents.ENTRY_POINT_GROUP == "tenderhub.agents"
+
+
+def test_an_installed_agents_own_key_family_is_given_to_the_workers_sink(monkeypatch: pytest.MonkeyPatch) -> None:
+    alerts = KeyFamily("alerts:closing_soon", "hash", 3600, "closing-soon alerts")
+    extra = AgentSpec("closing_soon", "x", ("tender",), frozenset({"tender.created"}), _handler, key_families=(alerts,))
+    monkeypatch.setattr(streams.agents, "entry_points", lambda group: [_EntryPoint("closing_soon", extra)])
+    assert key_families(registry().values()) == (*CATALOGUE, alerts)
