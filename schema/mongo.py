@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,11 +62,14 @@ def collection_options(spec: CollectionSpec, settings: Settings) -> dict[str, An
     return {"capped": True, "size": settings.activity_log_max_bytes, "max": settings.activity_log_max_docs}
 
 
-def ensure_collections(db: Database[dict[str, Any]], settings: Settings) -> list[str]:
-    """Create missing collections and indexes; return the names of collections created now."""
+def ensure_collections(
+    db: Database[dict[str, Any]], settings: Settings, specs: Sequence[CollectionSpec] = COLLECTIONS
+) -> list[str]:
+    """Create missing collections and indexes (the catalogue's, or `specs`: the worker and `migrate` add those of
+    installed agents); return the names of collections created now."""
     created = []
     existing = set(db.list_collection_names())
-    for spec in COLLECTIONS:
+    for spec in specs:
         if spec.name not in existing:
             try:
                 db.create_collection(spec.name, **collection_options(spec, settings))

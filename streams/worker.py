@@ -20,6 +20,7 @@ from schema.mongo import ensure_collections
 from schema.settings import Settings, SettingsError
 from schema.topics import missing_topics, topic_specs
 from sinks.errors import store_access_error
+from streams.agents import collections, registry
 from streams.app import build_pipeline
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def _check_stores(settings: Settings) -> None:
         settings.mongo_url.get_secret_value(), serverSelectionTimeoutMS=10000
     )
     try:
-        created = ensure_collections(client[settings.mongo_db], settings)
+        created = ensure_collections(client[settings.mongo_db], settings, collections(registry().values()))
     finally:
         client.close()
     if created:

@@ -55,6 +55,7 @@ def run_migrate(settings: Settings) -> None:
     from schema.mongo import ensure_collections
     from schema.mysql import migrate
     from schema.topics import ensure_topics, topic_specs
+    from streams.agents import collections, registry
 
     applied = migrate(settings)
     _say(
@@ -66,7 +67,7 @@ def run_migrate(settings: Settings) -> None:
         settings.mongo_url.get_secret_value(), serverSelectionTimeoutMS=10_000
     )
     try:
-        created = ensure_collections(client[settings.mongo_db], settings)
+        created = ensure_collections(client[settings.mongo_db], settings, collections(registry().values()))
     finally:
         client.close()
     _say(f"mongodb: collections ready ({', '.join(created) or 'none'} created now)")

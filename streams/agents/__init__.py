@@ -7,6 +7,7 @@ import importlib
 from collections.abc import Iterable
 from importlib.metadata import entry_points
 
+from schema.mongo import COLLECTIONS, CollectionSpec
 from schema.redis_keys import CATALOGUE, KeyFamily
 from streams.spec import AgentSpec
 
@@ -46,3 +47,9 @@ def key_families(specs: Iterable[AgentSpec]) -> tuple[KeyFamily, ...]:
     """The Redis key families a worker's sink may write: the catalogue's, then those installed agents declare."""
     extra = {f.pattern: f for spec in specs for f in spec.key_families if f not in CATALOGUE}
     return (*CATALOGUE, *extra.values())
+
+
+def collections(specs: Iterable[AgentSpec]) -> tuple[CollectionSpec, ...]:
+    """The MongoDB collections `migrate` and the worker create: the catalogue's, then those installed agents declare."""
+    extra = {c.name: c for spec in specs for c in spec.collections if c not in COLLECTIONS}
+    return (*COLLECTIONS, *extra.values())
