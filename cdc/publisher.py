@@ -106,6 +106,15 @@ def _consume_outcomes(sent: list[asyncio.Future[object]]) -> None:
 
 async def load_position(bootstrap: str, position_topic: str, source_name: str) -> Position | None:
     """The last COMMITTED position of `source_name` (read_committed: an aborted position is never seen)."""
+    position, _ = await load_position_record(bootstrap, position_topic, source_name)
+    return position
+
+
+async def load_position_record(
+    bootstrap: str, position_topic: str, source_name: str
+) -> tuple[Position | None, int | None]:
+    """The last committed position of `source_name` and its record's timestamp (ms since the epoch: when the relay
+    committed it), or (None, None)."""
     key = source_name.encode()
     tp = TopicPartition(position_topic, 0)
     consumer = AIOKafkaConsumer(
@@ -120,6 +129,7 @@ async def load_position(bootstrap: str, position_topic: str, source_name: str) -
         await consumer.seek_to_beginning(tp)
         end = (await consumer.end_offsets([tp]))[tp]
         found: Position | None = None
+        at: int | None = None
         deadline = asyncio.get_running_loop().time() + 60
         while await consumer.position(tp) < end:
             if asyncio.get_running_loop().time() > deadline:
@@ -127,8 +137,8 @@ async def load_position(bootstrap: str, position_topic: str, source_name: str) -
             batch = await consumer.getmany(tp, timeout_ms=1000)
             for record in batch.get(tp, []):
                 if record.key == key and record.value is not None:
-                    found = Position.from_json(record.value)
-        return found
+                    found, at = Position.from_json(record.value), record.timestamp
+        return found, at
     finally:
         await consumer.stop()
 
@@ -136,6 +146,14 @@ async def load_position(bootstrap: str, position_topic: str, source_name: str) -
 async def max_published_source_seq(bootstrap: str, topics: list[str], tail: int = 64, timeout_s: float = 60) -> int:
     """The highest `source_seq` header among the last `tail` committed records of each partition of `topics`
     (-1 if none): the floor for a relay that lost its position, so its numbering never goes backwards."""
+    return await max_published_header(bootstrap, topics, "source_seq", tail, timeout_s)
+
+
+async def max_published_header(
+    bootstrap: str, topics: list[str], header: str, tail: int = 64, timeout_s: float = 60
+) -> int:
+    """The highest integer header `header` among the last `tail` committed records of each partition of `topics`
+    (-1 if none)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
     await admin.start()
     try:
@@ -170,7 +188,7 @@ async def max_published_source_seq(bootstrap: str, topics: list[str], tail: int 
             for records in batch.values():
                 for record in records:
                     for key, value in record.headers or ():
-                        if key == "source_seq" and value.isdigit():
+                        if key == header and value.isdigit():
                             highest = max(highest, int(value))
             for tp in list(todo):
                 if await consumer.position(tp) >= ends[tp]:

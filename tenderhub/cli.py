@@ -285,6 +285,75 @@ def cmd_faults(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from tenderhub.status import gather_status, render_json
+
+    status = asyncio.run(gather_status(load_settings()))
+    _say(render_json(status) if args.json else status.render())
+    return 0 if status.healthy else 1
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from schema.topics import TopicNames
+    from tenderhub.dlq import DlqError, DlqReader, plan_replay, replay
+
+    if args.action == "list" and args.offsets:
+        print("tenderhub dlq: list takes no offsets (show OFFSET... shows letters)", file=sys.stderr)
+        return 2
+    if args.action != "list" and not args.offsets and not args.all:
+        print(f"tenderhub dlq: {args.action} needs the offsets of the letters, or --all", file=sys.stderr)
+        return 2
+    if args.limit < 1:
+        print("tenderhub dlq: --limit must be at least 1", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    topics = TopicNames.from_settings(settings)
+
+    async def run() -> int:
+        async with DlqReader(settings.kafka_bootstrap, topics.dlq) as reader:
+            if args.action == "list":
+                begin, end = await reader.bounds()
+                letters = await reader.read(last=None if args.all else args.limit)
+                if args.json:
+                    _say(
+                        json.dumps(
+                            {"first_offset": begin, "end_offset": end, "letters": [x.summary() for x in letters]}
+                        )
+                    )
+                    return 0
+                _say(f"DLQ {topics.dlq}: offsets {begin} to {end - 1}, showing {len(letters)}")
+                for x in letters:
+                    who = x.stage + (f"/{x.agent}" if x.agent else "")
+                    _say(f"@{x.offset}  {x.at}  {who:<24} event {x.event_id}  {x.reason[:120]}")
+                return 0
+            letters = await reader.read(offsets=args.offsets) if args.offsets else await reader.read()
+        if args.action == "show":
+            for x in letters:
+                _say(json.dumps({**x.summary(), "letter": x.body}, indent=None if args.json else 2, ensure_ascii=False))
+            return 0
+        plans = [plan_replay(x, topics) for x in letters]
+        sent = 0 if args.dry_run else await replay(settings.kafka_bootstrap, plans)
+        for p in plans:
+            verb = "would send" if args.dry_run else "sent"
+            line = f"@{p.letter.offset}: {verb} to {p.topic}" if p.refused is None else f"@{p.letter.offset}: NOT "
+            _say(line + (f"replayable: {p.refused}" if p.refused is not None else ""))
+        refused = sum(p.refused is not None for p in plans)
+        _say(f"{'dry run: ' if args.dry_run else ''}{sent} replayed, {refused} not replayable")
+        return 0 if refused == 0 else 1
+
+    try:
+        return asyncio.run(run())
+    except DlqError as exc:
+        print(f"tenderhub dlq: {exc}", file=sys.stderr)
+        return 2
+
+
+def _offset(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a DLQ offset (a non-negative integer)")
+    return int(text)
+
+
 def cmd_settings(_: argparse.Namespace) -> int:
     for var, typ, default, doc in describe_options():
         _say(f"{var}\n    {doc}\n    type {typ}, default {default}")
@@ -414,6 +483,27 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--report-dir", default="bench/reports", help="folder of the markdown report")
     faults.add_argument("--keep", action="store_true", help="keep the run's database, topics and keys to look at")
     faults.set_defaults(func=cmd_faults)
+    status = sub.add_parser(
+        "status",
+        help="relay position and lag, consumer lag, DLQ count, store health (exit 1 when a part is down)",
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    status.set_defaults(func=cmd_status)
+    dlq = sub.add_parser(
+        "dlq",
+        help="dead letters: list | show OFFSET... | replay OFFSET... (or --all) back to their data topics",
+        epilog="replay sends a worker's letter's event to the topic it came from, and a relay's letter's row, checked "
+        "again against the contract, as the relay would have published it; agents are version-guarded, so a "
+        "replayed event never overwrites what a newer one produced. Exit status 1 when a chosen letter cannot be "
+        "replayed, 2 for an offset with no letter.",
+    )
+    dlq.add_argument("action", choices=["list", "show", "replay"])
+    dlq.add_argument("offsets", nargs="*", type=_offset, help="offsets of letters (show, replay)")
+    dlq.add_argument("--limit", type=int, default=20, help="list: the latest this many (default 20)")
+    dlq.add_argument("--all", action="store_true", help="list or replay every letter kept")
+    dlq.add_argument("--dry-run", action="store_true", help="replay: say what would be sent, send nothing")
+    dlq.add_argument("--json", action="store_true", help="JSON output")
+    dlq.set_defaults(func=cmd_dlq)
     sub.add_parser("settings", help="list every setting with its doc and default").set_defaults(func=cmd_settings)
     return parser
 
