@@ -9,8 +9,8 @@ from typing import Any
 import pymysql
 import pytest
 
-from cdc import doctor
 from cdc.doctor import (
+    OUTBOX_COLUMNS,
     Check,
     GrantTarget,
     Privilege,
@@ -26,6 +26,7 @@ from cdc.doctor import (
     run_checks,
     sql_account,
 )
+from cdc.doctor import run as doctor_run
 from schema.mysql import RelayMode
 from schema.settings import Settings
 
@@ -409,8 +410,8 @@ def test_retention() -> None:
 
 
 def test_outbox_columns() -> None:
-    assert evaluate_outbox_columns([c.upper() for c in doctor.OUTBOX_COLUMNS], "x").status == "ok"
-    check = evaluate_outbox_columns([c for c in doctor.OUTBOX_COLUMNS if c != "published_at"], "x")
+    assert evaluate_outbox_columns([c.upper() for c in OUTBOX_COLUMNS], "x").status == "ok"
+    check = evaluate_outbox_columns([c for c in OUTBOX_COLUMNS if c != "published_at"], "x")
     assert check.status == "fail" and "published_at" in check.value and "tenderhub migrate" in check.fix
 
 
@@ -501,7 +502,7 @@ def mysql84(**overrides: Any) -> FakeServer:
         "SHOW GLOBAL VARIABLES": list(MYSQL_VARS.items()),
         "SHOW GRANTS": [(line,) for line in MYSQL_RELAY],
         "SELECT 1 FROM": [(1,)],
-        "SELECT COLUMN_NAME": [(c,) for c in doctor.OUTBOX_COLUMNS],
+        "SELECT COLUMN_NAME": [(c,) for c in OUTBOX_COLUMNS],
     }
     return FakeServer({**answers, **overrides})
 
@@ -515,7 +516,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FakeServer]]:
         assert dsn.user == "tenderhub_relay" and database == "tenderhub"
         yield servers[0]
 
-    monkeypatch.setattr(doctor, "connect", fake_connect)
+    monkeypatch.setattr(doctor_run, "connect", fake_connect)
     yield servers
 
 
@@ -571,7 +572,7 @@ def test_columns_fall_back_to_the_result_header(fake: list[FakeServer]) -> None:
     def execute(self: FakeCursor, sql: str, args: object = None) -> int:
         n = original(self, sql, args)
         if sql.startswith("SELECT * FROM"):
-            self.description = tuple((c,) for c in doctor.OUTBOX_COLUMNS)
+            self.description = tuple((c,) for c in OUTBOX_COLUMNS)
         return n
 
     with pytest.MonkeyPatch.context() as mp:
@@ -593,7 +594,7 @@ def test_connection_failure_is_one_fail_check_without_the_password(monkeypatch: 
         raise pymysql.err.OperationalError(1045, "Access denied for user 'tenderhub_relay'@'127.0.0.1'")
         yield
 
-    monkeypatch.setattr(doctor, "connect", refuse)
+    monkeypatch.setattr(doctor_run, "connect", refuse)
     checks = run_checks(settings())
     assert len(checks) == 1
     (check,) = checks
@@ -610,7 +611,7 @@ def test_unreachable_server_fix_names_host_and_port(monkeypatch: pytest.MonkeyPa
         raise pymysql.err.OperationalError(2003, "Can't connect to MySQL server on '127.0.0.1' ([Errno 111])")
         yield
 
-    monkeypatch.setattr(doctor, "connect", refuse)
+    monkeypatch.setattr(doctor_run, "connect", refuse)
     (check,) = run_checks(settings())
     assert check.status == "fail" and "2003" in check.value
     assert "host and port in TENDERHUB_RELAY_MYSQL_URL" in check.fix
