@@ -25,6 +25,7 @@ from streams.agents import key_families, registry
 from streams.batch import BatchRunner, DeadLetter, Handler
 from streams.consumer import ISOLATION_LEVEL, BatchConsumer, control_group
 from streams.context import WorkerContext
+from streams.metrics import WorkerMetrics
 from streams.spec import AgentSpec
 from streams.wiring import wire
 
@@ -118,6 +119,8 @@ def build_pipeline(
     names = ctx.topics
     dlq = FaustDeadLetters(app.topic(names.dlq, key_type=bytes, value_type=bytes))
 
+    metrics = WorkerMetrics()
+
     def runner_factory(spec: AgentSpec, handler: Handler) -> BatchRunner:
         return BatchRunner(
             spec.name,
@@ -125,6 +128,7 @@ def build_pipeline(
             dlq,
             store_retry_max_s=settings.worker_store_retry_max_s,
             event_types=spec.event_types,
+            on_batch=metrics.on_batch,
         )
 
     chosen = list(specs) if agents is None else list(agents)
@@ -143,6 +147,12 @@ def build_pipeline(
         closer = getattr(runner.handler, "aclose", None) or getattr(runner.handler, "close", None)
         if callable(closer):
             ctx.on_stop(closer, name=f"{name} handler")
+
+    metrics.watch(pipeline.runners, consumer.lag, lambda: consumer.commits)
+
+    @app.page("/metrics")
+    async def prometheus(web: Any, request: Any) -> Any:
+        return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
 
     @app.page("/tenderhub/agents/")
     async def agent_stats(web: Any, request: Any) -> Any:

@@ -218,8 +218,11 @@ class BatchRunner:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         stop: Stop = exit_worker,
         event_types: frozenset[str] | None = None,
+        on_batch: Callable[[str, int, float], None] | None = None,
     ) -> None:
         self.agent = agent
+        # A sensor told of every batch done: (agent, events, seconds). None: nothing to tell.
+        self._on_batch = on_batch
         self._handler = handler
         # The events the handler takes (None: all); the others are acknowledged without reaching it.
         self._event_types = event_types
@@ -245,6 +248,8 @@ class BatchRunner:
         self.stats.batches += 1
         self.stats.events += len(raw_events)
         self.stats.last_batch_s = time.perf_counter() - started
+        if self._on_batch is not None:
+            self._on_batch(self.agent, len(raw_events), self.stats.last_batch_s)
 
     async def _process(self, raw_events: Sequence[RawEvent]) -> None:
         good: list[Incoming[Any]] = []

@@ -125,6 +125,7 @@ class BatchConsumer(Service):
         self._pending: dict[TopicPartition, int] = {}  # first offset of each partition's fetched, unhandled records
         self._seen: set[TopicPartition] = set()  # partitions with events handled since they were assigned
         self._committed: dict[TopicPartition, int] = {}
+        self.commits = 0  # offset commits made (for the metrics)
         self._last_commit = time.monotonic()
         self._stopping = False
 
@@ -187,6 +188,20 @@ class BatchConsumer(Service):
         if offsets:
             await consumer.commit(offsets)
             self._committed.update(offsets)
+            self.commits += 1
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Per assigned partition this worker has committed on: events between its committed offset and the end the
+        broker last reported (the last stable offset, as a read_committed consumer sees it)."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        out = {}
+        for tp in consumer.assignment():
+            end, start = consumer.last_stable_offset(tp), self._committed.get(tp)
+            if end is not None and start is not None:
+                out[(tp.topic, tp.partition)] = max(end - start, 0)
+        return out
 
     async def partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         # Called by aiokafka before the group rebalances: the batch in flight finishes first (the lock), so what is

@@ -10,9 +10,10 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from pymongo import MongoClient
 
-from tests.integration.relay_harness import RelayProcess, consume, run
+from tenderhub.processes import PipelineEnv, RelayProcess, WorkerProcess
+from tests.integration.relay_harness import consume, run
 from tests.integration.test_cdc_relay import insert_activities
-from tests.integration.worker_harness import PipelineEnv, WorkerProcess, wait_for
+from tests.integration.worker_harness import wait_for
 
 
 async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
@@ -70,6 +71,15 @@ def test_activity_logs_once_each_with_redelivery_and_poison_to_dlq(
     assert reasons[1].startswith("value is not JSON"), reasons
     assert all(r.value["agent"] == "activity_logs" and r.value["origin"]["topic"] == topic for r in dlq)
     assert {r.headers["dlq_agent"] for r in dlq} == {b"activity_logs"}
+
+    # The same figures as Prometheus metrics, next to the relay's.
+    metrics, stats = worker.metrics(), worker.stats()["activity_logs"]
+    assert metrics['tenderhub_worker_events_total{agent="activity_logs"}'] == stats["events"] >= len(expected) + 42
+    assert metrics['tenderhub_worker_dead_letters_total{agent="activity_logs"}'] == 2
+    assert metrics['tenderhub_worker_batch_seconds_count{agent="activity_logs"}'] == stats["batches"] >= 1
+    assert metrics["tenderhub_worker_offset_commits_total"] >= 1
+    lags = {k: v for k, v in metrics.items() if k.startswith("tenderhub_worker_consumer_lag{")}
+    assert lags and all(f'topic="{topic}"' in k for k in lags), lags
 
     assert worker.terminate() == 0, worker.tail()
     assert "Stopping" in worker.log_text()
