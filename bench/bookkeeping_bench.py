@@ -31,8 +31,8 @@ from cdc.relay import _relay_connection
 from schema.mysql import ADD_PARTITION_PROC, OUTBOX_TABLE, connect, drop_database, migrate
 from schema.settings import Settings, load_settings
 from tenderhub.faults.namespace import fault_namespace
-from tests.integration.relay_harness import RelayEnv, RelayProcess
-from tests.integration.test_cdc_bookkeeping import binlog_bytes
+from tenderhub.processes import RelayEnv, RelayProcess
+from tenderhub.smoke import binlog_bytes
 
 PAYLOAD_TEXT = 900  # characters of text per row: about 1 KB payloads, as in the peer benchmark
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -164,7 +164,7 @@ def run(
                     drop_published_partitions(cur, parts, 1e-9)
             removed = rows - _tagged(settings, tag)
     finally:
-        relay.stop_quietly()
+        relay.kill()
         asyncio.run(renv.delete_topics())
         with connect(settings.mysql_admin, settings.mysql.database) as conn, conn.cursor() as cur:
             # Leave nothing of the run for a later backfill (rows without bookkeeping stay unpublished).

@@ -51,8 +51,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bench.probes import measuring_consumer
 from cdc.outbox import make_engine, write_events
 from schema.settings import Settings, StackSettings, load_settings
+from tenderhub.processes import RelayEnv, RelayProcess, free_port
 from tenderhub.stack import child_pids, rss_mb
-from tests.integration.relay_harness import RelayEnv, RelayProcess, free_port
 
 HERE = Path(__file__).parent / "debezium"
 KAFKA_VERSION = "4.1.1"
@@ -247,7 +247,7 @@ class RelaySide(Side):
         return self.relay.proc.pid
 
     def close(self) -> None:
-        self.relay.stop_quietly()
+        self.relay.kill()
         asyncio.run(self.env.delete_topics())
 
 

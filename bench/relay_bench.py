@@ -25,8 +25,8 @@ import sqlalchemy as sa
 from bench.probes import measuring_consumer
 from cdc.outbox import make_engine, write_event, write_events
 from schema.settings import Settings, load_settings
+from tenderhub.processes import RelayEnv, RelayProcess
 from tenderhub.stack import rss_mb
-from tests.integration.relay_harness import RelayEnv, RelayProcess
 
 
 def _activity(user: int, n: int, tag: str) -> dict[str, object]:
@@ -110,7 +110,7 @@ def throughput(settings: Settings, engine: sa.Engine, rows: int, txn_size: int, 
         )
         relay.terminate()
     finally:
-        relay.stop_quietly()
+        relay.kill()
         asyncio.run(renv.delete_topics())
 
 
@@ -200,7 +200,7 @@ def latency(settings: Settings, engine: sa.Engine, rate: int, seconds: int, per_
             )
         relay.terminate()
     finally:
-        relay.stop_quietly()
+        relay.kill()
         asyncio.run(renv.delete_topics())
 
 
@@ -221,7 +221,7 @@ def soak(settings: Settings, engine: sa.Engine, events: int) -> None:
         print(f"  {events:,} events: relay RSS at {trace} (max {max(s[2] for s in samples):.0f} MB)")
         relay.terminate()
     finally:
-        relay.stop_quietly()
+        relay.kill()
         asyncio.run(renv.delete_topics())
 
 

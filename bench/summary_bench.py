@@ -56,7 +56,7 @@ def bench_extractive(texts: list[str], long_texts: list[str], repeats: int) -> N
 def bench_transformers(texts: list[str], sample: int, model_dir: Path | None, tokenizer_vocab: int) -> None:
     import torch
 
-    from streams.summaries.tiny import BART_LARGE_CNN, build_bart
+    from devtools.tiny_bart import BART_LARGE_CNN, build_bart
     from streams.summaries.transformer import TransformerSummariser
 
     step = max(1, len(texts) // sample)
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--skip-transformers", action="store_true")
     args = parser.parse_args()
 
-    from streams.summaries.tiny import ocds_texts
+    from devtools.tiny_bart import ocds_texts
 
     data = args.data or (SHARED_DATA if SHARED_DATA.exists() else REPO_DATA)
     texts = ocds_texts(data)

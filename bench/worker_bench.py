@@ -69,9 +69,8 @@ from streams.consumer import control_group
 from streams.spend import TenderSpendState, apply_event, totals_from_states, totals_in_cents, window_totals
 from tenderhub.loader import TenderRow, read_releases, tender_row
 from tenderhub.loader import _payload as loader_payload  # the exact payload the application writes
+from tenderhub.processes import ROOT, STARTED, PipelineEnv, RelayEnv, RelayProcess, WorkerProcess, kill_started
 from tenderhub.stack import Stack
-from tests.integration.relay_harness import ROOT, STARTED, RelayEnv, RelayProcess, kill_leftovers
-from tests.integration.worker_harness import PipelineEnv, WorkerProcess
 
 ADVERTISED = ROOT.parent / "shared" / "data" / "za_etenders_advertised.ocds.jsonl"
 PORTAL_200 = ROOT / "data" / "za_etenders_portal_200.ocds.jsonl"
@@ -141,7 +140,7 @@ class Leftovers:
         self.redis_prefixes.append(penv.redis_prefix)
 
     def clean(self) -> None:
-        kill_leftovers()  # only the relays and workers this process started, still alive
+        kill_started()  # only the relays and workers this process started, still alive
         asyncio.run(delete_kafka(self.settings.kafka_bootstrap, self.topic_prefixes, self.groups))
         client: MongoClient[dict[str, Any]] = MongoClient(
             self.settings.mongo_url.get_secret_value(), serverSelectionTimeoutMS=5000
@@ -642,7 +641,7 @@ def scaling(
                 worker.terminate()
         finally:
             for worker in procs:
-                worker.stop_quietly()
+                worker.kill()
             leftovers.clean()
 
 
@@ -1073,7 +1072,7 @@ def latency(settings: Settings, rate: int, seconds: int, writers: int, per_commi
         relay.terminate()
     finally:
         engine.dispose()
-        relay.stop_quietly()
+        relay.kill()
         leftovers.clean()
 
 

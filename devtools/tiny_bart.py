@@ -1,5 +1,5 @@
 """Builds randomly initialised BART models with a tokenizer trained on real tender texts, saved like a downloaded
-model, so tests, the bench and offline demos exercise the real loading path without reaching a model hub.
+model, so tests and the summary bench exercise the real loading path without reaching a model hub.
 
 The summaries they write are noise (the weights are random); their shapes and speed are real.
 """

@@ -6,19 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo import MongoClient
 
@@ -29,6 +23,7 @@ from sinks.reader import CacheFirstReader
 from sinks.redis import RedisSink
 from tenderhub.companies import read_profiles, upsert_company
 from tenderhub.loader import DATA_DIR, read_releases, tender_row, upsert_tender_event, with_award_value
+from tenderhub.processes import Child, ChildError, Relay, Worker
 
 Say = Callable[[str], None]
 UK_SAMPLE = DATA_DIR / "uk_contracts_finder_spend_sample.jsonl"
@@ -44,114 +39,58 @@ class DemoError(Exception):
     """A demo step did not finish; the message says where to look."""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _stop(child: Child, say: Say, timeout: float = 150) -> None:
+    # 150 s: longer than the worker's own drain limit (120 s) for the batch in flight, so it is never killed while
+    # it finishes one; it exits by itself (without committing) if a store stays down.
+    if child.alive():
+        say(f"  stopping the {child.name} (SIGTERM: it finishes what is in flight, then commits)")
+        say(f"  {child.name} stopped (exit {child.stop(timeout)})")
 
 
-def _tail(path: Path, n: int = 8) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-n:]) if path.exists() else "(no log)"
+C = TypeVar("C", bound=Child)
 
 
-@dataclass
-class Service:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    port: int
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, say: Say, timeout: float = 150) -> None:
-        # 150 s: longer than the worker's own drain limit (120 s) for the batch in flight, so it is never killed
-        # while it finishes one; it exits by itself (without committing) if a store stays down.
-        if self.alive():
-            say(f"  stopping the {self.name} (SIGTERM: it finishes what is in flight, then commits)")
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                code = self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                code = self.proc.wait(10)
-            say(f"  {self.name} stopped (exit {code})")
+def _started(child: C, say: Say) -> C:
+    child.start()
+    say(f"  {child.name} started (pid {child.pid}, log {child.log_path})")
+    return child
 
 
-def _start(name: str, args: list[str], env: dict[str, str], log_path: Path, port: int, say: Say) -> Service:
-    with log_path.open("ab") as out:
-        # A session of its own: a terminal's Ctrl-C reaches only the demo, which then stops each child with one
-        # SIGTERM (a second signal would make the relay stop without its final commit).
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tenderhub", *args],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    say(f"  {name} started (pid {proc.pid}, log {log_path})")
-    return Service(name, proc, log_path, port)
-
-
-def _get(url: str) -> str:
-    if not url.startswith("http://127.0.0.1:"):
-        raise ValueError(f"the demo only reads its own local services, not {url!r}")
-    with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - checked above: local http only
-        return str(resp.read().decode())
-
-
-def _total(metrics_text: str, name: str) -> float:
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in metrics_text.splitlines()
-        if line.startswith(name) and not line.startswith("#")
-    )
-
-
-def _start_relay(env: dict[str, str], stack_dir: Path, say: Say, args: tuple[str, ...] = ()) -> Service:
-    port = _free_port()
-    relay_env = {**env, "TENDERHUB_RELAY_METRICS_ADDR": f"127.0.0.1:{port}"}
-    log_path = stack_dir / "demo-relay.log"
-    relay = _start("relay", ["cdc", "run", *args], relay_env, log_path, port, say)
+def _start_relay(env: dict[str, str], stack_dir: Path, say: Say, args: tuple[str, ...] = ()) -> Relay:
+    relay = _started(Relay("relay", args, env, stack_dir / "demo-relay.log"), say)
     deadline = time.monotonic() + 60
     while True:
         if not relay.alive():
-            if relay.proc.returncode == 2 and "no longer holds the relay position" in _tail(log_path, 3):
+            if relay.returncode == 2 and "no longer holds the relay position" in relay.tail(3):
                 # On a dev machine the fault tests purge binlogs; a production relay stops here (exit 2) and waits
                 # for the operator. The demo takes the documented remedy itself, and says so.
                 say("  the relay's position was purged from the binlog (the fault tests do that): --resnapshot")
-                relay = _start("relay", ["cdc", "run", "--resnapshot"], relay_env, log_path, port, say)
+                relay = _started(Relay("relay", ["--resnapshot"], env, relay.log_path), say)
                 continue
-            raise DemoError(f"the relay exited with code {relay.proc.returncode}:\n{_tail(log_path)}")
+            raise DemoError(f"the relay exited with code {relay.returncode}:\n{relay.tail(8)}")
         try:
             # Its first Kafka transaction (position + backfill): past the point where a purged position fails.
-            if _total(_get(f"http://127.0.0.1:{port}/metrics"), "tenderhub_relay_transactions_total") >= 1:
+            if relay.transactions() >= 1:
                 return relay
         except OSError:
             pass
-        if "standing by" in _tail(log_path, 3):
+        if "standing by" in relay.tail(3):
             say("  another relay for this source is active; it publishes the demo's events")
             return relay
         if time.monotonic() > deadline:
-            raise DemoError(f"the relay committed nothing within 60 s:\n{_tail(log_path)}")
+            raise DemoError(f"the relay committed nothing within 60 s:\n{relay.tail(8)}")
         time.sleep(0.2)
 
 
-def _start_worker(env: dict[str, str], stack_dir: Path, say: Say) -> Service:
-    port = _free_port()
-    worker_env = {**env, "TENDERHUB_WORKER_WEB_PORT": str(port)}
-    log_path = stack_dir / "demo-worker.log"
-    offset = log_path.stat().st_size if log_path.exists() else 0
-    worker = _start("worker", ["worker"], worker_env, log_path, port, say)
-    deadline = time.monotonic() + 90
-    while "Worker ready" not in log_path.read_text(errors="replace")[offset:]:
-        if not worker.alive():
-            raise DemoError(f"the worker exited with code {worker.proc.returncode}:\n{_tail(log_path)}")
-        if time.monotonic() > deadline:
-            raise DemoError(f"the worker was not ready within 90 s:\n{_tail(log_path)}")
-        time.sleep(0.2)
+def _start_worker(env: dict[str, str], stack_dir: Path, say: Say) -> Worker:
+    worker = _started(Worker("worker", [], env, stack_dir / "demo-worker.log"), say)
+    try:
+        worker.wait_ready(90)
+    except ChildError as exc:
+        raise DemoError(str(exc)) from None
     say(
-        f"  worker ready: Faust web view http://127.0.0.1:{port}/ , agent stats http://127.0.0.1:{port}/tenderhub/agents/"
+        f"  worker ready: Faust web view http://127.0.0.1:{worker.port}/ , agent stats "
+        f"http://127.0.0.1:{worker.port}/tenderhub/agents/"
     )
     return worker
 
@@ -219,17 +158,19 @@ def reset_namespace(settings: Settings, say: Say) -> None:
 @contextmanager
 def running(
     settings: Settings, stack_dir: Path, say: Say, relay_args: tuple[str, ...] = ()
-) -> Iterator[tuple[Service, Service]]:
+) -> Iterator[tuple[Relay, Worker]]:
     """Relay and worker for the duration of the block; both get SIGTERM on the way out (Ctrl-C included)."""
     env = {**os.environ, **namespace_env(settings)}
-    started: list[Service] = []
+    started: list[Child] = []
     try:
-        started.append(_start_relay(env, stack_dir, say, relay_args))
-        started.append(_start_worker(env, stack_dir, say))
-        yield started[0], started[1]
+        relay = _start_relay(env, stack_dir, say, relay_args)
+        started.append(relay)
+        worker = _start_worker(env, stack_dir, say)
+        started.append(worker)
+        yield relay, worker
     finally:
-        for service in reversed(started):
-            service.stop(say)
+        for child in reversed(started):
+            _stop(child, say)
 
 
 @dataclass(frozen=True)
@@ -280,7 +221,7 @@ def _open(row: Any, as_of: dt.date) -> bool:
 
 
 def wait_for_results(
-    settings: Settings, loaded: Loaded, relay: Service, worker: Service, say: Say, timeout: float = 180
+    settings: Settings, loaded: Loaded, relay: Child, worker: Child, say: Say, timeout: float = 180
 ) -> None:
     """Until every tender is summarised and every team scored against every open tender, printing progress."""
     client: MongoClient[dict[str, Any]] = MongoClient(
@@ -295,9 +236,9 @@ def wait_for_results(
         last = ""
         while True:
             if not relay.alive():
-                raise DemoError(f"the relay stopped (exit {relay.proc.returncode}):\n{_tail(relay.log_path)}")
+                raise DemoError(f"the relay stopped (exit {relay.returncode}):\n{relay.tail(8)}")
             if not worker.alive():
-                raise DemoError(f"the worker stopped (exit {worker.proc.returncode}):\n{_tail(worker.log_path)}")
+                raise DemoError(f"the worker stopped (exit {worker.returncode}):\n{worker.tail(8)}")
             # Only results of this run count: a re-run finds the previous run's documents already there.
             fresh = {"$gte": loaded.first_event_id}
             summaries = db["tender_summaries"].count_documents({"tender_id": {"$in": ids}, "event_id": fresh})
@@ -311,7 +252,7 @@ def wait_for_results(
             if summaries >= len(ids) and scores >= want_scores:
                 return
             if time.monotonic() > deadline:
-                raise DemoError(f"results incomplete after {timeout:.0f} s:\n{_tail(worker.log_path)}")
+                raise DemoError(f"results incomplete after {timeout:.0f} s:\n{worker.tail(8)}")
             time.sleep(1)
     finally:
         client.close()
@@ -434,7 +375,7 @@ def pipeline_demo(
         added = log_views(settings, views)
         total = wait_for_logs(settings, before, added)
         say(f"\n== Activity: {added} tender views written through the outbox; user_activity_logs holds {total} entries")
-        stats = json.loads(_get(f"http://127.0.0.1:{worker.port}/tenderhub/agents/"))
+        stats = worker.stats()
         for name, s in sorted(stats.items()):
             say(
                 f"  agent {name:<17} {s['events']:>6} events in {s['batches']:>4} batches, "

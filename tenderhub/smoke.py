@@ -47,6 +47,13 @@ def binlog_position(settings: Settings) -> tuple[str, int]:
     return str(row[0]), int(row[1])
 
 
+def binlog_bytes(settings: Settings) -> int:
+    """The size of every binlog file of the server (its admin account): what a change costs the binlog."""
+    with connect(settings.mysql_admin) as conn, conn.cursor() as cur:
+        cur.execute("SHOW BINARY LOGS")
+        return sum(int(row[1]) for row in cur.fetchall())
+
+
 def check_mysql_binlog(settings: Settings) -> str:
     """Insert an outbox row as the app user and read its WriteRowsEvent back as the relay user."""
     file, pos = binlog_position(settings)

@@ -39,7 +39,8 @@ from schema.topics import TopicNames, delete_topics, ensure_topics, topic_specs
 from tenderhub.corpus.cases import CASES, MISMATCH, Case, CaseIds, Outcome, Stored, Way, activity, company, tender
 from tenderhub.corpus.checks import Letter, Observed, harmful_documents, harmful_keys, verdict
 from tenderhub.corpus.sending import OutboxRow, case_ids, outbox_row, topic_record
-from tenderhub.demo import Service, _start, namespace_env
+from tenderhub.demo import namespace_env
+from tenderhub.processes import Child, Relay, Worker
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -189,20 +190,16 @@ class CorpusRun:
     def _env(self) -> dict[str, str]:
         return {**os.environ, **namespace_env(self.settings), "TENDERHUB_RELAY_HEARTBEAT_S": "1"}
 
-    def start_relay(self) -> Service:
-        port = _free_port()
-        log_path = self.stack_dir / f"corpus-{self.run_id}-relay.log"
-        env = self._env() | {"TENDERHUB_RELAY_METRICS_ADDR": f"127.0.0.1:{port}"}
-        relay = _start("relay", ["cdc", "run", "--from-now"], env, log_path, port, self.say)
-        _wait_log(relay, "tailing binlog from", 60)
+    def start_relay(self) -> Relay:
+        relay = Relay("relay", ["--from-now"], self._env(), self.stack_dir / f"corpus-{self.run_id}-relay.log")
+        relay.start().wait_tailing(60)
+        self.say(f"  relay started (pid {relay.pid}, log {relay.log_path})")
         return relay
 
-    def start_worker(self) -> Service:
-        port = _free_port()
-        log_path = self.stack_dir / f"corpus-{self.run_id}-worker.log"
-        env = self._env() | {"TENDERHUB_WORKER_WEB_PORT": str(port)}
-        worker = _start("worker", ["worker"], env, log_path, port, self.say)
-        _wait_log(worker, "Worker ready", 120)
+    def start_worker(self) -> Worker:
+        worker = Worker("worker", [], self._env(), self.stack_dir / f"corpus-{self.run_id}-worker.log")
+        worker.start().wait_log("Worker ready", 120)
+        self.say(f"  worker started (pid {worker.pid}, log {worker.log_path})")
         return worker
 
     # -- sending -----------------------------------------------------------------------------------------------
@@ -299,7 +296,7 @@ class CorpusRun:
             r.close()
         return ok, "readiness facts" if ok else f"no readiness facts of team {ids.entity}"
 
-    def wait_canaries(self, canaries: list[tuple[Stored, CaseIds, int]], worker: Service, relay: Service) -> bool:
+    def wait_canaries(self, canaries: list[tuple[Stored, CaseIds, int]], worker: Child, relay: Child) -> bool:
         deadline = time.monotonic() + CANARY_TIMEOUT_S
         pending = list(canaries)
         while pending and time.monotonic() < deadline and worker.alive() and relay.alive():
@@ -453,18 +450,20 @@ class CorpusRun:
                     break
                 await asyncio.sleep(0.5)
             await asyncio.sleep(2)  # a last look for letters a case should not have had
-            stats = _agent_stats(worker.port)
+            stats = worker.stats()
         finally:
             stop.set()
             await collector
             await producer.stop()
             engine.dispose()
             probe.stop()
-            for service in (worker, relay):
-                if not service.alive():
-                    crashes.append(f"the {service.name} exited with code {service.proc.returncode}")
-            for service in (worker, relay):
-                service.stop(self.say)
+            for child in (worker, relay):
+                if not child.alive():
+                    crashes.append(f"the {child.name} exited with code {child.returncode}")
+            for child in (worker, relay):
+                if child.alive():
+                    self.say(f"  stopping the {child.name} (SIGTERM: it finishes what is in flight, then commits)")
+                    self.say(f"  {child.name} stopped (exit {child.stop(150)})")
         foreign = self.attach_letters()
         for s in self.sends:
             expect = s.case.expect(s.way)
@@ -542,29 +541,3 @@ def _nothing_about(db: Database[dict[str, Any]], entity: int) -> bool:
         db[name].count_documents({"$or": [{"tender_id": entity}, {"user_id": entity}, {"team_id": entity}]}) == 0
         for name in (TENDER_SUMMARIES.name, READINESS_SCORES.name, USER_ACTIVITY_LOGS.name)
     )
-
-
-def _agent_stats(port: int) -> dict[str, dict[str, float]]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/tenderhub/agents/", timeout=10) as resp:
-        data: dict[str, dict[str, float]] = json.loads(resp.read())
-        return data
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_log(service: Service, text: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in service.log_path.read_text(errors="replace"):
-        if not service.alive():
-            raise RuntimeError(f"the {service.name} exited with code {service.proc.returncode}; see {service.log_path}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"the {service.name} did not log {text!r} within {timeout:.0f} s; see {service.log_path}"
-            )
-        time.sleep(0.2)

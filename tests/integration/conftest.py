@@ -16,8 +16,8 @@ from pymongo.database import Database
 from cdc.outbox import make_engine
 from schema.mysql import connect
 from schema.settings import Settings, load_settings
-from tests.integration.relay_harness import RelayEnv, kill_leftovers, run
-from tests.integration.worker_harness import PipelineEnv
+from tenderhub.processes import PipelineEnv, RelayEnv, kill_started
+from tests.integration.relay_harness import run
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True)
 def _no_leftover_relays() -> Iterator[None]:
     yield
-    kill_leftovers()
+    kill_started()
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from pymongo import MongoClient
 from schema.settings import Settings
 from streams.app import build_pipeline
 from streams.batch import BatchRunner
-from tests.integration.worker_harness import PipelineEnv
+from tenderhub.processes import PipelineEnv
 
 pytestmark = pytest.mark.asyncio
 
@@ -222,7 +222,7 @@ async def test_readiness_sweep_drops_tenders_whose_closing_date_passed(penv: Pip
 
 
 async def test_summary_wrapper_with_a_tiny_bart_through_the_real_loading_path(penv: PipelineEnv, tmp_path: Any) -> None:
-    from streams.summaries.tiny import build_bart, ocds_texts
+    from devtools.tiny_bart import build_bart, ocds_texts
     from tenderhub.loader import SAMPLE_TENDERS
 
     model_dir = build_bart(tmp_path / "tiny-bart", ocds_texts(SAMPLE_TENDERS, limit=200))

@@ -19,7 +19,9 @@ from cdc.position import id_ranges
 from cdc.relay import PublishedMarker, _polling_connection, _relay_connection
 from schema.mysql import connect, migrate
 from schema.settings import Settings
-from tests.integration.relay_harness import RelayEnv, RelayProcess, consume, run
+from tenderhub.processes import RelayEnv, RelayProcess
+from tenderhub.smoke import binlog_bytes
+from tests.integration.relay_harness import consume, run
 from tests.integration.test_cdc_relay import activity, assert_exactly_once_in_order, insert_activities, mine
 
 
@@ -49,7 +51,7 @@ def assert_resnapshot_adds_nothing(renv: RelayEnv, uid: str, ids: list[int]) -> 
         relay.wait_committed(timeout=60)
         assert relay.terminate() == 0, relay.tail()
     finally:
-        relay.stop_quietly()
+        relay.kill()
     records = mine(
         run(consume(renv.settings.kafka_bootstrap, [f"{renv.prefix}activity"], len(ids), timeout=90, settle_s=3)), uid
     )
@@ -85,7 +87,7 @@ def test_sigkill_between_commit_and_marking_heals_on_restart_and_resnapshot_adds
         assert wait_all_published(settings, ids) == set(ids), relay.tail()
         assert relay.terminate() == 0, relay.tail()
     finally:
-        relay.stop_quietly()
+        relay.kill()
     assert_resnapshot_adds_nothing(renv, uid, ids)
 
 
@@ -97,7 +99,7 @@ def test_lost_polling_position_numbers_above_what_the_topics_hold(renv: RelayEnv
         run(consume(renv.settings.kafka_bootstrap, [f"{renv.prefix}activity"], len(first)))
         assert relay.terminate() == 0, relay.tail()
     finally:
-        relay.stop_quietly()
+        relay.kill()
     second = insert_activities(engine, uid, [10])
     # Same topics, another source name: the committed position is gone (its batch numbers would restart at 1).
     lost = RelayProcess(renv, TENDERHUB_RELAY_MODE="polling", TENDERHUB_RELAY_SOURCE_NAME=f"{renv.source}lost").start()
@@ -107,7 +109,7 @@ def test_lost_polling_position_numbers_above_what_the_topics_hold(renv: RelayEnv
         )
         assert lost.terminate() == 0, lost.tail()
     finally:
-        lost.stop_quietly()
+        lost.kill()
     assert_exactly_once_in_order(records, first + second)
     seq = {r.value["event_id"]: r.value["source_seq"] for r in records}
     assert min(seq[i] for i in second) > max(seq[i] for i in first)
@@ -142,7 +144,7 @@ def test_zero_created_at_goes_to_the_dlq_and_the_stream_flows(
         assert relay.proc is not None and relay.proc.poll() is None, relay.tail()
         assert relay.terminate() == 0, relay.tail()
     finally:
-        relay.stop_quietly()
+        relay.kill()
 
 
 def _processlist_ids(settings: Settings) -> dict[int, int]:
@@ -179,7 +181,7 @@ def test_outbox_row_in_another_gtid_domain_stops_the_relay_and_other_domains_are
         assert relay.proc.wait(60) == 2, relay.tail()
         assert "GTID domain 7" in relay.tail(10) and "TENDERHUB_RELAY_GTID_DOMAIN" in relay.tail(10)
     finally:
-        relay.stop_quietly()
+        relay.kill()
         with connect(settings.mysql_admin, settings.mysql.database) as conn, conn.cursor() as cur:
             # Leave no domain-7 outbox row for later relays that backfill: mark it as handled.
             cur.execute(
@@ -252,9 +254,9 @@ def test_paused_polling_leader_loses_its_session_and_the_standby_publishes(
     finally:
         if leader.proc is not None and leader.proc.poll() is None:
             leader.proc.send_signal(signal.SIGCONT)
-        leader.stop_quietly()
+        leader.kill()
         if standby is not None:
-            standby.stop_quietly()
+            standby.kill()
 
 
 def _xa_insert(settings: Settings, uid: str, xid: str, n: int, outcome: str) -> list[int]:
@@ -295,7 +297,7 @@ def test_xa_transactions_are_published_at_commit_and_never_after_rollback(
         assert_exactly_once_in_order(records, before + committed + after)
         assert relay.terminate() == 0, relay.tail()
     finally:
-        relay.stop_quietly()
+        relay.kill()
 
 
 def test_a_record_holds_for_a_transaction_the_binlog_shows_before_innodb_commits_it(
@@ -317,13 +319,6 @@ def test_a_record_holds_for_a_transaction_the_binlog_shows_before_innodb_commits
         if marker._conn is not None:
             marker._conn.close()
     assert _published(settings, ids) == set(ids)
-
-
-def binlog_bytes(settings: Settings) -> int:
-    """The size of every binlog file of the server (its admin account)."""
-    with connect(settings.mysql_admin) as conn, conn.cursor() as cur:
-        cur.execute("SHOW BINARY LOGS")
-        return sum(int(row[1]) for row in cur.fetchall())
 
 
 def test_bookkeeping_writes_no_second_copy_of_the_payloads_to_the_binlog(
@@ -348,7 +343,7 @@ def test_bookkeeping_writes_no_second_copy_of_the_payloads_to_the_binlog(
         assert wait_all_published(settings, ids) == set(ids), relay.tail()
         assert relay.terminate() == 0, relay.tail()
     finally:
-        relay.stop_quietly()
+        relay.kill()
     bookkeeping = binlog_bytes(settings) - before - inserted
     print(f"binlog: inserts {inserted:,} bytes, bookkeeping {bookkeeping:,} bytes")
     assert inserted > 2000 * 1000

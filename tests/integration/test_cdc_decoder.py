@@ -11,8 +11,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from tenderhub.processes import RelayEnv, RelayProcess
 from tenderhub.stack import child_pids
-from tests.integration.relay_harness import RelayEnv, RelayProcess, consume, run
+from tests.integration.relay_harness import consume, run
 from tests.integration.test_cdc_relay import assert_exactly_once_in_order, insert_activities, mine
 
 
@@ -52,7 +53,7 @@ def test_the_decoder_dies_with_a_killed_relay(renv: RelayEnv) -> None:
         relay.kill()
         assert _gone(decoder, 5), f"decoder {decoder} outlived the relay it belonged to"
     finally:
-        relay.stop_quietly()
+        relay.kill()
 
 
 def test_a_killed_decoder_is_replaced_and_nothing_is_lost_or_duplicated(
@@ -84,4 +85,4 @@ def test_a_killed_decoder_is_replaced_and_nothing_is_lost_or_duplicated(
         assert relay.terminate() == 0, relay.tail()  # SIGTERM: the relay stops its decoder and exits cleanly
         assert _gone(decoder, 1)
     finally:
-        relay.stop_quietly()
+        relay.kill()

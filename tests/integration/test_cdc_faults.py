@@ -10,8 +10,9 @@ import sqlalchemy as sa
 
 from schema.mysql import connect
 from schema.settings import Settings, load_stack_settings
+from tenderhub.processes import RelayEnv, RelayProcess
 from tenderhub.stack import Kafka, MariaDB, Service, Stack
-from tests.integration.relay_harness import RelayEnv, RelayProcess, consume, run
+from tests.integration.relay_harness import consume, run
 from tests.integration.test_cdc_relay import assert_exactly_once_in_order, insert_activities, mine
 
 
@@ -57,7 +58,7 @@ def test_mariadb_restart_relay_reconnects_and_resumes(renv: RelayEnv, engine: sa
         assert sum(v for k, v in relay.metrics().items() if k.startswith("tenderhub_relay_errors_total")) >= 1
         assert relay.terminate() == 0, relay.tail()
     finally:
-        relay.stop_quietly()
+        relay.kill()
 
 
 def test_kafka_restart_relay_reconnects_and_resumes(renv: RelayEnv, engine: sa.Engine, uid: str) -> None:
@@ -76,7 +77,7 @@ def test_kafka_restart_relay_reconnects_and_resumes(renv: RelayEnv, engine: sa.E
         _expect_all(renv, uid, ids, timeout=180)
         assert relay.terminate() == 0, relay.tail()
     finally:
-        relay.stop_quietly()
+        relay.kill()
         if kafka.running_pid() is None:
             kafka.start()
             kafka.wait_healthy(120)
@@ -102,7 +103,7 @@ def test_alter_table_and_binlog_rotation_while_tailing(
         _expect_all(renv, uid, ids)
         assert relay.terminate() == 0, relay.tail()
     finally:
-        relay.stop_quietly()
+        relay.kill()
 
 
 def test_purged_position_fails_loudly_and_resnapshot_recovers(
@@ -135,14 +136,14 @@ def test_purged_position_fails_loudly_and_resnapshot_recovers(
         assert "no longer holds the relay position" in log and "--resnapshot" in log, log
         assert "GTID" in log or "binlog" in log.lower()
     finally:
-        relay.stop_quietly()
+        relay.kill()
     relay = RelayProcess(renv, "--resnapshot").start()
     try:
         # The purged rows were never marked published: the resnapshot's backfill republishes them.
         _expect_all(renv, uid, lost)
         assert relay.terminate() == 0, relay.tail()
     finally:
-        relay.stop_quietly()
+        relay.kill()
 
 
 def _takeover(renv: RelayEnv, engine: sa.Engine, uid: str, how: signal.Signals) -> None:
@@ -191,8 +192,8 @@ def _takeover(renv: RelayEnv, engine: sa.Engine, uid: str, how: signal.Signals) 
         stop.set()
         if writer.is_alive():
             writer.join()
-        active.stop_quietly()
-        standby.stop_quietly()
+        active.kill()
+        standby.kill()
 
 
 def test_standby_takes_over_within_10s_after_sigkill(renv: RelayEnv, engine: sa.Engine, uid: str) -> None:

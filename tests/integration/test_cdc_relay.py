@@ -16,7 +16,8 @@ from cdc.outbox import write_event
 from schema.events import ContractError
 from schema.mysql import connect
 from schema.settings import Settings
-from tests.integration.relay_harness import Consumed, RelayEnv, RelayProcess, Writer, consume, run
+from tenderhub.processes import RelayEnv, RelayProcess
+from tests.integration.relay_harness import Consumed, Writer, consume, kill_repeatedly, run
 
 
 def activity(uid: str, user_id: int, n: int) -> dict[str, Any]:
@@ -95,7 +96,7 @@ def test_relay_publishes_envelopes_keyed_by_aggregate(renv: RelayEnv, engine: sa
         assert metrics["tenderhub_relay_lag_ms"] >= 0
         assert relay.terminate() == 0
     finally:
-        relay.stop_quietly()
+        relay.kill()
 
 
 def test_contract_violations_and_oversized_rows_go_to_the_dlq(
@@ -146,7 +147,7 @@ def test_contract_violations_and_oversized_rows_go_to_the_dlq(
         assert [r.value["event_id"] for r in records] == good
         assert relay.terminate() == 0
     finally:
-        relay.stop_quietly()
+        relay.kill()
 
 
 def test_first_start_backfills_unpublished_rows_without_gap_or_duplicate(
@@ -178,7 +179,7 @@ def test_first_start_backfills_unpublished_rows_without_gap_or_duplicate(
         assert relay.terminate() == 0
     finally:
         stop.set()
-        relay.stop_quietly()
+        relay.kill()
 
 
 def test_published_rows_are_marked_after_commit(
@@ -203,7 +204,7 @@ def test_published_rows_are_marked_after_commit(
         assert row == (len(ids),)
         assert relay.terminate() == 0
     finally:
-        relay.stop_quietly()
+        relay.kill()
 
 
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(renv: RelayEnv, engine: sa.Engine, uid: str) -> None:
@@ -221,7 +222,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(renv: RelayEnv, 
     writer = threading.Thread(target=lambda: ids.extend(insert_activities(engine, uid, sizes)))
     writer.start()
     try:
-        kills = relay.kill_repeatedly(rng, writer, at_least=20, pause_s=(0.2, 2.5))
+        kills = kill_repeatedly(relay, rng, writer, at_least=20, pause_s=(0.2, 2.5))
         writer.join()
         assert len(ids) == 50_000 and kills >= 20
         records = mine(
@@ -233,7 +234,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(renv: RelayEnv, 
         assert relay.terminate() == 0, relay.tail()
         print(f"sigkill test: {kills} kills, {len(ids)} rows, {len(records)} received, 0 missing, 0 duplicates")
     finally:
-        relay.stop_quietly()
+        relay.kill()
     from tests.integration.test_cdc_bookkeeping import assert_resnapshot_adds_nothing, wait_all_published
 
     # Marks survived every kill (the committed positions listed the unmarked ids), so a resnapshot finds nothing
@@ -253,7 +254,7 @@ def test_polling_mode_survives_sigkills_exactly_once(renv: RelayEnv, engine: sa.
         relay.wait_serving()
         writer = Writer(lambda: insert_activities(engine, uid, sizes))
         writer.start()
-        kills = relay.kill_repeatedly(rng, writer, at_least=8, pause_s=(0.3, 1.5))
+        kills = kill_repeatedly(relay, rng, writer, at_least=8, pause_s=(0.3, 1.5))
         ids: list[int] = writer.result()
         assert len(ids) == sum(sizes)
         records = mine(
@@ -264,7 +265,7 @@ def test_polling_mode_survives_sigkills_exactly_once(renv: RelayEnv, engine: sa.
         assert relay.terminate() == 0, relay.tail()
         print(f"polling: {kills} kills, {len(ids)} rows, 0 missing, 0 duplicates")
     finally:
-        relay.stop_quietly()
+        relay.kill()
 
 
 def test_polling_mode_skips_rows_a_binlog_relay_recorded(
@@ -285,7 +286,7 @@ def test_polling_mode_skips_rows_a_binlog_relay_recorded(
         )
         assert relay.terminate() == 0, relay.tail()
     finally:
-        relay.stop_quietly()
+        relay.kill()
     assert_exactly_once_in_order(records, fresh)
     assert not {r.value["event_id"] for r in records} & set(recorded)
 

@@ -14,7 +14,7 @@ from schema.mysql import connect
 from schema.settings import Settings
 from tenderhub.demo import DEMO_AS_OF, pipeline_demo
 from tenderhub.loader import load_tenders, read_releases, tender_row
-from tests.integration.worker_harness import PipelineEnv
+from tenderhub.processes import PipelineEnv
 
 
 @pytest.fixture

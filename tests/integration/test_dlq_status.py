@@ -15,8 +15,9 @@ from pymongo import MongoClient
 
 from cdc.outbox import write_event
 from streams.batch import DeadLetter
-from tests.integration.relay_harness import RelayProcess, consume, free_port, run
-from tests.integration.worker_harness import PipelineEnv, WorkerProcess, run_cli, wait_for
+from tenderhub.processes import PipelineEnv, RelayProcess, WorkerProcess, free_port
+from tests.integration.relay_harness import consume, run
+from tests.integration.worker_harness import run_cli, wait_for
 
 USER = 7
 

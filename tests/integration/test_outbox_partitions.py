@@ -17,7 +17,8 @@ from cdc.relay import delete_published
 from schema.mysql import connect, drop_database, migrate
 from schema.settings import Settings
 from tenderhub.faults.namespace import FaultNamespace, fault_namespace
-from tests.integration.relay_harness import RelayEnv, RelayProcess, consume, run
+from tenderhub.processes import RelayEnv, RelayProcess
+from tests.integration.relay_harness import consume, run
 from tests.integration.test_cdc_bookkeeping import binlog_bytes, wait_all_published
 from tests.integration.test_cdc_relay import assert_exactly_once_in_order, insert_activities, mine
 
@@ -106,6 +107,6 @@ def test_janitor_drops_whole_partitions_of_rows_published_past_retention(ns: Fau
         assert_exactly_once_in_order(records, ids + unpublished + later)
         assert relay.terminate() == 0, relay.tail()
     finally:
-        relay.stop_quietly()
+        relay.kill()
         engine.dispose()
         asyncio.run(renv.delete_topics())

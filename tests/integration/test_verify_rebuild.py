@@ -29,7 +29,8 @@ from streams.summaries.factory import load_summariser
 from streams.verify import event, verify
 from tenderhub.companies import load_companies, read_profiles
 from tenderhub.loader import read_releases, tender_row, upsert_tender
-from tests.integration.worker_harness import PipelineEnv, run_cli
+from tenderhub.processes import PipelineEnv
+from tests.integration.worker_harness import run_cli
 
 AS_OF = "2025-09-25"
 HISTORY_SEQ = 1_000_000  # the source_seq of the last event "the relay published" before the rebuild

@@ -13,7 +13,8 @@ from aiokafka.admin.records_to_delete import RecordsToDelete
 
 from schema.settings import Settings
 from schema.topics import TopicNames
-from tests.integration.worker_harness import PipelineEnv, run_cli
+from tenderhub.processes import PipelineEnv
+from tests.integration.worker_harness import run_cli
 
 
 async def _send_then_truncate(settings: Settings, topic: str) -> None:

@@ -12,9 +12,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import MongoClient
 
-from tests.integration.relay_harness import RelayProcess
+from tenderhub.processes import PipelineEnv, RelayProcess, WorkerProcess
 from tests.integration.test_cdc_relay import insert_activities
-from tests.integration.worker_harness import PipelineEnv, WorkerProcess, wait_for
+from tests.integration.worker_harness import wait_for
 
 
 async def _lag(bootstrap: str, group: str, topic: str) -> dict[int, int]:

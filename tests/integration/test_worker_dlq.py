@@ -13,8 +13,9 @@ from pymongo import MongoClient
 
 from schema.topics import DATA_MAX_MESSAGE_BYTES
 from streams.batch import DEAD_LETTER_MAX_BYTES, SAMPLE_CHARS
+from tenderhub.processes import PipelineEnv, WorkerProcess
 from tests.integration.relay_harness import consume, run
-from tests.integration.worker_harness import PipelineEnv, WorkerProcess, wait_for
+from tests.integration.worker_harness import wait_for
 
 USER = 3
 

@@ -15,8 +15,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.batch import EXIT_STORE_REFUSED
+from tenderhub.processes import PipelineEnv, WorkerProcess
 from tests.integration.relay_harness import consume, run
-from tests.integration.worker_harness import PipelineEnv, WorkerProcess, run_cli, wait_for
+from tests.integration.worker_harness import run_cli, wait_for
 
 BUDGET = 100
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import urllib.request
@@ -17,8 +16,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from pymongo import MongoClient
 
-from tests.integration.relay_harness import ROOT, STARTED, free_port, run
-from tests.integration.worker_harness import PipelineEnv, wait_for
+from tenderhub.processes import Child, PipelineEnv
+from tests.integration.relay_harness import run
+from tests.integration.worker_harness import wait_for
 
 AGENTS = ("activity_logs", "spend", "tender_summaries", "readiness")
 
@@ -150,17 +150,17 @@ def stats(port: int) -> dict[str, dict[str, float]]:
 def test_worker_stop_closes_every_client_thread_and_socket_it_opened(
     penv: PipelineEnv, mongo: MongoClient[dict[str, Any]]
 ) -> None:
-    port = free_port()
     log_path = Path(tempfile.gettempdir()) / f"worker-lifecycle-{penv.uid}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", PROBE, ",".join(AGENTS)],
-            cwd=ROOT,
-            env=penv.env(port, TENDERHUB_AS_OF="2025-01-20"),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    STARTED.append(proc)
+    probe = Child(
+        "worker probe",
+        [",".join(AGENTS)],
+        penv.env(TENDERHUB_AS_OF="2025-01-20"),
+        log_path,
+        "TENDERHUB_WORKER_WEB_PORT",
+        program=(sys.executable, "-c", PROBE),
+    ).start()
+    assert probe.proc is not None
+    proc, port = probe.proc, probe.port
 
     def ready() -> bool:
         assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]

@@ -18,11 +18,12 @@ from pymongo import MongoClient
 
 from schema.settings import load_stack_settings
 from streams.spend import recompute, totals_in_cents
+from tenderhub.processes import PipelineEnv, RelayProcess, WorkerProcess
 from tenderhub.stack import FerretDB, Redis, Service, Stack
-from tests.integration.relay_harness import RelayProcess, Writer, consume, run
+from tests.integration.relay_harness import Writer, consume, run
 from tests.integration.test_cdc_relay import activity, insert_activities
 from tests.integration.test_worker_spend import mysql_rows, store_totals, uk_rows, write_tenders
-from tests.integration.worker_harness import PipelineEnv, WorkerProcess, wait_for
+from tests.integration.worker_harness import wait_for
 
 
 def _service(kind: type[Service]) -> Service:

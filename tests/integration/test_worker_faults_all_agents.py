@@ -23,13 +23,14 @@ from pymongo import MongoClient
 from streams.spend import recompute, totals_in_cents
 from tenderhub.companies import CompanyProfile, load_companies, read_profiles
 from tenderhub.loader import TenderRow, read_releases, tender_row
+from tenderhub.processes import PipelineEnv, RelayProcess, WorkerProcess
 from tenderhub.stack import FerretDB, Redis
-from tests.integration.relay_harness import RelayProcess, Writer
+from tests.integration.relay_harness import Writer
 from tests.integration.store_faults import diff, snapshot
 from tests.integration.test_cdc_relay import insert_activities
 from tests.integration.test_worker_faults import _crash, _pause, _service
 from tests.integration.test_worker_spend import close_tender, mysql_rows, store_totals, uk_rows, write_tenders
-from tests.integration.worker_harness import PipelineEnv, WorkerProcess, wait_for
+from tests.integration.worker_harness import wait_for
 
 AS_OF = "2025-09-25"  # inside the real eTenders data's period, so tenders are open and get scored
 
@@ -142,7 +143,7 @@ def assert_equals_clean_run(
         assert db["readiness_scores"].count_documents({}) > 0 and db["tender_summaries"].count_documents({}) > 0
         assert clean.terminate() == 0, clean.tail()
     finally:
-        clean.stop_quietly()
+        clean.kill()
 
 
 def test_every_agent_sigkilled_mid_batch_ends_equal_to_a_clean_worker(
@@ -173,8 +174,8 @@ def test_every_agent_sigkilled_mid_batch_ends_equal_to_a_clean_worker(
         assert worker.terminate() == 0, worker.tail()
         assert relay.terminate() == 0, relay.tail()
     finally:
-        worker.stop_quietly()
-        relay.stop_quietly()
+        worker.kill()
+        relay.kill()
 
 
 @pytest.mark.parametrize("store", ["ferretdb", "redis"])
@@ -214,5 +215,5 @@ def test_every_agent_rides_out_a_30s_store_outage_and_ends_equal_to_a_clean_work
         assert worker.terminate() == 0, worker.tail()
         assert relay.terminate() == 0, relay.tail()
     finally:
-        worker.stop_quietly()
-        relay.stop_quietly()
+        worker.kill()
+        relay.kill()

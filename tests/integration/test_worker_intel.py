@@ -16,8 +16,8 @@ from cdc.outbox import write_event
 from streams.agents.readiness import top_k
 from tenderhub.companies import load_companies, read_profiles
 from tenderhub.loader import read_releases, tender_row, upsert_tender
-from tests.integration.relay_harness import RelayProcess
-from tests.integration.worker_harness import PipelineEnv, WorkerProcess, run_cli, wait_for
+from tenderhub.processes import PipelineEnv, RelayProcess, WorkerProcess
+from tests.integration.worker_harness import run_cli, wait_for
 
 AS_OF = "2025-09-25"
 

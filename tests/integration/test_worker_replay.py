@@ -14,10 +14,10 @@ from pymongo import MongoClient
 from streams.spend import recompute, totals_in_cents
 from tenderhub.companies import load_companies, read_profiles
 from tenderhub.loader import read_releases, tender_row, upsert_tender
-from tests.integration.relay_harness import RelayProcess
+from tenderhub.processes import PipelineEnv, RelayProcess, WorkerProcess
 from tests.integration.test_cdc_relay import insert_activities
 from tests.integration.test_worker_spend import mysql_rows, store_totals, uk_rows, write_tenders
-from tests.integration.worker_harness import PipelineEnv, WorkerProcess, run_cli, wait_for
+from tests.integration.worker_harness import run_cli, wait_for
 
 AS_OF = "2025-09-25"
 

@@ -17,8 +17,9 @@ from aiokafka import AIOKafkaProducer
 from cdc.outbox import write_event
 from streams.spend import recompute, recompute_window, totals_in_cents, zset_from_cents
 from tenderhub.loader import TenderRow, tender_row, upsert_tender
-from tests.integration.relay_harness import RelayProcess, consume, run
-from tests.integration.worker_harness import PipelineEnv, WorkerProcess, wait_for
+from tenderhub.processes import PipelineEnv, RelayProcess, WorkerProcess
+from tests.integration.relay_harness import consume, run
+from tests.integration.worker_harness import wait_for
 
 UK = Path(__file__).parents[1] / "unit" / "streams" / "agents" / "data" / "uk_contracts_finder_spend_sample.jsonl"
 AS_OF = "2025-01-23"

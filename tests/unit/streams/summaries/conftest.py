@@ -31,7 +31,7 @@ def uk_long_texts() -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, etenders_texts: list[str]) -> Path:
     """A 94k-parameter BART (128 positions) with a BPE tokenizer trained on the sample's eTenders texts."""
-    from streams.summaries.tiny import TINY, build_bart
+    from devtools.tiny_bart import TINY, build_bart
 
     return build_bart(tmp_path_factory.mktemp("models") / "tiny-bart", etenders_texts, TINY, seed=7)
 

@@ -30,7 +30,7 @@ def test_loads_saved_model_through_the_factory(tiny_summariser: TransformerSumma
 def test_model_used_follows_the_weights_not_the_path(
     tiny_summariser: TransformerSummariser, tiny_model_dir: Path, tmp_path: Path, etenders_texts: list[str]
 ) -> None:
-    from streams.summaries.tiny import TINY, build_bart
+    from devtools.tiny_bart import TINY, build_bart
 
     copy = shutil.copytree(tiny_model_dir, tmp_path / tiny_model_dir.name)
     assert load_summariser(tiny_config(copy)).model_used == tiny_summariser.model_used
