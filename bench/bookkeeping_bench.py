@@ -26,8 +26,8 @@ import sqlalchemy as sa
 
 from bench.relay_bench import wait_events
 from cdc.bookkeeping import delete_published, drop_published_partitions, partitions, published_runs
+from cdc.connections import relay_connection
 from cdc.outbox import make_engine, write_events
-from cdc.relay import _relay_connection
 from schema.mysql import ADD_PARTITION_PROC, OUTBOX_TABLE, connect, drop_database, migrate
 from schema.settings import Settings, load_settings
 from tenderhub.faults.namespace import fault_namespace
@@ -154,7 +154,7 @@ def run(
                 wait_done(tag)
             relay.terminate()
         if janitor is not None:
-            with _relay_connection(settings.relay_mysql) as conn, source.measure(costs):
+            with relay_connection(settings.relay_mysql) as conn, source.measure(costs):
                 if janitor == "rows":
                     delete_published(conn, 1e-9)
                 else:

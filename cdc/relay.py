@@ -9,21 +9,23 @@ reloads the committed position from Kafka and resumes there: nothing is lost and
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import pymysql
 from aiokafka.errors import KafkaError
 
-from cdc.bookkeeping import clean_up, record_published, select_unpublished
+from cdc.bookkeeping import record_published, select_unpublished
+from cdc.connections import polling_connection, relay_connection
 from cdc.decoder import Decoded, ProcessBinlogSource
 from cdc.envelope import OutboxRow, Record, to_record
 from cdc.errors import CdcError, FencedError, PositionPurgedError, SourceConfigError, SourceSeqRegressionError
+from cdc.leader import LeaderLock
+from cdc.marker import PublishedMarker, delete_published, mark_published
 from cdc.metrics import RelayMetrics
 from cdc.position import (
     MAX_ROWS_PER_TXN,
@@ -37,9 +39,9 @@ from cdc.position import (
 )
 from cdc.publisher import TransactionalPublisher, load_position, max_published_source_seq
 from cdc.source import BinlogSource, EpochStarted, Idle, TxnEnd, outbox_row_from_values
-from schema.mysql import OUTBOX_TABLE, connect, is_mariadb
+from schema.mysql import connect, is_mariadb
 from schema.retry import backoff_delay
-from schema.settings import MysqlDsn, Settings
+from schema.settings import Settings
 from schema.topics import TopicNames, missing_topics, topic_specs
 
 log = logging.getLogger(__name__)
@@ -199,7 +201,7 @@ class Relay:
         ids_ranges = committed.unmarked + id_ranges(list(committed.last_ids))
         if not ids_ranges or not (self.s.relay_mark_published or self.s.relay_mode == "polling"):
             return
-        with _relay_connection(self.s.relay_mysql) as conn:
+        with relay_connection(self.s.relay_mysql) as conn:
             if self.s.relay_mode == "polling":
                 marked = mark_published(conn, ids_ranges)
                 log.info("marked %d committed outbox rows published (from the committed position)", marked)
@@ -230,7 +232,7 @@ class Relay:
         MariaDB)."""
         dsn = self.s.relay_mysql
         space = ""
-        with _relay_connection(dsn) as conn, conn.cursor() as cur:
+        with relay_connection(dsn) as conn, conn.cursor() as cur:
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             if self._mariadb:
                 # MariaDB reports the binlog position of a consistent snapshot: no global lock.
@@ -368,7 +370,7 @@ class Relay:
         """SELECT ... FOR UPDATE SKIP LOCKED a batch, publish it in a Kafka transaction whose position lists the
         batch's ids, mark it published, then commit MySQL. Order follows visibility, which follows commit order
         between batches; inside a batch rows go in id order."""
-        conn = await asyncio.to_thread(_polling_connection, self.s)
+        conn = await asyncio.to_thread(polling_connection, self.s)
         # The first poll waits for row locks instead of skipping them: a relay killed mid-batch may still hold
         # some (until the server notices its connection is gone), and skipping them would publish later rows of
         # the same aggregate first. After that only uncommitted app inserts hold locks, and those are skipped.
@@ -464,57 +466,6 @@ def _check_monotonic(record: Record, pending: Position) -> None:
         )
 
 
-# Every relay session reads and writes timestamps in UTC: `occurred_at`, lag and the janitor's cut-off must not
-# depend on the server's time zone (created_at is a TIMESTAMP, converted to the session's zone on read).
-_UTC_INIT = "SET time_zone = '+00:00'"
-
-
-def _transactional_connection(dsn: MysqlDsn) -> Any:
-    conn = pymysql.connect(
-        **dsn.pymysql_kwargs(), database=dsn.database, autocommit=False, charset="utf8mb4", init_command=_UTC_INIT
-    )
-    with conn.cursor() as cur:
-        # No gap locks: a polling batch held open across the Kafka commit must not stall the app's inserts.
-        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-    return conn
-
-
-def _marker_connection(dsn: MysqlDsn) -> Any:
-    """Autocommit: each run is recorded in its own statement. The runs never touch outbox rows, so the marker does not
-    wait for a transaction the relay read from the binlog before InnoDB committed it."""
-    return pymysql.connect(
-        **dsn.pymysql_kwargs(), database=dsn.database, autocommit=True, charset="utf8mb4", init_command=_UTC_INIT
-    )
-
-
-def _polling_connection(settings: Settings) -> Any:
-    conn = _transactional_connection(settings.relay_mysql)
-    with conn.cursor() as cur:
-        # A paused leader (SIGSTOP, a frozen VM) must not keep its batch's row locks for the server's default
-        # wait_timeout (8 h): the server drops this session, and with it the locks, once it is idle as long as the
-        # leader lock's bound. The loop talks to the server at least every poll interval while it is alive.
-        cur.execute("SET SESSION wait_timeout = %s", (settings.relay_lock_timeout_s,))
-        # The first poll of a new leader waits on the old one's locks at most this long before it retries.
-        cur.execute("SET SESSION innodb_lock_wait_timeout = %s", (settings.relay_lock_timeout_s * 2,))
-    return conn
-
-
-@contextlib.contextmanager
-def _relay_connection(dsn: MysqlDsn) -> Iterator[Any]:
-    conn = pymysql.connect(
-        **dsn.pymysql_kwargs(),
-        database=dsn.database,
-        autocommit=True,
-        charset="utf8mb4",
-        connect_timeout=10,
-        init_command=_UTC_INIT,
-    )
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
 _COLUMNS = ("id", "event_type", "aggregate_type", "aggregate_id", "schema_version", "payload", "created_at")
 
 
@@ -531,171 +482,3 @@ def _outbox_rows(rows: Any, txn_seq: int, clock: SeqClock, space: str) -> list[O
             defect, seq = None, clock.assign(space, txn_seq, i, may_start_epoch=False)
         out.append(outbox_row_from_values(values, txn_seq, i, seq, defect))
     return out
-
-
-def delete_published(settings: Settings, chunk: int = 10_000) -> int:
-    """The janitor: remove outbox rows published longer ago than the retention, by partition where the outbox is
-    partitioned, else by row (`cdc.bookkeeping.clean_up`)."""
-    with _relay_connection(settings.relay_mysql) as conn:
-        return clean_up(conn, settings.relay_retention_hours, settings.relay_partition_ids, chunk)
-
-
-def mark_published(conn: Any, ranges: IdRanges, chunk: int = 500) -> int:
-    """Set published/published_at on the outbox rows in `ranges` (inclusive id runs) that are not marked yet."""
-    marked = 0
-    with conn.cursor() as cur:
-        for i in range(0, len(ranges), chunk):
-            part = ranges[i : i + chunk]
-            where = " OR ".join(["id BETWEEN %s AND %s"] * len(part))
-            marked += int(
-                cur.execute(
-                    f"UPDATE {OUTBOX_TABLE} SET published = TRUE, published_at = NOW(3) "
-                    f"WHERE published = FALSE AND ({where})",
-                    [x for r in part for x in r],
-                )
-            )
-    return marked
-
-
-class PublishedMarker:
-    """Records the ids Kafka committed as runs in integration_outbox_published (`cdc.bookkeeping`), in batches, off
-    the hot path. They are bookkeeping for the janitor, resnapshots and operators; the Kafka position is the truth,
-    and it lists the ids not yet confirmed here (`unmarked`), so no record is lost to a crash."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.s = settings
-        self._queue: collections.deque[IdRanges] = collections.deque()
-        self._ranges = 0
-        self._wake = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._conn: Any = None
-        self._tail: tuple[int, int] | None = None  # the run recorded last (extended while ids follow on)
-
-    def add(self, ranges: IdRanges) -> None:
-        self._queue.append(ranges)
-        self._ranges += len(ranges)
-        self._drained.clear()
-        self._wake.set()
-
-    def unmarked(self) -> IdRanges:
-        return tuple(r for ranges in self._queue for r in ranges)
-
-    async def wait_below(self, limit: int, stop: asyncio.Event) -> None:
-        while self._ranges > max(limit, 0) and not stop.is_set():
-            log.warning("mark-published backlog at %d id ranges: waiting for MySQL to publish more", self._ranges)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), 5)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        failures = 0
-        while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 0.5)
-            self._wake.clear()
-            if self._queue:
-                n = len(self._queue)
-                ranges = tuple(r for i, rs in enumerate(self._queue) if i < n for r in rs)
-                try:
-                    await asyncio.to_thread(self._mark, ranges)
-                except pymysql.MySQLError as exc:
-                    failures += 1
-                    log.warning("marking %d id ranges published failed (will retry): %s", len(ranges), exc)
-                    await asyncio.sleep(backoff_delay(failures, 0.5, 5.0))
-                else:
-                    failures = 0
-                    for _ in range(n):
-                        self._ranges -= len(self._queue.popleft())
-                    if not self._queue:
-                        self._drained.set()
-            if stop.is_set() and not self._queue:
-                if self._conn is not None:
-                    await asyncio.to_thread(self._conn.close)
-                return
-
-    def _mark(self, ranges: IdRanges) -> None:
-        # One long-lived connection: connecting per batch cost more than the UPDATE itself.
-        if self._conn is None:
-            self._conn = _marker_connection(self.s.relay_mysql)
-        try:
-            self._tail = record_published(self._conn, self.s.relay_source_name, ranges, self._tail)
-        except pymysql.MySQLError:
-            conn, self._conn = self._conn, None
-            with contextlib.suppress(Exception):
-                conn.close()
-            raise
-
-
-class LeaderLock:
-    """Exactly one active relay per source: a MySQL named lock held on a dedicated connection. A standby waits
-    for it. The lock alone cannot stop a paused relay that wakes up; the shared transactional id does that."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.s = settings
-        self.name = f"tenderhub_relay_{settings.relay_source_name}"
-        self._conn: Any = None
-
-    async def acquire(self, stop: asyncio.Event, poll_s: float = 1.0) -> None:
-        announced = False
-        while not stop.is_set():
-            try:
-                if await asyncio.to_thread(self._try):
-                    log.info("leader lock %s acquired: this relay is active", self.name)
-                    return
-            except pymysql.MySQLError as exc:
-                log.warning("cannot reach MySQL for the leader lock (%s); retrying", exc)
-                self._close()
-            if not announced:
-                log.info("leader lock %s is held by another relay: standing by", self.name)
-                announced = True
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), poll_s)
-
-    def _try(self) -> bool:
-        if self._conn is None:
-            self._conn = pymysql.connect(**self.s.relay_mysql.pymysql_kwargs(), autocommit=True, connect_timeout=5)
-            with self._conn.cursor() as cur:
-                # The server drops this connection (and so the lock) once it is idle this long: a relay that is
-                # paused (SIGSTOP, a long GC, a frozen VM) stops pinging and a standby takes over.
-                cur.execute("SET SESSION wait_timeout = %s", (self.s.relay_lock_timeout_s,))
-        with self._conn.cursor() as cur:
-            cur.execute("SELECT GET_LOCK(%s, 0)", (self.name,))
-            row = cur.fetchone()
-        return bool(row and row[0] == 1)
-
-    def holds(self) -> bool:
-        """Is the lock still held by this relay's connection? (Also keeps that connection alive.)"""
-        if self._conn is None:
-            return False
-        try:
-            with self._conn.cursor() as cur:
-                cur.execute("SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", (self.name,))
-                row = cur.fetchone()
-        except pymysql.MySQLError:
-            self._close()
-            return False
-        return bool(row and row[0] == 1)
-
-    async def ensure(self, stop: asyncio.Event) -> None:
-        """Re-acquire after a lost connection (e.g. MySQL restarted). Safe: Kafka fencing guards the overlap."""
-        if not await asyncio.to_thread(self.holds):
-            await self.acquire(stop)
-
-    async def watch(self, lost: asyncio.Event) -> None:
-        every_s = self.s.relay_lock_timeout_s / 4
-        while True:
-            await asyncio.sleep(every_s)
-            if not await asyncio.to_thread(self.holds):
-                log.warning("leader lock %s lost; pausing publication until it is held again", self.name)
-                lost.set()
-
-    def release(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(pymysql.MySQLError), self._conn.cursor() as cur:
-                cur.execute("SELECT RELEASE_LOCK(%s)", (self.name,))
-            self._close()
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None

@@ -14,9 +14,10 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
+from cdc.connections import polling_connection, relay_connection
+from cdc.marker import PublishedMarker
 from cdc.outbox import write_event, write_events
 from cdc.position import id_ranges
-from cdc.relay import PublishedMarker, _polling_connection, _relay_connection
 from schema.mysql import connect, migrate
 from schema.settings import Settings
 from tenderhub.processes import RelayEnv, RelayProcess
@@ -214,10 +215,10 @@ def test_app_account_cannot_set_the_relays_outbox_columns(
 
 
 def test_relay_sessions_read_timestamps_in_utc(settings: Settings) -> None:
-    with _relay_connection(settings.relay_mysql) as conn, conn.cursor() as cur:
+    with relay_connection(settings.relay_mysql) as conn, conn.cursor() as cur:
         cur.execute("SELECT @@session.time_zone")
         assert cur.fetchone() == ("+00:00",)
-    conn2: Any = _polling_connection(settings)
+    conn2: Any = polling_connection(settings)
     try:
         with conn2.cursor() as cur:
             cur.execute("SELECT @@session.time_zone, @@session.wait_timeout")

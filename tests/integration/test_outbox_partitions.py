@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from cdc.bookkeeping import AHEAD, partitions, published_runs
+from cdc.marker import delete_published
 from cdc.outbox import make_engine
-from cdc.relay import delete_published
 from schema.mysql import connect, drop_database, migrate
 from schema.settings import Settings
 from tenderhub.faults.namespace import FaultNamespace, fault_namespace

@@ -1,0 +1,62 @@
+"""The relay's MySQL sessions, each set up for its job: UTC always; the polling batch's transaction at READ
+COMMITTED with bounded lock waits; the marker in autocommit; short-lived sessions for the janitor and snapshots."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pymysql
+
+from schema.settings import MysqlDsn, Settings
+
+# Every relay session reads and writes timestamps in UTC: `occurred_at`, lag and the janitor's cut-off must not
+# depend on the server's time zone (created_at is a TIMESTAMP, converted to the session's zone on read).
+UTC_INIT = "SET time_zone = '+00:00'"
+
+
+def transactional_connection(dsn: MysqlDsn) -> Any:
+    conn = pymysql.connect(
+        **dsn.pymysql_kwargs(), database=dsn.database, autocommit=False, charset="utf8mb4", init_command=UTC_INIT
+    )
+    with conn.cursor() as cur:
+        # No gap locks: a polling batch held open across the Kafka commit must not stall the app's inserts.
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    return conn
+
+
+def marker_connection(dsn: MysqlDsn) -> Any:
+    """Autocommit: each run is recorded in its own statement. The runs never touch outbox rows, so the marker does not
+    wait for a transaction the relay read from the binlog before InnoDB committed it."""
+    return pymysql.connect(
+        **dsn.pymysql_kwargs(), database=dsn.database, autocommit=True, charset="utf8mb4", init_command=UTC_INIT
+    )
+
+
+def polling_connection(settings: Settings) -> Any:
+    conn = transactional_connection(settings.relay_mysql)
+    with conn.cursor() as cur:
+        # A paused leader (SIGSTOP, a frozen VM) must not keep its batch's row locks for the server's default
+        # wait_timeout (8 h): the server drops this session, and with it the locks, once it is idle as long as the
+        # leader lock's bound. The loop talks to the server at least every poll interval while it is alive.
+        cur.execute("SET SESSION wait_timeout = %s", (settings.relay_lock_timeout_s,))
+        # The first poll of a new leader waits on the old one's locks at most this long before it retries.
+        cur.execute("SET SESSION innodb_lock_wait_timeout = %s", (settings.relay_lock_timeout_s * 2,))
+    return conn
+
+
+@contextlib.contextmanager
+def relay_connection(dsn: MysqlDsn) -> Iterator[Any]:
+    conn = pymysql.connect(
+        **dsn.pymysql_kwargs(),
+        database=dsn.database,
+        autocommit=True,
+        charset="utf8mb4",
+        connect_timeout=10,
+        init_command=UTC_INIT,
+    )
+    try:
+        yield conn
+    finally:
+        conn.close()
