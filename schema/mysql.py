@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 RelayMode = Literal["binlog", "polling"]
 
-BUSINESS_TABLES = ("teams", "users", "company_profiles", "company_cidb_gradings", "tenders")
+BUSINESS_TABLES = ("teams", "users", "company_profiles", "company_cidb_gradings", "tenders", "api_tokens")
 OUTBOX_TABLE = "integration_outbox"
 PUBLISHED_TABLE = "integration_outbox_published"  # binlog mode: runs of ids committed to Kafka (migration 0002)
 # Definer procedures (created by `migrate` as the admin account) through which the relay's janitor splits off and

@@ -135,6 +135,22 @@ CATALOGUE: tuple[KeyFamily, ...] = (
 )
 
 
+# Key families of the read service (`tenderhub api`), not of an agent: it alone writes them.
+QUOTA_MINUTE = KeyFamily(
+    "quota:{id}:minute",
+    "string",
+    60,
+    "Requests one API token made in the current minute (INCR; expires 60 s after the minute's first request).",
+)
+QUOTA_ANON_MINUTE = KeyFamily(
+    "quota:anon:{id}:minute",
+    "string",
+    60,
+    "Requests without a token from one client address (id = a hash of it) in the current minute.",
+)
+API_FAMILIES: tuple[KeyFamily, ...] = (QUOTA_MINUTE, QUOTA_ANON_MINUTE)
+
+
 def family_of(key: str, families: Sequence[KeyFamily] = CATALOGUE) -> KeyFamily:
     """The family a concrete key belongs to among `families` (the catalogue, and for a worker also the families of
     installed agents, which their specs declare); its owner is the agent whose spec lists it."""

@@ -256,6 +256,23 @@ class Settings(_Base):
         description="How often the leader sweeps tenders whose closing date passed out of top lists, and rescores "
         "the next tenders whose scores came from other rules.",
     )
+    api_host: str = Field("127.0.0.1", description="Address the read service (`tenderhub api`) binds to.")
+    api_port: int = Field(16080, ge=1024, le=65535, description="Port of the read service.")
+    api_public_open: bool = Field(
+        False,
+        description="Serve public data (tenders, spend) without a token. Team-scoped data always needs one.",
+    )
+    api_requests_per_minute: int = Field(
+        600, ge=1, le=1_000_000, description="Requests one token may make per minute (then 429 with Retry-After)."
+    )
+    api_token_cache_s: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description="How long the read service trusts a token it looked up (a revocation takes effect within it).",
+    )
+    api_tls_cert: str | None = Field(None, description="PEM certificate file: the read service serves HTTPS with it.")
+    api_tls_key: str | None = Field(None, description="PEM private key file of api_tls_cert.")
     spend_window_days: int = Field(30, ge=1, le=3650, description="Rolling window of the windowed spend key.")
     spend_recompute_cron: str = Field(
         "0 2 * * *", description="When the leader recomputes spend from MySQL (crontab syntax, worker timezone)."

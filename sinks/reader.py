@@ -4,6 +4,10 @@ Readers never write the cache back: every Redis key family has one owning agent,
 value it read from MongoDB could land after the owner deleted the key (a closed tender's card would come back).
 The owner rebuilds the key on its next event or sweep; until then reads fall back to MongoDB.
 
+Redis being down is one more reason to fall back, not an error: a read that Redis cannot answer (after the sink's
+own quick retries) goes to MongoDB, and says so in `Read.source`. Spend lives in Redis only: its fallback is the
+caller's (the read service recomputes it from MySQL).
+
 A fallback never shows a closed tender as open: documents are read with their status and closing date as stored, and
 "open" means an open status and a closing date after the as-of date (the end of that day, UTC), as readiness scores
 it. A score document's `biddable` alone is not trusted: a close may not have reached it yet.
@@ -13,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from schema.events import OPEN_STATUSES
-from schema.mongo import READINESS_SCORES, TENDER_SUMMARIES
+from schema.mongo import READINESS_SCORES, TENDER_SUMMARIES, USER_ACTIVITY_LOGS
 from schema.redis_keys import (
     SPEND_BY_BUYER,
     SPEND_BY_BUYER_WINDOW,
@@ -27,9 +32,12 @@ from schema.redis_keys import (
     TEAM_TOP_TENDERS,
     TENDER_METADATA,
 )
+from sinks.errors import TransientSinkError
 from sinks.mongo import MongoSink, validate_id
 from sinks.redis import RedisSink, text
 from sinks.spend_store import totals_from_fields
+
+log = logging.getLogger(__name__)
 
 # What `tender_summaries` documents hold (written by streams.agents.tender_summaries), as read back.
 SUMMARY_FIELDS = (
@@ -91,12 +99,33 @@ class BuyerSpend:
     without_budget: int
 
 
+# What a user's activity entries show (user_activity_logs, written by streams.agents.activity_logs).
+ACTIVITY_FIELDS = ("event_id", "user_id", "team_id", "action", "tender_id", "details", "occurred_at")
+# What one readiness score shows (readiness_scores, written by streams.agents.readiness).
+SCORE_FIELDS = ("team_id", "tender_id", "score", "biddable", "checklist", "tender_status", "rules_version")
+
+
 class CacheFirstReader:
     def __init__(self, redis: RedisSink, mongo: MongoSink, as_of: Callable[[], dt.date] | None = None) -> None:
         """`as_of`: today's date for "open" (Settings.today: the configured as-of date, else the real clock)."""
         self._redis = redis
         self._mongo = mongo
         self._as_of = as_of or (lambda: dt.datetime.now(dt.UTC).date())
+        self.redis_failures = 0  # reads Redis could not answer (they fell back)
+
+    async def close(self) -> None:
+        """Close both clients (for a reader that owns them, like the read service's)."""
+        await self._redis.aclose()
+        await asyncio.to_thread(self._mongo.close)
+
+    async def _cached(self, op: Callable[[], Any], what: str) -> Any:
+        """Redis's answer, or None when Redis cannot answer (then the caller falls back)."""
+        try:
+            return await self._redis.run(op, what)
+        except TransientSinkError as exc:
+            self.redis_failures += 1
+            log.warning("Redis could not answer %s (%s): falling back", what, exc)
+            return None
 
     async def tender_card(self, tender_id: int) -> Read:
         """The tender's card (title, buyer, status, closing date, summary, ...) and `open` (bool) as of today. A
@@ -107,7 +136,7 @@ class CacheFirstReader:
         async def read() -> dict[Any, Any]:
             return dict(await self._redis.client().hgetall(key))
 
-        cached = await self._redis.run(read, f"hgetall {key}")
+        cached = await self._cached(read, f"hgetall {key}")
         as_of = self._as_of()
         if cached:
             values: dict[str, Any] = {text(k): text(v) for k, v in cached.items()}
@@ -130,7 +159,7 @@ class CacheFirstReader:
         async def read() -> list[Any]:
             return list(await self._redis.client().zrevrange(key, 0, k - 1, withscores=True))
 
-        ranked = [(int(text(m)), float(s)) for m, s in await self._redis.run(read, f"zrevrange {key}")]
+        ranked = [(int(text(m)), float(s)) for m, s in (await self._cached(read, f"zrevrange {key}") or [])]
         source = "redis"
         if not ranked:
             source = "mongodb"
@@ -192,6 +221,44 @@ class CacheFirstReader:
         best = sorted(open_ones, key=lambda d: (-float(d["score"]), int(d["tender_id"])))[:k]
         return [(int(d["tender_id"]), float(d["score"])) for d in best]
 
+    async def team_score(self, team_id: int, tender_id: int) -> Read:
+        """One team's readiness score for one tender, with its checklist, and whether the tender is open as of
+        today (by the tender's status and closing date as stored, not by the score's own `biddable`)."""
+        validate_id("team_id", team_id)
+        validate_id("tender_id", tender_id)
+        docs = await asyncio.to_thread(
+            self._mongo.find_where,
+            READINESS_SCORES.name,
+            {"team_id": team_id, "tender_id": tender_id},
+            SCORE_FIELDS,
+            limit=1,
+        )
+        if not docs:
+            return Read(None, None)
+        doc = dict(docs[0])
+        card = await asyncio.to_thread(
+            self._mongo.find_by_ids, TENDER_SUMMARIES.name, "tender_id", [tender_id], ["status", "closing_at"]
+        )
+        tender = card[0] if card else {}
+        doc["open"] = bool(
+            doc.get("tender_status", "active") in OPEN_STATUSES
+            and tender_open(tender.get("status"), tender.get("closing_at"), self._as_of())
+        )
+        return Read(doc, "mongodb")
+
+    async def recent_activity(self, user_id: int, limit: int = 20) -> Read:
+        """A user's latest activity entries, newest first (the capped log in MongoDB; Redis holds none)."""
+        validate_id("user_id", user_id)
+        docs = await asyncio.to_thread(
+            self._mongo.find_where,
+            USER_ACTIVITY_LOGS.name,
+            {"user_id": user_id},
+            ACTIVITY_FIELDS,
+            sort=("occurred_at", -1),
+            limit=limit,
+        )
+        return Read(docs, "mongodb" if docs else None)
+
     async def spend_by_buyer(self, limit: int = 10, window_days: int | None = None) -> Read:
         """Biggest buyers by spend, with tenders counted and those without a budget (counted, not summed)."""
         if window_days is None:
@@ -209,7 +276,7 @@ class CacheFirstReader:
             counts = dict(zip(fields, await client.hmget(tkey, fields), strict=True)) if fields else {}
             return top, counts
 
-        top, counts = await self._redis.run(read, f"spend {zkey}")
+        top, counts = await self._redis.run(read, f"spend {zkey}")  # Redis only: its failure is the caller's
         if not top:
             # The sorted set is a read model with a shorter TTL than the exact totals it is built from (the next
             # batch or refresh rebuilds it): rank from the totals meanwhile.

@@ -147,7 +147,11 @@ class RedisSink:
         retry_policy: RetryPolicy | None = None,
         timeout_s: float = 5.0,
         families: Sequence[KeyFamily] = CATALOGUE,
+        pool_size: int | None = None,
     ) -> None:
+        """`pool_size`: at most this many connections, and a caller waits (up to `timeout_s`) for a free one; None:
+        redis-py's pool, which refuses a call past 100 connections at once (plenty for a worker's agents, not for a
+        read service with hundreds of requests in flight)."""
         if not _PREFIX.fullmatch(key_prefix):
             raise ValueError(f"key_prefix {key_prefix[:40]!r} may hold only [A-Za-z0-9_.:-] (64 at most)")
         self._url = url
@@ -156,6 +160,7 @@ class RedisSink:
         self._timeout_s = timeout_s
         # The key families this sink writes: the catalogue, plus those of installed agents (their specs).
         self._families = tuple(families)
+        self._pool_size = pool_size
         self._connection: _Connection | None = None
 
     @classmethod
@@ -290,12 +295,18 @@ class RedisSink:
     def _redis(self) -> _Connection:
         if self._connection is None:
             # redis-py's own retries are off: RetryPolicy is the one place that decides, counts and logs retries.
-            client = aioredis.Redis.from_url(
-                self._url,
-                socket_timeout=self._timeout_s,
-                socket_connect_timeout=self._timeout_s,
-                retry=Retry(NoBackoff(), 0),
-            )
+            options: dict[str, Any] = {
+                "socket_timeout": self._timeout_s,
+                "socket_connect_timeout": self._timeout_s,
+                "retry": Retry(NoBackoff(), 0),
+            }
+            if self._pool_size is None:
+                client = aioredis.Redis.from_url(self._url, **options)
+            else:
+                pool = aioredis.BlockingConnectionPool.from_url(
+                    self._url, max_connections=self._pool_size, timeout=self._timeout_s, **options
+                )
+                client = aioredis.Redis(connection_pool=pool)
             # Registered once: later calls run EVALSHA and reload the script only if the server lost it.
             self._connection = _Connection(client, client.register_script(_CAS_HASH_LUA))
         return self._connection

@@ -13,6 +13,7 @@ to the DLQ is kept in `dead_letters`. The stores are the ones the settings name 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import Mapping
@@ -88,11 +89,20 @@ class _Letters:
 class AgentHarness:
     """One agent's handler, made as the worker makes it, fed through the worker's batch runner."""
 
-    def __init__(self, spec: AgentSpec, settings: Settings | None = None) -> None:
+    def __init__(
+        self, spec: AgentSpec, settings: Settings | None = None, *, own_namespace: bool = True, max_retries: int = 3
+    ) -> None:
+        """`own_namespace=False`: write into the MongoDB database and Redis prefix `settings` name, and leave them
+        there at exit (several agents of one test sharing stores; the caller removes them). `max_retries`: a batch
+        the worker would retry (a store down, an error nobody classified) is retried this many times, then `send`
+        raises HarnessStopped (the worker retries for as long as it takes; a test should not)."""
         base = settings if settings is not None else load_settings()  # from the environment, as the worker
         uid = secrets.token_hex(5)
-        self.settings = base.model_copy(
-            update={"mongo_db": f"harness_{spec.name}_{uid}", "redis_key_prefix": f"harness:{uid}:"}
+        self._own = own_namespace
+        self.settings = (
+            base.model_copy(update={"mongo_db": f"harness_{spec.name}_{uid}", "redis_key_prefix": f"harness:{uid}:"})
+            if own_namespace
+            else base
         )
         self.spec = spec
         self.ctx = WorkerContext(self.settings, key_families=key_families([spec]))
@@ -104,11 +114,14 @@ class AgentHarness:
         self._redis: Any = sync_redis.Redis.from_url(self.settings.redis_url.get_secret_value(), socket_timeout=5)
         ensure_collections(self.mongo, self.settings, collections([spec]))
         self.handler = spec.handler(self.ctx)
+        self.retries = 0
+        self._max_retries = max_retries
         self.runner = BatchRunner(
             spec.name,
             self.handler,
             _Letters(self.dead_letters),
             store_retry_max_s=1.0,
+            sleep=self._retry_pause,
             stop=self._stop,
             event_types=spec.event_types,
         )
@@ -151,11 +164,12 @@ class AgentHarness:
                     break
             await self.ctx.aclose()
         finally:
-            self._mongo.drop_database(self.settings.mongo_db)
-            prefix = self.settings.redis_key_prefix
-            keys = [*self._redis.scan_iter(match=f"{prefix}*"), *self._redis.scan_iter(match=f"{{{prefix}*")]
-            if keys:
-                self._redis.delete(*keys)
+            if self._own:
+                self._mongo.drop_database(self.settings.mongo_db)
+                prefix = self.settings.redis_key_prefix
+                keys = [*self._redis.scan_iter(match=f"{prefix}*"), *self._redis.scan_iter(match=f"{{{prefix}*")]
+                if keys:
+                    self._redis.delete(*keys)
             self._mongo.close()
             self._redis.close()
 
@@ -169,6 +183,14 @@ class AgentHarness:
 
     def _stop(self, reason: str) -> NoReturn:
         raise HarnessStopped(reason)
+
+    async def _retry_pause(self, seconds: float) -> None:
+        self.retries += 1
+        if self.retries > self._max_retries:
+            raise HarnessStopped(
+                f"{self.spec.name}: a batch still failed after {self._max_retries} retries (the reason is logged above)"
+            )
+        await asyncio.sleep(min(seconds, 0.2))
 
 
 def _encode(envelope: Mapping[str, Any]) -> bytes:

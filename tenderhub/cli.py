@@ -348,9 +348,52 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         return 2
 
 
+def cmd_api(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if args.action == "serve":
+        from tenderhub.api import serve
+
+        serve(settings)
+        return 0
+    from cdc.outbox import make_engine
+    from tenderhub.api.tokens import TokenError, issue, list_tokens, revoke
+
+    engine = make_engine(settings)
+    try:
+        if args.action == "issue":
+            if args.user is None or args.team is None:
+                print("tenderhub api token issue: --user and --team are needed", file=sys.stderr)
+                return 2
+            token_id, token = issue(engine, args.user, args.team, args.name)
+            _say(f"token {token_id} for user {args.user} of team {args.team} ({args.name}); shown once, keep it:")
+            _say(token)
+        elif args.action == "revoke":
+            if args.id is None:
+                print("tenderhub api token revoke: the token's id is needed", file=sys.stderr)
+                return 2
+            if not revoke(engine, args.id):
+                print(f"tenderhub api: no active token {args.id}", file=sys.stderr)
+                return 1
+            _say(f"token {args.id} revoked (the read service stops taking it within {settings.api_token_cache_s:g} s)")
+        else:
+            _say(json.dumps(list_tokens(engine, args.team), indent=2))
+        return 0
+    except TokenError as exc:
+        print(f"tenderhub api: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+
+
 def _offset(text: str) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > 19:
         raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a DLQ offset (a non-negative integer)")
+    return int(text)
+
+
+def _id(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 19 or text.startswith("0") or int(text) >= 2**63:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an id (a positive integer of at most 2^63-1)")
     return int(text)
 
 
@@ -504,6 +547,18 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--dry-run", action="store_true", help="replay: say what would be sent, send nothing")
     dlq.add_argument("--json", action="store_true", help="JSON output")
     dlq.set_defaults(func=cmd_dlq)
+    api = sub.add_parser("api", help="the read service: serve | token issue | revoke | list")
+    api_sub = api.add_subparsers(dest="api_command", required=True)
+    api_sub.add_parser("serve", help="serve the read API (TENDERHUB_API_HOST:TENDERHUB_API_PORT)").set_defaults(
+        func=cmd_api, action="serve"
+    )
+    token = api_sub.add_parser("token", help="bearer tokens: issue --user --team | revoke ID | list [--team]")
+    token.add_argument("action", choices=["issue", "revoke", "list"])
+    token.add_argument("id", nargs="?", type=_id, help="revoke: the token's id")
+    token.add_argument("--user", type=_id, help="issue: the user the token speaks for")
+    token.add_argument("--team", type=_id, help="issue: the user's team; list: only this team's tokens")
+    token.add_argument("--name", default="api", help="issue: a name to recognise the token by")
+    token.set_defaults(func=cmd_api)
     sub.add_parser("settings", help="list every setting with its doc and default").set_defaults(func=cmd_settings)
     return parser
 

@@ -1,0 +1,283 @@
+"""The read service (`tenderhub api`): cache-first reads over HTTP, team-scoped by bearer token, with quotas.
+
+    GET /healthz                                        no token
+    GET /v1/tenders/{tender_id}                         public: the tender's card and summary, `open` as of today
+    GET /v1/spend?window_days=&currency=&top=           public: spend by buyer (all time, or a rolling window)
+    GET /v1/teams/{team_id}/top?k=                      the team's best open tenders with their checklists
+    GET /v1/teams/{team_id}/tenders/{tender_id}/score   the team's score for one tender, with its checklist
+    GET /v1/users/{user_id}/activity?limit=             the user's latest activity
+
+Every answer is JSON: `{"data": ..., "source": "redis" | "mongodb" | "mysql", "cached": bool}`, or `{"error": ...}`
+with 401 (no or bad token), 403 (another team's or user's data), 404, 422 (an id or parameter that is not valid,
+said how), 429 (quota; Retry-After), 503 (the stores that could answer are down). Ids and parameters are checked
+before they become a key, a filter or SQL; nothing a client sends reaches a store unchecked.
+
+Reads go through `sinks.reader.CacheFirstReader` (the one implementation): Redis first, MongoDB when Redis has
+nothing or cannot answer. Spend lives in Redis only: when Redis cannot answer it is recomputed from MySQL (the read-only
+account) with the spend agent's own pure functions. The service never writes a cache back: every Redis key family
+has one owning agent, and a write-back could land after the owner dropped the key. Concurrent requests that miss the
+cache for the same thing share one fallback read (`SingleFlight`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, is_dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from schema.events import MAX_ID
+from schema.settings import Settings
+from sinks.errors import SinkError
+from sinks.reader import CacheFirstReader, Read
+from streams.spend import recompute, recompute_window
+from tenderhub.api.quotas import Quotas
+from tenderhub.api.tokens import Principal, TokenStore
+
+log = logging.getLogger(__name__)
+
+PRINCIPAL = web.RequestKey("principal", object)
+MAX_TOP = 100
+MAX_ACTIVITY = 200
+MAX_SPEND_ROWS = 500
+_PUBLIC_PREFIXES = ("/v1/tenders/", "/v1/spend")
+_TENDER_ROWS_SQL = "SELECT id, buyer, currency, budget, status, published_at FROM tenders"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, dict(headers or {})
+
+
+class SingleFlight:
+    """Concurrent calls for the same key share one running call."""
+
+    def __init__(self) -> None:
+        self._running: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+
+    async def run(self, key: tuple[Any, ...], call: Callable[[], Awaitable[Any]]) -> Any:
+        running = self._running.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[Any] = asyncio.ensure_future(call())
+        self._running[key] = future
+        try:
+            return await asyncio.shield(future)
+        finally:
+            if future.done():
+                self._running.pop(key, None)
+            else:
+                future.add_done_callback(lambda _: self._running.pop(key, None))
+
+
+def positive_id(name: str, raw: str) -> int:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or raw.startswith("0") or int(raw) > MAX_ID:
+        raise ApiError(422, f"{name} must be a positive integer of at most 2^63-1, got {raw[:40]!r}")
+    return int(raw)
+
+
+def bounded_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or not low <= int(raw) <= high:
+        raise ApiError(422, f"{name} must be an integer from {low} to {high}, got {raw[:40]!r}")
+    return int(raw)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def answer(read: Read, status: int = 200) -> web.Response:
+    body = {"data": read.value, "source": read.source, "cached": read.source == "redis"}
+    return web.json_response(body, status=status, dumps=lambda v: json.dumps(v, default=_json_default))
+
+
+class ReadService:
+    def __init__(
+        self,
+        settings: Settings,
+        reader: CacheFirstReader,
+        tokens: TokenStore,
+        quotas: Quotas,
+        mysql: sa.Engine,
+    ) -> None:
+        self.settings = settings
+        self.reader = reader
+        self.tokens = tokens
+        self.quotas = quotas
+        self.mysql = mysql
+        self.flight = SingleFlight()
+        self.requests = 0
+        self.cache_hits = 0
+        self.cache_misses = 0
+
+    async def reader_close(self) -> None:
+        """Close the clients the service opened."""
+        await self.reader.close()
+        self.mysql.dispose()
+
+    # -- middleware ---------------------------------------------------------------------------------------------
+
+    @web.middleware
+    async def guard(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
+        """Errors as JSON (never a traceback to the client), the token, the quota."""
+        self.requests += 1
+        try:
+            if request.path != "/healthz":
+                principal = await self._principal(request)
+                request[PRINCIPAL] = principal
+                verdict = await self.quotas.take(principal.token_id if principal else None, request.remote or "unknown")
+                if not verdict.allowed:
+                    raise ApiError(
+                        429,
+                        f"quota of {verdict.limit} requests per minute used; retry in {verdict.retry_after_s} s",
+                        {"Retry-After": str(verdict.retry_after_s)},
+                    )
+            response = await handler(request)
+        except ApiError as exc:
+            return web.json_response({"error": exc.message}, status=exc.status, headers=exc.headers)
+        except web.HTTPException as exc:  # aiohttp's own 404 / 405
+            return web.json_response({"error": exc.reason}, status=exc.status)
+        except SinkError as exc:
+            log.warning("%s %s: the stores cannot answer: %s", request.method, request.path, exc)
+            return web.json_response({"error": "the stores that hold this cannot answer now; retry"}, status=503)
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            return web.json_response({"error": "internal error (logged)"}, status=500)
+        return response
+
+    async def _principal(self, request: web.Request) -> Principal | None:
+        header = request.headers.get("Authorization", "")
+        if not header:
+            if self.settings.api_public_open and request.path.startswith(_PUBLIC_PREFIXES):
+                return None
+            raise ApiError(401, "a bearer token is needed (Authorization: Bearer th_...)", _CHALLENGE)
+        scheme, _, token = header.partition(" ")
+        principal = await self.tokens.principal(token.strip()) if scheme.lower() == "bearer" else None
+        if principal is None:
+            raise ApiError(401, "the bearer token is not valid (unknown, revoked or malformed)", _CHALLENGE)
+        return principal
+
+    @staticmethod
+    def _own_team(request: web.Request, team_id: int) -> None:
+        principal = request.get(PRINCIPAL)
+        if not isinstance(principal, Principal) or principal.team_id != team_id:
+            raise ApiError(403, f"this token may not read team {team_id}'s data")
+
+    def _count(self, read: Read) -> Read:
+        if read.source == "redis":
+            self.cache_hits += 1
+        elif read.source is not None:
+            self.cache_misses += 1
+        return read
+
+    # -- handlers -------------------------------------------------------------------------------------------------
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def tender(self, request: web.Request) -> web.Response:
+        tender_id = positive_id("tender_id", request.match_info["tender_id"])
+        read = self._count(await self.flight.run(("tender", tender_id), lambda: self.reader.tender_card(tender_id)))
+        if read.value is None:
+            raise ApiError(404, f"no tender {tender_id}")
+        return answer(read)
+
+    async def top(self, request: web.Request) -> web.Response:
+        team_id = positive_id("team_id", request.match_info["team_id"])
+        self._own_team(request, team_id)
+        k = bounded_int(request, "k", self.settings.readiness_top_k, 1, MAX_TOP)
+        read = self._count(await self.flight.run(("top", team_id, k), lambda: self.reader.top_tenders(team_id, k)))
+        return answer(read)
+
+    async def score(self, request: web.Request) -> web.Response:
+        team_id = positive_id("team_id", request.match_info["team_id"])
+        tender_id = positive_id("tender_id", request.match_info["tender_id"])
+        self._own_team(request, team_id)
+        read = self._count(await self.reader.team_score(team_id, tender_id))
+        if read.value is None:
+            raise ApiError(404, f"team {team_id} has no score for tender {tender_id}")
+        return answer(read)
+
+    async def activity(self, request: web.Request) -> web.Response:
+        user_id = positive_id("user_id", request.match_info["user_id"])
+        principal = request.get(PRINCIPAL)
+        if not isinstance(principal, Principal) or principal.user_id != user_id:
+            raise ApiError(403, f"this token may not read user {user_id}'s activity")
+        limit = bounded_int(request, "limit", 20, 1, MAX_ACTIVITY)
+        return answer(self._count(await self.reader.recent_activity(user_id, limit)))
+
+    async def spend(self, request: web.Request) -> web.Response:
+        top = bounded_int(request, "top", 10, 1, MAX_SPEND_ROWS)
+        window = bounded_int(request, "window_days", 0, 0, 3650) or None
+        if window is not None and window != self.settings.spend_window_days:
+            raise ApiError(
+                422, f"window_days: spend is kept for a {self.settings.spend_window_days}-day window, not {window}"
+            )
+        currency = request.query.get("currency")
+        if currency is not None and not (len(currency) == 3 and currency.isascii() and currency.isupper()):
+            raise ApiError(422, f"currency must be a 3-letter ISO code such as ZAR, got {currency[:40]!r}")
+
+        async def read() -> Read:
+            try:
+                # All members when filtering by currency: the sorted set mixes currencies.
+                got = await self.reader.spend_by_buyer(MAX_SPEND_ROWS * 20 if currency else top, window)
+            except SinkError as exc:
+                log.warning("spend: Redis cannot answer (%s); recomputing from MySQL", exc)
+                return Read(await asyncio.to_thread(self._spend_from_mysql, window), "mysql")
+            return got
+
+        got = self._count(await self.flight.run(("spend", window, currency, top), read))
+        rows = [r for r in (got.value or []) if currency is None or _currency(r) == currency][:top]
+        return answer(Read(rows, got.source))
+
+    def _spend_from_mysql(self, window_days: int | None) -> list[dict[str, Any]]:
+        with self.mysql.connect() as conn:
+            rows = [dict(r) for r in conn.execute(sa.text(_TENDER_ROWS_SQL)).mappings()]
+        totals = recompute(rows) if window_days is None else recompute_window(rows, self.settings.today(), window_days)
+        ranked = sorted(totals.items(), key=lambda item: (item[1].amount, item[0]), reverse=True)
+        return [
+            {
+                "buyer": buyer,
+                "currency": cur,
+                "amount": float(e.amount),
+                "tenders": e.tenders,
+                "without_budget": e.without_budget,
+            }
+            for (buyer, cur), e in ranked
+        ]
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.guard])
+        app.router.add_get("/healthz", self.health)
+        # Any path segment reaches the handler, which says what is wrong with it (aiohttp's default would 404 ids
+        # holding braces).
+        app.router.add_get("/v1/tenders/{tender_id:[^/]+}", self.tender)
+        app.router.add_get("/v1/spend", self.spend)
+        app.router.add_get("/v1/teams/{team_id:[^/]+}/top", self.top)
+        app.router.add_get("/v1/teams/{team_id:[^/]+}/tenders/{tender_id:[^/]+}/score", self.score)
+        app.router.add_get("/v1/users/{user_id:[^/]+}/activity", self.activity)
+        return app
+
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tenderhub"'}
+
+
+def _currency(row: Any) -> str:
+    return str(row["currency"] if isinstance(row, dict) else row.currency)

@@ -1,0 +1,277 @@
+"""The read service over real HTTP (aiohttp's test server on loopback) against the real stores, filled by the real
+agents (streams.testing.AgentHarness): every endpoint, the 401/403/404/422/429 paths, where each answer came from,
+and Redis down (answers from MongoDB and MySQL; a closed tender is never served as open)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import redis as sync_redis
+import sqlalchemy as sa
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
+from pymongo import MongoClient
+
+from schema.settings import Settings
+from streams.agents import registry
+from streams.testing import AgentHarness, event
+from tenderhub.api import build_service
+from tenderhub.api.tokens import issue, revoke
+from tenderhub.processes import free_port
+
+pytestmark = pytest.mark.asyncio
+
+AS_OF = dt.date(2025, 9, 25)
+OPEN = "2025-10-20T10:00:00"
+
+
+def tender(tender_id: int, **kw: Any) -> dict[str, Any]:
+    return {
+        "tender_id": tender_id,
+        "ocid": f"ocds-api-{tender_id}",
+        "title": f"Construction of a community hall {tender_id}",
+        "description": "Construction of a community hall in Soshanguve; CIDB grading of 4GB or higher",
+        "buyer": "City of Tshwane",
+        "budget": "1500000.00",
+        "currency": "ZAR",
+        "province": "Gauteng",
+        "category": "Construction",
+        "published_at": "2025-09-20T09:00:00",
+        "closing_at": OPEN,
+    } | kw
+
+
+def company(team_id: int) -> dict[str, Any]:
+    return {
+        "team_id": team_id,
+        "company_id": team_id,
+        "company_name": f"Team {team_id} Civils",
+        "sectors": ["Construction"],
+        "provinces": ["Gauteng"],
+        "experience_years": 6,
+        "bbbee_level": 2,
+        "cidb": [{"class_of_works": "GB", "grade": 5}],
+    }
+
+
+class World:
+    """Two teams with a user each, their tokens, and stores filled by the agents."""
+
+    def __init__(self, settings: Settings, engine: sa.Engine) -> None:
+        uid = uuid.uuid4().hex[:10]
+        self.settings = settings.model_copy(
+            update={"mongo_db": f"test_api_{uid}", "redis_key_prefix": f"test:api{uid}:", "as_of": AS_OF}
+        )
+        with engine.begin() as conn:
+            self.teams = []
+            self.users = []
+            for n in (1, 2):
+                team = conn.execute(sa.text("INSERT INTO teams (name) VALUES (:n)"), {"n": f"api-{uid}-{n}"}).lastrowid
+                user = conn.execute(
+                    sa.text("INSERT INTO users (team_id, email, display_name) VALUES (:t, :e, :d)"),
+                    {"t": team, "e": f"api-{uid}-{n}@example.org", "d": f"User {n}"},
+                ).lastrowid
+                self.teams.append(int(team or 0))
+                self.users.append(int(user or 0))
+        self.tokens = [issue(engine, u, t, "test")[1] for u, t in zip(self.users, self.teams, strict=True)]
+        self.engine = engine
+
+    async def fill(self) -> None:
+        t1, t2 = self.teams
+        events = [
+            event("company.updated", company(t1), seq=1),
+            event("company.updated", company(t2) | {"provinces": ["Western Cape"]}, seq=2),
+            event("tender.created", tender(101), seq=3),
+            event("tender.created", tender(102, title="Construction of a clinic"), seq=4),
+            event("tender.created", tender(103, budget="250000.00", buyer="Sol Plaatje"), seq=5),
+            event("tender.closed", {"tender_id": 103, "status": "cancelled", "reason": "no budget"}, seq=6),
+            event("user.activity", {"user_id": self.users[0], "team_id": t1, "action": "tender.viewed"}, seq=7),
+            event(
+                "user.activity",
+                {"user_id": self.users[0], "team_id": t1, "action": "search", "details": {"q": "hall"}},
+                seq=8,
+                occurred_at="2026-01-05T10:05:00.000Z",
+            ),
+        ]
+        for spec in registry().values():
+            async with AgentHarness(spec, self.settings, own_namespace=False) as h:
+                await h.send(*events)
+                assert h.dead_letters == [], [d.reason for d in h.dead_letters]
+
+    def drop(self, mongo: MongoClient[dict[str, Any]], redis_client: sync_redis.Redis) -> None:
+        mongo.drop_database(self.settings.mongo_db)
+        keys = list(redis_client.scan_iter(match=f"{self.settings.redis_key_prefix}*"))
+        keys += list(redis_client.scan_iter(match=f"{{{self.settings.redis_key_prefix}*"))
+        if keys:
+            redis_client.delete(*keys)
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.text("DELETE FROM api_tokens WHERE user_id IN :u").bindparams(sa.bindparam("u", expanding=True)),
+                {"u": self.users},
+            )
+            conn.execute(
+                sa.text("DELETE FROM users WHERE id IN :u").bindparams(sa.bindparam("u", expanding=True)),
+                {"u": self.users},
+            )
+            conn.execute(
+                sa.text("DELETE FROM teams WHERE id IN :t").bindparams(sa.bindparam("t", expanding=True)),
+                {"t": self.teams},
+            )
+
+
+@pytest_asyncio.fixture
+async def world(
+    settings: Settings, engine: sa.Engine, mongo: MongoClient[dict[str, Any]], redis_client: sync_redis.Redis
+) -> AsyncIterator[World]:
+    w = World(settings, engine)
+    try:
+        await w.fill()
+        yield w
+    finally:
+        w.drop(mongo, redis_client)
+
+
+async def client_for(settings: Settings) -> TestClient:
+    service = build_service(settings)
+    client = TestClient(TestServer(service.app()))
+    await client.start_server()
+    client.service = service  # type: ignore[attr-defined]
+    return client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def get(client: TestClient, path: str, token: str | None = None) -> tuple[int, Any, Any]:
+    resp = await client.get(path, headers=bearer(token) if token else {})
+    return resp.status, await resp.json(), resp.headers
+
+
+async def test_every_endpoint_answers_from_the_cache_first_and_says_so(world: World) -> None:
+    client = await client_for(world.settings)
+    token, team, user = world.tokens[0], world.teams[0], world.users[0]
+    try:
+        status, body, _ = await get(client, "/healthz")
+        assert status == 200 and body == {"ok": True}
+
+        status, body, _ = await get(client, "/v1/tenders/101", token)
+        assert status == 200 and body["source"] == "redis" and body["cached"] is True, body
+        assert body["data"]["title"] == "Construction of a community hall 101" and body["data"]["open"] is True
+        # A cancelled tender has no card in Redis: its document says why, and it is not open.
+        status, body, _ = await get(client, "/v1/tenders/103", token)
+        assert status == 200 and body["source"] == "mongodb" and body["cached"] is False
+        assert body["data"]["open"] is False and body["data"]["status"] == "cancelled"
+
+        status, body, _ = await get(client, f"/v1/teams/{team}/top", token)
+        assert status == 200 and body["source"] == "redis"
+        top = body["data"]
+        assert {t["tender_id"] for t in top} == {101, 102} and all(t["checklist"] for t in top)
+
+        status, body, _ = await get(client, f"/v1/teams/{team}/tenders/101/score", token)
+        assert status == 200 and body["data"]["open"] is True and body["data"]["checklist"]
+        assert body["data"]["score"] == next(t["score"] for t in top if t["tender_id"] == 101)
+
+        status, body, _ = await get(client, f"/v1/users/{user}/activity?limit=1", token)
+        assert status == 200 and [a["action"] for a in body["data"]] == ["search"]
+
+        status, body, _ = await get(client, "/v1/spend?top=5", token)
+        assert status == 200 and body["source"] == "redis"
+        assert body["data"] == [
+            {"buyer": "City of Tshwane", "currency": "ZAR", "amount": 3_000_000.0, "tenders": 2, "without_budget": 0}
+        ]
+        status, body, _ = await get(client, "/v1/spend?currency=USD", token)
+        assert status == 200 and body["data"] == []
+        status, body, _ = await get(client, "/v1/spend?window_days=30&currency=ZAR", token)
+        assert status == 200 and body["data"][0]["amount"] == 3_000_000.0
+    finally:
+        await client.close()
+
+
+async def test_tokens_teams_and_bad_input_get_the_right_4xx(world: World) -> None:
+    client = await client_for(world.settings)
+    mine, theirs = world.tokens
+    team, other_team = world.teams
+    try:
+        for path in ("/v1/tenders/101", f"/v1/teams/{team}/top"):
+            status, body, headers = await get(client, path)
+            assert (
+                status == 401 and "bearer token" in body["error"] and headers["WWW-Authenticate"].startswith("Bearer")
+            )
+        status, body, _ = await get(client, "/v1/tenders/101", "th_" + "x" * 43)
+        assert status == 401 and "not valid" in body["error"]
+        status, body, _ = await get(client, f"/v1/teams/{other_team}/top", mine)
+        assert status == 403 and str(other_team) in body["error"]
+        status, body, _ = await get(client, f"/v1/teams/{team}/tenders/101/score", theirs)
+        assert status == 403
+        status, body, _ = await get(client, f"/v1/users/{world.users[1]}/activity", mine)
+        assert status == 403
+        status, body, _ = await get(client, "/v1/tenders/999999", mine)
+        assert status == 404 and "no tender 999999" in body["error"]
+        status, body, _ = await get(client, f"/v1/teams/{team}/tenders/999999/score", mine)
+        assert status == 404
+        status, body, _ = await get(client, "/v1/nothing/here", mine)
+        assert status == 404
+        for path, word in [
+            ("/v1/tenders/abc", "tender_id"),
+            ("/v1/tenders/0", "tender_id"),
+            ("/v1/tenders/99999999999999999999", "tender_id"),
+            ("/v1/tenders/%7B%22%24gt%22%3A0%7D", "tender_id"),
+            (f"/v1/teams/{team}/top?k=1000", "k must be"),
+            (f"/v1/teams/{team}/top?k=-1", "k must be"),
+            (f"/v1/users/{world.users[0]}/activity?limit=x", "limit"),
+            ("/v1/spend?currency=zar", "currency"),
+            ("/v1/spend?window_days=7", "30-day window"),
+            ("/v1/spend?top=0", "top"),
+        ]:
+            status, body, _ = await get(client, path, mine)
+            assert status == 422 and word in body["error"], (path, status, body)
+    finally:
+        await client.close()
+
+
+async def test_a_revoked_token_and_a_used_up_quota_are_refused(world: World) -> None:
+    settings = world.settings.model_copy(update={"api_requests_per_minute": 3, "api_token_cache_s": 0.0})
+    client = await client_for(settings)
+    try:
+        for _ in range(3):
+            status, _, _ = await get(client, "/v1/tenders/101", world.tokens[0])
+            assert status == 200
+        status, body, headers = await get(client, "/v1/tenders/101", world.tokens[0])
+        assert status == 429 and 1 <= int(headers["Retry-After"]) <= 60 and "quota" in body["error"]
+        # Another token has its own quota.
+        status, _, _ = await get(client, "/v1/tenders/101", world.tokens[1])
+        assert status == 200
+        with world.engine.connect() as conn:
+            second = conn.execute(
+                sa.text("SELECT id FROM api_tokens WHERE user_id = :u"), {"u": world.users[1]}
+            ).scalar_one()
+        assert revoke(world.engine, int(second))
+        status, body, _ = await get(client, "/v1/tenders/101", world.tokens[1])
+        assert status == 401
+    finally:
+        await client.close()
+
+
+async def test_with_redis_down_reads_come_from_mongodb_and_mysql_and_closed_stays_closed(world: World) -> None:
+    down = world.settings.model_copy(update={"redis_url": SecretStr(f"redis://127.0.0.1:{free_port()}/0")})
+    client = await client_for(down)
+    token, team = world.tokens[0], world.teams[0]
+    try:
+        status, body, _ = await get(client, "/v1/tenders/101", token)
+        assert status == 200 and body["source"] == "mongodb" and body["data"]["open"] is True
+        status, body, _ = await get(client, "/v1/tenders/103", token)
+        assert status == 200 and body["data"]["open"] is False
+        status, body, _ = await get(client, f"/v1/teams/{team}/top", token)
+        assert status == 200 and body["source"] == "mongodb" and {t["tender_id"] for t in body["data"]} == {101, 102}
+        status, body, _ = await get(client, "/v1/spend?top=3", token)
+        assert status == 200 and body["source"] == "mysql" and len(body["data"]) <= 3
+        assert all(set(row) == {"buyer", "currency", "amount", "tenders", "without_budget"} for row in body["data"])
+        assert client.service.quotas.unchecked >= 4  # type: ignore[attr-defined]
+    finally:
+        await client.close()

@@ -1,0 +1,71 @@
+"""The read service's pure parts: id and parameter checks, one fallback read per key, token format."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tenderhub.api.app import ApiError, SingleFlight, positive_id
+from tenderhub.api.quotas import address_id
+from tenderhub.api.tokens import TOKEN_PREFIX, token_hash, well_formed
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "01", "1.5", "abc", "", "9" * 20, str(2**63), "١٢", "1e3", " 1"])
+def test_ids_that_are_not_positive_64_bit_integers_are_422(raw: str) -> None:
+    with pytest.raises(ApiError) as info:
+        positive_id("tender_id", raw)
+    assert info.value.status == 422 and "tender_id" in info.value.message
+
+
+def test_the_largest_id_is_taken() -> None:
+    assert positive_id("tender_id", str(2**63 - 1)) == 2**63 - 1
+
+
+@pytest.mark.asyncio
+async def test_concurrent_misses_of_one_key_share_one_read() -> None:
+    flight = SingleFlight()
+    calls = 0
+    gate = asyncio.Event()
+
+    async def read() -> int:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return 42
+
+    waiting = [asyncio.ensure_future(flight.run(("tender", 1), read)) for _ in range(50)]
+    other = asyncio.ensure_future(flight.run(("tender", 2), read))
+    await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.gather(*waiting, other) == [42] * 51
+    assert calls == 2  # one per key
+    assert await flight.run(("tender", 1), read) == 42 and calls == 3  # done: the next miss reads again
+
+
+@pytest.mark.asyncio
+async def test_a_failed_shared_read_fails_every_waiter_and_is_not_kept() -> None:
+    flight = SingleFlight()
+
+    async def broken() -> int:
+        await asyncio.sleep(0)
+        raise RuntimeError("store down")
+
+    results = await asyncio.gather(*(flight.run(("k",), broken) for _ in range(5)), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)
+
+    async def fine() -> int:
+        return 1
+
+    assert await flight.run(("k",), fine) == 1
+
+
+def test_tokens_are_checked_for_shape_before_any_lookup() -> None:
+    token = TOKEN_PREFIX + "A" * 43
+    assert well_formed(token) and not well_formed(token + "x") and not well_formed("Bearer " + token)
+    assert not well_formed(TOKEN_PREFIX + "A" * 42 + "$") and len(token_hash(token)) == 64
+
+
+def test_client_addresses_become_valid_key_ids() -> None:
+    ids = {address_id(a) for a in ("127.0.0.1", "::1", "10.0.0.7", "")}
+    assert len(ids) == 4 and all(0 < i < 2**63 for i in ids)
