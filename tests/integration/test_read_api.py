@@ -5,8 +5,15 @@ and Redis down (answers from MongoDB and MySQL; a closed tender is never served 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
+import json
+import os
+import ssl
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,9 +29,7 @@ from streams.agents import registry
 from streams.testing import AgentHarness, event
 from tenderhub.api import build_service
 from tenderhub.api.tokens import issue, revoke
-from tenderhub.processes import free_port
-
-pytestmark = pytest.mark.asyncio
+from tenderhub.processes import Child, free_port
 
 AS_OF = dt.date(2025, 9, 25)
 OPEN = "2025-10-20T10:00:00"
@@ -153,6 +158,7 @@ async def get(client: TestClient, path: str, token: str | None = None) -> tuple[
     return resp.status, await resp.json(), resp.headers
 
 
+@pytest.mark.asyncio
 async def test_every_endpoint_answers_from_the_cache_first_and_says_so(world: World) -> None:
     client = await client_for(world.settings)
     token, team, user = world.tokens[0], world.teams[0], world.users[0]
@@ -193,6 +199,7 @@ async def test_every_endpoint_answers_from_the_cache_first_and_says_so(world: Wo
         await client.close()
 
 
+@pytest.mark.asyncio
 async def test_tokens_teams_and_bad_input_get_the_right_4xx(world: World) -> None:
     client = await client_for(world.settings)
     mine, theirs = world.tokens
@@ -235,6 +242,7 @@ async def test_tokens_teams_and_bad_input_get_the_right_4xx(world: World) -> Non
         await client.close()
 
 
+@pytest.mark.asyncio
 async def test_a_revoked_token_and_a_used_up_quota_are_refused(world: World) -> None:
     settings = world.settings.model_copy(update={"api_requests_per_minute": 3, "api_token_cache_s": 0.0})
     client = await client_for(settings)
@@ -258,6 +266,7 @@ async def test_a_revoked_token_and_a_used_up_quota_are_refused(world: World) -> 
         await client.close()
 
 
+@pytest.mark.asyncio
 async def test_with_redis_down_reads_come_from_mongodb_and_mysql_and_closed_stays_closed(world: World) -> None:
     down = world.settings.model_copy(update={"redis_url": SecretStr(f"redis://127.0.0.1:{free_port()}/0")})
     client = await client_for(down)
@@ -275,3 +284,70 @@ async def test_with_redis_down_reads_come_from_mongodb_and_mysql_and_closed_stay
         assert client.service.quotas.unchecked >= 4  # type: ignore[attr-defined]
     finally:
         await client.close()
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A CA-less self-signed certificate for 127.0.0.1, made by the test."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "api.crt", folder / "api.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_the_service_serves_https_when_tls_is_set_and_binds_to_localhost(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    env = {**os.environ, "TENDERHUB_API_TLS_CERT": str(cert), "TENDERHUB_API_TLS_KEY": str(key)}
+    service = Child("read service", ["api", "serve"], env, tmp_path / "api.log", "TENDERHUB_API_PORT").start()
+    try:
+        trusted = ssl.create_default_context(cafile=str(cert))
+        url = f"https://127.0.0.1:{service.port}/healthz"
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(url, context=trusted, timeout=2) as resp:
+                return bool(json.loads(resp.read())["ok"])
+
+        service.wait_until(healthy, 60, "serving HTTPS")
+        with pytest.raises(urllib.error.URLError):  # an untrusted certificate is refused by a default client
+            urllib.request.urlopen(url, context=ssl.create_default_context(), timeout=2)
+        assert _listening_addresses(service.port) == {"127.0.0.1"}
+    finally:
+        service.stop(30)
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The IPv4/IPv6 addresses something listens on at `port` (from /proc/net/tcp*: state 0A is LISTEN)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                raw = bytes.fromhex(address)
+                if len(raw) == 4:
+                    found.add(str(ipaddress.IPv4Address(raw[::-1])))
+                else:
+                    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+                    found.add(str(ipaddress.IPv6Address(words)))
+    return found
