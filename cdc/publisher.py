@@ -10,12 +10,11 @@ import socket
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka import errors as kafka_errors
-from aiokafka.admin import AIOKafkaAdminClient
 
 from cdc.envelope import Record
 from cdc.errors import CdcError, FencedError
 from cdc.position import Position
-from schema.topics import DLQ_MAX_MESSAGE_BYTES
+from schema.topics import DLQ_MAX_MESSAGE_BYTES, topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -154,18 +153,7 @@ async def max_published_header(
 ) -> int:
     """The highest integer header `header` among the last `tail` committed records of each partition of `topics`
     (-1 if none)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(topics)
-    finally:
-        await admin.close()
-    tps = [
-        TopicPartition(str(d["topic"]), int(p["partition"]))
-        for d in described
-        if not d.get("error_code")
-        for p in d.get("partitions", ())
-    ]
+    tps = await topic_partitions(bootstrap, topics)
     if not tps:
         return -1
     consumer = AIOKafkaConsumer(

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from aiokafka import errors
+from aiokafka import TopicPartition, errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schema.events import AGGREGATE_TYPES
@@ -114,3 +114,19 @@ async def delete_topics(bootstrap: str, prefixes: Sequence[str]) -> list[str]:
         return names
     finally:
         await admin.close()
+
+
+async def topic_partitions(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of those of `topics` that exist (a topic the broker does not know is left out)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return sorted(
+        TopicPartition(str(d["topic"]), int(p["partition"]))
+        for d in described
+        if not d.get("error_code")
+        for p in d.get("partitions", ())
+    )

@@ -31,10 +31,9 @@ from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from cdc.envelope import OutboxRow, to_record
-from schema.topics import DATA_MAX_MESSAGE_BYTES, TopicNames
+from schema.topics import DATA_MAX_MESSAGE_BYTES, TopicNames, topic_partitions
 
 _READ_TIMEOUT_S = 30.0
 
@@ -164,16 +163,9 @@ class DlqReader:
         )
 
     async def __aenter__(self) -> DlqReader:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=15_000)
-        await admin.start()
-        try:
-            described = await admin.describe_topics([self._topic])
-        finally:
-            await admin.close()
-        found = [d for d in described if d.get("topic") == self._topic and not d.get("error_code")]
-        if not found:
+        partitions = [tp.partition for tp in await topic_partitions(self._bootstrap, [self._topic])]
+        if not partitions:
             raise DlqError(f"the DLQ topic {self._topic} does not exist (run `tenderhub migrate`)")
-        partitions = sorted(int(p["partition"]) for p in found[0].get("partitions", ()))
         if partitions != [0]:
             raise DlqError(f"the DLQ topic {self._topic} has partitions {partitions}; tenderhub declares one")
         await self._consumer.start()

@@ -17,14 +17,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import redis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import MongoClient
 
 from cdc.publisher import load_position_record, max_published_header
 from schema.mysql import OUTBOX_TABLE, connect
 from schema.settings import Settings
-from schema.topics import TopicNames
+from schema.topics import TopicNames, topic_partitions
 
 T = TypeVar("T")
 
@@ -270,15 +270,9 @@ async def _consumer_lag(settings: Settings, topics: TopicNames) -> list[Partitio
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(settings.worker_group)
-        described = await admin.describe_topics(sorted(set(topics.data.values())))
     finally:
         await admin.close()
-    tps = [
-        TopicPartition(str(d["topic"]), int(p["partition"]))
-        for d in described
-        if not d.get("error_code")
-        for p in d.get("partitions", ())
-    ]
+    tps = await topic_partitions(settings.kafka_bootstrap, sorted(set(topics.data.values())))
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed", enable_auto_commit=False
     )

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from tenderhub.processes import RelayProcess
 
@@ -105,3 +105,14 @@ class Writer(threading.Thread):
         if self.error is not None:
             raise self.error
         return self.value
+
+
+async def produce(bootstrap: str, records: list[tuple[str, bytes | None, bytes]]) -> None:
+    """Write (topic, key, value) records straight to Kafka, one at a time, each acknowledged by every replica."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=2 * 1024 * 1024)
+    await producer.start()
+    try:
+        for topic, key, value in records:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()

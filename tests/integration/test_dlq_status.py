@@ -10,13 +10,13 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
-from aiokafka import AIOKafkaProducer
 from pymongo import MongoClient
 
 from cdc.outbox import write_event
 from streams.batch import DeadLetter
+from streams.testing import event
 from tenderhub.processes import PipelineEnv, RelayProcess, WorkerProcess, free_port
-from tests.integration.relay_harness import consume, run
+from tests.integration.relay_harness import consume, produce, run
 from tests.integration.worker_harness import run_cli, wait_for
 
 USER = 7
@@ -24,28 +24,7 @@ USER = 7
 
 def envelope(event_id: int, **payload: Any) -> bytes:
     body = {"user_id": USER, "team_id": 1, "action": "tender.viewed"} | payload
-    return json.dumps(
-        {
-            "event_id": event_id,
-            "event_type": "user.activity",
-            "aggregate_type": "activity",
-            "aggregate_id": str(USER),
-            "occurred_at": "2026-01-05T10:00:00.000Z",
-            "schema_version": 1,
-            "source_seq": event_id << 20,
-            "payload": body,
-        }
-    ).encode()
-
-
-async def produce(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for topic, key, value in records:
-            await producer.send_and_wait(topic, value, key=key)
-    finally:
-        await producer.stop()
+    return json.dumps(event("user.activity", body, seq=event_id << 20, event_id=event_id)).encode()
 
 
 def cli_json(penv: PipelineEnv, *args: str) -> Any:
