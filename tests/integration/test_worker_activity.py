@@ -7,23 +7,12 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
-from aiokafka import AIOKafkaProducer
 from pymongo import MongoClient
 
 from tenderhub.processes import PipelineEnv, RelayProcess, WorkerProcess
-from tests.integration.relay_harness import consume, run
+from tests.integration.relay_harness import consume, produce, run
 from tests.integration.test_cdc_relay import insert_activities
 from tests.integration.worker_harness import wait_for
-
-
-async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        for key, value in records:
-            await producer.send_and_wait(topic, value, key=key)
-    finally:
-        await producer.stop()
 
 
 def test_activity_logs_once_each_with_redelivery_and_poison_to_dlq(
@@ -42,8 +31,8 @@ def test_activity_logs_once_each_with_redelivery_and_poison_to_dlq(
     poison_bad_json = (b"3", b"{not json")
     broken = dict(published[0].value, payload={"user_id": 3, "team_id": "x", "action": "view"}, aggregate_id="3")
     poison_contract = (b"3", json.dumps(broken).encode())
-    run(produce(bootstrap, topic, [poison_bad_json, poison_contract]))
-    run(produce(bootstrap, topic, [(r.key, json.dumps(r.value).encode()) for r in published[:40]]))
+    run(produce(bootstrap, [(topic, k, v) for k, v in (poison_bad_json, poison_contract)]))
+    run(produce(bootstrap, [(topic, r.key, json.dumps(r.value).encode()) for r in published[:40]]))
     later = insert_activities(engine, penv.uid, [30], users=7)
 
     logs = mongo[penv.mongo_db]["user_activity_logs"]
