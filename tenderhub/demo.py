@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import time
+import urllib.error
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from pymongo import MongoClient
 
 from cdc.outbox import make_engine, write_events
@@ -21,6 +24,7 @@ from schema.settings import Settings
 from sinks.mongo import MongoSink
 from sinks.reader import CacheFirstReader
 from sinks.redis import RedisSink
+from tenderhub.api.tokens import issue
 from tenderhub.companies import read_profiles, upsert_company
 from tenderhub.loader import DATA_DIR, read_releases, tender_row, upsert_tender_event, with_award_value
 from tenderhub.processes import Child, ChildError, Relay, Worker
@@ -363,6 +367,61 @@ def count_logs(settings: Settings) -> int:
         client.close()
 
 
+def read_service_demo(settings: Settings, loaded: Loaded, stack_dir: Path, say: Say) -> None:
+    """The read side over HTTP: `tenderhub api serve` for this run, a token for a user of the first team, and that
+    team's top list, one tender and spend read through it."""
+    team_id = min(loaded.teams)
+    engine = make_engine(settings)
+    try:
+        with engine.begin() as conn:
+            user_id = conn.execute(
+                sa.text(
+                    "INSERT INTO users (team_id, email, display_name) VALUES (:t, :e, 'Demo user') "
+                    "ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)"
+                ),
+                {"t": team_id, "e": f"demo-team-{team_id}@tenderhub.example"},
+            ).lastrowid
+        token_id, token = issue(engine, int(user_id or 0), team_id, "demo")
+    finally:
+        engine.dispose()
+    env = {**os.environ, **namespace_env(settings), "TENDERHUB_LOG_LEVEL": "WARNING"}
+    api = Child("read service", ["api", "serve"], env, stack_dir / "demo-api.log", "TENDERHUB_API_PORT")
+    service = _started(api, say)
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def get(path: str) -> dict[str, Any]:
+        return dict(json.loads(service.get(path, auth, timeout=10)))
+
+    def status(path: str, headers: dict[str, str]) -> int:
+        try:
+            service.get(path, headers, timeout=10)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        return 200
+
+    try:
+        service.wait_until(lambda: service.get("/healthz") is not None, 60, "serving")
+        base = f"http://127.0.0.1:{service.port}"
+        say(f"\n== Read service {base} (token {token_id} for user {user_id} of team {team_id}; `tenderhub api token`)")
+        say(f'  curl -H "Authorization: Bearer {token[:12]}..." {base}/v1/teams/{team_id}/top')
+        top = get(f"/v1/teams/{team_id}/top")
+        say(f"  GET /v1/teams/{team_id}/top -> {len(top['data'])} tenders from {top['source']}:")
+        for item in top["data"]:
+            say(f"    {item['score']:5.1f}  tender {item['tender_id']}, {len(item['checklist'])} checks")
+        if top["data"]:
+            first = top["data"][0]["tender_id"]
+            card = get(f"/v1/tenders/{first}")
+            title = " ".join(str(card["data"].get("title", "")).split())[:100]
+            say(f"  GET /v1/tenders/{first} -> from {card['source']}, open {card['data']['open']}: {title}")
+        spend = get("/v1/spend?top=3")
+        rows = "; ".join(f"{r['buyer'][:40]} {r['currency']} {r['amount']:,.0f}" for r in spend["data"])
+        say(f"  GET /v1/spend?top=3 -> from {spend['source']}: {rows}")
+        other, anonymous = status(f"/v1/teams/{team_id + 1_000_000}/top", auth), status(f"/v1/teams/{team_id}/top", {})
+        say(f"  another team's top list: HTTP {other}; without a token: HTTP {anonymous}")
+    finally:
+        _stop(service, say)
+
+
 def pipeline_demo(
     settings: Settings, stack_dir: Path, say: Say, za_tenders: int = 60, relay_args: tuple[str, ...] = ()
 ) -> None:
@@ -375,6 +434,7 @@ def pipeline_demo(
         added = log_views(settings, views)
         total = wait_for_logs(settings, before, added)
         say(f"\n== Activity: {added} tender views written through the outbox; user_activity_logs holds {total} entries")
+        read_service_demo(settings, loaded, stack_dir, say)
         stats = worker.stats()
         for name, s in sorted(stats.items()):
             say(

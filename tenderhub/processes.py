@@ -186,9 +186,10 @@ class Child:
     def wait_log(self, text: str, timeout: float) -> Self:
         return self.wait_until(lambda: text in self.since_start(), timeout, f"logging {text!r}")
 
-    def get(self, path: str) -> bytes:
-        """GET http://127.0.0.1:<port><path> (the child's own HTTP endpoint)."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as resp:
+    def get(self, path: str, headers: Mapping[str, str] | None = None, timeout: float = 2) -> bytes:
+        """GET http://127.0.0.1:<port><path> (the child's own HTTP endpoint); urllib.error.HTTPError for a 4xx/5xx."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=dict(headers or {}))
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - http to 127.0.0.1 only
             return bytes(resp.read())
 
     def metrics(self) -> dict[str, float]:

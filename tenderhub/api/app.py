@@ -1,6 +1,7 @@
 """The read service (`tenderhub api`): cache-first reads over HTTP, team-scoped by bearer token, with quotas.
 
     GET /healthz                                        no token
+    GET /metrics                                        no token: Prometheus metrics of the service
     GET /v1/tenders/{tender_id}                         public: the tender's card and summary, `open` as of today
     GET /v1/spend?window_days=&currency=&top=           public: spend by buyer (all time, or a rolling window)
     GET /v1/teams/{team_id}/top?k=                      the team's best open tenders with their checklists
@@ -25,13 +26,17 @@ import asyncio
 import datetime as dt
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import asdict, is_dataclass
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from schema.events import MAX_ID
 from schema.settings import Settings
@@ -126,6 +131,7 @@ class ReadService:
         self.requests = 0
         self.cache_hits = 0
         self.cache_misses = 0
+        self.metrics = ApiMetrics(self)
 
     async def reader_close(self) -> None:
         """Close the clients the service opened."""
@@ -136,10 +142,21 @@ class ReadService:
 
     @web.middleware
     async def guard(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
-        """Errors as JSON (never a traceback to the client), the token, the quota."""
+        """Errors as JSON (never a traceback to the client), the token, the quota; each request timed and counted."""
         self.requests += 1
+        started = time.perf_counter()
+        response = await self._guarded(request, handler)
+        route = request.match_info.route.resource
+        self.metrics.observe(
+            route.canonical if route is not None else "(no route)", response.status, time.perf_counter() - started
+        )
+        return response
+
+    async def _guarded(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         try:
-            if request.path != "/healthz":
+            if request.path not in _OPEN_PATHS:
                 principal = await self._principal(request)
                 request[PRINCIPAL] = principal
                 verdict = await self.quotas.take(principal.token_id if principal else None, request.remote or "unknown")
@@ -191,6 +208,9 @@ class ReadService:
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), content_type="text/plain")
 
     async def tender(self, request: web.Request) -> web.Response:
         tender_id = positive_id("tender_id", request.match_info["tender_id"])
@@ -266,6 +286,7 @@ class ReadService:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.guard])
         app.router.add_get("/healthz", self.health)
+        app.router.add_get("/metrics", self.prometheus)
         # Any path segment reaches the handler, which says what is wrong with it (aiohttp's default would 404 ids
         # holding braces).
         app.router.add_get("/v1/tenders/{tender_id:[^/]+}", self.tender)
@@ -277,6 +298,46 @@ class ReadService:
 
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tenderhub"'}
+# Liveness and the Prometheus metrics need no token (the service binds to localhost unless told otherwise).
+_OPEN_PATHS = ("/healthz", "/metrics")
+# Request durations: from a cached read (about a millisecond) to a fallback queued behind a slow store.
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ApiMetrics(Collector):
+    """The read service's Prometheus metrics: requests by route and status with their durations, and (read at scrape
+    time) cache hits and misses, reads Redis could not answer, quota refusals and quotas that could not be counted."""
+
+    def __init__(self, service: ReadService) -> None:
+        self._service = service
+        self.registry = CollectorRegistry()
+        self.seconds = Histogram(
+            "tenderhub_api_request_seconds",
+            "Time to answer one request",
+            ["route", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(self)
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        self.seconds.labels(route, str(status)).observe(seconds)
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._service
+        for name, doc, value in (
+            ("cache_hits", "Reads answered from Redis", s.cache_hits),
+            ("cache_misses", "Reads answered by a fallback (MongoDB, MySQL)", s.cache_misses),
+            ("redis_fallbacks", "Reads Redis could not answer (it was down or too slow)", s.reader.redis_failures),
+            ("quota_refusals", "Requests refused with 429", s.quotas.refused),
+            ("quota_unchecked", "Requests let through because Redis could not count them", s.quotas.unchecked),
+        ):
+            family = CounterMetricFamily(f"tenderhub_api_{name}", doc)
+            family.add_metric([], float(value))
+            yield family
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
 
 
 def _currency(row: Any) -> str:

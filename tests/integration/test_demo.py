@@ -44,6 +44,11 @@ def test_pipeline_demo_shows_top5_with_reasons_summaries_and_spend(demo_env: Pip
     assert "== Summaries" in text and "[redis, extractive" in text
     assert re.search(r"GBP\s+[\d,]+\.\d\d\s+\d+ tender", text), text
     assert re.search(r"user_activity_logs holds \d+ entries", text)
+    # The read side over HTTP: the team's top list from Redis through the read service, which refuses others.
+    assert re.search(r"== Read service http://127\.0\.0\.1:\d+ \(token \d+ for user \d+ of team \d+", text), text
+    assert re.search(r"GET /v1/teams/\d+/top -> [1-9]\d* tenders from redis", text), text
+    assert "another team's top list: HTTP 403; without a token: HTTP 401" in text
+    assert "read service stopped (exit 0)" in text
     assert "relay stopped (exit 0)" in text and "worker stopped (exit 0)" in text
     assert "0 to the DLQ" in text
 

@@ -149,6 +149,17 @@ async def client_for(settings: Settings) -> TestClient:
     return client
 
 
+async def prometheus(client: TestClient) -> dict[str, float]:
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    out = {}
+    for line in (await resp.text()).splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -195,6 +206,13 @@ async def test_every_endpoint_answers_from_the_cache_first_and_says_so(world: Wo
         assert status == 200 and body["data"] == []
         status, body, _ = await get(client, "/v1/spend?window_days=30&currency=ZAR", token)
         assert status == 200 and body["data"][0]["amount"] == 3_000_000.0
+
+        # What the service did, as Prometheus metrics (no token needed, like /healthz).
+        metrics = await prometheus(client)
+        assert metrics["tenderhub_api_cache_hits_total"] == 5  # card, top list, three spend reads
+        assert metrics["tenderhub_api_cache_misses_total"] == 3  # the cancelled tender, the score, the activity
+        assert metrics['tenderhub_api_request_seconds_count{route="/v1/tenders/{tender_id}",status="200"}'] == 2
+        assert metrics["tenderhub_api_redis_fallbacks_total"] == 0
     finally:
         await client.close()
 
@@ -282,6 +300,10 @@ async def test_with_redis_down_reads_come_from_mongodb_and_mysql_and_closed_stay
         assert status == 200 and body["source"] == "mysql" and len(body["data"]) <= 3
         assert all(set(row) == {"buyer", "currency", "amount", "tenders", "without_budget"} for row in body["data"])
         assert client.service.quotas.unchecked >= 4  # type: ignore[attr-defined]
+        metrics = await prometheus(client)
+        assert (
+            metrics["tenderhub_api_redis_fallbacks_total"] >= 2 and metrics["tenderhub_api_quota_unchecked_total"] >= 4
+        )
     finally:
         await client.close()
 
