@@ -373,3 +373,21 @@ def _listening_addresses(port: int) -> set[str]:
                     words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
                     found.add(str(ipaddress.IPv6Address(words)))
     return found
+
+
+@pytest.mark.asyncio
+async def test_open_public_data_needs_no_token_but_team_data_still_does_and_anonymous_callers_have_a_quota(
+    world: World,
+) -> None:
+    settings = world.settings.model_copy(update={"api_public_open": True, "api_requests_per_minute": 2})
+    client = await client_for(settings)
+    try:
+        for path in ("/v1/tenders/101", "/v1/spend?top=1"):
+            status, body, _ = await get(client, path)
+            assert status == 200 and body["data"], (path, body)
+        status, body, headers = await get(client, "/v1/tenders/102")
+        assert status == 429 and int(headers["Retry-After"]) >= 1
+        status, body, _ = await get(client, f"/v1/teams/{world.teams[0]}/top")
+        assert status == 401
+    finally:
+        await client.close()
