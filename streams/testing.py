@@ -114,6 +114,10 @@ class AgentHarness:
         self._redis: Any = sync_redis.Redis.from_url(self.settings.redis_url.get_secret_value(), socket_timeout=5)
         ensure_collections(self.mongo, self.settings, collections([spec]))
         self.handler = spec.handler(self.ctx)
+        # Closed with the context, as the worker closes it (streams.app): its aclose() or close(), then the clients.
+        closer = getattr(self.handler, "aclose", None) or getattr(self.handler, "close", None)
+        if callable(closer):
+            self.ctx.on_stop(closer, name=f"{spec.name} handler")
         self.retries = 0
         self._max_retries = max_retries
         self.runner = BatchRunner(
@@ -155,13 +159,6 @@ class AgentHarness:
     async def aclose(self) -> None:
         """Close the agent's handler and clients; remove the harness's database and keys."""
         try:
-            for name in ("aclose", "close"):
-                close = getattr(self.handler, name, None)
-                if close is not None:
-                    result = close()
-                    if hasattr(result, "__await__"):
-                        await result
-                    break
             await self.ctx.aclose()
         finally:
             if self._own:

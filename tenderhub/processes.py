@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -348,8 +349,6 @@ class PipelineEnv:
 
 
 def _log(kind: str, uid: str) -> Path:
-    import tempfile
-
     return Path(tempfile.gettempdir()) / f"{kind}-{uid}.log"
 
 

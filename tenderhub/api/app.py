@@ -41,7 +41,7 @@ from prometheus_client.registry import Collector
 from schema.events import MAX_ID
 from schema.settings import Settings
 from sinks.errors import SinkError
-from sinks.reader import CacheFirstReader, Read
+from sinks.reader import BuyerSpend, CacheFirstReader, Read
 from streams.spend import recompute, recompute_window
 from tenderhub.api.quotas import Quotas
 from tenderhub.api.tokens import Principal, TokenStore
@@ -128,7 +128,6 @@ class ReadService:
         self.quotas = quotas
         self.mysql = mysql
         self.flight = SingleFlight()
-        self.requests = 0
         self.cache_hits = 0
         self.cache_misses = 0
         self.metrics = ApiMetrics(self)
@@ -143,7 +142,6 @@ class ReadService:
     @web.middleware
     async def guard(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
         """Errors as JSON (never a traceback to the client), the token, the quota; each request timed and counted."""
-        self.requests += 1
         started = time.perf_counter()
         response = await self._guarded(request, handler)
         route = request.match_info.route.resource
@@ -264,24 +262,15 @@ class ReadService:
             return got
 
         got = self._count(await self.flight.run(("spend", window, currency, top), read))
-        rows = [r for r in (got.value or []) if currency is None or _currency(r) == currency][:top]
+        rows = [r for r in (got.value or []) if currency is None or r.currency == currency][:top]
         return answer(Read(rows, got.source))
 
-    def _spend_from_mysql(self, window_days: int | None) -> list[dict[str, Any]]:
+    def _spend_from_mysql(self, window_days: int | None) -> list[BuyerSpend]:
         with self.mysql.connect() as conn:
             rows = [dict(r) for r in conn.execute(sa.text(_TENDER_ROWS_SQL)).mappings()]
         totals = recompute(rows) if window_days is None else recompute_window(rows, self.settings.today(), window_days)
         ranked = sorted(totals.items(), key=lambda item: (item[1].amount, item[0]), reverse=True)
-        return [
-            {
-                "buyer": buyer,
-                "currency": cur,
-                "amount": float(e.amount),
-                "tenders": e.tenders,
-                "without_budget": e.without_budget,
-            }
-            for (buyer, cur), e in ranked
-        ]
+        return [BuyerSpend(buyer, cur, float(e.amount), e.tenders, e.without_budget) for (buyer, cur), e in ranked]
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.guard])
@@ -338,7 +327,3 @@ class ApiMetrics(Collector):
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def _currency(row: Any) -> str:
-    return str(row["currency"] if isinstance(row, dict) else row.currency)
