@@ -17,7 +17,11 @@ RedisType = Literal["hash", "zset", "string", "set"]
 
 # Ids that become part of a key: positive integers up to the contract's 2^63-1 (19 digits at most, the value
 # checked in `key`) or a short window name.
-_PART = {"id": re.compile(r"[1-9][0-9]{0,18}"), "window": re.compile(r"[0-9]{1,4}d")}
+_PART = {
+    "id": re.compile(r"[1-9][0-9]{0,18}"),
+    "window": re.compile(r"[0-9]{1,4}d"),
+    "digest": re.compile(r"[0-9a-f]{32}"),  # a hash of a normalised query (sinks.search.SearchQuery.digest)
+}
 
 
 class InvalidKeyError(ValueError):
@@ -120,6 +124,30 @@ SUMMARY_LOCK = KeyFamily(
     "A lease (SET NX PX, renewed, naming its holder) while one worker summarises a tender; released in finally.",
 )
 
+# Cached tender searches (sinks/search.py). The read service fills an entry only through the owner's guarded script,
+# which refuses a result computed before the owner's last drop (the epoch moved); the owner, `search_cache`, alone
+# deletes entries, dropping every search that holds a tender when that tender changes.
+SEARCH_RESULTS = KeyFamily(
+    "search:{digest}",
+    "string",
+    120,
+    "One search's results as JSON (digest = a hash of the normalised query); filled by the read service through "
+    "the guarded script, dropped by search_cache when a tender in it changes; new matches appear within the TTL.",
+)
+SEARCH_BY_TENDER = KeyFamily(
+    "search:tender:{id}",
+    "set",
+    180,
+    "Digests of the cached searches whose results hold tender {id}: what search_cache drops when it changes "
+    "(a member whose search was dropped with another tender stays until the set expires; dropping it is a no-op).",
+)
+SEARCH_EPOCH = KeyFamily(
+    "search:epoch",
+    "hash",
+    STATE_TTL_S,
+    "__gen counts search_cache's drops (one per batch of tender changes); a fill read under an older one is refused.",
+)
+
 CATALOGUE: tuple[KeyFamily, ...] = (
     TENDER_METADATA,
     TEAM_TOP_TENDERS,
@@ -132,6 +160,9 @@ CATALOGUE: tuple[KeyFamily, ...] = (
     READINESS_TENDERS,
     READINESS_COMPANIES,
     SUMMARY_LOCK,
+    SEARCH_RESULTS,
+    SEARCH_BY_TENDER,
+    SEARCH_EPOCH,
 )
 
 
@@ -148,7 +179,19 @@ QUOTA_ANON_MINUTE = KeyFamily(
     60,
     "Requests without a token from one client address (id = a hash of it) in the current minute.",
 )
-API_FAMILIES: tuple[KeyFamily, ...] = (QUOTA_MINUTE, QUOTA_ANON_MINUTE)
+QUOTA_SEARCH_DAY = KeyFamily(
+    "quota:{id}:search:day",
+    "string",
+    24 * 3600,
+    "Searches one API token made in the current day (UTC; expires at the day's end).",
+)
+QUOTA_ANON_SEARCH_DAY = KeyFamily(
+    "quota:anon:{id}:search:day",
+    "string",
+    24 * 3600,
+    "Searches without a token from one client address (id = a hash of it) in the current day (UTC).",
+)
+API_FAMILIES: tuple[KeyFamily, ...] = (QUOTA_MINUTE, QUOTA_ANON_MINUTE, QUOTA_SEARCH_DAY, QUOTA_ANON_SEARCH_DAY)
 
 
 def family_of(key: str, families: Sequence[KeyFamily] = CATALOGUE) -> KeyFamily:

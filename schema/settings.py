@@ -265,6 +265,9 @@ class Settings(_Base):
     api_requests_per_minute: int = Field(
         600, ge=1, le=1_000_000, description="Requests one token may make per minute (then 429 with Retry-After)."
     )
+    api_searches_per_day: int = Field(
+        2000, ge=1, le=100_000_000, description="Searches one token (or client address) may make per day, UTC."
+    )
     api_token_cache_s: float = Field(
         10.0,
         ge=0,

@@ -13,7 +13,7 @@ from streams.spec import AgentSpec
 
 ENTRY_POINT_GROUP = "tenderhub.agents"
 # Module of each built-in agent, in the order the worker starts them; each exports SPEC.
-BUILTIN = ("activity_logs", "spend", "tender_summaries", "readiness")
+BUILTIN = ("activity_logs", "spend", "tender_summaries", "readiness", "search_cache")
 
 
 class RegistryError(ValueError):

@@ -15,6 +15,7 @@ from sinks.mongo import MongoSink
 from sinks.reader import CacheFirstReader
 from sinks.redis import RedisSink
 from sinks.retry import RetryPolicy
+from sinks.search import SearchCache, TenderSearch
 from tenderhub.api.app import ReadService
 from tenderhub.api.quotas import Quotas
 from tenderhub.api.tokens import TokenStore
@@ -49,7 +50,8 @@ def build_service(settings: Settings) -> ReadService:
         settings,
         reader,
         TokenStore(engine, settings.api_token_cache_s),
-        Quotas(redis, settings.api_requests_per_minute),
+        Quotas(redis, settings.api_requests_per_minute, settings.api_searches_per_day),
+        TenderSearch(SearchCache(redis), engine, settings.today),
         engine,
     )
 

@@ -4,6 +4,8 @@
     GET /metrics                                        no token: Prometheus metrics of the service
     GET /v1/tenders/{tender_id}                         public: the tender's card and summary, `open` as of today
     GET /v1/spend?window_days=&currency=&top=           public: spend by buyer (all time, or a rolling window)
+    GET /v1/search?q=&province=&status=&closes_after=&closes_before=&limit=&offset=
+                                                        public: tender search, cached (sinks/search.py)
     GET /v1/teams/{team_id}/top?k=                      the team's best open tenders with their checklists
     GET /v1/teams/{team_id}/tenders/{tender_id}/score   the team's score for one tender, with its checklist
     GET /v1/users/{user_id}/activity?limit=             the user's latest activity
@@ -16,8 +18,10 @@ before they become a key, a filter or SQL; nothing a client sends reaches a stor
 Reads go through `sinks.reader.CacheFirstReader` (the one implementation): Redis first, MongoDB when Redis has
 nothing or cannot answer. Spend lives in Redis only: when Redis cannot answer it is recomputed from MySQL (the read-only
 account) with the spend agent's own pure functions. The service never writes a cache back: every Redis key family
-has one owning agent, and a write-back could land after the owner dropped the key. Concurrent requests that miss the
-cache for the same thing share one fallback read (`SingleFlight`).
+has one owning agent, and a write-back could land after the owner dropped the key. Search is the one exception, and
+keeps that rule: it fills `search:*` only through the owner's guarded script, which refuses a result read before the
+owner's last drop (sinks/search.py). Concurrent requests that miss the cache for the same thing share one fallback
+read (`SingleFlight`).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from schema.events import MAX_ID
 from schema.settings import Settings
 from sinks.errors import SinkError
 from sinks.reader import BuyerSpend, CacheFirstReader, Read
+from sinks.search import InvalidSearchError, SearchQuery, TenderSearch
+from streams.readiness.coverage import resolve_province
 from streams.spend import recompute, recompute_window
 from tenderhub.api.quotas import Quotas
 from tenderhub.api.tokens import Principal, TokenStore
@@ -52,7 +58,7 @@ PRINCIPAL = web.RequestKey("principal", object)
 MAX_TOP = 100
 MAX_ACTIVITY = 200
 MAX_SPEND_ROWS = 500
-_PUBLIC_PREFIXES = ("/v1/tenders/", "/v1/spend")
+_PUBLIC_PREFIXES = ("/v1/tenders/", "/v1/spend", "/v1/search")
 _TENDER_ROWS_SQL = "SELECT id, buyer, currency, budget, status, published_at FROM tenders"
 
 
@@ -120,12 +126,14 @@ class ReadService:
         reader: CacheFirstReader,
         tokens: TokenStore,
         quotas: Quotas,
+        searcher: TenderSearch,
         mysql: sa.Engine,
     ) -> None:
         self.settings = settings
         self.reader = reader
         self.tokens = tokens
         self.quotas = quotas
+        self.searcher = searcher
         self.mysql = mysql
         self.flight = SingleFlight()
         self.cache_hits = 0
@@ -241,6 +249,24 @@ class ReadService:
         limit = bounded_int(request, "limit", 20, 1, MAX_ACTIVITY)
         return answer(self._count(await self.reader.recent_activity(user_id, limit)))
 
+    async def search(self, request: web.Request) -> web.Response:
+        try:
+            query = SearchQuery.parse(request.query, resolve_province)
+        except InvalidSearchError as exc:
+            raise ApiError(422, str(exc)) from None
+        principal = request.get(PRINCIPAL)
+        token_id = principal.token_id if isinstance(principal, Principal) else None
+        verdict = await self.quotas.take_search(token_id, request.remote or "unknown")
+        if not verdict.allowed:
+            raise ApiError(
+                429,
+                f"quota of {verdict.limit} searches per day used; retry in {verdict.retry_after_s} s",
+                {"Retry-After": str(verdict.retry_after_s)},
+            )
+        as_of = self.settings.today()
+        read = await self.flight.run(("search", query.digest(as_of)), lambda: self.searcher.search(query))
+        return answer(self._count(read))
+
     async def spend(self, request: web.Request) -> web.Response:
         top = bounded_int(request, "top", 10, 1, MAX_SPEND_ROWS)
         window = bounded_int(request, "window_days", 0, 0, 3650) or None
@@ -280,6 +306,7 @@ class ReadService:
         # holding braces).
         app.router.add_get("/v1/tenders/{tender_id:[^/]+}", self.tender)
         app.router.add_get("/v1/spend", self.spend)
+        app.router.add_get("/v1/search", self.search)
         app.router.add_get("/v1/teams/{team_id:[^/]+}/top", self.top)
         app.router.add_get("/v1/teams/{team_id:[^/]+}/tenders/{tender_id:[^/]+}/score", self.score)
         app.router.add_get("/v1/users/{user_id:[^/]+}/activity", self.activity)

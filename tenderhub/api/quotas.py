@@ -1,5 +1,6 @@
-"""Per-token request quotas in Redis: a fixed window of one minute (INCR, and EXPIRE 60 on the window's first request,
-in one transaction). Past the limit the read service answers 429 with Retry-After: the seconds until the window ends.
+"""Per-token quotas in Redis: requests per minute, and searches per day (UTC). Each is a fixed window: INCR, and the
+window's end set on its first request (EXPIRE 60, or EXPIREAT the next midnight), in one transaction. Past the limit
+the read service answers 429 with Retry-After: the seconds until the window ends.
 
 Requests without a token (when public data is open) are counted per client address. If Redis cannot answer, the
 request is let through and counted in `unchecked`: the read service keeps answering from MongoDB and MySQL while
@@ -8,13 +9,14 @@ Redis is down, and a quota that cannot be counted is not a reason to refuse it.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from schema.events import MAX_ID
-from schema.redis_keys import QUOTA_ANON_MINUTE, QUOTA_MINUTE
+from schema.redis_keys import QUOTA_ANON_MINUTE, QUOTA_ANON_SEARCH_DAY, QUOTA_MINUTE, QUOTA_SEARCH_DAY, KeyFamily
 from sinks.errors import TransientSinkError
 from sinks.redis import RedisSink
 
@@ -37,20 +39,37 @@ def address_id(address: str) -> int:
 
 
 class Quotas:
-    def __init__(self, redis: RedisSink, per_minute: int) -> None:
+    def __init__(self, redis: RedisSink, per_minute: int, searches_per_day: int) -> None:
         self._redis = redis
         self._per_minute = per_minute
+        self._searches_per_day = searches_per_day
         self.unchecked = 0  # requests let through because Redis could not count them
         self.refused = 0
 
     async def take(self, token_id: int | None, address: str) -> Verdict:
-        key = QUOTA_MINUTE.key(id=token_id) if token_id is not None else QUOTA_ANON_MINUTE.key(id=address_id(address))
+        """One request of a token (or of an address, without one) in the current minute."""
+        family = QUOTA_MINUTE if token_id is not None else QUOTA_ANON_MINUTE
+        return await self._take(family, token_id, address, self._per_minute, None)
+
+    async def take_search(self, token_id: int | None, address: str) -> Verdict:
+        """One search of a token (or address) in the current day, UTC."""
+        family = QUOTA_SEARCH_DAY if token_id is not None else QUOTA_ANON_SEARCH_DAY
+        midnight = dt.datetime.combine(dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1), dt.time(), dt.UTC)
+        return await self._take(family, token_id, address, self._searches_per_day, int(midnight.timestamp()))
+
+    async def _take(
+        self, family: KeyFamily, token_id: int | None, address: str, limit: int, ends_at: int | None
+    ) -> Verdict:
+        key = family.key(id=token_id if token_id is not None else address_id(address))
         full = self._redis.full_key(key, "string")
 
         async def count() -> Any:
             async with self._redis.client().pipeline(transaction=True) as pipe:
                 pipe.incr(full)
-                pipe.expire(full, WINDOW_S, nx=True)
+                if ends_at is None:
+                    pipe.expire(full, WINDOW_S, nx=True)
+                else:
+                    pipe.expireat(full, ends_at, nx=True)
                 pipe.ttl(full)
                 return await pipe.execute()
 
@@ -59,9 +78,9 @@ class Quotas:
         except TransientSinkError as exc:
             self.unchecked += 1
             log.warning("quota of %s not counted, Redis cannot answer (%s): let through", key, exc)
-            return Verdict(True, 0, self._per_minute)
+            return Verdict(True, 0, limit)
         used = int(used)
-        if used > self._per_minute:
+        if used > limit:
             self.refused += 1
-            return Verdict(False, used, self._per_minute, max(int(ttl), 1))
-        return Verdict(True, used, self._per_minute)
+            return Verdict(False, used, limit, max(int(ttl), 1))
+        return Verdict(True, used, limit)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis as sync_redis
 from pymongo import MongoClient
 
 from schema.events import Envelope, TenderV1, decode_event
@@ -21,6 +22,7 @@ from sinks.errors import PermanentSinkError
 from sinks.redis import text
 from streams.agents.activity_logs import ActivityLogHandler
 from streams.agents.readiness import ReadinessHandler
+from streams.agents.search_cache import SearchCacheHandler
 from streams.batch import Incoming
 from streams.context import WorkerContext
 from streams.readiness.scoring import rules_version
@@ -128,6 +130,39 @@ async def test_activity_logs_reach_the_clean_state_after_a_failure_at_any_store_
     report = await assert_retry_safe(settings, ActivityLogHandler, activity_batches())
     assert report.clean_calls == 3
     assert len(report.clean_state["mongo:user_activity_logs"]) == 5
+
+
+def seeded_search_cache(ctx: WorkerContext) -> SearchCacheHandler:
+    """The search_cache handler over three cached searches (seeded once per namespace, as the read service would
+    have filled them): one holds tenders 1 and 2, one tender 3, one tender 9, which never changes."""
+    prefix = ctx.settings.redis_key_prefix
+    with sync_redis.Redis.from_url(ctx.settings.redis_url.get_secret_value()) as r:
+        if r.set(f"{prefix}seeded", 1, nx=True):
+            for digest, tenders in (("a" * 32, (1, 2)), ("b" * 32, (3,)), ("c" * 32, (9,))):
+                key = f"{prefix}search:{digest}"
+                r.set(key, json.dumps({"rows": [{"id": t} for t in tenders]}), ex=120)
+                for t in tenders:
+                    r.sadd(f"{prefix}search:tender:{t}", digest)
+                    r.expire(f"{prefix}search:tender:{t}", 180)
+    return SearchCacheHandler(ctx)
+
+
+async def test_search_cache_reaches_the_clean_state_after_a_failure_at_any_store_call(settings: Settings) -> None:
+    batches = [
+        [envelope(1, "tender.created", 1, _tender(1)), envelope(2, "tender.created", 5, _tender(5))],
+        [envelope(3, "tender.closed", 3, {"tender_id": 3, "status": "cancelled"})],
+        [envelope(4, "tender.updated", 1, _tender(1, title="Renamed"))],
+    ]
+    report = await assert_retry_safe(settings, seeded_search_cache, batches)
+    assert report.clean_calls == 3
+    left = sorted(k for k in report.clean_state if k.startswith("redis:<ns>search:"))
+    # Search a went with tender 1; tender 2's set still names it until the set expires (dropping it is a no-op).
+    assert left == [
+        "redis:<ns>search:" + "c" * 32,
+        "redis:<ns>search:epoch",
+        "redis:<ns>search:tender:2",
+        "redis:<ns>search:tender:9",
+    ]
 
 
 # -- poison facts (item 2) ---------------------------------------------------------------------------------------
