@@ -210,6 +210,18 @@ class Settings(_Base):
     )
     worker_web_host: str = Field("127.0.0.1", description="Address the Faust web view binds to.")
     worker_web_port: int = Field(16066, ge=1024, le=65535, description="Port of the Faust web view.")
+    dashboard_refresh_s: float = Field(
+        5.0,
+        ge=1,
+        le=300,
+        description="How often the pipeline dashboard (the web view's /dashboard/) samples the pipeline while "
+        "someone watches it; nothing is sampled while nobody does.",
+    )
+    dashboard_api_metrics_url: str | None = Field(
+        None,
+        description="Where the dashboard reads the read service's cache hits (default: its /metrics at api_host, "
+        "api_port; https when api_tls_cert is set, trusting that certificate).",
+    )
     worker_batch_max: int = Field(
         1000, ge=1, le=100_000, description="Most events the worker reads from Kafka in one batch."
     )

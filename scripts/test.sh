@@ -13,6 +13,13 @@ if ! command -v docker-compose >/dev/null; then
     || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-compose >/dev/null; }
 fi
 
+if [ ! -x /usr/bin/chromium ]; then
+  # The dashboard test drives Debian's Chromium headless.
+  echo "test: installing Debian's chromium (browser test of the dashboard)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null; }
+fi
+
 started_here=0
 if ! tenderhub stack status >/dev/null 2>&1; then
   started_here=1

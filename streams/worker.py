@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import faust
 import redis
@@ -21,7 +21,7 @@ from schema.settings import Settings, SettingsError
 from schema.topics import missing_topics, topic_specs
 from sinks.errors import store_access_error
 from streams.agents import collections, registry
-from streams.app import build_pipeline
+from streams.app import Pipeline, build_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,17 @@ def _check_stores(settings: Settings) -> None:
         r.close()
 
 
-def run_worker(settings: Settings, agents: Sequence[str] | None = None, loglevel: str = "INFO") -> int:
+def run_worker(
+    settings: Settings,
+    agents: Sequence[str] | None = None,
+    loglevel: str = "INFO",
+    extend: Callable[[Pipeline], object] | None = None,
+) -> int:
+    """`extend(pipeline)`, before the worker starts, adds to it (the CLI's dashboard pages)."""
     prepare(settings)
     pipeline = build_pipeline(settings, agents=agents)
+    if extend is not None:
+        extend(pipeline)
     worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True, override_logging=False)
     try:
         worker.execute_from_commandline()

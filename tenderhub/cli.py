@@ -88,6 +88,14 @@ def cmd_smoke(_: argparse.Namespace) -> int:
     return 0
 
 
+def _wait_for_ctrl_c() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        _say("\nCtrl-C: stopping the worker, the relay and the read service")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: stack up, migrate, smoke, then the whole pipeline on real data (relay + worker)."""
     import datetime as dt
@@ -114,7 +122,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         reset_namespace(settings, _say)
         pipeline_demo(
-            settings, load_stack_settings().stack_dir, _say, za_tenders=args.tenders, relay_args=("--from-now",)
+            settings,
+            load_stack_settings().stack_dir,
+            _say,
+            za_tenders=args.tenders,
+            relay_args=("--from-now",),
+            hold=None if args.no_wait or not sys.stdin.isatty() else _wait_for_ctrl_c,
         )
     except DemoError as exc:
         print(f"tenderhub demo: {exc}", file=sys.stderr)
@@ -145,10 +158,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from sinks.errors import StoreAccessError
     from streams.batch import EXIT_STORE_REFUSED
     from streams.worker import run_worker
+    from tenderhub import dashboard
 
     agents = args.agents.split(",") if args.agents else None
+    settings = load_settings()
     try:
-        return run_worker(load_settings(), agents=agents, loglevel="DEBUG" if args.verbose else "INFO")
+        return run_worker(
+            settings,
+            agents=agents,
+            loglevel="DEBUG" if args.verbose else "INFO",
+            extend=lambda pipeline: dashboard.install(settings, pipeline),
+        )
     except StoreAccessError as exc:
         print(f"tenderhub: {exc}", file=sys.stderr)
         return EXIT_STORE_REFUSED
@@ -462,6 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("smoke", help="check every service as the pipeline uses it").set_defaults(func=cmd_smoke)
     demo = sub.add_parser("demo", help="the main job: stack, relay and worker on real data; top 5s, summaries, spend")
     demo.add_argument("--tenders", type=int, default=60, help="how many real eTenders tenders to load (max 200)")
+    demo.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="exit when done (default in a terminal: keep the dashboard and read service up until Ctrl-C; without "
+        "a terminal, as in CI, it never waits)",
+    )
     demo.set_defaults(func=cmd_demo)
     worker = sub.add_parser(
         "worker",

@@ -162,16 +162,23 @@ def reset_namespace(settings: Settings, say: Say) -> None:
 @contextmanager
 def running(
     settings: Settings, stack_dir: Path, say: Say, relay_args: tuple[str, ...] = ()
-) -> Iterator[tuple[Relay, Worker]]:
-    """Relay and worker for the duration of the block; both get SIGTERM on the way out (Ctrl-C included)."""
+) -> Iterator[tuple[Relay, Worker, Child]]:
+    """Read service, relay and worker for the duration of the block; each gets SIGTERM on the way out (Ctrl-C
+    included). The worker's dashboard reads the read service's cache hits, so it is told its port."""
     env = {**os.environ, **namespace_env(settings)}
     started: list[Child] = []
     try:
+        api_env = {**env, "TENDERHUB_LOG_LEVEL": "WARNING"}
+        api = _started(
+            Child("read service", ["api", "serve"], api_env, stack_dir / "demo-api.log", "TENDERHUB_API_PORT"), say
+        )
+        started.append(api)
         relay = _start_relay(env, stack_dir, say, relay_args)
         started.append(relay)
-        worker = _start_worker(env, stack_dir, say)
+        worker = _start_worker({**env, "TENDERHUB_API_PORT": str(api.port)}, stack_dir, say)
         started.append(worker)
-        yield relay, worker
+        api.wait_until(lambda: api.get("/healthz") is not None, 60, "serving")
+        yield relay, worker, api
     finally:
         for child in reversed(started):
             _stop(child, say)
@@ -367,9 +374,9 @@ def count_logs(settings: Settings) -> int:
         client.close()
 
 
-def read_service_demo(settings: Settings, loaded: Loaded, stack_dir: Path, say: Say) -> None:
-    """The read side over HTTP: `tenderhub api serve` for this run, a token for a user of the first team, and that
-    team's top list, one tender and spend read through it."""
+def read_service_demo(settings: Settings, loaded: Loaded, service: Child, say: Say) -> None:
+    """The read side over HTTP, through this run's `tenderhub api serve`: a token for a user of the first team, and
+    that team's top list, one tender, a search and spend read through it."""
     team_id = min(loaded.teams)
     engine = make_engine(settings)
     try:
@@ -384,9 +391,6 @@ def read_service_demo(settings: Settings, loaded: Loaded, stack_dir: Path, say: 
         token_id, token = issue(engine, int(user_id or 0), team_id, "demo")
     finally:
         engine.dispose()
-    env = {**os.environ, **namespace_env(settings), "TENDERHUB_LOG_LEVEL": "WARNING"}
-    api = Child("read service", ["api", "serve"], env, stack_dir / "demo-api.log", "TENDERHUB_API_PORT")
-    service = _started(api, say)
     auth = {"Authorization": f"Bearer {token}"}
 
     def get(path: str) -> dict[str, Any]:
@@ -399,33 +403,41 @@ def read_service_demo(settings: Settings, loaded: Loaded, stack_dir: Path, say: 
             return int(exc.code)
         return 200
 
-    try:
-        service.wait_until(lambda: service.get("/healthz") is not None, 60, "serving")
-        base = f"http://127.0.0.1:{service.port}"
-        say(f"\n== Read service {base} (token {token_id} for user {user_id} of team {team_id}; `tenderhub api token`)")
-        say(f'  curl -H "Authorization: Bearer {token[:12]}..." {base}/v1/teams/{team_id}/top')
-        top = get(f"/v1/teams/{team_id}/top")
-        say(f"  GET /v1/teams/{team_id}/top -> {len(top['data'])} tenders from {top['source']}:")
-        for item in top["data"]:
-            say(f"    {item['score']:5.1f}  tender {item['tender_id']}, {len(item['checklist'])} checks")
-        if top["data"]:
-            first = top["data"][0]["tender_id"]
-            card = get(f"/v1/tenders/{first}")
-            title = " ".join(str(card["data"].get("title", "")).split())[:100]
-            say(f"  GET /v1/tenders/{first} -> from {card['source']}, open {card['data']['open']}: {title}")
-        spend = get("/v1/spend?top=3")
-        rows = "; ".join(f"{r['buyer'][:40]} {r['currency']} {r['amount']:,.0f}" for r in spend["data"])
-        say(f"  GET /v1/spend?top=3 -> from {spend['source']}: {rows}")
-        other, anonymous = status(f"/v1/teams/{team_id + 1_000_000}/top", auth), status(f"/v1/teams/{team_id}/top", {})
-        say(f"  another team's top list: HTTP {other}; without a token: HTTP {anonymous}")
-    finally:
-        _stop(service, say)
+    base = f"http://127.0.0.1:{service.port}"
+    say(f"\n== Read service {base} (token {token_id} for user {user_id} of team {team_id}; `tenderhub api token`)")
+    say(f'  curl -H "Authorization: Bearer {token[:12]}..." {base}/v1/teams/{team_id}/top')
+    top = get(f"/v1/teams/{team_id}/top")
+    say(f"  GET /v1/teams/{team_id}/top -> {len(top['data'])} tenders from {top['source']}:")
+    for item in top["data"]:
+        say(f"    {item['score']:5.1f}  tender {item['tender_id']}, {len(item['checklist'])} checks")
+    if top["data"]:
+        first = top["data"][0]["tender_id"]
+        card = get(f"/v1/tenders/{first}")
+        title = " ".join(str(card["data"].get("title", "")).split())[:100]
+        say(f"  GET /v1/tenders/{first} -> from {card['source']}, open {card['data']['open']}: {title}")
+    search = "/v1/search?q=construction&status=open&limit=5"
+    for attempt in ("first", "again"):
+        found = get(search)
+        names = "; ".join(" ".join(str(r["title"]).split())[:50] for r in found["data"][:3])
+        say(f"  GET {search} ({attempt}) -> {len(found['data'])} from {found['source']}: {names}")
+    spend = get("/v1/spend?top=3")
+    rows = "; ".join(f"{r['buyer'][:40]} {r['currency']} {r['amount']:,.0f}" for r in spend["data"])
+    say(f"  GET /v1/spend?top=3 -> from {spend['source']}: {rows}")
+    other, anonymous = status(f"/v1/teams/{team_id + 1_000_000}/top", auth), status(f"/v1/teams/{team_id}/top", {})
+    say(f"  another team's top list: HTTP {other}; without a token: HTTP {anonymous}")
 
 
 def pipeline_demo(
-    settings: Settings, stack_dir: Path, say: Say, za_tenders: int = 60, relay_args: tuple[str, ...] = ()
+    settings: Settings,
+    stack_dir: Path,
+    say: Say,
+    za_tenders: int = 60,
+    relay_args: tuple[str, ...] = (),
+    hold: Callable[[], None] | None = None,
 ) -> None:
-    with running(settings, stack_dir, say, relay_args) as (relay, worker):
+    """The pipeline on real data; then, with `hold`, the relay, worker and read service stay up until it returns
+    (the CLI's waits for Ctrl-C)."""
+    with running(settings, stack_dir, say, relay_args) as (relay, worker, api):
         say(f"  as-of date {settings.today()} (the data's period; set TENDERHUB_AS_OF to change it)")
         loaded = load_data(settings, say, za_tenders)
         wait_for_results(settings, loaded, relay, worker, say)
@@ -434,10 +446,16 @@ def pipeline_demo(
         added = log_views(settings, views)
         total = wait_for_logs(settings, before, added)
         say(f"\n== Activity: {added} tender views written through the outbox; user_activity_logs holds {total} entries")
-        read_service_demo(settings, loaded, stack_dir, say)
+        read_service_demo(settings, loaded, api, say)
         stats = worker.stats()
         for name, s in sorted(stats.items()):
             say(
                 f"  agent {name:<17} {s['events']:>6} events in {s['batches']:>4} batches, "
                 f"{s['dead_letters']} to the DLQ"
             )
+        dashboard = f"http://127.0.0.1:{worker.port}/dashboard/"
+        say(f"\n== Dashboard  {dashboard}  (live: relay, lag, events/s, DLQ, cache hits, stores)")
+        say(f"== Read API   http://127.0.0.1:{api.port}/v1/...  (README, Read service)")
+        if hold is not None:
+            say("   both stay up until Ctrl-C")
+            hold()

@@ -48,6 +48,9 @@ def test_pipeline_demo_shows_top5_with_reasons_summaries_and_spend(demo_env: Pip
     assert re.search(r"== Read service http://127\.0\.0\.1:\d+ \(token \d+ for user \d+ of team \d+", text), text
     assert re.search(r"GET /v1/teams/\d+/top -> [1-9]\d* tenders from redis", text), text
     assert "another team's top list: HTTP 403; without a token: HTTP 401" in text
+    assert re.search(r"GET /v1/search\?q=construction&status=open&limit=5 \(first\) -> [1-5] from mysql", text), text
+    assert re.search(r"GET /v1/search\?q=construction&status=open&limit=5 \(again\) -> [1-5] from redis", text), text
+    assert re.search(r"== Dashboard  http://127\.0\.0\.1:\d+/dashboard/", text), text
     assert "read service stopped (exit 0)" in text
     assert "relay stopped (exit 0)" in text and "worker stopped (exit 0)" in text
     assert "0 to the DLQ" in text
