@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -30,7 +31,7 @@ from pymongo.write_concern import WriteConcern
 
 from schema.settings import Settings
 from sinks.errors import InvalidInputError, PermanentSinkError, SinkError, TransientSinkError
-from sinks.retry import RetryPolicy, retry_sync
+from sinks.retry import RetryPolicy, StoreSensor, operation_of, retry_sync
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +293,7 @@ class MongoSink:
         socket_timeout_s: float = 60.0,
         batch_ops: int | None = None,
         preread: bool = True,
+        sensor: StoreSensor | None = None,
     ) -> None:
         """`batch_ops`: update ops per command (default: 1 on FerretDB, 500 on MongoDB). `preread`: read the stored
         versions of a batch first, so stale documents cost no write and new keys go in with one insert_many (one
@@ -305,6 +307,7 @@ class MongoSink:
         self._socket_timeout_ms = int(socket_timeout_s * 1000)
         self._batch_ops = batch_ops
         self._preread = preread
+        self._sensor = sensor
         self._client: MongoClient[dict[str, Any]] | None = None
         self._lock = threading.Lock()
 
@@ -442,14 +445,22 @@ class MongoSink:
 
     def _retry(self, op: Callable[[], T], what: str) -> T:
         policy = self._policy
-        return retry_sync(
-            op,
-            attempts=policy.attempts,
-            base_delay_s=policy.base_delay_s,
-            max_delay_s=policy.max_delay_s,
-            classify=classify_mongo_error,
-            what=what,
-        )
+        started = time.perf_counter()
+        ok = False
+        try:
+            result = retry_sync(
+                op,
+                attempts=policy.attempts,
+                base_delay_s=policy.base_delay_s,
+                max_delay_s=policy.max_delay_s,
+                classify=classify_mongo_error,
+                what=what,
+            )
+            ok = True
+            return result
+        finally:
+            if self._sensor is not None:
+                self._sensor("mongodb", operation_of(what), time.perf_counter() - started, ok)
 
     def _db(self) -> Database[dict[str, Any]]:
         with self._lock:

@@ -10,6 +10,7 @@ import logging
 import math
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -38,7 +39,7 @@ from redis.typing import EncodableT
 from schema.redis_keys import CATALOGUE, InvalidKeyError, KeyFamily, RedisType, family_of
 from schema.settings import Settings
 from sinks.errors import InvalidInputError, PermanentSinkError, SinkError, TransientSinkError
-from sinks.retry import RetryPolicy, retry
+from sinks.retry import RetryPolicy, StoreSensor, operation_of, retry
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ class RedisSink:
         timeout_s: float = 5.0,
         families: Sequence[KeyFamily] = CATALOGUE,
         pool_size: int | None = None,
+        sensor: StoreSensor | None = None,
     ) -> None:
         """`pool_size`: at most this many connections, and a caller waits (up to `timeout_s`) for a free one; None:
         redis-py's pool, which refuses a call past 100 connections at once (plenty for a worker's agents, not for a
@@ -161,6 +163,7 @@ class RedisSink:
         # The key families this sink writes: the catalogue, plus those of installed agents (their specs).
         self._families = tuple(families)
         self._pool_size = pool_size
+        self._sensor = sensor
         self._connection: _Connection | None = None
 
     @classmethod
@@ -322,14 +325,22 @@ class RedisSink:
 
     async def _retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
         policy = self._policy
-        return await retry(
-            op,
-            attempts=policy.attempts,
-            base_delay_s=policy.base_delay_s,
-            max_delay_s=policy.max_delay_s,
-            classify=classify_redis_error,
-            what=what,
-        )
+        started = time.perf_counter()
+        ok = False
+        try:
+            result = await retry(
+                op,
+                attempts=policy.attempts,
+                base_delay_s=policy.base_delay_s,
+                max_delay_s=policy.max_delay_s,
+                classify=classify_redis_error,
+                what=what,
+            )
+            ok = True
+            return result
+        finally:
+            if self._sensor is not None:
+                self._sensor("redis", operation_of(what), time.perf_counter() - started, ok)
 
 
 def text(value: Any) -> str:

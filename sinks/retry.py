@@ -19,6 +19,14 @@ T = TypeVar("T")
 
 # Maps a store exception to a SinkError, or to None when it is not the sink's to handle (it is then re-raised).
 Classify = Callable[[Exception], SinkError | None]
+# Told of every store call a sink makes (its retries included): the store, the operation (the first word of the
+# call's description: "upsert_versioned", "hgetall", ...), the seconds it took and whether it succeeded. A worker's
+# sensor feeds its Prometheus metrics; none by default.
+StoreSensor = Callable[[str, str, float, bool], None]
+
+
+def operation_of(what: str) -> str:
+    return what.split(" ", 1)[0]
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,8 @@ def build_pipeline(
     dlq = FaustDeadLetters(app.topic(names.dlq, key_type=bytes, value_type=bytes))
 
     metrics = WorkerMetrics()
+    if ctx.store_sensor is None:
+        ctx.store_sensor = metrics.on_store_call
 
     def runner_factory(spec: AgentSpec, handler: Handler) -> BatchRunner:
         return BatchRunner(

@@ -18,7 +18,7 @@ from schema.settings import Settings
 from schema.topics import TopicNames
 from sinks.mongo import MongoSink
 from sinks.redis import RedisSink
-from sinks.retry import RetryPolicy
+from sinks.retry import RetryPolicy, StoreSensor
 from sinks.spend_store import SpendStore
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ class WorkerContext:
     # The Redis key families the agents may write: the catalogue, plus those installed agents declare in their specs
     # (set by the app from the registry before any agent is made).
     key_families: tuple[KeyFamily, ...] = CATALOGUE
+    # Told of every store call of the context's sinks (the worker's Prometheus metrics); set before any sink is made.
+    store_sensor: StoreSensor | None = None
     _closers: list[tuple[str, Closer]] = field(default_factory=list, repr=False)
 
     @property
@@ -52,7 +54,9 @@ class WorkerContext:
     @property
     def mongo(self) -> MongoSink:
         if self._mongo is None:
-            self._mongo = MongoSink.from_settings(self.settings, retry_policy=self.retry_policy)
+            self._mongo = MongoSink.from_settings(
+                self.settings, retry_policy=self.retry_policy, sensor=self.store_sensor
+            )
         return self._mongo
 
     @property
@@ -63,6 +67,7 @@ class WorkerContext:
                 key_prefix=self.settings.redis_key_prefix,
                 retry_policy=self.retry_policy,
                 families=self.key_families,
+                sensor=self.store_sensor,
             )
         return self._redis
 

@@ -16,6 +16,8 @@ from prometheus_client.registry import Collector
 from streams.batch import BatchRunner
 
 # Batch durations: from a few events in milliseconds to a store's retry stretching one batch over minutes.
+# Store calls: from a Redis round trip (under a millisecond) to a call retried while its store was down.
+STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0)
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
 
 
@@ -75,12 +77,24 @@ class WorkerMetrics:
             registry=self.registry,
         )
 
+        self.store_seconds = Histogram(
+            "tenderhub_worker_store_seconds",
+            "Time of one store call of the agents' sinks, its retries included (ok: whether it succeeded)",
+            ["store", "operation", "ok"],
+            buckets=STORE_BUCKETS,
+            registry=self.registry,
+        )
+
     def watch(self, runners: Mapping[str, BatchRunner], lag: Lag, commits: Callable[[], int]) -> None:
         self.registry.register(_RunnerCollector(runners, lag, commits))
 
     def on_batch(self, agent: str, events: int, seconds: float) -> None:
         """The runners' sensor."""
         self.batch_seconds.labels(agent).observe(seconds)
+
+    def on_store_call(self, store: str, operation: str, seconds: float, ok: bool) -> None:
+        """The sinks' sensor (`WorkerContext.store_sensor`)."""
+        self.store_seconds.labels(store, operation, "true" if ok else "false").observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -67,6 +67,10 @@ def test_activity_logs_once_each_with_redelivery_and_poison_to_dlq(
     assert metrics['tenderhub_worker_dead_letters_total{agent="activity_logs"}'] == 2
     assert metrics['tenderhub_worker_batch_seconds_count{agent="activity_logs"}'] == stats["batches"] >= 1
     assert metrics["tenderhub_worker_offset_commits_total"] >= 1
+    # Sink latency: every insert of the logs went through the MongoDB sink's sensor, and succeeded.
+    inserts = metrics['tenderhub_worker_store_seconds_count{ok="true",operation="insert_logs",store="mongodb"}']
+    assert 1 <= inserts <= stats["batches"]
+    assert metrics['tenderhub_worker_store_seconds_sum{ok="true",operation="insert_logs",store="mongodb"}'] > 0
     lags = {k: v for k, v in metrics.items() if k.startswith("tenderhub_worker_consumer_lag{")}
     assert lags and all(f'topic="{topic}"' in k for k in lags), lags
 
