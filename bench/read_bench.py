@@ -1,14 +1,15 @@
-"""Read-service benchmark: latency of `tenderhub api serve` under 200 concurrent clients on loopback, for a read the
-cache answers (a tender's card in Redis) and one it does not (a closed tender's document in MongoDB, and a team's score
-for one tender, which lives in MongoDB only). Prints figures; asserts nothing, but every answer must be a 200 from the
-expected source or the run says so.
+"""Read-service benchmark: latency of `tenderhub api serve` under 200 concurrent clients on loopback, for reads the
+cache answers (a tender's card, a repeated search, in Redis) and reads it does not (a closed tender's document in
+MongoDB, a team's score for one tender, which lives in MongoDB only, and a search not asked before: MySQL full
+text). Prints figures; asserts nothing, but every answer must be a 200 from the expected source or the run says so.
 
     .venv/bin/python -m bench.read_bench                     # ~1 minute: 200 clients x 20 s per kind
     .venv/bin/python -m bench.read_bench --clients 50 --seconds 10
 
 The stores are filled by the real agents (streams.testing.AgentHarness) with 500 tenders (400 open, 100 cancelled)
-and one team, in a MongoDB database and Redis prefix of the run's own, removed at the end; the service runs as its
-own process (tenderhub.processes) with a token issued for the run (revoked and deleted at the end).
+and one team, in a MongoDB database and Redis prefix of the run's own, removed at the end; the same tenders go into
+MySQL for search (a word of the run's own in each title; deleted at the end); the service runs as its own process
+(tenderhub.processes) with a token issued for the run (revoked and deleted at the end).
 Targets (issue 13): cached p99 < 10 ms, uncached p99 < 50 ms on this 2-core machine.
 """
 
@@ -89,6 +90,29 @@ async def fill(settings: Settings, team: int) -> None:
                 raise SystemExit(f"{spec.name} dead-lettered {len(h.dead_letters)} events: {h.dead_letters[0].reason}")
 
 
+def add_search_rows(engine: sa.Engine, word: str) -> None:
+    """The bench's tenders in MySQL (what search reads), each title holding `word`."""
+    rows = [
+        {
+            "o": f"ocds-bench-{word}-{t}",
+            "t": f"{tender(t)['title']} {word}",
+            "d": tender(t)["description"],
+            "b": tender(t)["buyer"],
+            "s": "cancelled" if t > TENDERS - CANCELLED else "active",
+            "p": "Gauteng",
+        }
+        for t in range(1, TENDERS + 1)
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO tenders (ocid, title, description, buyer, status, closing_at, province) "
+                "VALUES (:o, :t, :d, :b, :s, '2025-10-20 10:00:00', :p)"
+            ),
+            rows,
+        )
+
+
 async def load(
     base: str, token: str, paths: list[str], source: str, clients: int, seconds: float, rate: float | None = None
 ) -> dict[str, Any]:
@@ -152,12 +176,14 @@ def main() -> None:
             {"t": team, "e": f"bench-{uid}@example.org"},
         ).lastrowid
     _, token = issue(engine, int(user or 0), team, "read bench")
+    word = "zqbench" + "".join(chr(ord("a") + int(c, 16)) for c in uid)  # letters: one full-text word
     env = {
         **os.environ,
         "TENDERHUB_MONGO_DB": settings.mongo_db,
         "TENDERHUB_REDIS_KEY_PREFIX": settings.redis_key_prefix,
         "TENDERHUB_AS_OF": AS_OF.isoformat(),
         "TENDERHUB_API_REQUESTS_PER_MINUTE": "1000000",
+        "TENDERHUB_API_SEARCHES_PER_DAY": "100000000",
         "TENDERHUB_LOG_LEVEL": "WARNING",
     }
     log_path = Path(tempfile.gettempdir()) / f"read-bench-{uid}.log"
@@ -165,14 +191,22 @@ def main() -> None:
     try:
         started = time.perf_counter()
         asyncio.run(fill(settings, team))
+        add_search_rows(engine, word)
         took = time.perf_counter() - started
         print(f"filled: {TENDERS} tenders ({CANCELLED} cancelled), 1 team, by the agents in {took:.1f} s")
         service.start().wait_until(lambda: service.get("/healthz") is not None, 30, "serving")
         base = f"http://127.0.0.1:{service.port}"
         open_ids = range(1, TENDERS - CANCELLED + 1)
         closed_ids = range(TENDERS - CANCELLED + 1, TENDERS + 1)
+        # Searches: 50 asked once before the run (then cached), and ones never asked twice (limit x offset).
+        repeated = [f"/v1/search?q={word}+hall&status=open&limit=10&offset={n}" for n in range(50)]
+        for path in repeated:
+            service.get(path, {"Authorization": f"Bearer {token}"}, timeout=10)
+        fresh = [f"/v1/search?q={word}+community&limit={1 + n % 50}&offset={n // 50}" for n in range(50_000)]
         kinds = [
             ("cached: tender card (Redis)", [f"/v1/tenders/{t}" for t in open_ids], "redis"),
+            ("cached: a search asked before (Redis)", repeated, "redis"),
+            ("uncached: a new search (MySQL)", fresh, "mysql"),
             ("uncached: closed tender (MongoDB)", [f"/v1/tenders/{t}" for t in closed_ids], "mongodb"),
             ("uncached: team score (MongoDB)", [f"/v1/teams/{team}/tenders/{t}/score" for t in open_ids], "mongodb"),
         ]
@@ -181,7 +215,7 @@ def main() -> None:
         for name, paths, source in kinds:
             r = asyncio.run(load(base, token, paths, source, args.clients, args.seconds, args.rate))
             print(
-                f"  {name:<36} {r['requests']:>7,} requests, {r['rps']:>7,.0f}/s, p50 {r['p50_ms']:6.1f} ms, "
+                f"  {name:<38} {r['requests']:>7,} requests, {r['rps']:>7,.0f}/s, p50 {r['p50_ms']:6.1f} ms, "
                 f"p99 {r['p99_ms']:6.1f} ms, max {r['max_ms']:7.1f} ms"
                 + (f"  ({r['wrong_count']} WRONG answers, e.g. {r['wrong']})" if r["wrong_count"] else "")
             )
@@ -198,6 +232,7 @@ def main() -> None:
             r.delete(*keys)
         r.close()
         with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM tenders WHERE ocid LIKE :o"), {"o": f"ocds-bench-{word}-%"})
             conn.execute(sa.text("DELETE FROM api_tokens WHERE team_id = :t"), {"t": team})
             conn.execute(sa.text("DELETE FROM users WHERE team_id = :t"), {"t": team})
             conn.execute(sa.text("DELETE FROM teams WHERE id = :t"), {"t": team})

@@ -6,6 +6,7 @@ Keys are only ever built through `KeyFamily.key()`, which validates each id, so 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -194,13 +195,34 @@ QUOTA_ANON_SEARCH_DAY = KeyFamily(
 API_FAMILIES: tuple[KeyFamily, ...] = (QUOTA_MINUTE, QUOTA_ANON_MINUTE, QUOTA_SEARCH_DAY, QUOTA_ANON_SEARCH_DAY)
 
 
+class FamilyIndex:
+    """Maps concrete keys back to their family among `families`, with one regex compiled once (the first family, in
+    order, whose pattern the whole key matches). A sink resolves every key it touches through one: building the
+    patterns per call cost ~80 us a key."""
+
+    def __init__(self, families: Sequence[KeyFamily]) -> None:
+        self.families = tuple(families)
+        alternatives = []
+        for i, family in enumerate(self.families):
+            regex = re.escape(family.pattern)
+            for part in family.parts:
+                regex = regex.replace(re.escape("{" + part + "}"), f"(?:{_PART[part].pattern})")
+            alternatives.append(f"(?P<f{i}>{regex})")
+        self._regex = re.compile("|".join(alternatives))
+
+    def family(self, key: str) -> KeyFamily:
+        match = self._regex.fullmatch(key)
+        if match is None or match.lastgroup is None:
+            raise InvalidKeyError(f"{key[:80]!r} is not in the Redis key catalogue")
+        return self.families[int(match.lastgroup[1:])]
+
+
+@functools.lru_cache(maxsize=32)
+def _index(families: tuple[KeyFamily, ...]) -> FamilyIndex:
+    return FamilyIndex(families)
+
+
 def family_of(key: str, families: Sequence[KeyFamily] = CATALOGUE) -> KeyFamily:
     """The family a concrete key belongs to among `families` (the catalogue, and for a worker also the families of
     installed agents, which their specs declare); its owner is the agent whose spec lists it."""
-    for family in families:
-        regex = re.escape(family.pattern)
-        for part in family.parts:
-            regex = regex.replace(re.escape("{" + part + "}"), f"(?:{_PART[part].pattern})")
-        if re.fullmatch(regex, key):
-            return family
-    raise InvalidKeyError(f"{key[:80]!r} is not in the Redis key catalogue")
+    return _index(tuple(families)).family(key)

@@ -36,7 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
-from schema.redis_keys import CATALOGUE, InvalidKeyError, KeyFamily, RedisType, family_of
+from schema.redis_keys import CATALOGUE, FamilyIndex, InvalidKeyError, KeyFamily, RedisType
 from schema.settings import Settings
 from sinks.errors import InvalidInputError, PermanentSinkError, SinkError, TransientSinkError
 from sinks.retry import RetryPolicy, StoreSensor, operation_of, retry
@@ -161,7 +161,7 @@ class RedisSink:
         self._policy = retry_policy or RetryPolicy()
         self._timeout_s = timeout_s
         # The key families this sink writes: the catalogue, plus those of installed agents (their specs).
-        self._families = tuple(families)
+        self._families = FamilyIndex(families)
         self._pool_size = pool_size
         self._sensor = sensor
         self._connection: _Connection | None = None
@@ -316,7 +316,7 @@ class RedisSink:
 
     def _resolve(self, key: str, expected: RedisType) -> str:
         try:
-            family = family_of(key, self._families)
+            family = self._families.family(key)
         except InvalidKeyError as exc:
             raise InvalidInputError(str(exc)) from None
         if family.type != expected:
