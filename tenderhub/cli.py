@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -89,11 +90,22 @@ def cmd_smoke(_: argparse.Namespace) -> int:
 
 
 def _wait_for_ctrl_c() -> None:
+    """Until Ctrl-C (SIGINT) or SIGTERM; handled here, whatever the shell left SIGINT as (a background job's is
+    ignored), so that the demo always stops its processes on the way out."""
+    stop = threading.Event()
+    received: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        _say("\nCtrl-C: stopping the worker, the relay and the read service")
+        stop.wait()
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    _say(f"\n{signal.Signals(received[0]).name}: stopping the worker, the relay and the read service")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

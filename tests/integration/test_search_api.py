@@ -214,6 +214,8 @@ async def test_searches_have_a_daily_quota_and_redis_down_still_searches_mysql(t
             assert status == 200
         status, body, headers = await get(client, f"/v1/search?q={tenders.word}", tenders.token)
         assert status == 429 and "searches per day" in body["error"]
+        status, body, _ = await get(client, f"/v1/search?q={tenders.word}")  # public data needs a token by default
+        assert status == 401 and "bearer token" in body["error"]
         assert 1 <= int(headers["Retry-After"]) <= 24 * 3600
         status, _, _ = await get(client, "/v1/tenders/1", tenders.token)  # other reads are not searches
         assert status in (200, 404)
