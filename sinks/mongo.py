@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -31,7 +30,7 @@ from pymongo.write_concern import WriteConcern
 
 from schema.settings import Settings
 from sinks.errors import InvalidInputError, PermanentSinkError, SinkError, TransientSinkError
-from sinks.retry import RetryPolicy, StoreSensor, operation_of, retry_sync
+from sinks.retry import RetryPolicy, StoreSensor, retry_sync, sensed
 
 log = logging.getLogger(__name__)
 
@@ -445,10 +444,8 @@ class MongoSink:
 
     def _retry(self, op: Callable[[], T], what: str) -> T:
         policy = self._policy
-        started = time.perf_counter()
-        ok = False
-        try:
-            result = retry_sync(
+        with sensed(self._sensor, "mongodb", what):
+            return retry_sync(
                 op,
                 attempts=policy.attempts,
                 base_delay_s=policy.base_delay_s,
@@ -456,11 +453,6 @@ class MongoSink:
                 classify=classify_mongo_error,
                 what=what,
             )
-            ok = True
-            return result
-        finally:
-            if self._sensor is not None:
-                self._sensor("mongodb", operation_of(what), time.perf_counter() - started, ok)
 
     def _db(self) -> Database[dict[str, Any]]:
         with self._lock:

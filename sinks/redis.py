@@ -10,7 +10,6 @@ import logging
 import math
 import re
 import secrets
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -39,7 +38,7 @@ from redis.typing import EncodableT
 from schema.redis_keys import CATALOGUE, FamilyIndex, InvalidKeyError, KeyFamily, RedisType
 from schema.settings import Settings
 from sinks.errors import InvalidInputError, PermanentSinkError, SinkError, TransientSinkError
-from sinks.retry import RetryPolicy, StoreSensor, operation_of, retry
+from sinks.retry import RetryPolicy, StoreSensor, retry, sensed
 
 log = logging.getLogger(__name__)
 
@@ -325,10 +324,8 @@ class RedisSink:
 
     async def _retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
         policy = self._policy
-        started = time.perf_counter()
-        ok = False
-        try:
-            result = await retry(
+        with sensed(self._sensor, "redis", what):
+            return await retry(
                 op,
                 attempts=policy.attempts,
                 base_delay_s=policy.base_delay_s,
@@ -336,11 +333,6 @@ class RedisSink:
                 classify=classify_redis_error,
                 what=what,
             )
-            ok = True
-            return result
-        finally:
-            if self._sensor is not None:
-                self._sensor("redis", operation_of(what), time.perf_counter() - started, ok)
 
 
 def text(value: Any) -> str:

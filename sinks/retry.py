@@ -6,7 +6,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -25,8 +26,17 @@ Classify = Callable[[Exception], SinkError | None]
 StoreSensor = Callable[[str, str, float, bool], None]
 
 
-def operation_of(what: str) -> str:
-    return what.split(" ", 1)[0]
+@contextmanager
+def sensed(sensor: StoreSensor | None, store: str, what: str) -> Iterator[None]:
+    """Tell `sensor` how long the block took and whether it raised (around a sink's call with its retries)."""
+    started = time.perf_counter()
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        if sensor is not None:
+            sensor(store, what.split(" ", 1)[0], time.perf_counter() - started, ok)
 
 
 @dataclass(frozen=True)

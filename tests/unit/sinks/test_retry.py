@@ -165,3 +165,21 @@ def test_nonsense_policies_are_refused(attempts: int, base: float, cap: float) -
         RetryPolicy(attempts, base, cap)
     with pytest.raises(ValueError):
         retry_sync(Flaky(), attempts=attempts, base_delay_s=base, max_delay_s=cap, classify=classify)
+
+
+def test_the_store_sensor_hears_each_call_with_its_operation_and_outcome() -> None:
+    from sinks.retry import sensed
+
+    heard: list[tuple[str, str, bool]] = []
+
+    def sensor(store: str, operation: str, seconds: float, ok: bool) -> None:
+        assert seconds >= 0
+        heard.append((store, operation, ok))
+
+    with sensed(sensor, "redis", "hgetall th:tender:1:metadata"):
+        pass
+    with pytest.raises(RuntimeError), sensed(sensor, "mongodb", "upsert_versioned readiness_scores (3 docs)"):
+        raise RuntimeError("store down")
+    with sensed(None, "redis", "get x"):  # no sensor: nothing to tell
+        pass
+    assert heard == [("redis", "hgetall", True), ("mongodb", "upsert_versioned", False)]
