@@ -240,8 +240,7 @@ class SearchCache:
                 return list(await pipe.execute())
 
         value, epoch = await self._redis.run(read, f"get {key}")
-        rows = json.loads(value)["rows"] if value is not None else None
-        return rows, epoch.decode() if isinstance(epoch, bytes) else str(epoch or "")
+        return _cached_rows(key, value), epoch.decode() if isinstance(epoch, bytes) else str(epoch or "")
 
     async def fill(self, digest: str, epoch: str, rows: Sequence[Mapping[str, Any]]) -> bool:
         """Cache `rows`, unless the owner dropped anything since `epoch` was read. True if cached."""
@@ -273,6 +272,21 @@ class SearchCache:
 
             dropped += int(await self._redis.run(write, f"drop searches of {len(sets)} tenders"))
         return dropped
+
+
+def _cached_rows(key: str, value: bytes | None) -> list[dict[str, Any]] | None:
+    """The rows of a cached entry; None when there is none, or when it is not what `fill` writes (then the search
+    runs again and its fill replaces the entry)."""
+    if value is None:
+        return None
+    try:
+        rows = json.loads(value)["rows"]
+    except (ValueError, KeyError, TypeError):
+        rows = None
+    if isinstance(rows, list) and all(isinstance(r, dict) and isinstance(r.get("id"), int) for r in rows):
+        return rows
+    log.warning("search cache %s holds %r..., not search results: searching again", key, value[:60])
+    return None
 
 
 class TenderSearch:

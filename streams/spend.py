@@ -11,7 +11,10 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, NaiveDatetime
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from schema.events import ContractError, Envelope, TenderClosedV1, TenderV1, envelope_of
 
@@ -25,34 +28,19 @@ LEAVING_STATUSES = frozenset({"cancelled", "withdrawn"})
 TENDER_EVENTS = frozenset({"tender.created", "tender.updated", "tender.closed"})
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=ConfigDict(strict=True))
 class TenderSpendState:
-    """What one tender contributes to spend, and the `source_seq` of the event that set it."""
+    """What one tender contributes to spend, and the `source_seq` of the event that set it (stored as JSON in the
+    spend state hash; its annotations are the checks a stored value must pass)."""
 
     buyer: str | None
     currency: str | None
-    budget: Decimal | None
+    # Exact: a float would already have drifted (0.1 + 0.2).
+    budget: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] | None
     status: str
     # Naive UTC, like the tenders.published_at DATETIME column, so events and MySQL rows fall in the same window.
-    published_at: dt.datetime | None
-    source_seq: int
-
-    def __post_init__(self) -> None:
-        for name in ("buyer", "currency"):
-            if not isinstance(getattr(self, name), str | None):
-                raise ValueError(f"{name} must be a string or None, got {type(getattr(self, name)).__name__}")
-        if not isinstance(self.status, str):
-            raise ValueError(f"status must be a string, got {type(self.status).__name__}")
-        if self.budget is not None and (
-            not isinstance(self.budget, Decimal) or not self.budget.is_finite() or self.budget < 0
-        ):
-            raise ValueError(f"budget must be a finite Decimal >= 0 or None, got {self.budget!r}")
-        if self.published_at is not None and (
-            not isinstance(self.published_at, dt.datetime) or self.published_at.tzinfo is not None
-        ):
-            raise ValueError(f"published_at must be a naive UTC datetime or None, got {self.published_at!r}")
-        if isinstance(self.source_seq, bool) or not isinstance(self.source_seq, int) or self.source_seq < 0:
-            raise ValueError(f"source_seq must be a non-negative int, got {self.source_seq!r}")
+    published_at: NaiveDatetime | None
+    source_seq: Annotated[int, Field(ge=0)]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form for the Faust table: Decimal as a string (no float drift), datetime as ISO 8601."""

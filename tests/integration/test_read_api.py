@@ -4,6 +4,7 @@ and Redis down (answers from MongoDB and MySQL; a closed tender is never served 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import json
@@ -24,11 +25,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 from pymongo import MongoClient
 
-from schema.settings import Settings
+from schema.settings import Settings, load_settings
 from streams.agents import registry
 from streams.testing import AgentHarness, event
 from tenderhub.api import build_service
 from tenderhub.api.tokens import issue, revoke
+from tenderhub.dashboard import read_service_counts
 from tenderhub.processes import Child, free_port
 
 AS_OF = dt.date(2025, 9, 25)
@@ -354,6 +356,11 @@ def test_the_service_serves_https_when_tls_is_set_and_binds_to_localhost(tmp_pat
         with pytest.raises(urllib.error.URLError):  # an untrusted certificate is refused by a default client
             urllib.request.urlopen(url, context=ssl.create_default_context(), timeout=2)
         assert _listening_addresses(service.port) == {"127.0.0.1"}
+        # The worker's dashboard reads the service's cache counts over HTTPS, trusting the configured certificate.
+        dashboard_view = load_settings(api_port=service.port, api_tls_cert=str(cert), api_tls_key=str(key))
+        counts = asyncio.run(read_service_counts(dashboard_view))
+        assert counts["reachable"] is True and counts["url"].startswith("https://"), counts
+        assert counts["cache_hits"] == 0.0 and counts["hit_ratio"] is None
     finally:
         service.stop(30)
 
