@@ -10,7 +10,8 @@ import signal
 
 from cdc.errors import FencedError
 from cdc.metrics import RelayMetrics
-from cdc.relay import Relay, StartOptions
+from cdc.modes import StartOptions
+from cdc.relay import Relay
 from schema.settings import Settings
 
 log = logging.getLogger(__name__)

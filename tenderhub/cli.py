@@ -151,7 +151,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_cdc(args: argparse.Namespace) -> int:
     from cdc.cli import run_relay
-    from cdc.relay import StartOptions
+    from cdc.modes import StartOptions
 
     if args.from_now and args.resnapshot:
         raise SettingsError("--from-now and --resnapshot exclude each other")
