@@ -5,6 +5,9 @@ with results read before a drop), the daily search quota, and Redis down (answer
 from __future__ import annotations
 
 import datetime as dt
+import random
+import string
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -242,3 +245,50 @@ def test_the_stopwords_left_out_of_queries_are_the_servers(engine: sa.Engine) ->
         found = conn.execute(sa.text("SELECT value FROM INFORMATION_SCHEMA.INNODB_FT_DEFAULT_STOPWORD"))
         server = {r[0] for r in found}
     assert server == STOPWORDS
+
+
+HOSTILE_QUERIES = [
+    "q=%ff",
+    "q=%00abc",
+    "q=" + "%e2%80%ae" * 5 + "road",
+    "q=road&q=hall",
+    "province=%ff",
+    "status=%00",
+    "closes_after=2025-02-30",
+    "closes_after=%EF%BC%92%EF%BC%90%EF%BC%92%EF%BC%95-01-01",  # full-width digits
+    "limit=%EF%BC%95",
+    "q=" + "%C3%A9" * 90,
+    "q=" + "%E5%AD%97" * 90,
+    "q=road%20" + "%F0%9F%8F%97" * 20,
+    "q=road&province=",
+    "q=road&province=%20",
+    "q=%22%22%22",
+    "q=road&limit=",
+    "q=%2Broad%2A%2A",
+    "q=_road_",
+    "q=a" + "%20b" * 100,
+]
+
+
+@pytest.mark.asyncio
+async def test_hostile_search_input_never_gets_a_5xx(tenders: Tenders) -> None:
+    """Malformed UTF-8, NUL, direction marks, full-width digits, emoji, operators and random printable values in
+    every parameter: each gets a 200 or a 4xx, never a 5xx."""
+    rnd = random.Random(20261205)
+    alphabet = string.printable + "\u00e9\u00fc\u5b57\u202e\u0000\U0001f3d7"
+    cases = list(HOSTILE_QUERIES)
+    for _ in range(150):
+        name = rnd.choice(["q", "province", "status", "closes_after", "closes_before", "limit", "offset"])
+        value = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 30)))
+        cases.append(f"q={tenders.word}&{name}={urllib.parse.quote(value)}")
+    settings = tenders.settings.model_copy(update={"api_requests_per_minute": 100_000, "api_searches_per_day": 100_000})
+    client = await client_for(settings)
+    try:
+        statuses = {}
+        for case in cases:
+            resp = await client.get(f"/v1/search?{case}", headers={"Authorization": f"Bearer {tenders.token}"})
+            statuses[case] = resp.status
+            assert resp.status < 500, (case, resp.status, await resp.text())
+        assert {s for s in statuses.values()} <= {200, 400, 422}, statuses
+    finally:
+        await client.close()
