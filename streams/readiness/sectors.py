@@ -180,6 +180,7 @@ _CONTRACTOR = _phrase_set("contractor", FRAMES.contractor)
 _NO_WORK = _phrase_set("no_work", FRAMES.no_work)
 _PLACES = _phrase_set("places", FRAMES.places)
 _PRODUCTS = _phrase_set("products", FRAMES.products)
+_VEHICLES = _phrase_set("vehicles", FRAMES.vehicles)
 _UNITS = _phrase_set("units", FRAMES.units)
 _SUBJECTS = frozenset(FRAMES.subjects)
 _GOODS = _phrase_set("goods", FRAMES.goods)
@@ -200,9 +201,17 @@ _FRAME_PHRASES: dict[str, frozenset[Phrase]] = {
     "no_work": _NO_WORK,
     "goods": _GOODS,
     "products": _PRODUCTS,
+    "vehicles": _VEHICLES,
     "units": _UNITS,
     "upkeep": _UPKEEP,
 }
+# Products whose qualifiers count for one concept only: frame -> its concept, and the words that end the qualifiers
+# ("human resource AND payroll system" is one product; "armed guards AND vehicle hire" are two things).
+_PRODUCT_OWNERS = {"products": "ict", "vehicles": "transport_fleet"}
+_QUALIFIER_ENDS = {"products": _ORG_ENDS, "vehicles": _ORG_ENDS | {"and", "or"}}
+for _owner in _PRODUCT_OWNERS.values():
+    if _owner not in BY_ID:
+        raise TaxonomyError(f"the taxonomy has no {_owner!r} concept")
 _FRAME_TABLE: dict[Phrase, tuple[str, ...]] = {}
 for _name, _phrases in _FRAME_PHRASES.items():
     for _phrase in _phrases:
@@ -338,27 +347,31 @@ def _frame_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
 _MODIFIERS = 4
 
 
-def _modifier_spans(ws: Sequence[str], heads: Spans) -> Spans:
+def _modifier_spans(ws: Sequence[str], heads: Spans, ends: frozenset[str] = _ORG_ENDS) -> Spans:
     """Each head (where it occurs in `ws`) with the words just before it (up to _MODIFIERS, never across a text
-    boundary or a word that ends a name; 'and' joins them): "human resource and payroll system"."""
+    boundary or a word of `ends`; by default 'and' joins them: "human resource and payroll system")."""
     spans = []
     for i, j in heads:
         start = i
-        while start > 0 and i - start < _MODIFIERS and ws[start - 1] not in _ORG_ENDS:
+        while start > 0 and i - start < _MODIFIERS and ws[start - 1] not in ends:
             start -= 1
         spans.append((start, j))
     return spans
 
 
-# "... at Midmar Dam access roads project", "at Esselen Substation": where the work is done, not what it is. The
-# words between "at" and the place must name it ("at all substations" is not a name).
+# "... at Midmar Dam access roads project", "at Esselen Substation", "in Tlokoeng Landfill Site": where the work is
+# done, not what it is. The words between "at" (or "in") and the place must name it ("at all substations" is not a
+# name).
 _NOT_NAMES = frozenset(_WORD.findall("the all various any our its their a an each every other these those"))
+
+
+_PLACE_STARTS = frozenset({"at", "in"})
 
 
 def _place_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
     spans = []
     for i, word in enumerate(ws):
-        if word != "at":
+        if word not in _PLACE_STARTS:
             continue
         for j in range(i + 2, min(i + 2 + _ORG_MAX_WORDS, len(ws))):
             if ws[j] == "":
@@ -416,6 +429,44 @@ def _purpose_spans(ws: Sequence[str], asked_before: int) -> Spans:
     return spans
 
 
+# Punctuation that ends a clause: what a link governs stops there ("renovations to the hall (engineering consultant)").
+_CLAUSE_BREAK = re.compile(r"[():;]")
+# "cleaning services FOR offices and ablutions", "electrical repairs TO an existing borehole system": after a trade's
+# own strong phrase, what follows such a link is what the work is done on or for, not another trade's work.
+_OBJECT_LINKS = frozenset({"for", "to", "on"})
+_OBJECT_GAP = 1  # words between the phrase and the link ("electrical REPAIRS to")
+_OBJECT_REACH = 6
+
+
+def _is_measure(word: str) -> bool:
+    """A quantity written with its unit ("7ml", "20mw"), not a count ("28")."""
+    return word[:1].isdigit() and not word.isdigit()
+
+
+def _object_spans(
+    ws: Sequence[str], kept: Mapping[str, Sequence[tuple[int, int, float, str]]], breaks: frozenset[int]
+) -> dict[str, Spans]:
+    """Per concept, the words its strong specific phrases' links govern (hidden from every other concept), up to the
+    end of the clause (`breaks`: positions where a bracket, colon or semicolon stood)."""
+    out: dict[str, Spans] = {}
+    for concept, matches in kept.items():
+        for _, end, weight, phrase in matches:
+            if weight < STRONG or phrase in _GENERIC:
+                continue
+            for link in range(end, min(end + _OBJECT_GAP + 1, len(ws))):
+                if ws[link] == "":
+                    break
+                if ws[link] in _OBJECT_LINKS:
+                    if _is_measure(ws[link + 1] if link + 1 < len(ws) else ""):
+                        break  # an extent, not an object: "extension of the works TO 7ML/D"
+                    stop = link + 1
+                    while stop < len(ws) and stop - link <= _OBJECT_REACH and ws[stop] != "" and stop not in breaks:
+                        stop += 1
+                    out.setdefault(concept, []).append((link + 1, stop))
+                    break
+    return out
+
+
 class _Cover:
     """The word positions a set of spans covers, so that whether a phrase overlaps any of them costs O(1) (a check
     against every span was quadratic on hostile text). `[a, b)` overlaps `[start, end)` when `a < end and start < b`;
@@ -463,7 +514,9 @@ def _products_hide(products: Sequence[tuple[tuple[int, int], tuple[int, int]]]) 
     return hides
 
 
-def _phrase_evidence(ws: Sequence[str], frames: dict[str, Spans] | None = None) -> dict[str, dict[str, float]]:
+def _phrase_evidence(
+    ws: Sequence[str], frames: dict[str, Spans] | None = None, breaks: frozenset[int] = frozenset()
+) -> dict[str, dict[str, float]]:
     """Per concept, the phrases of `ws` that count for it (phrase -> weight): exclusions and organisation names
     hide their words from their concepts, and a phrase inside a longer counted phrase of the same concept is not
     counted again. `frames`: `_frame_matches(ws)`, when the caller has it already."""
@@ -493,18 +546,33 @@ def _phrase_evidence(ws: Sequence[str], frames: dict[str, Spans] | None = None) 
         + _acronym_spans(ws)
         + _parcel_spans(ws)
     )
-    # A product's qualifiers: hidden from every concept but ict, unless a concept's own phrase names the product
-    # whole ("fuel management system" is fleet work, "payroll management system" is software).
-    products_hide = _products_hide(list(zip(_modifier_spans(ws, frames["products"]), frames["products"], strict=True)))
+    # A product's qualifiers: hidden from every concept but its owner (software: ict; a vehicle: transport), unless
+    # a concept's own phrase names the product whole ("fuel management system" is fleet work, "payroll management
+    # system" is software, "water tanker truck" is a vehicle).
+    products_hide = {
+        owner: _products_hide(
+            list(zip(_modifier_spans(ws, frames[frame], _QUALIFIER_ENDS[frame]), frames[frame], strict=True))
+        )
+        for frame, owner in _PRODUCT_OWNERS.items()
+    }
     steps = _listed_steps(ws)
     in_steps = _Cover(len(ws), steps)
     courses = [f for f in _frame_spans(ws) if not (f[0] < f[1] and in_steps.overlaps(*f))]
-    evidence: dict[str, dict[str, float]] = {}
+    kept_by: dict[str, list[tuple[int, int, float, str]]] = {}
     for concept, matches in found.items():
         masks = _Cover(len(ws), hidden.get(concept, []) + everyone + (steps if concept == "training" else courses))
         kept = [m for m in matches if not masks.overlaps(m[0], m[1])]
-        if concept != "ict":
-            kept = [m for m in kept if not products_hide(m[0], m[1])]
+        for owner, hides in products_hide.items():
+            if concept != owner:
+                kept = [m for m in kept if not hides(m[0], m[1])]
+        kept_by[concept] = kept
+    objects = _object_spans(ws, kept_by, breaks)
+    evidence: dict[str, dict[str, float]] = {}
+    for concept, kept in kept_by.items():
+        others = [span for owner, spans in objects.items() if owner != concept for span in spans]
+        if others:
+            served = _Cover(len(ws), others)
+            kept = [m for m in kept if not served.overlaps(m[0], m[1])]
         # A phrase inside a longer one that counts is not counted again: the longer one starts at most
         # LONGEST_PHRASE words before it ends, and the furthest end per start decides.
         furthest: dict[int, int] = {}
@@ -563,9 +631,10 @@ class TenderEvidence:
 
     def raw(self, concept: str) -> float:
         """The concept's evidence summed, uncapped: its phrases (generic ones only beside its own evidence, or when
-        no concept has any), its CIDB classes, its category's support."""
+        no concept has any but the works a professional is appointed for), its CIDB classes, its category's
+        support."""
         found = self.phrases.get(concept, {})
-        generic_counts = concept in self.specific or not self.specific
+        generic_counts = concept in self.specific or all(self.subject_only(c) for c in self.specific)
         least = STRONG if self.goods and concept in _SERVICES else 0.0
         text = sum(w for p, w in found.items() if (generic_counts or p not in _GENERIC) and w >= least)
         cidb = CIDB_WEIGHT if any(concept in _CIDB_CONCEPTS.get(c, ()) for c in self.cidb) else 0.0
@@ -598,12 +667,15 @@ def tender_evidence(
 ) -> TenderEvidence:
     """Evidence from a tender's category, its texts (title, description) and its CIDB classes of works."""
     ws: list[str] = []
+    breaks: set[int] = set()
     for text in texts:
         if text:
-            ws.extend(corrected(w) for w in words(text))
+            for clause in _CLAUSE_BREAK.split(text):
+                ws.extend(corrected(w) for w in words(clause))
+                breaks.add(len(ws))
             ws.append("")  # texts never form a phrase across their boundary
     matches = _frame_matches(ws)
-    found = _phrase_evidence(ws, matches)
+    found = _phrase_evidence(ws, matches, frozenset(breaks))
     # A trade counts when it shows a specific phrase no other trade shows ("pumps" is not two trades).
     shown = {c: {p for p in found.get(c, {}) if p not in _GENERIC} for c in FRAMES.subjects}
     trades = [c for c, own in shown.items() if own - set().union(*(o for d, o in shown.items() if d != c))]

@@ -57,6 +57,7 @@ class Frames:
     goods: tuple[str, ...] = ()  # a tender for goods...
     services: tuple[str, ...] = ()  # ...shows these service concepts only by their strong phrases
     products: tuple[str, ...] = ()  # software: the words just before it name what it is for (ict only)
+    vehicles: tuple[str, ...] = ()  # a vehicle: the words just before it name what it carries (transport only)
     units: tuple[str, ...] = ()  # "<name> branch of": a part of an organisation, not work
 
 

@@ -443,3 +443,70 @@ def test_the_work_is_still_found_beside_those_frames_and_through_misspellings(se
 )
 def test_a_misspelling_is_read_as_the_one_vocabulary_word_it_misspells(word: str, read_as: str) -> None:
     assert corrected(word) == read_as
+
+
+# Rules version 6: the classes of error read from part 9 of the labelled set.
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        # What a named trade's work is done on, or where: "cleaning services FOR offices and ablutions", "electrical
+        # repairs TO the borehole system", "fencing IN <name> landfill site".
+        ("Water / sanitation", "Provision of cleaning services for offices and ablutions at the regional depot"),
+        ("Water / sanitation", "Electrical repairs to an existing borehole system at the community hall"),
+        ("Water / sanitation", "Supply and installation of palisade fencing in Mthonjaneni Landfill Site"),
+        ("Construction", "Security guarding services for the municipal buildings and the new library"),
+        # A vehicle named by what it carries is a vehicle.
+        ("Water / sanitation", "Request for proposal for the purchasing of a skip truck"),
+        ("Water / sanitation", "Supply of two rear loading refuse compactor trucks"),
+        # "A professional service provider" is the form of the contract, not consulting work.
+        ("Consulting / professional services", "Appointment of a professional service provider for K9 guarding"),
+        (
+            "Consulting / professional services",
+            "A professional electrical service provider to conduct electrical repairs",
+        ),
+        # A research or forensic science laboratory is not health care, and a forensic laboratory is no audit.
+        ("Medical supplies", "Maintenance and calibration of instruments at the forensic science laboratories"),
+        ("Consulting / professional services", "Repair of instruments at the forensic science laboratory"),
+        ("Medical supplies", "Supply of X-ray photoelectron spectroscopy filaments for the physics laboratory"),
+        # Where goods are delivered to is not work: "to 28 early childhood development centres".
+        ("Construction", "Supply and delivery of stationery to 28 early childhood development centres"),
+        # Animal feed is farming, not catering.
+        ("Catering", "Supply and delivery of dry canine (dog) food to the metro police K9 unit"),
+    ],
+)
+def test_objects_places_vehicles_and_contract_forms_are_not_the_work(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score < PASS_THRESHOLD, (sector, text, score, reason)
+
+
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        ("Cleaning", "Provision of cleaning services for offices and ablutions at the regional depot"),
+        ("Electrical", "Electrical repairs to an existing borehole system at the community hall"),
+        ("Construction", "Supply and installation of palisade fencing in Mthonjaneni Landfill Site"),
+        ("Transport / fleet", "Request for proposal for the purchasing of a skip truck"),
+        ("Security", "Appointment of a professional service provider for K9 guarding"),
+        ("Consulting / professional services", "Appointment of a professional service provider"),
+        ("Office supplies", "Supply and delivery of stationery to 28 early childhood development centres"),
+        ("Agriculture", "Supply and delivery of dry canine (dog) food to the metro police K9 unit"),
+        # The work itself, when it is what the tender asks for, still counts.
+        ("Water / sanitation", "Drilling, equipping and repairs of boreholes for the community water supply"),
+        ("Water / sanitation", "Management and operation of the landfill site"),
+        ("Medical supplies", "Supply of pathology laboratory consumables for the provincial hospitals"),
+        ("Construction", "Construction of an early childhood development centre"),
+        # Vocabulary the rules lacked: asphalt, air handling units, conveyors and chutes, fences, broadcast
+        # receivers, transmission grid equipment, pressure care mattresses.
+        ("Civil engineering", "Supply of asphalting services in the municipal area for the period up to June"),
+        ("Mechanical / HVAC", "Supply and install AHU unit at the domestic lounge"),
+        ("Mechanical / HVAC", "Provision of the coal chute optimisation at the power station for two years"),
+        ("Mechanical / HVAC", "Supply and delivery of a material handling system for the blasting booth"),
+        ("Construction", "Supply, delivery and installation of a perimeter fence at the provincial offices"),
+        ("ICT", "Supply, delivery and support of FM re-broadcasting receivers"),
+        ("Electrical", "Supply of secondary plant equipment for the national transmission grid"),
+        ("Medical supplies", "Rental of alternating pressure care mattresses at the children's hospital"),
+    ],
+)
+def test_the_trade_the_tender_asks_for_is_still_found_around_them(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score >= PASS_THRESHOLD, (sector, text, score, reason)
