@@ -95,9 +95,12 @@ _cached_fold = functools.lru_cache(maxsize=1 << 16)(fold)
 
 
 def words(text: str) -> list[str]:
-    """Lowercase words with accents dropped ("crèche" = "creche") and plurals folded."""
+    """Lowercase words with accents dropped ("crèche" = "creche"), plurals folded and "&" read as "and"
+    ("Control & Instrumentation" = "control and instrumentation", "C&I" = "c and i")."""
     if not text.isascii():
         text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    if "&" in text:
+        text = text.replace("&", " and ")
     return [_cached_fold(w) if len(w) <= _CACHED_WORD_CHARS else fold(w) for w in _WORD.findall(text.lower())]
 
 
@@ -392,8 +395,9 @@ _WORKS_STEPS = frozenset(
     )
 )
 _STEP_REACH = 3
-# "commissioning training": one step right before it is enough ("operator training" is a course).
-_STEP_BEFORE = frozenset(_WORD.findall("commissioning testing installation erection"))
+# "commissioning training", "product training": one step (or the product) right before it is enough ("operator
+# training" is a course).
+_STEP_BEFORE = frozenset(_WORD.findall("commissioning testing installation erection product"))
 
 
 def _listed_steps(ws: Sequence[str]) -> list[tuple[int, int]]:
@@ -431,9 +435,10 @@ def _purpose_spans(ws: Sequence[str], asked_before: int) -> Spans:
 
 # Punctuation that ends a clause: what a link governs stops there ("renovations to the hall (engineering consultant)").
 _CLAUSE_BREAK = re.compile(r"[():;]")
-# "cleaning services FOR offices and ablutions", "electrical repairs TO an existing borehole system": after a trade's
-# own strong phrase, what follows such a link is what the work is done on or for, not another trade's work.
-_OBJECT_LINKS = frozenset({"for", "to", "on"})
+# "cleaning services FOR offices and ablutions", "electrical repairs TO an existing borehole system", "cleaning OF
+# storage tanks": after a trade's own strong phrase, what follows such a link is what the work is done on or for, not
+# another trade's work.
+_OBJECT_LINKS = frozenset({"for", "to", "on", "of"})
 _OBJECT_GAP = 1  # words between the phrase and the link ("electrical REPAIRS to")
 _OBJECT_REACH = 6
 

@@ -510,3 +510,58 @@ def test_objects_places_vehicles_and_contract_forms_are_not_the_work(sector: str
 def test_the_trade_the_tender_asks_for_is_still_found_around_them(sector: str, text: str) -> None:
     score, reason = match([sector], None, text)
     assert score >= PASS_THRESHOLD, (sector, text, score, reason)
+
+
+# Rules version 7: the classes of error read from part 10 of the labelled set.
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        # A company's name is not its work: "City Power Johannesburg (Pty) Ltd".
+        ("Electrical", "City Power Johannesburg (Pty) Ltd: supply, repair and maintenance of air conditioning"),
+        # A plan or study is a professional's deliverable: the works it plans are its subject.
+        ("Water / sanitation", "Development of a water services master plan and a roads and stormwater master plan"),
+        ("Civil engineering", "Development of a water services master plan and a roads and stormwater master plan"),
+        # What a trade's work is done OF: "cleaning of storage tanks".
+        ("Water / sanitation", "Panel of service providers for the cleaning of storage tanks at the refinery"),
+        # Training on the product supplied is a step of the supply, not a course.
+        ("Training", "Supply, delivery and product training for mobile UHF two way radios"),
+        # Permits named licences are not software; a clean room is not cleaning; media monitoring is no consulting;
+        # an auto electrician works on vehicles.
+        ("ICT", "Environmental impact study and water use licence for the dam"),
+        ("Cleaning", "Supply and commissioning of a temperature and humidity controlled clean room"),
+        ("Consulting / professional services", "Provide the department with media monitoring services"),
+        ("Electrical", "Provision of auto electrical repairs and fitment of batteries and emergency vehicle sirens"),
+    ],
+)
+def test_company_names_plans_products_and_permits_are_not_the_work(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score < PASS_THRESHOLD, (sector, text, score, reason)
+
+
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        ("Mechanical / HVAC", "City Power Johannesburg (Pty) Ltd: supply, repair and maintenance of air conditioning"),
+        ("Consulting / professional services", "Development of a water services master plan"),
+        ("Cleaning", "Panel of service providers for the cleaning of storage tanks at the refinery"),
+        ("ICT", "Supply, delivery and product training for mobile UHF two way radios"),
+        ("Electrical", "Control & Instrumentation (C&I) refurbishment project at the power station"),
+        ("Mechanical / HVAC", "Supply and commissioning of a temperature and humidity controlled clean room"),
+        ("Transport / fleet", "Auto electrical repairs and fitment of batteries and emergency vehicle sirens"),
+        ("Transport / fleet", "Installation of a vehicle monitoring, tracking and vehicle management system"),
+        # Treatment and disposal of hazardous waste at a licensed facility is waste management, not cleaning.
+        ("Water / sanitation", "Provision of a Class A facility for the treatment and disposal of hazardous waste"),
+        # Vocabulary the rules lacked.
+        ("Civil engineering", "Construction of a roundabout at the junction of the two district roads"),
+        ("Construction", "Manufacture, supply and delivery of steel pavilions"),
+        ("Mechanical / HVAC", "Supply, installation and maintenance of fire extinguishing equipment"),
+        ("Mechanical / HVAC", "Supply, delivery, installation and maintenance of a new weighbridge"),
+        ("Security", "Supply and delivery of body worn cameras"),
+        ("Security", "Supply, installation and maintenance of a master key system for the main office"),
+        ("Consulting / professional services", "Approved inspection authority for occupational hygiene services"),
+        ("Consulting / professional services", "Appointment of an educational psychologist to assess claimants"),
+    ],
+)
+def test_the_work_is_found_beside_company_names_plans_and_permits(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score >= PASS_THRESHOLD, (sector, text, score, reason)
