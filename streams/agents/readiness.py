@@ -24,8 +24,12 @@ import logging
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
+from pydantic import Field
+from pydantic.dataclasses import dataclass as model
+
+from schema.checked import STRICT, checked
 from schema.events import OPEN_STATUSES, CompanyUpdatedV1, ContractError, Envelope, TenderClosedV1, TenderV1
 from schema.mongo import READINESS_SCORES
 from schema.redis_keys import READINESS_COMPANIES, READINESS_TENDERS, TEAM_TOP_INPUTS, TEAM_TOP_TENDERS
@@ -204,11 +208,14 @@ _PROBE_COMPANY = _probe_company()
 _UNUSABLE = (ReadinessError, ValueError, TypeError, KeyError, OverflowError, RecursionError)
 
 
-def _event_id(value: Mapping[str, Any]) -> int:
-    event_id = value.get("event_id")
-    if isinstance(event_id, bool) or not isinstance(event_id, int) or not 1 <= event_id <= MAX_ID:
-        raise FactsError(f"event_id must be a positive 64-bit integer, got {repr(event_id)[:40]}")
-    return event_id
+@checked(FactsError, {"event_id": "a positive 64-bit integer", "status": "a non-empty string"})
+@model(frozen=True, config=STRICT)
+class StoredMark:
+    """What a stored facts value carries beside the facts: the id of the event that set it, and (tenders) the status
+    it left the tender in."""
+
+    event_id: Annotated[int, Field(ge=1, le=MAX_ID)]
+    status: Annotated[str, Field(min_length=1)] = "active"
 
 
 def check_tender_facts(value: Any, as_of: dt.datetime, weights: ReadinessWeights = DEFAULT_WEIGHTS) -> TenderFacts:
@@ -216,10 +223,8 @@ def check_tender_facts(value: Any, as_of: dt.datetime, weights: ReadinessWeights
     status, an event id, and scored once against a probe company. Raises FactsError otherwise."""
     if not isinstance(value, Mapping):
         raise FactsError(f"tender facts must be an object, got {type(value).__name__}")
-    _event_id(value)
-    status = value.get("status", "active")
-    if not isinstance(status, str) or not status:
-        raise FactsError(f"status must be a non-empty string, got {repr(status)[:40]}")
+    mark: dict[str, Any] = {"event_id": value.get("event_id"), "status": value.get("status", "active")}
+    StoredMark(**mark)
     facts = tender_facts_from_payload(value)
     if not isinstance(facts.tender_id, int):
         raise FactsError(f"tender_id must be an integer, got {repr(facts.tender_id)[:40]}")
@@ -232,7 +237,8 @@ def check_company_facts(value: Any, as_of: dt.datetime, weights: ReadinessWeight
     `check_tender_facts`). Raises FactsError otherwise."""
     if not isinstance(value, Mapping):
         raise FactsError(f"company facts must be an object, got {type(value).__name__}")
-    _event_id(value)
+    mark: dict[str, Any] = {"event_id": value.get("event_id")}
+    StoredMark(**mark)
     facts = company_facts_from_payload(value)
     _trial(_PROBE_TENDER, facts, as_of, weights)
     return facts

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import Annotated
 
+from pydantic import AfterValidator, Field
+from pydantic.dataclasses import dataclass
+
+from schema.checked import STRICT, checked
 from streams.readiness.reference import CheckResult, ReadinessError, reference_tables
 
 _CLASS_CODES = tuple(reference_tables().cidb_classes)
@@ -20,7 +24,23 @@ _CLASS = "(?:" + "|".join(sorted(_CLASS_CODES)) + ")"
 _NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine"
 
 
-@dataclass(frozen=True)
+def _known_class(code: str) -> str:
+    if code not in _CLASS_CODES:
+        raise ValueError(f"unknown CIDB class of works {code!r}; expected one of {', '.join(_CLASS_CODES)}")
+    return code
+
+
+ClassOfWorks = Annotated[str, AfterValidator(_known_class)]
+Grade = Annotated[int, Field(ge=1, le=9)]
+_GRADE = {"grade": "an integer 1-9"}
+
+
+def _cidb_label(name: str) -> str:
+    return "CIDB grade" if name == "grade" else name
+
+
+@checked(ReadinessError, _GRADE, _cidb_label)
+@dataclass(frozen=True, config=STRICT)
 class CidbRequirement:
     """One acceptable grading: `grade` or higher in `class_of_works`.
 
@@ -29,15 +49,9 @@ class CidbRequirement:
     contractors graded one grade lower who are registered as potentially emerging (DESIGN.md).
     """
 
-    grade: int
-    class_of_works: str | None
+    grade: Grade
+    class_of_works: ClassOfWorks | None
     pe_allowed: bool = False
-
-    def __post_init__(self) -> None:
-        if isinstance(self.grade, bool) or not isinstance(self.grade, int) or not 1 <= self.grade <= 9:
-            raise ReadinessError(f"CIDB grade must be an integer 1-9, got {self.grade!r}")
-        if self.class_of_works is not None and self.class_of_works not in _CLASS_CODES:
-            raise ReadinessError(f"unknown CIDB class of works {self.class_of_works!r}")
 
     @property
     def label(self) -> str:
@@ -54,23 +68,14 @@ class CidbRequirement:
         return self.pe_allowed and grading.potentially_emerging and grading.grade == self.grade - 1
 
 
-@dataclass(frozen=True)
+@checked(ReadinessError, {**_GRADE, "potentially_emerging": "true or false"}, _cidb_label)
+@dataclass(frozen=True, config=STRICT)
 class CidbGrading:
     """A grading a company holds: one grade per class of works, optionally registered as potentially emerging."""
 
-    class_of_works: str
-    grade: int
+    class_of_works: ClassOfWorks
+    grade: Grade
     potentially_emerging: bool = False
-
-    def __post_init__(self) -> None:
-        if self.class_of_works not in _CLASS_CODES:
-            raise ReadinessError(
-                f"unknown CIDB class of works {self.class_of_works!r}; expected one of {', '.join(_CLASS_CODES)}"
-            )
-        if isinstance(self.grade, bool) or not isinstance(self.grade, int) or not 1 <= self.grade <= 9:
-            raise ReadinessError(f"CIDB grade must be an integer 1-9, got {self.grade!r}")
-        if not isinstance(self.potentially_emerging, bool):
-            raise ReadinessError(f"potentially_emerging must be true or false, got {self.potentially_emerging!r}")
 
     @property
     def label(self) -> str:

@@ -21,12 +21,15 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field
+from pydantic.dataclasses import dataclass as model
+
+from schema.checked import STRICT, checked
 from streams.readiness.cidb import CidbGrading, CidbRequirement, check_cidb, parse_cidb_requirements
 from streams.readiness.coverage import (
     ProvinceScope,
@@ -60,22 +63,28 @@ class WeightsError(ReadinessError):
 # --- weights -------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+Points = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+_POINTS = "a finite number >= 0"
+
+
+@checked(
+    WeightsError,
+    {n: _POINTS for n in ("sector", "cidb", "province", "experience", "bbbee", "closing")},
+    lambda name: f"readiness weight {name!r}",
+)
+@model(frozen=True, config=STRICT)
 class ReadinessWeights:
     """Points each checklist item is worth; they must sum to 100."""
 
-    sector: float = 35.0
-    cidb: float = 25.0
-    province: float = 15.0
-    experience: float = 10.0
-    bbbee: float = 10.0
-    closing: float = 5.0
+    sector: Points = 35.0
+    cidb: Points = 25.0
+    province: Points = 15.0
+    experience: Points = 10.0
+    bbbee: Points = 10.0
+    closing: Points = 5.0
 
     def __post_init__(self) -> None:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name, value in values.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-                raise WeightsError(f"readiness weight {name!r} must be a finite number >= 0, got {value!r}")
         total = sum(values.values())
         if abs(total - 100) > 1e-6:
             listed = ", ".join(f"{k}={v:g}" for k, v in values.items())
@@ -195,16 +204,8 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
-def _optional_str(name: str, value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise FactsError(f"{name} must be a string or null, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _id(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
-        raise FactsError(f"{name} must be a positive integer, got {repr(value)[:40]} (at most 2^63-1)")
-    return value
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+_TEXT = "a string or null"
 
 
 def _in_calendar(name: str, value: dt.datetime) -> dt.datetime:
@@ -218,11 +219,21 @@ def _in_calendar(name: str, value: dt.datetime) -> dt.datetime:
     return moment
 
 
-@dataclass(frozen=True)
+@checked(
+    FactsError,
+    {
+        "tender_id": "a positive integer or a non-empty string",
+        "title": "a string",
+        "closing_at": "a datetime or null",
+        **dict.fromkeys(("description", "category", "province", "buyer", "special_conditions"), _TEXT),
+    },
+)
+@model(frozen=True, config=STRICT)
 class TenderFacts:
-    """A tender as the rules see it. The derived fields are parsed from the text once, at construction."""
+    """A tender as the rules see it (its annotations are its checks). The derived fields are parsed from the text
+    once, at construction."""
 
-    tender_id: TenderId
+    tender_id: Id | Annotated[str, Field(min_length=1)]
     title: str = ""
     description: str | None = None
     category: str | None = None
@@ -238,20 +249,7 @@ class TenderFacts:
     terms: TenderEvidence = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.tender_id, bool) or not isinstance(self.tender_id, int | str):
-            raise FactsError(f"tender_id must be an integer or a string, got {self.tender_id!r}")
-        if self.tender_id == "" or (isinstance(self.tender_id, int) and not 1 <= self.tender_id <= MAX_ID):
-            raise FactsError(
-                f"tender_id must be a positive integer or a non-empty string, got {repr(self.tender_id)[:40]} "
-                "(at most 2^63-1)"
-            )
-        if not isinstance(self.title, str):
-            raise FactsError(f"title must be a string, got {type(self.title).__name__} {self.title!r}")
-        for name in ("description", "category", "province", "buyer", "special_conditions"):
-            _optional_str(name, getattr(self, name))
         if self.closing_at is not None:
-            if not isinstance(self.closing_at, dt.datetime):
-                raise FactsError(f"closing_at must be a datetime or None, got {self.closing_at!r}")
             object.__setattr__(self, "closing_at", _in_calendar("closing_at", self.closing_at))
         texts = (self.title, self.description, self.special_conditions)
         object.__setattr__(self, "cidb", parse_cidb_requirements(*texts))
@@ -266,40 +264,38 @@ class TenderFacts:
         )
 
 
-@dataclass(frozen=True)
+@checked(
+    FactsError,
+    {
+        "team_id": "a positive integer",
+        "company_id": "a positive integer",
+        **{name: "a tuple" for name in ("sectors", "provinces", "gradings")},
+        "sectors[]": "a string",
+        "provinces[]": "a string",
+        "gradings[]": "a CidbGrading",
+        "experience_years": "an integer 0-200 or null",
+        "bbbee_level": "an integer 1-8 or null (non-compliant)",
+    },
+)
+@model(frozen=True, config=STRICT)
 class CompanyFacts:
-    """A company profile as the rules see it. Provinces and sectors are resolved once, at construction."""
+    """A company profile as the rules see it (its annotations are its checks). Provinces and sectors are resolved
+    once, at construction."""
 
-    team_id: int
-    company_id: int
+    team_id: Id
+    company_id: Id
     sectors: tuple[str, ...] = ()
     provinces: tuple[str, ...] = ()  # as given: names, abbreviations, aliases or "National"
-    experience_years: int | None = None
-    bbbee_level: int | None = None  # 1 (best) to 8; None = non-compliant or not stated
+    experience_years: Annotated[int, Field(ge=0, le=200)] | None = None
+    bbbee_level: Annotated[int, Field(ge=1, le=8)] | None = None  # 1 (best) to 8; None = non-compliant or not stated
     gradings: tuple[CidbGrading, ...] = ()
     # Derived: canonical provinces covered, sector terms.
     covered: frozenset[str] = field(init=False, compare=False, repr=False)
     profiles: tuple[SectorProfile, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        _id("team_id", self.team_id)
-        _id("company_id", self.company_id)
-        for name in ("sectors", "provinces", "gradings"):
-            if not isinstance(getattr(self, name), tuple):
-                raise FactsError(f"{name} must be a tuple, got {type(getattr(self, name)).__name__}")
-        for i, sector in enumerate(self.sectors):
-            if not isinstance(sector, str):
-                raise FactsError(f"sectors[{i}] must be a string, got {sector!r}")
-        years = self.experience_years
-        if years is not None and (isinstance(years, bool) or not isinstance(years, int) or not 0 <= years <= 200):
-            raise FactsError(f"experience_years must be an integer 0-200 or null, got {years!r}")
-        level = self.bbbee_level
-        if level is not None and (isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 8):
-            raise FactsError(f"bbbee_level must be an integer 1-8 or null (non-compliant), got {level!r}")
         seen: set[str] = set()
         for g in self.gradings:
-            if not isinstance(g, CidbGrading):
-                raise FactsError(f"gradings must hold CidbGrading values, got {g!r}")
             if g.class_of_works in seen:
                 raise FactsError(f"two CIDB gradings for class {g.class_of_works}: a company holds one grade per class")
             seen.add(g.class_of_works)
@@ -350,14 +346,17 @@ def tender_facts_from_payload(payload: Mapping[str, Any]) -> TenderFacts:
     )
 
 
-def _string_list(name: str, value: Any) -> tuple[str, ...]:
+def _unchecked(value: Any) -> Any:
+    """A payload value passed on as it is: the facts' annotations check it."""
+    return value
+
+
+def _string_list(name: str, value: Any) -> tuple[Any, ...]:
+    """A payload's list as the tuple the facts hold (CompanyFacts checks its items)."""
     if value is None:
         return ()
     if isinstance(value, str) or not isinstance(value, Sequence):
         raise FactsError(f"{name} must be a list of strings, got {type(value).__name__} {value!r}")
-    for i, item in enumerate(value):
-        if not isinstance(item, str):
-            raise FactsError(f"{name}[{i}] must be a string, got {type(item).__name__} {item!r}")
     return tuple(value)
 
 
@@ -383,8 +382,8 @@ def company_facts_from_payload(payload: Mapping[str, Any]) -> CompanyFacts:
     if cidb is not None and (isinstance(cidb, str) or not isinstance(cidb, Sequence)):
         raise FactsError(f"cidb must be a list of gradings, got {type(cidb).__name__} {cidb!r}")
     return CompanyFacts(
-        team_id=_id("team_id", data.get("team_id")),
-        company_id=_id("company_id", data.get("company_id")),
+        team_id=_unchecked(data.get("team_id")),
+        company_id=_unchecked(data.get("company_id")),
         sectors=_string_list("sectors", data.get("sectors")),
         provinces=_string_list("provinces", data.get("provinces")),
         experience_years=data.get("experience_years"),
