@@ -52,7 +52,7 @@ from schema.events import CompanyUpdatedV1, TenderV1, validate_payload
 from schema.mongo import READINESS_SCORES, ensure_collections
 from schema.redis_keys import READINESS_COMPANIES, READINESS_TENDERS, TEAM_TOP_TENDERS
 from schema.settings import Settings, load_settings
-from sinks.mongo import MongoSink, UpsertResult, VersionedDoc
+from sinks.mongo import AsyncMongoSink, UpsertResult, VersionedDoc
 from sinks.redis import RedisSink, delete_namespace
 from sinks.redis_versioned import EMPTY, GENERATION_FIELD, HashSnapshot, ListChange, TopList, VersionedHash, ZsetCas
 from streams.agents.readiness import (
@@ -90,7 +90,7 @@ class Clock:
         self.seconds[section] = self.seconds.get(section, 0.0) + time.perf_counter() - started
 
 
-class TimedMongoSink(MongoSink):
+class TimedMongoSink(AsyncMongoSink):
     """Times `upsert_versioned`; with `sample` set, writes only `sample` documents of each batch, evenly spaced
     through it (the rest are counted, not written).
 
@@ -106,11 +106,11 @@ class TimedMongoSink(MongoSink):
         self.sample: int | None = None
         self.batches: list[tuple[int, int, UpsertResult]] = []  # (documents given, documents written, result)
 
-    def upsert_versioned(self, collection: str, docs: Sequence[VersionedDoc]) -> UpsertResult:
+    async def upsert_versioned(self, collection: str, docs: Sequence[VersionedDoc]) -> UpsertResult:
         batch = docs if self.sample is None else docs[:: max(1, len(docs) // self.sample)][: self.sample]
         started = time.perf_counter()
         try:
-            result = super().upsert_versioned(collection, batch)
+            result = await super().upsert_versioned(collection, batch)
         finally:
             self.clock.add("mongo", started)
         self.batches.append((len(docs), len(batch), result))

@@ -1,6 +1,9 @@
 """Idempotent, version-guarded MongoDB writes: latest-version documents (`upsert_versioned`) and append-only logs.
 
-Blocking (pymongo): async callers run these methods with `asyncio.to_thread`.
+Two sinks share one implementation: `AsyncMongoSink` (pymongo's asyncio client; the worker's agents await it) and
+`MongoSink` (blocking; the command-line tools and the read service's threads). The algorithms (the guarded upsert with
+its pre-read, conflict rounds and FerretDB fallbacks, log inserts, validated reads) are written once, sans-IO: they
+yield the store requests they need (`_Find`, `_InsertMany`, `_Command`) and each sink's small driver performs them.
 """
 
 from __future__ import annotations
@@ -8,21 +11,22 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import bson
 from bson.errors import InvalidDocument
 from bson.son import SON
-from pymongo import MongoClient
-from pymongo.collection import Collection
+from pymongo import AsyncMongoClient, MongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.database import Database
 from pymongo.errors import (
     BulkWriteError,
     ConnectionFailure,
     ExecutionTimeout,
     OperationFailure,
+    PyMongoError,
     WriteConcernError,
     WTimeoutError,
 )
@@ -30,7 +34,7 @@ from pymongo.write_concern import WriteConcern
 
 from schema.settings import Settings
 from sinks.errors import InvalidInputError, PermanentSinkError, SinkError, TransientSinkError
-from sinks.retry import RetryPolicy, StoreSensor, retry_sync, sensed
+from sinks.retry import RetryPolicy, StoreSensor, retry, retry_sync, sensed
 
 log = logging.getLogger(__name__)
 
@@ -279,8 +283,58 @@ class _Run:
         return UpsertResult(self.upserted, self.modified, self.unchanged, self.stale)
 
 
-class MongoSink:
-    """Writes derived documents and logs into one MongoDB database; the client is created on first use."""
+# -- the store requests the sink's algorithms make (sans-IO: each driver below performs them) -----------------------
+
+
+@dataclass(frozen=True)
+class _Find:
+    """Read documents; `keep(doc)` returning False stops the read (the cursor is closed)."""
+
+    collection: str
+    query: Mapping[str, Any]
+    projection: Mapping[str, Any]
+    sort: tuple[tuple[str, int], ...] = ()
+    limit: int = 0
+    batch_size: int = 0
+    keep: Callable[[Mapping[str, Any]], bool] | None = None
+
+
+@dataclass(frozen=True)
+class _InsertMany:
+    """An unordered insert with majority write concern; a BulkWriteError is thrown back into the algorithm."""
+
+    collection: str
+    docs: Sequence[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Command:
+    command: MutableMapping[str, Any]
+    admin: bool = False
+
+
+_Request = _Find | _InsertMany | _Command
+# An algorithm: yields requests, is sent each one's result (or thrown its pymongo error), returns its value.
+Steps = Generator[_Request, Any, T]
+
+
+def _done(value: T) -> Steps[T]:
+    return value
+    yield  # a generator that makes no request
+
+
+@dataclass(frozen=True)
+class _Call(Generic[T]):
+    """A validated public call: what it is (for retries, logs and the sensor; None for a call that needs no store)
+    and how to start a fresh attempt of it."""
+
+    what: str | None
+    steps: Callable[[], Steps[T]]
+
+
+class _MongoCore:
+    """The sink's algorithms and argument checks, shared by the blocking MongoSink and the asyncio AsyncMongoSink:
+    each public call is validated here and becomes a `_Call` whose steps its driver performs."""
 
     def __init__(
         self,
@@ -307,29 +361,25 @@ class MongoSink:
         self._batch_ops = batch_ops
         self._preread = preread
         self._sensor = sensor
-        self._client: MongoClient[dict[str, Any]] | None = None
-        self._lock = threading.Lock()
 
-    @classmethod
-    def from_settings(cls, settings: Settings, **options: Any) -> MongoSink:
-        return cls(settings.mongo_url.get_secret_value(), settings.mongo_db, **options)
+    def _client_options(self) -> dict[str, Any]:
+        return {
+            "serverSelectionTimeoutMS": self._timeout_ms,
+            "connectTimeoutMS": self._timeout_ms,
+            "socketTimeoutMS": self._socket_timeout_ms,
+            "appname": "tenderhub-sinks",
+        }
 
-    def close(self) -> None:
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
+    def _write_concern(self) -> WriteConcern:
+        # Majority so an acknowledged write survives a primary failover; FerretDB accepts and ignores it.
+        return WriteConcern(w="majority", wtimeout=self._socket_timeout_ms)
 
-    def upsert_versioned(self, collection: str, docs: Sequence[VersionedDoc]) -> UpsertResult:
-        """Write the newest version of each document; an older version never overwrites a newer one.
+    # -- public calls, validated --------------------------------------------------------------------------------
 
-        A document is written when every stored version is <= its own (equal versions rewrite the same content, so
-        replays are idempotent) and counted `stale` otherwise, as are the older duplicates of a key in the batch.
-        Raises InvalidInputError before writing anything, PermanentSinkError (index, key) after writing the rest of
-        the batch, and TransientSinkError once the retries are spent.
-        """
+    def _upsert_call(self, collection: str, docs: Sequence[VersionedDoc]) -> _Call[UpsertResult]:
+        """See `MongoSink.upsert_versioned`."""
         if not docs:
-            return UpsertResult()
+            return _Call(None, lambda: _done(UpsertResult()))
         key_fields, version_fields = validate_versioned(docs)
         winners, dropped = collapse_per_key(docs, key_fields)
         for index, doc in dropped:
@@ -338,9 +388,9 @@ class MongoSink:
             )
         ops = [_op(index, doc, key_fields, version_fields) for index, doc in winners]
 
-        def attempt() -> UpsertResult:
+        def attempt() -> Steps[UpsertResult]:
             run = _Run(collection, key_fields, version_fields, stale=len(dropped))
-            self._upsert(run, ops)
+            yield from self._upsert(run, ops)
             if run.failures:
                 first = run.failures[0]
                 raise PermanentSinkError(
@@ -349,141 +399,110 @@ class MongoSink:
                     key=first.key,
                     code=first.code,
                 )
-            return run.result()
+            result = run.result()
+            log.debug("upsert_versioned %s: %d docs -> %s", collection, len(docs), result)
+            return result
 
-        result = self._retry(attempt, f"upsert_versioned {collection} ({len(docs)} docs)")
-        log.debug("upsert_versioned %s: %d docs -> %s", collection, len(docs), result)
-        return result
+        return _Call(f"upsert_versioned {collection} ({len(docs)} docs)", attempt)
 
-    def insert_logs(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> int:
-        """Append log documents whose `_id` is their event id; return how many were inserted.
-
-        A duplicate `_id` is a redelivery: ignored and counted in the log. After a transient failure the whole batch
-        is re-sent, so the count covers the final attempt only (documents from earlier attempts count as redeliveries).
-        """
+    def _insert_logs_call(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> _Call[int]:
+        """See `MongoSink.insert_logs`."""
         batch = [_checked_log_doc(index, doc) for index, doc in enumerate(docs)]
         if not batch:
-            return 0
-        return self._retry(
-            lambda: self._insert_logs(collection, batch), f"insert_logs {collection} ({len(batch)} docs)"
-        )
+            return _Call(None, lambda: _done(0))
+        return _Call(f"insert_logs {collection} ({len(batch)} docs)", lambda: self._insert_logs(collection, batch))
 
-    def find_by_ids(
+    def _find_by_ids_call(
         self, collection: str, field: str, ids: Sequence[int], fields: Sequence[str]
-    ) -> list[dict[str, Any]]:
-        """Documents whose `field` is one of `ids` (validated ids, never a caller's document), with `fields` + field."""
+    ) -> _Call[list[dict[str, Any]]]:
+        """See `MongoSink.find_by_ids`."""
         name = _check_name(field, "field")
         wanted = sorted({validate_id(name, i) for i in ids})
         if not wanted:
-            return []
+            return _Call(None, lambda: _done([]))
+        coll = _check_name(collection, "collection")
         projection = {"_id": 0, name: 1, **{_check_name(f, "field"): 1 for f in fields}}
 
-        def read() -> list[dict[str, Any]]:
-            out: list[dict[str, Any]] = []
-            coll = self._db()[_check_name(collection, "collection")]
+        def read() -> Steps[list[dict[str, Any]]]:
             if len(wanted) == 1:
                 # Equality, not $in: FerretDB pushes a scalar equality down to its storage and reads every document
                 # of the collection for an $in (the read service's single-tender reads: 80 against ~1,000/s).
-                return list(coll.find({name: wanted[0]}, projection))
+                found: list[dict[str, Any]] = yield _Find(coll, {name: wanted[0]}, projection)
+                return found
+            out: list[dict[str, Any]] = []
             for start in range(0, len(wanted), _PREREAD_CHUNK):
-                out.extend(coll.find({name: {"$in": wanted[start : start + _PREREAD_CHUNK]}}, projection))
+                out.extend((yield _Find(coll, {name: {"$in": wanted[start : start + _PREREAD_CHUNK]}}, projection)))
             return out
 
-        return self._retry(read, f"find {collection} by {name} ({len(wanted)} ids)")
+        return _Call(f"find {collection} by {name} ({len(wanted)} ids)", read)
 
-    def find_where(
+    def _find_where_call(
         self,
         collection: str,
         where: Mapping[str, int],
         fields: Sequence[str],
-        *,
-        sort: tuple[str, int] | None = None,
-        limit: int = 100,
-    ) -> list[dict[str, Any]]:
-        """At most `limit` documents whose fields equal the validated ids of `where` (never a caller's document),
-        with `fields`, in `sort` order (field, 1 or -1)."""
+        sort: tuple[str, int] | None,
+        limit: int,
+    ) -> _Call[list[dict[str, Any]]]:
+        """See `MongoSink.find_where`."""
         query = {_check_name(name, "field"): validate_id(name, value) for name, value in where.items()}
         if not query or isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 10_000:
             raise InvalidInputError(f"find_where needs a filter and a limit of 1 to 10,000, got {where!r}, {limit!r}")
         projection = {"_id": 0, **{_check_name(f, "field"): 1 for f in fields}}
-        order = None if sort is None else [(_check_name(sort[0], "field"), -1 if sort[1] < 0 else 1)]
+        order = () if sort is None else ((_check_name(sort[0], "field"), -1 if sort[1] < 0 else 1),)
+        request = _Find(_check_name(collection, "collection"), query, projection, sort=order, limit=limit)
 
-        def read() -> list[dict[str, Any]]:
-            cursor = self._db()[_check_name(collection, "collection")].find(query, projection, limit=limit)
-            if order is not None:
-                cursor = cursor.sort(order)
-            with cursor:
-                return list(cursor)
+        def read() -> Steps[list[dict[str, Any]]]:
+            found: list[dict[str, Any]] = yield request
+            return found
 
-        return self._retry(read, f"find {collection} where {sorted(query)}")
+        return _Call(f"find {collection} where {sorted(query)}", read)
 
-    def ids_where_not(self, collection: str, id_field: str, field: str, value: str, limit: int) -> list[int]:
-        """The `limit` smallest distinct values of `id_field` among documents whose `field` is not `value`: e.g. the
-        tenders that still have scores from older rules. Read in `id_field` order, not in storage order (which a
-        PostgreSQL-backed FerretDB changes with every update), so repeated calls take the next ones."""
+    def _ids_where_not_call(
+        self, collection: str, id_field: str, field: str, value: str, limit: int
+    ) -> _Call[list[int]]:
+        """See `MongoSink.ids_where_not`."""
         name, other = _check_name(id_field, "field"), _check_name(field, "field")
         if not isinstance(value, str) or isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidInputError(f"ids_where_not needs a str value and a positive limit, got {value!r}, {limit!r}")
+        coll = _check_name(collection, "collection")
 
-        def read() -> list[int]:
-            coll = self._db()[_check_name(collection, "collection")]
+        def read() -> Steps[list[int]]:
             found: set[int] = set()
-            query = coll.find({other: {"$ne": value}}, {"_id": 0, name: 1}, batch_size=_PREREAD_CHUNK).sort(name, 1)
-            with query as cursor:
-                for doc in cursor:
-                    ident = doc.get(name)
-                    if isinstance(ident, int) and not isinstance(ident, bool):
-                        found.add(ident)
-                        if len(found) >= limit:
-                            break
+
+            def keep(doc: Mapping[str, Any]) -> bool:
+                ident = doc.get(name)
+                if isinstance(ident, int) and not isinstance(ident, bool):
+                    found.add(ident)
+                return len(found) < limit
+
+            yield _Find(
+                coll,
+                {other: {"$ne": value}},
+                {"_id": 0, name: 1},
+                sort=((name, 1),),
+                batch_size=_PREREAD_CHUNK,
+                keep=keep,
+            )
             return sorted(found)
 
-        return self._retry(read, f"find {collection} {name} where {other} != {value!r}")
+        return _Call(f"find {collection} {name} where {other} != {value!r}", read)
 
-    # -- internals --------------------------------------------------------------------------------------------
+    # -- the guarded upsert ---------------------------------------------------------------------------------------
 
-    def _retry(self, op: Callable[[], T], what: str) -> T:
-        policy = self._policy
-        with sensed(self._sensor, "mongodb", what):
-            return retry_sync(
-                op,
-                attempts=policy.attempts,
-                base_delay_s=policy.base_delay_s,
-                max_delay_s=policy.max_delay_s,
-                classify=classify_mongo_error,
-                what=what,
-            )
-
-    def _db(self) -> Database[dict[str, Any]]:
-        with self._lock:
-            if self._client is None:
-                self._client = MongoClient(
-                    self._url,
-                    serverSelectionTimeoutMS=self._timeout_ms,
-                    connectTimeoutMS=self._timeout_ms,
-                    socketTimeoutMS=self._socket_timeout_ms,
-                    appname="tenderhub-sinks",
-                )
-            return self._client[self._database]
-
-    def _collection(self, name: str) -> Collection[dict[str, Any]]:
-        # Majority so an acknowledged write survives a primary failover; FerretDB accepts and ignores it.
-        concern = WriteConcern(w="majority", wtimeout=self._socket_timeout_ms)
-        return self._db().get_collection(name, write_concern=concern)
-
-    def _ops_per_command(self) -> int:
+    def _ops_per_command(self) -> Steps[int]:
         if self._batch_ops is None:
-            info = self._db().client.admin.command("buildInfo")
+            info = yield _Command({"buildInfo": 1}, admin=True)
             ferretdb = info.get("ferretdbVersion")
             self._batch_ops = _FERRETDB_BATCH_OPS if ferretdb else _MONGODB_BATCH_OPS
             server = f"FerretDB {ferretdb}" if ferretdb else f"MongoDB {info.get('version')}"
             log.info("%s: %d update ops per command", server, self._batch_ops)
         return self._batch_ops
 
-    def _upsert(self, run: _Run, ops: list[_Op]) -> None:
+    def _upsert(self, run: _Run, ops: list[_Op]) -> Steps[None]:
         updates: list[_Op] = []
         if self._preread:
-            stored = self._stored_versions(run, ops)
+            stored = yield from self._stored_versions(run, ops)
             inserts: list[_Op] = []
             for op in ops:
                 current = stored.get(op.key)
@@ -491,20 +510,20 @@ class MongoSink:
                     inserts.append(op)
                 elif self._judge(run, op, current):
                     updates.append(op)
-            updates.extend(self._insert_new(run, inserts))
+            updates.extend((yield from self._insert_new(run, inserts)))
         else:
             updates = ops
-        most = self._ops_per_command()
+        most = yield from self._ops_per_command()
         chunk: list[_Op] = []
         chunk_bytes = 0
         for op in updates:
             if chunk and (len(chunk) >= most or chunk_bytes + op.size > _MAX_COMMAND_BYTES):
-                self._update_chunk(run, chunk)
+                yield from self._update_chunk(run, chunk)
                 chunk, chunk_bytes = [], 0
             chunk.append(op)
             chunk_bytes += op.size
         if chunk:
-            self._update_chunk(run, chunk)
+            yield from self._update_chunk(run, chunk)
 
     def _judge(self, run: _Run, op: _Op, current: Mapping[str, Any]) -> bool:
         """True if `op` may overwrite `current`; otherwise counts it stale (or refuses it) and returns False."""
@@ -529,9 +548,8 @@ class MongoSink:
         )
         return False
 
-    def _stored_versions(self, run: _Run, ops: Sequence[_Op]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    def _stored_versions(self, run: _Run, ops: Sequence[_Op]) -> Steps[dict[tuple[Any, ...], dict[str, Any]]]:
         """The stored version fields of the batch's keys, in one query per chunk (absent keys are missing)."""
-        coll = self._collection(run.collection)
         projection = {"_id": 0, **{name: 1 for name in (*run.key_fields, *run.version_fields)}}
         found: dict[tuple[Any, ...], dict[str, Any]] = {}
         for start in range(0, len(ops), _PREREAD_CHUNK):
@@ -540,19 +558,20 @@ class MongoSink:
             # Per-field $in is a superset for compound keys, filtered below; it uses the unique index on MongoDB.
             # (FerretDB scans the collection for any filter but {_id: <str|ObjectId>}.) The cursor is always drained.
             query = {name: {"$in": sorted({op.key[i] for op in chunk})} for i, name in enumerate(run.key_fields)}
-            for doc in coll.find(query, projection):
+            docs: list[dict[str, Any]] = yield _Find(run.collection, query, projection)
+            for doc in docs:
                 key = tuple(doc.get(name) for name in run.key_fields)
                 if key in wanted:
                     found[key] = doc
         return found
 
-    def _insert_new(self, run: _Run, ops: list[_Op]) -> list[_Op]:
+    def _insert_new(self, run: _Run, ops: list[_Op]) -> Steps[list[_Op]]:
         """Insert documents whose key was absent; return those that appeared meanwhile (for the guarded update)."""
         if not ops:
             return []
         docs = [{**op.doc.key, **op.doc.fields, **op.doc.versions, "event_id": op.doc.event_id} for op in ops]
         try:
-            self._collection(run.collection).insert_many(docs, ordered=False)
+            yield _InsertMany(run.collection, docs)
         except BulkWriteError as exc:
             details = exc.details
             _raise_write_concern_error(details)
@@ -571,54 +590,54 @@ class MongoSink:
         run.upserted += len(ops)
         return []
 
-    def _update_chunk(self, run: _Run, ops: list[_Op]) -> None:
-        reply = self._update_command(run, ops)
+    def _update_chunk(self, run: _Run, ops: list[_Op]) -> Steps[None]:
+        reply = yield from self._update_command(run, ops)
         errors = reply.get("writeErrors") or []
         if not errors:
             run.count_reply(reply)
             return
         if len(ops) == 1:
-            self._op_error(run, ops[0], errors[0])
+            yield from self._op_error(run, ops[0], errors[0])
             return
         if update_reply_is_exact(reply, len(ops)):
             run.count_reply(reply)
             for error in errors:
-                self._op_error(run, ops[int(error["index"])], error)
+                yield from self._op_error(run, ops[int(error["index"])], error)
             return
         # FerretDB 1.24: the command stopped at its first error, reported no counts and a wrong index, so we cannot
         # tell which ops ran. Re-send each op alone: those already applied match again with equal versions.
         log.info("%s: multi-op update reply without counts; re-sending %d ops one by one", run.collection, len(ops))
         for op in ops:
-            self._update_one(run, op)
+            yield from self._update_one(run, op)
 
-    def _update_one(self, run: _Run, op: _Op) -> None:
-        reply = self._update_command(run, [op])
+    def _update_one(self, run: _Run, op: _Op) -> Steps[None]:
+        reply = yield from self._update_command(run, [op])
         errors = reply.get("writeErrors") or []
         if errors:
-            self._op_error(run, op, errors[0])
+            yield from self._op_error(run, op, errors[0])
         else:
             run.count_reply(reply)
 
-    def _op_error(self, run: _Run, op: _Op, error: Mapping[str, Any]) -> None:
+    def _op_error(self, run: _Run, op: _Op, error: Mapping[str, Any]) -> Steps[None]:
         if error.get("code") == DUPLICATE_KEY:
-            self._resolve_conflict(run, op)
+            yield from self._resolve_conflict(run, op)
         else:
             self._write_error(run, op, error)
 
-    def _resolve_conflict(self, run: _Run, op: _Op) -> None:
+    def _resolve_conflict(self, run: _Run, op: _Op) -> Steps[None]:
         """The guard missed and the upsert's insert hit a unique index: find out whether the stored one is newer.
 
         Usually it is (stale). If another writer inserted an older version between our read and our write, the
         key now exists and the guarded update goes through on the next round.
         """
         for _ in range(_CONFLICT_ROUNDS):
-            current = self._stored_versions(run, [op]).get(op.key)
+            current = (yield from self._stored_versions(run, [op])).get(op.key)
             if current is None:
                 run.refuse(op, f"duplicate key on another unique index for {op.doc.key}", DUPLICATE_KEY)
                 return
             if not self._judge(run, op, current):
                 return
-            reply = self._update_command(run, [op])
+            reply = yield from self._update_command(run, [op])
             errors = reply.get("writeErrors") or []
             if not errors:
                 run.count_reply(reply)
@@ -635,7 +654,7 @@ class MongoSink:
             raise TransientSinkError(f"{run.collection}: write error {code} for key {op.doc.key}: {message}")
         run.refuse(op, f"write error {code}: {message}", code if isinstance(code, int) else None)
 
-    def _update_command(self, run: _Run, ops: Sequence[_Op]) -> dict[str, Any]:
+    def _update_command(self, run: _Run, ops: Sequence[_Op]) -> Steps[dict[str, Any]]:
         # A raw command rather than bulk_write: pymongo's bulk parser raises KeyError('nModified') on FerretDB's
         # error replies, and we need the reply itself to tell which ops ran.
         command = SON(
@@ -646,13 +665,13 @@ class MongoSink:
                 ("writeConcern", {"w": "majority", "wtimeout": self._socket_timeout_ms}),
             ]
         )
-        reply: dict[str, Any] = self._db().command(command)
+        reply: dict[str, Any] = yield _Command(command)
         _raise_write_concern_error(reply)
         return reply
 
-    def _insert_logs(self, collection: str, docs: list[dict[str, Any]]) -> int:
+    def _insert_logs(self, collection: str, docs: list[dict[str, Any]]) -> Steps[int]:
         try:
-            self._collection(collection).insert_many(docs, ordered=False)
+            yield _InsertMany(collection, docs)
         except BulkWriteError as exc:
             details = exc.details
             _raise_write_concern_error(details)
@@ -684,6 +703,234 @@ class MongoSink:
                 ) from exc
             return inserted
         return len(docs)
+
+
+def _find_kwargs(request: _Find) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if request.limit:
+        options["limit"] = request.limit
+    if request.batch_size:
+        options["batch_size"] = request.batch_size
+    if request.sort:
+        options["sort"] = list(request.sort)
+    return options
+
+
+class MongoSink(_MongoCore):
+    """Writes derived documents and logs into one MongoDB database, blocking (pymongo's MongoClient): for the
+    command-line tools and the read service's threads. The worker's agents use AsyncMongoSink. The client is created
+    on first use."""
+
+    def __init__(self, url: str, database: str, **options: Any) -> None:
+        super().__init__(url, database, **options)
+        self._client: MongoClient[dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> MongoSink:
+        return cls(settings.mongo_url.get_secret_value(), settings.mongo_db, **options)
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def upsert_versioned(self, collection: str, docs: Sequence[VersionedDoc]) -> UpsertResult:
+        """Write the newest version of each document; an older version never overwrites a newer one.
+
+        A document is written when every stored version is <= its own (equal versions rewrite the same content, so
+        replays are idempotent) and counted `stale` otherwise, as are the older duplicates of a key in the batch.
+        Raises InvalidInputError before writing anything, PermanentSinkError (index, key) after writing the rest of
+        the batch, and TransientSinkError once the retries are spent.
+        """
+        return self._run(self._upsert_call(collection, docs))
+
+    def insert_logs(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> int:
+        """Append log documents whose `_id` is their event id; return how many were inserted.
+
+        A duplicate `_id` is a redelivery: ignored and counted in the log. After a transient failure the whole batch
+        is re-sent, so the count covers the final attempt only (documents from earlier attempts count as redeliveries).
+        """
+        return self._run(self._insert_logs_call(collection, docs))
+
+    def find_by_ids(
+        self, collection: str, field: str, ids: Sequence[int], fields: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """Documents whose `field` is one of `ids` (validated ids, never a caller's document), with `fields` + field."""
+        return self._run(self._find_by_ids_call(collection, field, ids, fields))
+
+    def find_where(
+        self,
+        collection: str,
+        where: Mapping[str, int],
+        fields: Sequence[str],
+        *,
+        sort: tuple[str, int] | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """At most `limit` documents whose fields equal the validated ids of `where` (never a caller's document),
+        with `fields`, in `sort` order (field, 1 or -1)."""
+        return self._run(self._find_where_call(collection, where, fields, sort, limit))
+
+    def ids_where_not(self, collection: str, id_field: str, field: str, value: str, limit: int) -> list[int]:
+        """The `limit` smallest distinct values of `id_field` among documents whose `field` is not `value`: e.g. the
+        tenders that still have scores from older rules. Read in `id_field` order, not in storage order (which a
+        PostgreSQL-backed FerretDB changes with every update), so repeated calls take the next ones."""
+        return self._run(self._ids_where_not_call(collection, id_field, field, value, limit))
+
+    # -- the blocking driver ----------------------------------------------------------------------------------
+
+    def _run(self, call: _Call[T]) -> T:
+        if call.what is None:
+            return self._drive(call.steps())
+        policy = self._policy
+        with sensed(self._sensor, "mongodb", call.what):
+            return retry_sync(
+                lambda: self._drive(call.steps()),
+                attempts=policy.attempts,
+                base_delay_s=policy.base_delay_s,
+                max_delay_s=policy.max_delay_s,
+                classify=classify_mongo_error,
+                what=call.what,
+            )
+
+    def _drive(self, steps: Steps[T]) -> T:
+        result: Any = None
+        error: PyMongoError | None = None
+        while True:
+            try:
+                request = steps.send(result) if error is None else steps.throw(error)
+            except StopIteration as done:
+                return cast(T, done.value)
+            try:
+                result, error = self._perform(request), None
+            except PyMongoError as exc:
+                result, error = None, exc
+
+    def _perform(self, request: _Request) -> Any:
+        db = self._db()
+        if isinstance(request, _Find):
+            with db[request.collection].find(request.query, request.projection, **_find_kwargs(request)) as cursor:
+                if request.keep is None:
+                    return list(cursor)
+                for doc in cursor:
+                    if not request.keep(doc):
+                        break
+                return None
+        if isinstance(request, _InsertMany):
+            db.get_collection(request.collection, write_concern=self._write_concern()).insert_many(
+                request.docs, ordered=False
+            )
+            return None
+        return (db.client.admin if request.admin else db).command(request.command)
+
+    def _db(self) -> Database[dict[str, Any]]:
+        with self._lock:
+            if self._client is None:
+                self._client = MongoClient(self._url, **self._client_options())
+            return self._client[self._database]
+
+
+class AsyncMongoSink(_MongoCore):
+    """MongoSink's calls as coroutines, on pymongo's asyncio client (AsyncMongoClient): what the worker's agents use,
+    with no thread per call. Same algorithms (the shared `_MongoCore` steps), same errors and retries. The client is
+    created on first use, in the running event loop."""
+
+    def __init__(self, url: str, database: str, **options: Any) -> None:
+        super().__init__(url, database, **options)
+        self._client: AsyncMongoClient[dict[str, Any]] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> AsyncMongoSink:
+        return cls(settings.mongo_url.get_secret_value(), settings.mongo_db, **options)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def upsert_versioned(self, collection: str, docs: Sequence[VersionedDoc]) -> UpsertResult:
+        """See `MongoSink.upsert_versioned`."""
+        return await self._run(self._upsert_call(collection, docs))
+
+    async def insert_logs(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> int:
+        """See `MongoSink.insert_logs`."""
+        return await self._run(self._insert_logs_call(collection, docs))
+
+    async def find_by_ids(
+        self, collection: str, field: str, ids: Sequence[int], fields: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """See `MongoSink.find_by_ids`."""
+        return await self._run(self._find_by_ids_call(collection, field, ids, fields))
+
+    async def find_where(
+        self,
+        collection: str,
+        where: Mapping[str, int],
+        fields: Sequence[str],
+        *,
+        sort: tuple[str, int] | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """See `MongoSink.find_where`."""
+        return await self._run(self._find_where_call(collection, where, fields, sort, limit))
+
+    async def ids_where_not(self, collection: str, id_field: str, field: str, value: str, limit: int) -> list[int]:
+        """See `MongoSink.ids_where_not`."""
+        return await self._run(self._ids_where_not_call(collection, id_field, field, value, limit))
+
+    # -- the asyncio driver -----------------------------------------------------------------------------------
+
+    async def _run(self, call: _Call[T]) -> T:
+        if call.what is None:
+            return await self._drive(call.steps())
+        policy = self._policy
+        with sensed(self._sensor, "mongodb", call.what):
+            return await retry(
+                lambda: self._drive(call.steps()),
+                attempts=policy.attempts,
+                base_delay_s=policy.base_delay_s,
+                max_delay_s=policy.max_delay_s,
+                classify=classify_mongo_error,
+                what=call.what,
+            )
+
+    async def _drive(self, steps: Steps[T]) -> T:
+        result: Any = None
+        error: PyMongoError | None = None
+        while True:
+            try:
+                request = steps.send(result) if error is None else steps.throw(error)
+            except StopIteration as done:
+                return cast(T, done.value)
+            try:
+                result, error = await self._perform(request), None
+            except PyMongoError as exc:
+                result, error = None, exc
+
+    async def _perform(self, request: _Request) -> Any:
+        db = self._db()
+        if isinstance(request, _Find):
+            cursor = db[request.collection].find(request.query, request.projection, **_find_kwargs(request))
+            async with cursor:
+                if request.keep is None:
+                    return await cursor.to_list()
+                async for doc in cursor:
+                    if not request.keep(doc):
+                        break
+                return None
+        if isinstance(request, _InsertMany):
+            await db.get_collection(request.collection, write_concern=self._write_concern()).insert_many(
+                request.docs, ordered=False
+            )
+            return None
+        return await (db.client.admin if request.admin else db).command(request.command)
+
+    def _db(self) -> AsyncDatabase[dict[str, Any]]:
+        if self._client is None:
+            self._client = AsyncMongoClient(self._url, **self._client_options())
+        return self._client[self._database]
 
 
 def _checked_log_doc(index: int, doc: Mapping[str, Any]) -> dict[str, Any]:

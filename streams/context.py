@@ -16,7 +16,7 @@ from schema.engines import mysql_engine
 from schema.redis_keys import CATALOGUE, KeyFamily
 from schema.settings import Settings
 from schema.topics import TopicNames
-from sinks.mongo import MongoSink
+from sinks.mongo import AsyncMongoSink
 from sinks.redis import RedisSink
 from sinks.retry import RetryPolicy, StoreSensor
 from sinks.spend_store import SpendStore
@@ -30,7 +30,7 @@ Closer = Callable[[], Awaitable[None] | None]
 @dataclass
 class WorkerContext:
     settings: Settings
-    _mongo: MongoSink | None = field(default=None, repr=False)
+    _mongo: AsyncMongoSink | None = field(default=None, repr=False)
     _redis: RedisSink | None = field(default=None, repr=False)
     _spend: SpendStore | None = field(default=None, repr=False)
     _engine: sa.Engine | None = field(default=None, repr=False)
@@ -52,9 +52,10 @@ class WorkerContext:
         return RetryPolicy(attempts=3, base_delay_s=0.05, max_delay_s=1.0)
 
     @property
-    def mongo(self) -> MongoSink:
+    def mongo(self) -> AsyncMongoSink:
+        """MongoDB on pymongo's asyncio client: agents await its calls (no thread per call)."""
         if self._mongo is None:
-            self._mongo = MongoSink.from_settings(
+            self._mongo = AsyncMongoSink.from_settings(
                 self.settings, retry_policy=self.retry_policy, sensor=self.store_sensor
             )
         return self._mongo

@@ -6,7 +6,6 @@ redelivered event hits the duplicate `_id` and is not inserted twice.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections.abc import Sequence
@@ -66,7 +65,7 @@ class ActivityLogHandler:
         if not docs:
             return
         try:
-            inserted = await asyncio.to_thread(self._ctx.mongo.insert_logs, USER_ACTIVITY_LOGS.name, docs)
+            inserted = await self._ctx.mongo.insert_logs(USER_ACTIVITY_LOGS.name, docs)
         except PermanentSinkError as exc:
             raise refused_event(exc, range(len(docs))) from exc
         self.inserted += inserted

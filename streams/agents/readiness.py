@@ -514,28 +514,28 @@ class ReadinessHandler:
         """One pass of `rescore` over `facts`; returns the pairs whose documents it sent to the store."""
         touched_tenders = sorted(set(tenders))
         touched_teams = sorted(t for t in set(teams) if t in facts.companies)
-        stored = await asyncio.to_thread(self._stored_versions, facts, touched_tenders, touched_teams)
+        stored = await self._stored_versions(facts, touched_tenders, touched_teams)
         plan = await asyncio.to_thread(self._plan, facts, touched_tenders, touched_teams, stored, as_of)
         self.scored += len(plan.docs)
         if plan.docs:
             try:
-                await asyncio.to_thread(self._ctx.mongo.upsert_versioned, READINESS_SCORES.name, plan.docs)
+                await self._ctx.mongo.upsert_versioned(READINESS_SCORES.name, plan.docs)
             except PermanentSinkError as exc:
                 raise refused_event(exc, None) from exc
         affected = sorted({team for team, u in plan.updates.items() if u} | set(plan.full))
         await self._update_tops(affected, plan.updates, plan.full, facts, as_of)
         return [(int(d.key["team_id"]), int(d.key["tender_id"])) for d in plan.docs]
 
-    def _stored_versions(self, facts: Facts, tenders: Sequence[int], teams: Sequence[int]) -> StoredVersions:
+    async def _stored_versions(self, facts: Facts, tenders: Sequence[int], teams: Sequence[int]) -> StoredVersions:
         """Versions and rules of the stored documents the batch may rewrite: every team's for its tenders, every
         tender's for its teams."""
         wanted = ["tender_seq", "team_seq", "rules_version"]
         docs: list[dict[str, Any]] = []
         known = [t for t in tenders if t in facts.tenders]
         if known:
-            docs += self._ctx.mongo.find_by_ids(READINESS_SCORES.name, "tender_id", known, ["team_id", *wanted])
+            docs += await self._ctx.mongo.find_by_ids(READINESS_SCORES.name, "tender_id", known, ["team_id", *wanted])
         if teams:
-            docs += self._ctx.mongo.find_by_ids(READINESS_SCORES.name, "team_id", teams, ["tender_id", *wanted])
+            docs += await self._ctx.mongo.find_by_ids(READINESS_SCORES.name, "team_id", teams, ["tender_id", *wanted])
         return {
             (d["team_id"], d["tender_id"]): (d.get("tender_seq"), d.get("team_seq"), d.get("rules_version"))
             for d in docs
@@ -666,9 +666,7 @@ class ReadinessHandler:
         other weights were deployed): every sweep takes the next ones, so the stored scores catch up without a
         rebuild. Returns how many tenders were rescored."""
         current = rules_version(self.weights)
-        stale = await asyncio.to_thread(
-            self._ctx.mongo.ids_where_not, READINESS_SCORES.name, "tender_id", "rules_version", current, limit
-        )
+        stale = await self._ctx.mongo.ids_where_not(READINESS_SCORES.name, "tender_id", "rules_version", current, limit)
         if stale:
             await self.rescore(stale, ())
             log.info("%s: rescored %d tenders whose scores came from other rules (now %s)", AGENT, len(stale), current)

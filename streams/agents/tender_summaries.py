@@ -301,7 +301,7 @@ class TenderSummaryHandler:
                 await self._ctx.redis.unlock(key, self.holder)
 
     async def _handle(self, events: Sequence[Envelope[Any]], ids: Sequence[int], lease: _Lease) -> None:
-        stored = await asyncio.to_thread(self._stored, ids)
+        stored = await self._stored(ids)
         changes = fold_events({t: int(d["source_seq"]) for t, d in stored.items() if "source_seq" in d}, events)
         model_used = self.summariser.model_used
         work: list[_Work] = []
@@ -327,7 +327,7 @@ class TenderSummaryHandler:
         if docs:
             lease.check()
             try:
-                await asyncio.to_thread(self._ctx.mongo.upsert_versioned, TENDER_SUMMARIES.name, docs)
+                await self._ctx.mongo.upsert_versioned(TENDER_SUMMARIES.name, docs)
             except PermanentSinkError as exc:
                 # A document folds several events of its tender: the runner isolates the event one at a time.
                 raise refused_event(exc, None) from exc
@@ -349,8 +349,8 @@ class TenderSummaryHandler:
         else:
             await self._ctx.redis.cas_hash(key, values, "source_seq", version, TENDER_METADATA.ttl_s)
 
-    def _stored(self, tender_ids: Sequence[int]) -> dict[int, Mapping[str, Any]]:
-        found = self._ctx.mongo.find_by_ids(TENDER_SUMMARIES.name, "tender_id", tender_ids, SUMMARY_FIELDS)
+    async def _stored(self, tender_ids: Sequence[int]) -> dict[int, Mapping[str, Any]]:
+        found = await self._ctx.mongo.find_by_ids(TENDER_SUMMARIES.name, "tender_id", tender_ids, SUMMARY_FIELDS)
         return {int(d["tender_id"]): d for d in found}
 
     # -- locks ----------------------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ from pymongo import MongoClient
 from schema.mongo import ensure_collections
 from schema.settings import Settings
 from sinks.errors import TransientSinkError
-from sinks.mongo import MongoSink, UpsertResult, VersionedDoc
+from sinks.mongo import AsyncMongoSink, UpsertResult, VersionedDoc
 from sinks.redis import HashValue, RedisSink, text
 from streams.batch import BatchRunner, DeadLetter, Handler
 from streams.context import WorkerContext
@@ -126,14 +126,6 @@ class FaultPlan:
         when = "after the store applied it" if applied else "before it reached the store"
         return InjectedFault(f"injected fault at store call {self.fail_at} ({what}), {when}")
 
-    def call_sync(self, what: str, op: Callable[[], T]) -> T:
-        if not self._enter(what):
-            return op()
-        if self.mode == "before":
-            raise self._fail(what, applied=False)
-        op()
-        raise self._fail(what, applied=True)
-
     async def call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
         if not self._enter(what):
             return await op()
@@ -143,29 +135,29 @@ class FaultPlan:
         raise self._fail(what, applied=True)
 
 
-class FaultyMongo(MongoSink):
-    """A MongoSink whose public calls go through a FaultPlan."""
+class FaultyMongo(AsyncMongoSink):
+    """An AsyncMongoSink (the worker's) whose public calls go through a FaultPlan."""
 
     def __init__(self, plan: FaultPlan, url: str, database: str, **options: Any) -> None:
         super().__init__(url, database, **options)
         self.plan = plan
 
-    def upsert_versioned(self, collection: str, docs: Sequence[VersionedDoc]) -> UpsertResult:
-        return self.plan.call_sync(
+    async def upsert_versioned(self, collection: str, docs: Sequence[VersionedDoc]) -> UpsertResult:
+        return await self.plan.call(
             f"mongo.upsert_versioned {collection} ({len(docs)})",
             lambda: super(FaultyMongo, self).upsert_versioned(collection, docs),
         )
 
-    def insert_logs(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> int:
-        return self.plan.call_sync(
+    async def insert_logs(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> int:
+        return await self.plan.call(
             f"mongo.insert_logs {collection} ({len(docs)})",
             lambda: super(FaultyMongo, self).insert_logs(collection, docs),
         )
 
-    def find_by_ids(
+    async def find_by_ids(
         self, collection: str, field: str, ids: Sequence[int], fields: Sequence[str]
     ) -> list[dict[str, Any]]:
-        return self.plan.call_sync(
+        return await self.plan.call(
             f"mongo.find_by_ids {collection}",
             lambda: super(FaultyMongo, self).find_by_ids(collection, field, ids, fields),
         )
@@ -510,26 +502,25 @@ async def assert_retry_safe(
 
 
 class LostUpdateMongo:
-    """A MongoSink whose first `upsert_versioned` lets `meanwhile` (another worker's whole batch) run to its end and
-    then lands over what it wrote: FerretDB 1.x runs an update's filter, then replaces the matched document by `_id`
+    """An AsyncMongoSink whose first `upsert_versioned` lets `meanwhile` (another worker's whole batch) run to its end
+    and then lands over what it wrote: FerretDB 1.x runs an update's filter, then replaces the matched document by `_id`
     in a second step, so a guarded write whose filter matched before a newer write can replace that newer document.
     Modelled here by removing the newer documents before the guarded write goes in."""
 
-    def __init__(self, inner: Any, settings: Settings, loop: asyncio.AbstractEventLoop, meanwhile: Any) -> None:
+    def __init__(self, inner: Any, settings: Settings, meanwhile: Any) -> None:
         self._inner = inner
         self._settings = settings
-        self._loop = loop
         self._meanwhile = meanwhile
         self.fired = False
 
-    def upsert_versioned(self, collection: str, docs: Any) -> Any:
+    async def upsert_versioned(self, collection: str, docs: Any) -> Any:
         if not self.fired:
             self.fired = True
-            asyncio.run_coroutine_threadsafe(self._meanwhile(), self._loop).result(60)
+            await asyncio.wait_for(self._meanwhile(), 60)
             with _mongo_client(self._settings) as client:
                 for doc in docs:
                     client[self._settings.mongo_db][collection].delete_one(dict(doc.key))
-        return self._inner.upsert_versioned(collection, docs)
+        return await self._inner.upsert_versioned(collection, docs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

@@ -244,7 +244,7 @@ async def test_summary_wrapper_with_a_tiny_bart_through_the_real_loading_path(pe
         await agent.put(envelope(1, "tender.created", "tender", 11, payload), key=b"11")
         await until(lambda: runner.stats.events >= 1, timeout=60)
         card = await pipeline.ctx.redis.client().hgetall(pipeline.ctx.redis.full_key("tender:11:metadata", "hash"))
-    docs = pipeline.ctx.mongo.find_by_ids(
+    docs = await pipeline.ctx.mongo.find_by_ids(
         "tender_summaries", "tender_id", [11], ["model_used", "summary", "content_hash"]
     )
     await pipeline.ctx.aclose()

@@ -269,7 +269,7 @@ async def test_stored_poison_facts_never_block_the_rescoring_of_the_others(names
         assert handler.poison_facts == 3  # tender 5 was repaired by its update; the other three are skipped
         top = await handler.tops.read([TEAM_TOP_TENDERS.key(id=1)])
         assert sorted(m for m, _ in top[TEAM_TOP_TENDERS.key(id=1)].members) == ["1", "2", "5"]
-        docs = ctx.mongo.find_by_ids("readiness_scores", "team_id", [1, 9], ["tender_id"])
+        docs = await ctx.mongo.find_by_ids("readiness_scores", "team_id", [1, 9], ["tender_id"])
         assert sorted((d["team_id"], d["tender_id"]) for d in docs) == [(1, 1), (1, 2), (1, 5)]
         assert await handler.sweep() == 0  # the sweep reads the same facts: no crash either
     finally:
@@ -413,13 +413,11 @@ async def test_a_score_built_from_facts_read_before_another_workers_write_never_
         await n(
             _incoming([envelope(10, "company.updated", 1, _company(1)), envelope(11, "tender.created", 1, _tender(1))])
         )
-        lost = LostUpdateMongo(
-            ctx_s.mongo, namespace.settings, asyncio.get_running_loop(), lambda: n(_incoming([n_event]))
-        )
+        lost = LostUpdateMongo(ctx_s.mongo, namespace.settings, lambda: n(_incoming([n_event])))
         ctx_s._mongo = lost  # type: ignore[assignment]
         await s(_incoming([s_event]))
         assert lost.fired
-        (doc,) = ctx_n.mongo.find_by_ids(
+        (doc,) = await ctx_n.mongo.find_by_ids(
             "readiness_scores", "team_id", [1], ["tender_id", "tender_seq", "team_seq", "tender_status", "biddable"]
         )
         assert (doc["tender_seq"], doc["team_seq"]) == (15, 14)

@@ -19,7 +19,7 @@ from schema.mongo import ensure_collections
 from schema.redis_keys import SPEND_BY_BUYER, TEAM_TOP_TENDERS, TENDER_METADATA
 from schema.settings import Settings
 from sinks.errors import PermanentSinkError, TransientSinkError
-from sinks.mongo import MongoSink, UpsertResult, VersionedDoc
+from sinks.mongo import AsyncMongoSink, MongoSink, UpsertResult, VersionedDoc
 from sinks.redis import RedisSink
 from sinks.retry import RetryPolicy
 
@@ -46,6 +46,33 @@ def closed_port() -> int:
     return port
 
 
+class Blocking:
+    """An AsyncMongoSink whose calls run to completion on a private event loop, so that one test body covers both
+    sinks (the worker's agents use the async one, the tools and the read service the blocking one)."""
+
+    def __init__(self, inner: AsyncMongoSink) -> None:
+        self._inner = inner
+        self._loop = asyncio.new_event_loop()
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._inner, name)
+        return lambda *args, **kwargs: self._loop.run_until_complete(call(*args, **kwargs))
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._inner.close())
+        self._loop.close()
+
+
+Make = Any  # (url, database, **options) -> a sink with MongoSink's blocking calls
+
+
+@pytest.fixture(params=["blocking", "asyncio"])
+def make(request: pytest.FixtureRequest) -> Make:
+    if request.param == "blocking":
+        return MongoSink
+    return lambda url, database, **options: Blocking(AsyncMongoSink(url, database, **options))
+
+
 @pytest.fixture
 def db(scratch_mongo_db: Database[dict[str, Any]], settings: Settings) -> Database[dict[str, Any]]:
     ensure_collections(scratch_mongo_db, settings)
@@ -53,11 +80,11 @@ def db(scratch_mongo_db: Database[dict[str, Any]], settings: Settings) -> Databa
 
 
 @pytest.fixture(params=[True, False], ids=["preread", "guard-only"])
-def sink(request: pytest.FixtureRequest, db: Database[dict[str, Any]], settings: Settings) -> Iterator[MongoSink]:
+def sink(
+    request: pytest.FixtureRequest, make: Make, db: Database[dict[str, Any]], settings: Settings
+) -> Iterator[MongoSink]:
     # Both paths: stale documents found by the pre-read, and stale documents refused by the guard itself (E11000).
-    mongo_sink = MongoSink(
-        settings.mongo_url.get_secret_value(), db.name, retry_policy=FAST_RETRY, preread=request.param
-    )
+    mongo_sink = make(settings.mongo_url.get_secret_value(), db.name, retry_policy=FAST_RETRY, preread=request.param)
     yield mongo_sink
     mongo_sink.close()
 
@@ -107,13 +134,13 @@ def test_two_version_guard_refuses_an_update_with_one_version_going_back(
     ]
 
 
-def test_guarded_upserts_in_multi_op_commands_converge(settings: Settings, db: Database[dict[str, Any]]) -> None:
+def test_guarded_upserts_in_multi_op_commands_converge(
+    make: Make, settings: Settings, db: Database[dict[str, Any]]
+) -> None:
     # No pre-read and 8 ops per command: stale ops reach the server, miss the guard and hit E11000 inside a multi-op
     # command. FerretDB then stops the command without counts or a right index, so the sink re-sends the ops one by
     # one. (8 ops stay far below the ~100 matching ops per command that deadlock FerretDB 1.24.)
-    sink = MongoSink(
-        settings.mongo_url.get_secret_value(), db.name, retry_policy=FAST_RETRY, batch_ops=8, preread=False
-    )
+    sink = make(settings.mongo_url.get_secret_value(), db.name, retry_policy=FAST_RETRY, batch_ops=8, preread=False)
     try:
         first = sink.upsert_versioned("tender_summaries", [summary(i, 100, "v100") for i in range(1, 21)])
         assert first == UpsertResult(upserted=20)
@@ -129,11 +156,11 @@ def test_guarded_upserts_in_multi_op_commands_converge(settings: Settings, db: D
         sink.close()
 
 
-def test_large_documents_are_split_across_commands(settings: Settings, db: Database[dict[str, Any]]) -> None:
+def test_large_documents_are_split_across_commands(
+    make: Make, settings: Settings, db: Database[dict[str, Any]]
+) -> None:
     # Five 4 MiB summaries in one 20 MiB command would break the 16 MiB command limit: the sink splits by bytes.
-    sink = MongoSink(
-        settings.mongo_url.get_secret_value(), db.name, retry_policy=FAST_RETRY, batch_ops=8, preread=False
-    )
+    sink = make(settings.mongo_url.get_secret_value(), db.name, retry_policy=FAST_RETRY, batch_ops=8, preread=False)
     try:
         big = "x" * (4 * 1024 * 1024)
         assert sink.upsert_versioned("tender_summaries", [summary(i, 1, big) for i in range(1, 6)]).upserted == 5
@@ -167,8 +194,8 @@ def test_insert_logs_dedupes_redeliveries_in_a_capped_collection(sink: MongoSink
     assert sorted(d["_id"] for d in db["user_activity_logs"].find()) == [1, 2, 3, 4]
 
 
-def test_mongo_unreachable_raises_transient_after_the_retries(caplog: pytest.LogCaptureFixture) -> None:
-    sink = MongoSink(f"mongodb://127.0.0.1:{closed_port()}/", "none", retry_policy=FAST_RETRY, timeout_s=0.2)
+def test_mongo_unreachable_raises_transient_after_the_retries(make: Make, caplog: pytest.LogCaptureFixture) -> None:
+    sink = make(f"mongodb://127.0.0.1:{closed_port()}/", "none", retry_policy=FAST_RETRY, timeout_s=0.2)
     with caplog.at_level(logging.WARNING, logger="sinks.retry"):
         with pytest.raises(TransientSinkError, match="after 3 attempts"):
             sink.upsert_versioned("tender_summaries", [summary(1, 1, "x")])

@@ -152,7 +152,7 @@ async def test_an_old_owners_write_never_lands_over_the_new_owners_newer_documen
 
     try:
         await new(_incoming_for_tests([created]))
-        lost = LostUpdateMongo(ctx_old.mongo, namespace.settings, asyncio.get_running_loop(), meanwhile)
+        lost = LostUpdateMongo(ctx_old.mongo, namespace.settings, meanwhile)
         ctx_old._mongo = lost  # type: ignore[assignment]
         await old(_incoming_for_tests([updated]))
         assert lost.fired
@@ -161,7 +161,8 @@ async def test_an_old_owners_write_never_lands_over_the_new_owners_newer_documen
             await second[0]
         except TransientSinkError:
             await new(_incoming_for_tests([updated, newer]))  # the runner's retry
-        (doc,) = ctx_new.mongo.find_by_ids("tender_summaries", "tender_id", [1], ["source_seq", "title", "status"])
+        fields = ["source_seq", "title", "status"]
+        (doc,) = await ctx_new.mongo.find_by_ids("tender_summaries", "tender_id", [1], fields)
         assert doc["source_seq"] == 13
         expected = (
             ("Community hall, phase 3", "active") if changes == "text" else ("Community hall, phase 2", "complete")
@@ -197,7 +198,7 @@ async def test_a_live_holders_lease_is_never_passed_by_however_long_it_works(nam
             with pytest.raises(TransientSinkError, match="summariser@other:1:live"):
                 await handler(items)
         assert handler.locks_passed == 0
-        assert ctx.mongo.find_by_ids("tender_summaries", "tender_id", [1], ["source_seq"]) == []
+        assert await ctx.mongo.find_by_ids("tender_summaries", "tender_id", [1], ["source_seq"]) == []
         stop.set()
         await holder
         await client.delete(key)
@@ -230,11 +231,11 @@ async def test_a_lock_lost_while_the_batch_runs_stops_the_batch_before_it_writes
         await client.set(key, "summariser@other:2:took-over", px=5000)  # what a lease run out lets happen
         with pytest.raises(TransientSinkError, match="lost"):
             await task
-        assert ctx.mongo.find_by_ids("tender_summaries", "tender_id", [1], ["source_seq"]) == []
+        assert await ctx.mongo.find_by_ids("tender_summaries", "tender_id", [1], ["source_seq"]) == []
         assert await client.get(key) == b"summariser@other:2:took-over"  # never released by the loser
         await client.delete(key)
         await handler(items)
-        (doc,) = ctx.mongo.find_by_ids("tender_summaries", "tender_id", [1], ["source_seq"])
+        (doc,) = await ctx.mongo.find_by_ids("tender_summaries", "tender_id", [1], ["source_seq"])
         assert doc["source_seq"] == 1
     finally:
         await handler.aclose()

@@ -184,9 +184,10 @@ def test_worker_stop_closes_every_client_thread_and_socket_it_opened(
     wait_for(lambda: db["tender_summaries"].count_documents({}) == 5, 30, "five summaries written")
     assert db["user_activity_logs"].count_documents({}) == 3 and db["readiness_scores"].count_documents({}) >= 1
     threads_during, sockets_during = held(proc.pid)
-    # Not a vacuous check: the run held Faust's consumer thread, pymongo's monitors, the summariser and the
-    # loop's executor threads, and sockets to Kafka, MongoDB, Redis and the web view.
-    assert threads_during >= 5 and sockets_during >= 5, (threads_during, sockets_during)
+    # Not a vacuous check: the run held Faust's consumer thread, the summariser's and the loop's executor threads,
+    # and sockets to Kafka, MongoDB, Redis and the web view. (pymongo's asyncio client, which the agents use, runs its
+    # server monitors as tasks of the loop, not as threads.)
+    assert threads_during >= 3 and sockets_during >= 5, (threads_during, sockets_during)
 
     proc.send_signal(signal.SIGTERM)
     proc.wait(120)

@@ -61,9 +61,9 @@ async def test_clients_opened_by_the_context_are_closed_and_forgotten() -> None:
     ctx.on_stop(lambda: order.append("agent resource"))
     real_mongo_close, real_dispose = mongo.close, engine.dispose
 
-    def mongo_close() -> None:
+    async def mongo_close() -> None:
         order.append("mongo")
-        real_mongo_close()
+        await real_mongo_close()
 
     def dispose(close: bool = True) -> None:
         order.append("engine")
