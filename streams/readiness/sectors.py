@@ -181,6 +181,7 @@ def _phrase_set(where: str, phrases: Iterable[str]) -> frozenset[Phrase]:
 _PROFESSIONAL = _phrase_set("professional", FRAMES.professional)
 _CONTRACTOR = _phrase_set("contractor", FRAMES.contractor)
 _NO_WORK = _phrase_set("no_work", FRAMES.no_work)
+_OUTSIDE = _phrase_set("outside", FRAMES.outside)
 _PLACES = _phrase_set("places", FRAMES.places)
 _PRODUCTS = _phrase_set("products", FRAMES.products)
 _VEHICLES = _phrase_set("vehicles", FRAMES.vehicles)
@@ -202,6 +203,7 @@ _FRAME_PHRASES: dict[str, frozenset[Phrase]] = {
     "professional": _PROFESSIONAL,
     "contractor": _CONTRACTOR,
     "no_work": _NO_WORK,
+    "outside": _OUTSIDE,
     "goods": _GOODS,
     "products": _PRODUCTS,
     "vehicles": _VEHICLES,
@@ -322,9 +324,14 @@ def _parcel_spans(ws: Sequence[str]) -> Spans:
 
 # "Diesel mechanic training", "training for MV/LV line construction": the words around a training course name its
 # subject, not work of another sector.
-_FRAME_WORDS = frozenset({"training"})
+_FRAME_WORDS = frozenset({"training", "certificate", "learnership", "course"})
 _FRAME_BEFORE = 3
 _FRAME_LINKS = frozenset({"for", "on", "in", "of"})
+# A certificate, learnership or course is a course only "in" its subject ("occupational certificate in plumber"): a
+# "certificate of compliance for the electrical installation" is electrical work.
+_FRAME_ONLY_IN = frozenset({"certificate", "learnership", "course"})
+# "training intervention in the field of ...": one such word may stand between the course and its link.
+_FRAME_NOUNS = frozenset(_WORD.findall("intervention interventions programme programmes session sessions workshop"))
 _ACROSS = _FRAME_LINKS | {"a", "an", "the"}
 _FRAME_AFTER = 10
 
@@ -337,11 +344,16 @@ def _frame_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
             while start < i and "" in ws[start:i]:
                 start += 1  # never across a text boundary
             end = i + 1
-            if end < len(ws) and ws[end] in _FRAME_LINKS:
+            if end + 1 < len(ws) and ws[end] in _FRAME_NOUNS and ws[end + 1] in _FRAME_LINKS:
+                end += 1
+            links = {"in"} if word in _FRAME_ONLY_IN else _FRAME_LINKS
+            if end < len(ws) and ws[end] in links:
                 end += 1
                 # "training of 25 learners for apprenticeship trade in electrical": across further links
                 while end < len(ws) and end - i <= _FRAME_AFTER and (ws[end] not in _ORG_ENDS or ws[end] in _ACROSS):
                     end += 1
+            elif word in _FRAME_ONLY_IN:
+                continue  # "an electrical compliance certificate": not a course, its words are work
             spans.append((start, end))
     return spans
 
@@ -390,7 +402,8 @@ def _place_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
 # "Design, manufacture, testing, training, supply and delivery of ...": training as one step of a works contract.
 _WORKS_STEPS = frozenset(
     _WORD.findall(
-        "design manufacture manufacturing testing commissioning installation supply delivery erection support"
+        "design manufacture manufacturing testing commissioning commission installation install supply delivery"
+        " erection support"
         " maintenance operation operator"
     )
 )
@@ -619,7 +632,7 @@ class TenderEvidence:
     cidb: tuple[str, ...] = ()
     words: frozenset[str] = field(default_factory=frozenset)
     professional: bool = False  # appoints a professional (and no contractor): FRAMES.subjects are its subject
-    no_work: bool = False  # lets, sells or rents property, or sells scrap: asks nobody for work
+    no_work: bool = False  # lets, sells or rents property, sells scrap, or asks for work outside the taxonomy
     goods: bool = False  # asks for goods (and appoints no professional): FRAMES.services count strong phrases only
 
     def evidence(self, concept: str) -> tuple[str, ...]:
@@ -682,7 +695,9 @@ def tender_evidence(
     matches = _frame_matches(ws)
     found = _phrase_evidence(ws, matches, frozenset(breaks))
     # A trade counts when it shows a specific phrase no other trade shows ("pumps" is not two trades).
-    shown = {c: {p for p in found.get(c, {}) if p not in _GENERIC} for c in FRAMES.subjects}
+    shown = {
+        c: {p for p in found.get(c, {}) if p not in _GENERIC} for c in FRAMES.subjects if c != _MULTI_TRADE_CONCEPT
+    }
     trades = [c for c, own in shown.items() if own - set().union(*(o for d, o in shown.items() if d != c))]
     if len(trades) >= _SEVERAL_TRADES and matches["upkeep"]:
         found.setdefault(_MULTI_TRADE_CONCEPT, {})[MULTI_TRADE_EVIDENCE] = STRONG
@@ -695,7 +710,7 @@ def tender_evidence(
         classes,
         frozenset(ws) - {""},
         professional=professional,
-        no_work=bool(matches["no_work"]),
+        no_work=bool(matches["no_work"] or matches["outside"]),
         goods=bool(matches["goods"]) and not professional,
     )
 

@@ -52,6 +52,7 @@ class Frames:
     subjects: tuple[str, ...] = ()  # ...for these concepts...
     contractor: tuple[str, ...] = ()  # ...unless a contractor is appointed too
     no_work: tuple[str, ...] = ()  # property let, sold or rented, scrap sold: no work is asked for
+    outside: tuple[str, ...] = ()  # work none of the concepts is (legal services): no sector matches
     generic: tuple[str, ...] = ()  # what is done to a thing, not the thing: needs the concept's own evidence
     places: tuple[str, ...] = ()  # "at <name> <place>" names where, not what
     goods: tuple[str, ...] = ()  # a tender for goods...

@@ -565,3 +565,73 @@ def test_company_names_plans_products_and_permits_are_not_the_work(sector: str, 
 def test_the_work_is_found_beside_company_names_plans_and_permits(sector: str, text: str) -> None:
     score, reason = match([sector], None, text)
     assert score >= PASS_THRESHOLD, (sector, text, score, reason)
+
+
+# Rules version 8: the classes of error read from parts 11 and 12 of the labelled set.
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        # Legal services and mediation are none of the sixteen sectors, whatever the dispute is about.
+        (
+            "Consulting / professional services",
+            "Panel of attorneys for public law, town planning and municipal services",
+        ),
+        ("Civil engineering", "Provision of civil law litigation services for 36 months"),
+        ("Consulting / professional services", "Provide mediation to serve the department of land reform"),
+        # Selling the state's property asks nobody for work.
+        ("Civil engineering", "Alienation (selling) of erf 4561 situated at Havenga Street"),
+        (
+            "Water / sanitation",
+            "Appointment of a licensed real estate broker to sell property owned by the water board",
+        ),
+        # Medical tests are a service (consulting), not supplies; a wheelchair-accessible entrance is building work.
+        ("Medical supplies", "Request for quote for annual medical tests for five years"),
+        ("Medical supplies", "Provide a wheelchair-accessible entrance at the municipal offices"),
+        # A company's name is not its work; a security operations centre is ICT; CCTV cameras are security.
+        ("Electrical", "National Transmission Company: maintenance of heating, ventilation and air conditioning"),
+        ("Security", "Provision of a security operations centre (SOC) as a service"),
+        ("ICT", "Supply, installation and commissioning of CCTV cameras at the local offices"),
+        # A certificate or course IN a trade is training; training after the works' steps is one of them.
+        ("Construction", "Occupational certificate in plumber for the period ending June 2028"),
+        ("Water / sanitation", "Provision of training intervention in the field of environmental and waste management"),
+        ("Training", "Supply, deliver, install, commission and provide training on the operation of an analyser"),
+        # Facilities management named in a professional's appointment is its subject.
+        (
+            "Facilities management",
+            "A facilities management professional service provider to assist with a building condition assessment",
+        ),
+        # Water treatment chemicals are not cleaning chemicals.
+        ("Cleaning", "Supply and delivery of water and wastewater treatment and disinfection chemicals"),
+    ],
+)
+def test_legal_work_property_sales_names_and_courses_are_not_the_work(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score < PASS_THRESHOLD, (sector, text, score, reason)
+
+
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        (
+            "Mechanical / HVAC",
+            "National Transmission Company: maintenance of heating, ventilation and air conditioning",
+        ),
+        ("Consulting / professional services", "Request for quote for annual medical tests for five years"),
+        ("ICT", "Provision of a security operations centre (SOC) as a service"),
+        ("Security", "Supply, installation and commissioning of CCTV cameras at the local offices"),
+        ("Training", "Occupational certificate in plumber for the period ending June 2028"),
+        ("Electrical", "Issue of an electrical compliance certificate for the installation"),
+        ("Water / sanitation", "Supply and delivery of water and wastewater treatment and disinfection chemicals"),
+        # Plumbing is a building trade (two readers of two parts agree).
+        ("Construction", "Appointment of a service provider to provide plumbing services for three years"),
+        # Vocabulary the rules lacked.
+        ("Mechanical / HVAC", "Supply and refurbishment of UG40 actuators for the power station"),
+        ("Electrical", "Supply, installation and repair of traffic signals"),
+        ("ICT", "DDoS mitigation services"),
+        ("Transport / fleet", "Procurement of two aircraft engines"),
+        ("Consulting / professional services", "Financial advisory and technical services for two years"),
+    ],
+)
+def test_the_work_is_found_beside_legal_frames_names_and_courses(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score >= PASS_THRESHOLD, (sector, text, score, reason)
