@@ -14,8 +14,12 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass
+
+from schema.checked import STRICT, checked
 
 Backend = Literal["extractive", "transformers"]
 BACKENDS: tuple[Backend, ...] = ("extractive", "transformers")
@@ -25,6 +29,7 @@ DEFAULT_MODEL = "facebook/bart-large-cnn"
 # eTenders fills empty free-text fields with these; summarising them would only add noise.
 _PLACEHOLDERS = frozenset({"", "n/a", "na", "none", "nil", "null", "-", "--", "not applicable", "no"})
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+Positive = Annotated[int, Field(ge=1)]
 
 
 class SummariserError(Exception):
@@ -69,19 +74,17 @@ def content_hash(text: str, model_used: str) -> str:
     return hashlib.sha256(framed.encode("utf-8")).hexdigest()
 
 
-@dataclass(frozen=True)
+_TEXT = "a string or None"
+
+
+@checked(ValueError, {"compulsory": "a bool", "date": "a datetime or None", "venue": _TEXT})
+@dataclass(frozen=True, config=STRICT)
 class BriefingSession:
     """A tender's briefing session (eTenders `briefingSession` when `isSession` is true)."""
 
     compulsory: bool
     date: dt.datetime | None = None
     venue: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.compulsory, bool):
-            raise ValueError(f"compulsory must be a bool, got {self.compulsory!r}")
-        _check_datetime("date", self.date)
-        _check_str("venue", self.venue)
 
     def phrase(self) -> str:
         """e.g. "compulsory briefing session on 2025-09-29 11:00 at 94 Fitzpatrick Road"."""
@@ -94,12 +97,22 @@ class BriefingSession:
         return " ".join(parts)
 
 
-@dataclass(frozen=True)
+@checked(
+    ValueError,
+    {
+        "tender_id": "a positive int",
+        "title": "a string",
+        "closing_at": "a datetime or None",
+        "briefing": "a BriefingSession or None",
+        **dict.fromkeys(("description", "special_conditions", "category", "buyer"), _TEXT),
+    },
+)
+@dataclass(frozen=True, config=STRICT)
 class SummaryInput:
     """The parts of a tender that a summary is made from; `text()` joins them the same way every time, so the same
     tender always gives the same text and the same content hash."""
 
-    tender_id: int
+    tender_id: Annotated[int, Field(ge=1)]
     title: str
     description: str | None = None
     special_conditions: str | None = None
@@ -107,17 +120,6 @@ class SummaryInput:
     buyer: str | None = None
     closing_at: dt.datetime | None = None
     briefing: BriefingSession | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.tender_id, bool) or not isinstance(self.tender_id, int) or self.tender_id < 1:
-            raise ValueError(f"tender_id must be a positive int, got {self.tender_id!r}")
-        if not isinstance(self.title, str):
-            raise ValueError(f"title must be a string, got {type(self.title).__name__}")
-        for name in ("description", "special_conditions", "category", "buyer"):
-            _check_str(name, getattr(self, name))
-        _check_datetime("closing_at", self.closing_at)
-        if self.briefing is not None and not isinstance(self.briefing, BriefingSession):
-            raise ValueError(f"briefing must be a BriefingSession or None, got {type(self.briefing).__name__}")
 
     @classmethod
     def from_ocds(cls, tender_id: int, release: Mapping[str, Any]) -> SummaryInput:
@@ -182,7 +184,23 @@ class SummaryInput:
         return "\n\n".join(p for p in (head, fact_sentence, conditions) if p)
 
 
-@dataclass(frozen=True)
+def _summariser(name: str) -> str:
+    return f"summariser {name}"
+
+
+@checked(
+    SummariserConfigError,
+    {
+        "backend": f"one of {', '.join(BACKENDS)}",
+        "model": "a non-empty string or unset",
+        "max_input_tokens": "an int >= 16",
+        "device": "cpu, cuda, cuda:N or mps",
+        "local_files_only": "a bool",
+        **dict.fromkeys(("max_summary_tokens", "num_beams", "batch_size", "max_rounds", "sentences"), "an int >= 1"),
+    },
+    _summariser,
+)
+@dataclass(frozen=True, config=STRICT)
 class SummariserConfig:
     """How to summarise. The extractive backend needs no model; the transformers backend loads `model` (a local
     directory written by `save_pretrained`, or a Hugging Face model name, DEFAULT_MODEL when unset) once."""
@@ -192,49 +210,34 @@ class SummariserConfig:
     # library's HF_HUB_OFFLINE is honoured). Only for the transformers backend.
     model: str | None = None
     # Tokens per chunk fed to the encoder, special tokens included; None = the model's own limit.
-    max_input_tokens: int | None = None
+    max_input_tokens: Annotated[int, Field(ge=16)] | None = None
     # Longest summary of one chunk, in generated tokens.
-    max_summary_tokens: int = 142
-    num_beams: int = 4
+    max_summary_tokens: Positive = 142
+    num_beams: Positive = 4
     # Chunks per generate call.
-    batch_size: int = 8
-    device: str = "cpu"
+    batch_size: Positive = 8
+    device: Annotated[str, Field(pattern=_DEVICE.pattern)] = "cpu"
     # Load a model name from the local cache only, never from the network (a directory is always local only).
     local_files_only: bool = False
     # Bound on summarising the joined chunk summaries again while they are longer than the model's input.
-    max_rounds: int = 3
+    max_rounds: Positive = 3
     # Sentences kept by the extractive backend.
-    sentences: int = 3
+    sentences: Positive = 3
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise SummariserConfigError(
-                f"summariser backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}"
-            )
-        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
+        if self.model is not None and not self.model.strip():
             raise SummariserConfigError(f"summariser model must be a non-empty string or unset, got {self.model!r}")
         if self.backend == "extractive" and self.model is not None:
             raise SummariserConfigError(
                 f"summariser model {self.model!r} is set but the backend is 'extractive': set the backend to "
                 "'transformers' to use the model, or unset the model"
             )
-        _check_int("max_summary_tokens", self.max_summary_tokens, 1)
-        _check_int("num_beams", self.num_beams, 1)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_int("max_rounds", self.max_rounds, 1)
-        _check_int("sentences", self.sentences, 1)
-        if self.max_input_tokens is not None:
-            _check_int("max_input_tokens", self.max_input_tokens, 16)
-            if self.max_summary_tokens * 2 > self.max_input_tokens:
-                # A chunk summary must be clearly shorter than a chunk, or summarising the summaries never converges.
-                raise SummariserConfigError(
-                    f"summariser max_summary_tokens ({self.max_summary_tokens}) must be at most half of "
-                    f"max_input_tokens ({self.max_input_tokens})"
-                )
-        if not isinstance(self.device, str) or not _DEVICE.match(self.device):
-            raise SummariserConfigError(f"summariser device must be cpu, cuda, cuda:N or mps, not {self.device!r}")
-        if not isinstance(self.local_files_only, bool):
-            raise SummariserConfigError(f"summariser local_files_only must be a bool, got {self.local_files_only!r}")
+        if self.max_input_tokens is not None and self.max_summary_tokens * 2 > self.max_input_tokens:
+            # A chunk summary must be clearly shorter than a chunk, or summarising the summaries never converges.
+            raise SummariserConfigError(
+                f"summariser max_summary_tokens ({self.max_summary_tokens}) must be at most half of "
+                f"max_input_tokens ({self.max_input_tokens})"
+            )
 
     @property
     def model_name(self) -> str | None:
@@ -242,21 +245,6 @@ class SummariserConfig:
         if self.backend != "transformers":
             return None
         return self.model or DEFAULT_MODEL
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SummariserConfigError(f"summariser {name} must be an int >= {minimum}, got {value!r}")
-
-
-def _check_str(name: str, value: object) -> None:
-    if value is not None and not isinstance(value, str):
-        raise ValueError(f"{name} must be a string or None, got {type(value).__name__}")
-
-
-def _check_datetime(name: str, value: object) -> None:
-    if value is not None and not isinstance(value, dt.datetime):
-        raise ValueError(f"{name} must be a datetime or None, got {value!r}")
 
 
 def _mapping(value: object, where: str) -> Mapping[str, Any]:

@@ -8,7 +8,12 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass as model
+
+from schema.checked import STRICT, checked
 
 # Bump when splitting or scoring changes: it is part of model_used, so stored summaries get recomputed.
 ALGORITHM = "textrank-tfidf-v1"
@@ -193,16 +198,13 @@ def _rank(terms: list[list[str]]) -> tuple[list[float], list[dict[str, float]]]:
     return [r * min(1.0, len(t) / 4) for r, t in zip(ranks, terms, strict=True)], vectors
 
 
-@dataclass(frozen=True)
+@checked(ValueError, {"sentences": "an int >= 1"})
+@model(frozen=True, config=STRICT)
 class ExtractiveSummariser:
     """Keeps the first sentence (the tender's subject: eTenders texts open with what is bought) plus the most
     central others, up to `sentences` in all, skipping near-duplicates; output sentences keep the input's order."""
 
-    sentences: int = 3
-
-    def __post_init__(self) -> None:
-        if isinstance(self.sentences, bool) or not isinstance(self.sentences, int) or self.sentences < 1:
-            raise ValueError(f"sentences must be an int >= 1, got {self.sentences!r}")
+    sentences: Annotated[int, Field(ge=1)] = 3
 
     @property
     def name(self) -> str:
