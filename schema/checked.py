@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from pydantic import ConfigDict, ValidationError
 
@@ -73,3 +74,19 @@ def checked(
         return cls
 
     return wrap
+
+
+def whole(value: object, low: int | None = None, high: int | None = None) -> TypeGuard[int]:
+    """An int that is not a bool (Python and JSON both let True pass for 1), within [low, high] where given: the one
+    hand-written integer check, for a boundary where no model is built (a sink's arguments, one field read back)."""
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and (low is None or value >= low)
+        and (high is None or value <= high)
+    )
+
+
+def finite(value: object) -> TypeGuard[int | float]:
+    """A finite int or float that is not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

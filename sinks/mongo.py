@@ -32,6 +32,7 @@ from pymongo.errors import (
 )
 from pymongo.write_concern import WriteConcern
 
+from schema.checked import whole
 from schema.settings import Settings
 from sinks.errors import InvalidInputError, PermanentSinkError, SinkError, TransientSinkError
 from sinks.retry import RetryPolicy, StoreSensor, retry, retry_sync, sensed
@@ -87,7 +88,7 @@ class UpsertResult:
 
 def validate_id(name: str, value: object) -> int:
     """An id that becomes part of a filter: a positive 64-bit int, never a bool, str or document."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not whole(value):
         raise InvalidInputError(f"{name} must be a positive int, got {type(value).__name__} {str(value)[:40]!r}")
     if not 0 < value <= _INT64_MAX:
         raise InvalidInputError(f"{name} must be a positive 64-bit int, got {value}")
@@ -95,7 +96,7 @@ def validate_id(name: str, value: object) -> int:
 
 
 def validate_version(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _INT64_MAX:
+    if not whole(value, 0, _INT64_MAX):
         raise InvalidInputError(f"version {name} must be a non-negative 64-bit int, got {str(value)[:40]!r}")
     return value
 
@@ -446,7 +447,7 @@ class _MongoCore:
     ) -> _Call[list[dict[str, Any]]]:
         """See `MongoSink.find_where`."""
         query = {_check_name(name, "field"): validate_id(name, value) for name, value in where.items()}
-        if not query or isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 10_000:
+        if not query or not whole(limit, 1, 10_000):
             raise InvalidInputError(f"find_where needs a filter and a limit of 1 to 10,000, got {where!r}, {limit!r}")
         projection = {"_id": 0, **{_check_name(f, "field"): 1 for f in fields}}
         order = () if sort is None else ((_check_name(sort[0], "field"), -1 if sort[1] < 0 else 1),)
@@ -463,7 +464,7 @@ class _MongoCore:
     ) -> _Call[list[int]]:
         """See `MongoSink.ids_where_not`."""
         name, other = _check_name(id_field, "field"), _check_name(field, "field")
-        if not isinstance(value, str) or isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        if not isinstance(value, str) or not whole(limit, 1):
             raise InvalidInputError(f"ids_where_not needs a str value and a positive limit, got {value!r}, {limit!r}")
         coll = _check_name(collection, "collection")
 
@@ -472,7 +473,7 @@ class _MongoCore:
 
             def keep(doc: Mapping[str, Any]) -> bool:
                 ident = doc.get(name)
-                if isinstance(ident, int) and not isinstance(ident, bool):
+                if whole(ident):
                     found.add(ident)
                 return len(found) < limit
 
@@ -530,7 +531,7 @@ class _MongoCore:
         stored: dict[str, int] = {}
         for name in run.version_fields:
             value = current.get(name)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if not whole(value):
                 # The $lte guard can never match such a document, so no retry would ever write this key.
                 run.refuse(op, f"stored {name} of {op.doc.key} is {value!r}, not an int: written outside MongoSink?")
                 return False

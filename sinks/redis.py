@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import builtins
 import logging
-import math
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -35,6 +34,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
+from schema.checked import finite, whole
 from schema.redis_keys import CATALOGUE, FamilyIndex, InvalidKeyError, KeyFamily, RedisType
 from schema.settings import Settings
 from sinks.errors import InvalidInputError, PermanentSinkError, SinkError, TransientSinkError
@@ -226,7 +226,7 @@ class RedisSink:
         values = _hash_values(mapping)
         if not isinstance(version_field, str) or not version_field or version_field in values:
             raise InvalidInputError(f"version field {str(version_field)[:40]!r} must be a str not in the mapping")
-        if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= _INT64_MAX:
+        if not whole(version, 0, _INT64_MAX):
             raise InvalidInputError(f"version must be a non-negative 64-bit int, got {str(version)[:40]!r}")
         _check_ttl(ttl_s)
         args: list[HashValue] = [version_field, str(version), ttl_s]
@@ -247,7 +247,7 @@ class RedisSink:
         """Delete the hash unless it holds a version >= `version` (a delete for an older event must not remove a
         newer entry). Returns whether the key is gone because of this call."""
         full = self._resolve(key, "hash")
-        if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= _INT64_MAX:
+        if not whole(version, 0, _INT64_MAX):
             raise InvalidInputError(f"version must be a non-negative 64-bit int, got {str(version)[:40]!r}")
 
         async def run() -> bool:
@@ -347,7 +347,7 @@ def temporary_key(full: str) -> str:
 
 
 def _check_ttl(ttl_s: int) -> None:
-    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or ttl_s <= 0:
+    if not whole(ttl_s, 1):
         raise InvalidInputError(f"ttl_s must be a positive int (every key expires), got {ttl_s!r}")
 
 
@@ -368,7 +368,7 @@ def _zset_scores(members: Mapping[str, float]) -> dict[str, float]:
     for member, score in members.items():
         if not isinstance(member, str) or not member:
             raise InvalidInputError(f"sorted set members must be non-empty str, got {str(member)[:40]!r}")
-        if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+        if not finite(score):
             raise InvalidInputError(f"member {member[:40]!r}: score must be a finite number, got {score!r}")
         scores[member] = float(score)
     return scores

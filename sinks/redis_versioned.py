@@ -9,13 +9,13 @@ precision past 2^53, which source_seq (GTID sequence << 24 | row) reaches.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis.commands.core import AsyncScript
 
+from schema.checked import finite, whole
 from sinks.errors import InvalidInputError
 from sinks.redis import RedisSink, text
 
@@ -147,7 +147,7 @@ class VersionedHash:
         for field, (version, value) in items.items():
             if not isinstance(field, str) or not field or "|" in field or field.startswith("__"):
                 raise InvalidInputError(f"field {str(field)[:40]!r} must be a non-empty str without '|' or '__' first")
-            if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**63:
+            if not whole(version, 0, 2**63 - 1):
                 raise InvalidInputError(f"version of {field} must be a non-negative 64-bit int, got {version!r}")
             args.extend((field, str(version), value))
         if self._script is None:
@@ -318,14 +318,14 @@ class ZsetCas:
                 version = change.inputs[name]
                 if not isinstance(name, str) or not name:
                     raise InvalidInputError(f"{key}: input names must be non-empty str")
-                if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**63:
+                if not whole(version, 0, 2**63 - 1):
                     raise InvalidInputError(f"{key}: input {name} must be a non-negative 64-bit int, got {version!r}")
                 args.extend((name, change.expected.inputs.get(name, ""), str(version)))
             args.append(len(change.members))
             for member, value in change.members.items():
                 if not isinstance(member, str) or not member:
                     raise InvalidInputError(f"{key}: members must be non-empty str")
-                if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                if not finite(value):
                     raise InvalidInputError(f"{key}: score of {member[:40]!r} must be finite, got {value!r}")
                 args.extend((member, repr(float(value))))
         if self._script is None:

@@ -31,6 +31,7 @@ from typing import Any, Literal, cast
 
 from redis.commands.core import AsyncScript
 
+from schema.checked import whole
 from schema.redis_keys import (
     SPEND_BY_BUYER,
     SPEND_BY_BUYER_WINDOW,
@@ -345,7 +346,7 @@ class SpendStore:
         args.append(len(deltas))
         for d in deltas:
             for name, value in (("cents", d.cents), ("tenders", d.tenders), ("without_budget", d.without_budget)):
-                if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_EXACT:
+                if not whole(value, -MAX_EXACT, MAX_EXACT):
                     # Refused before anything is written; the runner then finds the event at fault alone.
                     raise InvalidInputError(f"spend delta of {d.member[:60]!r}: {name} {value!r} is past 2^53")
             args.extend(("w" if d.window else "a", _check_member(d.member), d.cents, d.tenders, d.without_budget))

@@ -25,6 +25,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from schema.checked import whole
 from schema.events import Envelope
 from schema.settings import Settings
 from streams.batch import Incoming
@@ -103,7 +104,7 @@ def _source_seq(value: bytes | None) -> int:
         seq = json.loads(value or b"").get("source_seq")
     except (ValueError, AttributeError):
         return 0
-    return seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**63 else 0
+    return seq if whole(seq, 0, 2**63 - 1) else 0
 
 
 def _items(events: Sequence[Envelope[Any]]) -> list[Incoming[Any]]:

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field, NaiveDatetime
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from schema.checked import whole
 from schema.events import ContractError, Envelope, TenderClosedV1, TenderV1, envelope_of
 
 log = logging.getLogger(__name__)
@@ -294,7 +295,7 @@ def _row_state(row: Mapping[str, Any]) -> TenderSpendState:
 def _decimal(value: object) -> Decimal | None:
     if value is None or isinstance(value, Decimal):
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
+    if whole(value):
         return Decimal(value)
     if isinstance(value, str):
         try:

@@ -33,6 +33,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from cdc.envelope import OutboxRow, to_record
+from schema.checked import whole
 from schema.topics import DATA_MAX_MESSAGE_BYTES, TopicNames, topic_partitions
 
 _READ_TIMEOUT_S = 30.0
@@ -90,7 +91,7 @@ def parse_letter(offset: int, timestamp_ms: int, key: bytes | None, value: bytes
         at=at,
         stage="worker" if body.get("stage") == "worker" else "relay",
         agent=body.get("agent") if isinstance(body.get("agent"), str) else None,
-        event_id=event_id if isinstance(event_id, int) and not isinstance(event_id, bool) else None,
+        event_id=event_id if whole(event_id) else None,
         reason=str(body.get("reason") or body.get("unreadable") or "(no reason given)"),
         key=key,
         body=body,

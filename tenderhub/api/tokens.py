@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from schema.checked import whole
 from schema.events import MAX_ID
 
 TOKEN_PREFIX = "th_"  # noqa: S105 - the prefix every token starts with, not a secret
@@ -49,7 +50,7 @@ def well_formed(token: str) -> bool:
 
 
 def _id(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
+    if not whole(value, 1, MAX_ID):
         raise TokenError(f"{name} must be a positive 64-bit integer, got {value!r}")
     return value
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import Field
 from pydantic.dataclasses import dataclass
 
-from schema.checked import STRICT, checked
+from schema.checked import STRICT, checked, finite, whole
 
 
 class Refused(ValueError):
@@ -58,3 +58,27 @@ def test_wording_for_a_field_the_model_does_not_have_is_a_programming_error() ->
         @dataclass(frozen=True, config=STRICT)
         class Typo:
             count: int
+
+
+@pytest.mark.parametrize(
+    ("value", "low", "high", "expected"),
+    [
+        (3, None, None, True),
+        (True, None, None, False),
+        (3.0, None, None, False),
+        ("3", None, None, False),
+        (0, 1, None, False),
+        (2**63, 0, 2**63 - 1, False),
+        (2**63 - 1, 0, 2**63 - 1, True),
+        (-5, -5, 5, True),
+    ],
+)
+def test_whole_is_an_int_that_is_no_bool_within_its_bounds(
+    value: object, low: int | None, high: int | None, expected: bool
+) -> None:
+    assert whole(value, low, high) is expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [(1, True), (1.5, True), (False, False), (float("nan"), False)])
+def test_finite_is_a_finite_number_that_is_no_bool(value: object, expected: bool) -> None:
+    assert finite(value) is expected
