@@ -90,3 +90,15 @@ def whole(value: object, low: int | None = None, high: int | None = None) -> Typ
 def finite(value: object) -> TypeGuard[int | float]:
     """A finite int or float that is not a bool."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_DIGITS_MAX = 9  # a longer number is out of every bound a query parameter has, and int() stays cheap
+
+
+def digits_within(raw: str, low: int, high: int) -> int | None:
+    """A request parameter's text as an integer in [low, high]: plain ASCII digits only (no sign, spaces, "1e3",
+    full-width digits), at most 9 of them; None otherwise (the caller names the parameter in its own error)."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > _DIGITS_MAX:
+        return None
+    value = int(raw)
+    return value if low <= value <= high else None

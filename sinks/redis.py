@@ -10,7 +10,7 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
@@ -133,7 +133,9 @@ def classify_redis_error(exc: Exception) -> SinkError | None:
 @dataclass(frozen=True)
 class _Connection:
     client: aioredis.Redis
-    cas_hash: AsyncScript
+    # Lua scripts registered on this client, by source: a call runs EVALSHA and reloads the script only if the server
+    # lost it (one SHA-1 per script and connection, not per call).
+    scripts: dict[str, AsyncScript] = field(default_factory=dict)
 
 
 class RedisSink:
@@ -234,7 +236,7 @@ class RedisSink:
             args.extend((name, value))
 
         async def write() -> bool:
-            return int(await self._redis().cas_hash(keys=[full], args=args)) == 1
+            return int(await self.script(_CAS_HASH_LUA)(keys=[full], args=args)) == 1
 
         wrote = await self._retry(write, f"cas_hash {full}")
         if not wrote:
@@ -251,9 +253,7 @@ class RedisSink:
             raise InvalidInputError(f"version must be a non-negative 64-bit int, got {str(version)[:40]!r}")
 
         async def run() -> bool:
-            client = self._redis().client
-            script = client.register_script(_CAS_DELETE_LUA)
-            return int(await script(keys=[full], args=[version_field, str(version)])) == 1
+            return int(await self.script(_CAS_DELETE_LUA)(keys=[full], args=[version_field, str(version)])) == 1
 
         return await self._retry(run, f"cas_delete_hash {full}")
 
@@ -272,13 +272,19 @@ class RedisSink:
         full = self._resolve(key, "string")
 
         async def run() -> bool:
-            client = self._redis().client
-            script = client.register_script(_UNLOCK_LUA)
-            return int(await script(keys=[full], args=[token])) == 1
+            return int(await self.script(_UNLOCK_LUA)(keys=[full], args=[token])) == 1
 
         return await self._retry(run, f"unlock {full}")
 
     # -- for stores built on this sink (sinks.spend_store) ------------------------------------------------------
+
+    def script(self, source: str) -> AsyncScript:
+        """The Lua script `source`, registered once per connection (every store's scripts go through here)."""
+        connection = self._redis()
+        found = connection.scripts.get(source)
+        if found is None:
+            found = connection.scripts[source] = connection.client.register_script(source)
+        return found
 
     def client(self) -> aioredis.Redis:
         """The shared client (created on first use, in the running loop)."""
@@ -309,8 +315,7 @@ class RedisSink:
                     self._url, max_connections=self._pool_size, timeout=self._timeout_s, **options
                 )
                 client = aioredis.Redis(connection_pool=pool)
-            # Registered once: later calls run EVALSHA and reload the script only if the server lost it.
-            self._connection = _Connection(client, client.register_script(_CAS_HASH_LUA))
+            self._connection = _Connection(client)
         return self._connection
 
     def _resolve(self, key: str, expected: RedisType) -> str:

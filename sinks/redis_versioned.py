@@ -13,8 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.commands.core import AsyncScript
-
 from schema.checked import finite, whole
 from sinks.errors import InvalidInputError
 from sinks.redis import RedisSink, text
@@ -137,7 +135,6 @@ class VersionedHash:
         self._redis = redis
         self.key = redis.full_key(key, "hash")
         self._ttl_s = ttl_s
-        self._script: AsyncScript | None = None
 
     async def put_if_newer(self, items: Mapping[str, tuple[int, str]]) -> list[str]:
         """Write each field whose version is newer than the stored one; return the fields written."""
@@ -150,9 +147,7 @@ class VersionedHash:
             if not whole(version, 0, 2**63 - 1):
                 raise InvalidInputError(f"version of {field} must be a non-negative 64-bit int, got {version!r}")
             args.extend((field, str(version), value))
-        if self._script is None:
-            self._script = self._redis.client().register_script(_HSET_IF_NEWER_LUA)
-        script = self._script
+        script = self._redis.script(_HSET_IF_NEWER_LUA)
 
         async def run() -> list[str]:
             return [text(f) for f in await script(keys=[self.key], args=args)]
@@ -253,7 +248,6 @@ class ZsetCas:
         self._redis = redis
         self._ttl_s = ttl_s
         self._suffix = inputs_suffix
-        self._script: AsyncScript | None = None
 
     def full_key(self, key: str) -> str:
         return self._redis.full_key(key, "zset")
@@ -328,9 +322,7 @@ class ZsetCas:
                 if not finite(value):
                     raise InvalidInputError(f"{key}: score of {member[:40]!r} must be finite, got {value!r}")
                 args.extend((member, repr(float(value))))
-        if self._script is None:
-            self._script = self._redis.client().register_script(_ZSET_CAS_LUA)
-        script = self._script
+        script = self._redis.script(_ZSET_CAS_LUA)
         by_full = {full[2 * n]: key for n, key in enumerate(keys)}
 
         async def run() -> list[str]:

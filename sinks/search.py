@@ -28,6 +28,7 @@ from typing import Any, get_args
 
 import sqlalchemy as sa
 
+from schema.checked import digits_within
 from schema.events import OPEN_STATUSES, PROVINCE_MAX_CHARS, Status
 from schema.redis_keys import SEARCH_BY_TENDER, SEARCH_EPOCH, SEARCH_RESULTS
 from sinks.errors import InvalidInputError, TransientSinkError
@@ -212,9 +213,10 @@ def _bounded(params: Mapping[str, str], name: str, default: int, low: int, high:
     raw = params.get(name)
     if raw is None:
         return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or not low <= int(raw) <= high:
+    value = digits_within(raw, low, high)
+    if value is None:
         raise InvalidSearchError(f"{name} must be an integer from {low} to {high}, got {raw[:40]!r}")
-    return int(raw)
+    return value
 
 
 class SearchCache:
@@ -250,8 +252,7 @@ class SearchCache:
         value = json.dumps({"rows": list(rows)}, separators=(",", ":"), default=str)
 
         async def write() -> Any:
-            script = self._redis.client().register_script(_FILL_LUA)
-            return await script(
+            return await self._redis.script(_FILL_LUA)(
                 keys=[self._epoch, key, *sets],
                 args=[epoch, value, SEARCH_RESULTS.ttl_s, SEARCH_BY_TENDER.ttl_s, digest],
             )
@@ -267,8 +268,9 @@ class SearchCache:
             sets = [self._redis.full_key(SEARCH_BY_TENDER.key(id=t), "set") for t in ids[start : start + _DROP_CHUNK]]
 
             async def write(sets: list[str] = sets) -> Any:
-                script = self._redis.client().register_script(_DROP_LUA)
-                return await script(keys=[self._epoch, *sets], args=[SEARCH_EPOCH.ttl_s, self._results_prefix])
+                return await self._redis.script(_DROP_LUA)(
+                    keys=[self._epoch, *sets], args=[SEARCH_EPOCH.ttl_s, self._results_prefix]
+                )
 
             dropped += int(await self._redis.run(write, f"drop searches of {len(sets)} tenders"))
         return dropped
@@ -296,11 +298,12 @@ class TenderSearch:
         self._as_of = as_of
         self.fills_refused = 0  # results not cached because a drop happened while they were read
 
-    async def search(self, query: SearchQuery) -> Read:
+    async def search(self, query: SearchQuery, as_of: dt.date | None = None, digest: str | None = None) -> Read:
         """Rows of the matching tenders, best first; `source` is 'redis' or 'mysql'. Redis that cannot answer is
-        no error: the search runs on MySQL and is not cached."""
-        as_of = self._as_of()
-        digest = query.digest(as_of)
+        no error: the search runs on MySQL and is not cached. `as_of` (today when None) and its `digest` (computed
+        when None) may come from a caller that has them already."""
+        as_of = self._as_of() if as_of is None else as_of
+        digest = query.digest(as_of) if digest is None else digest
         try:
             rows, epoch = await self._cache.get(digest)
         except TransientSinkError as exc:

@@ -281,15 +281,9 @@ class SpendStore:
         self.zset_key = redis.full_key(SPEND_BY_BUYER.key(), "zset")
         self.window_totals_key = redis.full_key(SPEND_WINDOW_TOTALS.key(window=window), "hash")
         self.window_zset_key = redis.full_key(SPEND_BY_BUYER_WINDOW.key(window=window), "zset")
-        self._apply: AsyncScript | None = None
-        self._replace: AsyncScript | None = None
 
     def _scripts(self) -> tuple[AsyncScript, AsyncScript]:
-        if self._apply is None or self._replace is None:
-            client = self._redis.client()
-            self._apply = client.register_script(_APPLY_LUA)
-            self._replace = client.register_script(_REPLACE_LUA)
-        return self._apply, self._replace
+        return self._redis.script(_APPLY_LUA), self._redis.script(_REPLACE_LUA)
 
     async def read_states(self, tender_ids: Sequence[int]) -> dict[int, str | None]:
         ids = [_tender_id(t) for t in tender_ids]

@@ -259,7 +259,6 @@ class TenderSummaryHandler:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.thread_name_prefix)
         self._lease_ms = int(lock_lease_s * 1000)
         self._contended: dict[tuple[str, str], float] = {}  # (lock key, holder) -> when first found held
-        self._scripts: tuple[AsyncScript, AsyncScript] | None = None
         self.closed = False
         self.summarised = 0
         self.skipped_unchanged = 0
@@ -434,10 +433,7 @@ class TenderSummaryHandler:
                 log.warning("%s: could not renew the tender locks (%s); trying again", AGENT, exc)
 
     def _lock_scripts(self) -> tuple[AsyncScript, AsyncScript]:
-        if self._scripts is None:
-            client = self._ctx.redis.client()
-            self._scripts = (client.register_script(_TAKE_LUA), client.register_script(_RENEW_LUA))
-        return self._scripts
+        return self._ctx.redis.script(_TAKE_LUA), self._ctx.redis.script(_RENEW_LUA)
 
 
 # KEYS[1] lock; ARGV[1] holder; ARGV[2] lease ms. Returns 1 when the lock is now the holder's, else {holder, its

@@ -42,6 +42,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from schema.checked import digits_within
 from schema.events import MAX_ID
 from schema.settings import Settings
 from sinks.errors import SinkError
@@ -99,9 +100,10 @@ def bounded_int(request: web.Request, name: str, default: int, low: int, high: i
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or not low <= int(raw) <= high:
+    value = digits_within(raw, low, high)
+    if value is None:
         raise ApiError(422, f"{name} must be an integer from {low} to {high}, got {raw[:40]!r}")
-    return int(raw)
+    return value
 
 
 def _json_default(value: object) -> object:
@@ -264,7 +266,8 @@ class ReadService:
                 {"Retry-After": str(verdict.retry_after_s)},
             )
         as_of = self.settings.today()
-        read = await self.flight.run(("search", query.digest(as_of)), lambda: self.searcher.search(query))
+        digest = query.digest(as_of)
+        read = await self.flight.run(("search", digest), lambda: self.searcher.search(query, as_of, digest))
         return answer(self._count(read))
 
     async def spend(self, request: web.Request) -> web.Response:

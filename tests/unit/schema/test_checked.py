@@ -9,7 +9,7 @@ import pytest
 from pydantic import Field
 from pydantic.dataclasses import dataclass
 
-from schema.checked import STRICT, checked, finite, whole
+from schema.checked import STRICT, checked, digits_within, finite, whole
 
 
 class Refused(ValueError):
@@ -82,3 +82,22 @@ def test_whole_is_an_int_that_is_no_bool_within_its_bounds(
 @pytest.mark.parametrize(("value", "expected"), [(1, True), (1.5, True), (False, False), (float("nan"), False)])
 def test_finite_is_a_finite_number_that_is_no_bool(value: object, expected: bool) -> None:
     assert finite(value) is expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("7", 7),
+        ("0", None),
+        ("21", None),
+        ("007", 7),
+        ("-3", None),
+        (" 3", None),
+        ("1e1", None),
+        ("\uff13", None),  # a full-width digit
+        ("9" * 10, None),
+        ("", None),
+    ],
+)
+def test_digits_within_reads_plain_ascii_digits_inside_the_bounds(raw: str, expected: int | None) -> None:
+    assert digits_within(raw, 1, 20) == expected
