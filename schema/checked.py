@@ -76,6 +76,12 @@ def checked(
     return wrap
 
 
+def unchecked(value: Any) -> Any:
+    """A raw value (a payload's, a stored document's) handed to a checked model as it is: the model's annotations
+    check it, so its static type does not matter here."""
+    return value
+
+
 def whole(value: object, low: int | None = None, high: int | None = None) -> TypeGuard[int]:
     """An int that is not a bool (Python and JSON both let True pass for 1), within [low, high] where given: the one
     hand-written integer check, for a boundary where no model is built (a sink's arguments, one field read back)."""

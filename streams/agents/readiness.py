@@ -29,7 +29,7 @@ from typing import Annotated, Any, cast
 from pydantic import Field
 from pydantic.dataclasses import dataclass as model
 
-from schema.checked import STRICT, checked
+from schema.checked import STRICT, checked, unchecked
 from schema.events import OPEN_STATUSES, CompanyUpdatedV1, ContractError, Envelope, TenderClosedV1, TenderV1
 from schema.mongo import READINESS_SCORES
 from schema.redis_keys import READINESS_COMPANIES, READINESS_TENDERS, TEAM_TOP_INPUTS, TEAM_TOP_TENDERS
@@ -223,8 +223,7 @@ def check_tender_facts(value: Any, as_of: dt.datetime, weights: ReadinessWeights
     status, an event id, and scored once against a probe company. Raises FactsError otherwise."""
     if not isinstance(value, Mapping):
         raise FactsError(f"tender facts must be an object, got {type(value).__name__}")
-    mark: dict[str, Any] = {"event_id": value.get("event_id"), "status": value.get("status", "active")}
-    StoredMark(**mark)
+    StoredMark(unchecked(value.get("event_id")), unchecked(value.get("status", "active")))
     facts = tender_facts_from_payload(value)
     if not isinstance(facts.tender_id, int):
         raise FactsError(f"tender_id must be an integer, got {repr(facts.tender_id)[:40]}")
@@ -237,8 +236,7 @@ def check_company_facts(value: Any, as_of: dt.datetime, weights: ReadinessWeight
     `check_tender_facts`). Raises FactsError otherwise."""
     if not isinstance(value, Mapping):
         raise FactsError(f"company facts must be an object, got {type(value).__name__}")
-    mark: dict[str, Any] = {"event_id": value.get("event_id")}
-    StoredMark(**mark)
+    StoredMark(unchecked(value.get("event_id")))
     facts = company_facts_from_payload(value)
     _trial(_PROBE_TENDER, facts, as_of, weights)
     return facts

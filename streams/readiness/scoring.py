@@ -29,7 +29,7 @@ from typing import Annotated, Any
 from pydantic import Field
 from pydantic.dataclasses import dataclass as model
 
-from schema.checked import STRICT, checked
+from schema.checked import STRICT, checked, unchecked
 from streams.readiness.cidb import CidbGrading, CidbRequirement, check_cidb, parse_cidb_requirements
 from streams.readiness.coverage import (
     ProvinceScope,
@@ -346,11 +346,6 @@ def tender_facts_from_payload(payload: Mapping[str, Any]) -> TenderFacts:
     )
 
 
-def _unchecked(value: Any) -> Any:
-    """A payload value passed on as it is: the facts' annotations check it."""
-    return value
-
-
 def _string_list(name: str, value: Any) -> tuple[Any, ...]:
     """A payload's list as the tuple the facts hold (CompanyFacts checks its items)."""
     if value is None:
@@ -382,8 +377,8 @@ def company_facts_from_payload(payload: Mapping[str, Any]) -> CompanyFacts:
     if cidb is not None and (isinstance(cidb, str) or not isinstance(cidb, Sequence)):
         raise FactsError(f"cidb must be a list of gradings, got {type(cidb).__name__} {cidb!r}")
     return CompanyFacts(
-        team_id=_unchecked(data.get("team_id")),
-        company_id=_unchecked(data.get("company_id")),
+        team_id=unchecked(data.get("team_id")),
+        company_id=unchecked(data.get("company_id")),
         sectors=_string_list("sectors", data.get("sectors")),
         provinces=_string_list("provinces", data.get("provinces")),
         experience_years=data.get("experience_years"),

@@ -212,9 +212,8 @@ _FRAME_PHRASES: dict[str, frozenset[Phrase]] = {
 }
 # Products whose qualifiers count for one concept only: frame -> its concept, and the words that end the qualifiers
 # ("human resource AND payroll system" is one product; "armed guards AND vehicle hire" are two things).
-_PRODUCT_OWNERS = {"products": "ict", "vehicles": "transport_fleet"}
-_QUALIFIER_ENDS = {"products": _ORG_ENDS, "vehicles": _ORG_ENDS | {"and", "or"}}
-for _owner in _PRODUCT_OWNERS.values():
+_PRODUCT_OWNERS = {"products": ("ict", _ORG_ENDS), "vehicles": ("transport_fleet", _ORG_ENDS | {"and", "or"})}
+for _owner, _ in _PRODUCT_OWNERS.values():
     if _owner not in BY_ID:
         raise TaxonomyError(f"the taxonomy has no {_owner!r} concept")
 _FRAME_TABLE: dict[Phrase, tuple[str, ...]] = {}
@@ -568,10 +567,8 @@ def _phrase_evidence(
     # a concept's own phrase names the product whole ("fuel management system" is fleet work, "payroll management
     # system" is software, "water tanker truck" is a vehicle).
     products_hide = {
-        owner: _products_hide(
-            list(zip(_modifier_spans(ws, frames[frame], _QUALIFIER_ENDS[frame]), frames[frame], strict=True))
-        )
-        for frame, owner in _PRODUCT_OWNERS.items()
+        owner: _products_hide(list(zip(_modifier_spans(ws, frames[frame], ends), frames[frame], strict=True)))
+        for frame, (owner, ends) in _PRODUCT_OWNERS.items()
     }
     steps = _listed_steps(ws)
     in_steps = _Cover(len(ws), steps)
