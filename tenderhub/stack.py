@@ -604,6 +604,79 @@ def _postmaster_running(datadir: Path) -> bool:
     return Path(f"/proc/{pid}").exists()
 
 
+# FerretDB 1.24 on PostgreSQL keeps each document as jsonb and makes a MongoDB index a btree over
+# `_jsonb -> 'field'`, but it pushes an equality filter down as containment (`_jsonb -> 'field' @> value`), which a
+# btree cannot answer: every find, update and delete by a field scans the whole table, so re-writing a score costs
+# in proportion to the collection. A GIN index over the same expressions answers `@>`. These event triggers give
+# each FerretDB index (its ascending keys, plain fields, not dotted paths) such a twin when FerretDB creates it and
+# drop it with it, and `tenderhub_index_twin` also runs over the indexes made before: so the stack behaves like
+# MongoDB, where the index itself serves the lookup. The twins are PostgreSQL's own; FerretDB neither lists nor
+# needs them.
+FERRETDB_INDEX_TWINS_SQL = r"""
+SET client_min_messages = warning;
+CREATE OR REPLACE FUNCTION public.tenderhub_index_twin(btree oid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog AS $fn$
+DECLARE
+  nsp name; tbl name; method name; ncols int; field text; cols text[] := '{}';
+BEGIN
+  SELECT n.nspname, t.relname, a.amname, i.indnkeyatts INTO nsp, tbl, method, ncols
+    FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_am a ON a.oid = x.relam
+    JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+   WHERE i.indexrelid = btree;
+  IF NOT FOUND OR method <> 'btree' OR tbl LIKE '\_ferretdb\_%' THEN
+    RETURN;
+  END IF;
+  FOR k IN 1..ncols LOOP
+    field := substring(pg_get_indexdef(btree, k, true) FROM '^\(_jsonb -> ''([^'']+)''::text\)$');
+    IF field IS NULL THEN
+      RETURN;
+    END IF;
+    -- A descending key is there for a sort, which GIN cannot serve.
+    IF (SELECT indoption[k - 1] & 1 FROM pg_index WHERE indexrelid = btree) = 0 THEN
+      cols := cols || format('(_jsonb -> %L)', field);
+    END IF;
+  END LOOP;
+  IF cardinality(cols) = 0 THEN
+    RETURN;
+  END IF;
+  EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I.%I USING gin (%s)',
+                 'tenderhub_gin_' || btree, nsp, tbl, array_to_string(cols, ', '));
+END $fn$;
+
+CREATE OR REPLACE FUNCTION public.tenderhub_index_created() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $fn$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT objid FROM pg_event_trigger_ddl_commands() WHERE object_type = 'index' LOOP
+    PERFORM public.tenderhub_index_twin(r.objid);
+  END LOOP;
+END $fn$;
+
+CREATE OR REPLACE FUNCTION public.tenderhub_index_dropped() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $fn$
+DECLARE r record;
+BEGIN
+  -- Only an index dropped by name: a dropped collection (table) takes its twins with it.
+  FOR r IN SELECT objid, schema_name FROM pg_event_trigger_dropped_objects()
+            WHERE object_type = 'index' AND original AND object_name NOT LIKE 'tenderhub\_gin\_%'
+  LOOP
+    EXECUTE format('DROP INDEX IF EXISTS %I.%I', r.schema_name, 'tenderhub_gin_' || r.objid);
+  END LOOP;
+END $fn$;
+
+DROP EVENT TRIGGER IF EXISTS tenderhub_index_created;
+CREATE EVENT TRIGGER tenderhub_index_created ON ddl_command_end WHEN TAG IN ('CREATE INDEX')
+  EXECUTE FUNCTION public.tenderhub_index_created();
+DROP EVENT TRIGGER IF EXISTS tenderhub_index_dropped;
+CREATE EVENT TRIGGER tenderhub_index_dropped ON sql_drop WHEN TAG IN ('DROP INDEX')
+  EXECUTE FUNCTION public.tenderhub_index_dropped();
+
+SELECT count(public.tenderhub_index_twin(i.indexrelid)) FROM pg_index i
+  JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'public');
+"""
+
+
 class PostgreSQL(Service):
     """A private PostgreSQL cluster that only FerretDB uses (when its backend is postgresql).
 
@@ -789,7 +862,11 @@ class PostgreSQL(Service):
             f"SELECT 'CREATE DATABASE {database} OWNER {role}' "
             f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{database}')\\gexec\n"
             f"REVOKE ALL ON DATABASE {database} FROM PUBLIC;\n"
+            # Custom plans only: FerretDB's prepared queries name the field as a parameter (`_jsonb -> $1`), and only
+            # a plan made with its value can match an index's expression.
+            f"ALTER ROLE {role} SET plan_cache_mode = force_custom_plan;\n"
         )
+        self._psql(FERRETDB_INDEX_TWINS_SQL, database=database)
 
 
 class FerretDB(Service):

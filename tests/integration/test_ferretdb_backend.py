@@ -197,6 +197,65 @@ def test_guarded_update_costs_about_the_same_at_both_ends_of_the_collection(pg_s
         client.close()
 
 
+def _twins(pg: PostgreSQL, schema: str) -> dict[str, str]:
+    """The GIN twins in a FerretDB database's schema: index name -> its definition."""
+    rows = pg._psql(
+        f"SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = '{schema}' "
+        "AND indexname LIKE 'tenderhub_gin_%' ORDER BY 1;",
+        database=FERRETDB_DATABASE,
+    )
+    return dict(line.split("|", 1) for line in rows.splitlines() if line)
+
+
+def test_every_index_gets_a_gin_twin_that_serves_equality_filters(pg_stack: Stack) -> None:
+    """FerretDB pushes `{field: value}` down as `_jsonb -> 'field' @> value`, which its own btree indexes cannot
+    answer; the stack gives each index a GIN twin (ascending keys only), made and dropped with it, and PostgreSQL
+    then answers the filter through the twin rather than by reading the table."""
+    pg = _service(pg_stack, PostgreSQL)
+    db_name = f"t_twin_{uuid.uuid4().hex[:8]}"
+    client = _mongo(pg_stack)
+    try:
+        db = client[db_name]
+        coll = db["scores"]
+        coll.insert_many([{"team_id": 1 + n % 50, "tender_id": n, "score": n % 100} for n in range(3000)])
+        coll.create_index([("team_id", ASCENDING), ("tender_id", ASCENDING)], unique=True, name="uq_team_tender")
+        coll.create_index([("team_id", ASCENDING), ("score", -1)], name="ix_team_score")
+        coll.create_index([("nested.field", ASCENDING)], name="ix_nested")
+        twins = sorted(_twins(pg, db_name).values())
+        assert sorted(t.split("USING ", 1)[1] for t in twins) == [
+            "gin (((_jsonb -> '_id'::text)))",
+            "gin (((_jsonb -> 'team_id'::text)))",
+            "gin (((_jsonb -> 'team_id'::text)), ((_jsonb -> 'tender_id'::text)))",
+        ], twins  # the dotted path has none: FerretDB filters it with #>, which these do not serve
+        pg._psql(f"ANALYZE {twins[0].split(' ON ', 1)[1].split(' ', 1)[0]};", database=FERRETDB_DATABASE)
+        plan = json.dumps(db.command("explain", {"find": "scores", "filter": {"team_id": 7, "tender_id": 1006}}))
+        assert "tenderhub_gin_" in plan and "Seq Scan" not in plan, plan
+        assert coll.find_one({"team_id": 7, "tender_id": 1006}, {"_id": 0}) == {
+            "team_id": 7,
+            "tender_id": 1006,
+            "score": 6,
+        }
+        # Dropped with their index; and an index made while the triggers were away gets one at the next start.
+        coll.drop_index("ix_team_score")
+        assert len(_twins(pg, db_name)) == 2
+        pg._psql(
+            f'DROP EVENT TRIGGER tenderhub_index_created; DROP INDEX "{db_name}".{sorted(_twins(pg, db_name))[0]};',
+            database=FERRETDB_DATABASE,
+        )
+        coll.create_index([("score", ASCENDING)], name="ix_score")
+        assert len(_twins(pg, db_name)) == 1
+        pg.after_start()  # what every `stack up` runs
+        assert sorted(t.split("USING ", 1)[1] for t in _twins(pg, db_name).values()) == [
+            "gin (((_jsonb -> '_id'::text)))",
+            "gin (((_jsonb -> 'score'::text)))",
+            "gin (((_jsonb -> 'team_id'::text)), ((_jsonb -> 'tender_id'::text)))",
+        ]
+    finally:
+        client.drop_database(db_name)
+        client.close()
+    assert _twins(pg, db_name) == {}
+
+
 def test_clusters_of_deleted_stack_folders_are_removed_and_others_kept(pg_stack: Stack, tmp_path: Path) -> None:
     pg = _service(pg_stack, PostgreSQL)
     if pg.home == pg.dir:  # not root: the cluster lives in the stack folder and goes with it

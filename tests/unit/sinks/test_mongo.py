@@ -190,3 +190,67 @@ def test_unencodable_or_oversized_documents_are_refused_before_connecting() -> N
         with pytest.raises(InvalidInputError) as info:
             NOWHERE.insert_logs("user_activity_logs", [bad_log])
         assert info.value.key == {"_id": 1}
+
+
+class ScriptedServer:
+    """Answers a sink's sans-IO requests from a dict of stored documents, recording each request (no network)."""
+
+    def __init__(self, stored: list[dict[str, Any]]) -> None:
+        self.stored = stored
+        self.requests: list[Any] = []
+
+    def drive(self, steps: Any) -> Any:
+        result: Any = None
+        while True:
+            try:
+                request = steps.send(result)
+            except StopIteration as done:
+                return done.value
+            self.requests.append(request)
+            result = self.answer(request)
+
+    def answer(self, request: Any) -> Any:
+        kind = type(request).__name__
+        if kind == "_Find":
+            return [dict(d) for d in self.stored if all(self._matches(d.get(k), v) for k, v in request.query.items())]
+        if kind == "_Command":
+            assert request.command == {"buildInfo": 1}, request.command
+            return {"ferretdbVersion": "1.24.2"}
+        if kind == "_Commands":
+            return [{"ok": 1.0, "n": len(c["updates"]), "nModified": len(c["updates"])} for c in request.commands]
+        if kind == "_InsertMany":
+            self.stored.extend(request.docs)
+            return None
+        raise AssertionError(f"unexpected request {request!r}")
+
+    @staticmethod
+    def _matches(value: Any, condition: Any) -> bool:
+        return value in condition["$in"] if isinstance(condition, dict) else value == condition
+
+
+def test_one_teams_rescore_reads_with_an_equality_and_sends_its_updates_together() -> None:
+    """A company change rescores one team against many tenders: the stored versions are read with an equality on
+    the team (FerretDB hands an equality to its storage's index; an $in it filters after reading the collection),
+    and the guarded updates go out as one request of commands the async driver runs at once, not one at a time."""
+    stored = [{"team_id": 7, "tender_id": t, "tender_seq": 1, "team_seq": 1} for t in range(1, 31)]
+    server = ScriptedServer(stored)
+    sink = MongoSink("mongodb://127.0.0.1:9/", "unused")
+    docs = [score(7, t, 1, 2, value=t) for t in range(1, 31)]
+    result = server.drive(sink._upsert_call("readiness_scores", docs).steps())
+    assert result.modified == 30 and result.upserted == 0, result
+    finds = [r for r in server.requests if type(r).__name__ == "_Find"]
+    assert len(finds) == 1
+    assert finds[0].query == {"team_id": 7, "tender_id": {"$in": list(range(1, 31))}}
+    batches = [r for r in server.requests if type(r).__name__ == "_Commands"]
+    assert len(batches) == 1 and len(batches[0].commands) == 30  # FerretDB: one op per command
+    assert [c["updates"][0]["q"]["tender_id"] for c in batches[0].commands] == list(range(1, 31))
+
+
+def test_one_tender_for_many_teams_reads_with_an_equality_on_the_tender() -> None:
+    stored = [{"team_id": t, "tender_id": 5, "tender_seq": 1, "team_seq": 1} for t in range(1, 11)]
+    server = ScriptedServer(stored)
+    sink = MongoSink("mongodb://127.0.0.1:9/", "unused")
+    result = server.drive(sink._upsert_call("readiness_scores", [score(t, 5, 2, 1) for t in range(1, 13)]).steps())
+    finds = [r for r in server.requests if type(r).__name__ == "_Find"]
+    assert finds[0].query == {"team_id": {"$in": list(range(1, 13))}, "tender_id": 5}
+    assert (result.modified, result.upserted) == (10, 2), result
