@@ -14,6 +14,7 @@ from aiokafka import errors as kafka_errors
 from cdc.envelope import Record
 from cdc.errors import CdcError, FencedError
 from cdc.position import Position
+from schema.kafka_client import KafkaConnection, kafka_options
 from schema.topics import DLQ_MAX_MESSAGE_BYTES, topic_partitions
 
 log = logging.getLogger(__name__)
@@ -24,9 +25,14 @@ class TransactionalPublisher:
     takes over fences the old instance: Kafka aborts its open transaction and rejects anything it sends later."""
 
     def __init__(
-        self, bootstrap: str, transactional_id: str, position_topic: str, source_name: str, transaction_timeout_ms: int
+        self,
+        kafka: KafkaConnection,
+        transactional_id: str,
+        position_topic: str,
+        source_name: str,
+        transaction_timeout_ms: int,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.transactional_id = transactional_id
         self.position_topic = position_topic
         self.source_key = source_name.encode()
@@ -37,7 +43,7 @@ class TransactionalPublisher:
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
+            **kafka_options(self.kafka),
             transactional_id=self.transactional_id,
             enable_idempotence=True,
             acks="all",
@@ -103,21 +109,21 @@ def _consume_outcomes(sent: list[asyncio.Future[object]]) -> None:
             fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
-async def load_position(bootstrap: str, position_topic: str, source_name: str) -> Position | None:
+async def load_position(kafka: KafkaConnection, position_topic: str, source_name: str) -> Position | None:
     """The last COMMITTED position of `source_name` (read_committed: an aborted position is never seen)."""
-    position, _ = await load_position_record(bootstrap, position_topic, source_name)
+    position, _ = await load_position_record(kafka, position_topic, source_name)
     return position
 
 
 async def load_position_record(
-    bootstrap: str, position_topic: str, source_name: str
+    kafka: KafkaConnection, position_topic: str, source_name: str
 ) -> tuple[Position | None, int | None]:
     """The last committed position of `source_name` and its record's timestamp (ms since the epoch: when the relay
     committed it), or (None, None)."""
     key = source_name.encode()
     tp = TopicPartition(position_topic, 0)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **kafka_options(kafka),
         isolation_level="read_committed",
         enable_auto_commit=False,
         group_id=None,
@@ -142,22 +148,24 @@ async def load_position_record(
         await consumer.stop()
 
 
-async def max_published_source_seq(bootstrap: str, topics: list[str], tail: int = 64, timeout_s: float = 60) -> int:
+async def max_published_source_seq(
+    kafka: KafkaConnection, topics: list[str], tail: int = 64, timeout_s: float = 60
+) -> int:
     """The highest `source_seq` header among the last `tail` committed records of each partition of `topics`
     (-1 if none): the floor for a relay that lost its position, so its numbering never goes backwards."""
-    return await max_published_header(bootstrap, topics, "source_seq", tail, timeout_s)
+    return await max_published_header(kafka, topics, "source_seq", tail, timeout_s)
 
 
 async def max_published_header(
-    bootstrap: str, topics: list[str], header: str, tail: int = 64, timeout_s: float = 60
+    kafka: KafkaConnection, topics: list[str], header: str, tail: int = 64, timeout_s: float = 60
 ) -> int:
     """The highest integer header `header` among the last `tail` committed records of each partition of `topics`
     (-1 if none)."""
-    tps = await topic_partitions(bootstrap, topics)
+    tps = await topic_partitions(kafka, topics)
     if not tps:
         return -1
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False, group_id=None
+        **kafka_options(kafka), isolation_level="read_committed", enable_auto_commit=False, group_id=None
     )
     await consumer.start()
     try:

@@ -93,7 +93,7 @@ class Relay:
                 self.lock_lost.clear()
                 watcher = asyncio.create_task(lock.watch(self.lock_lost), name="leader-lock-watch")
                 publisher = TransactionalPublisher(
-                    self.s.kafka_bootstrap,
+                    self.s,
                     self.transactional_id,
                     self.position_topic,
                     self.s.relay_source_name,
@@ -102,9 +102,7 @@ class Relay:
                 try:
                     await self._check_topics()
                     await publisher.start()
-                    committed = await load_position(
-                        self.s.kafka_bootstrap, self.position_topic, self.s.relay_source_name
-                    )
+                    committed = await load_position(self.s, self.position_topic, self.s.relay_source_name)
                     position = await source.start(publisher, committed, first)
                     self.position = position
                     first = False
@@ -134,7 +132,7 @@ class Relay:
 
     async def _check_topics(self) -> None:
         """Topics are declared by `tenderhub migrate`, never auto-created: a missing one is a setup error."""
-        missing = await missing_topics(self.s.kafka_bootstrap, topic_specs(self.s))
+        missing = await missing_topics(self.s, topic_specs(self.s))
         if missing:
             raise SourceConfigError(
                 f"Kafka topics {missing} do not exist. Fix: run `tenderhub migrate` (it declares them)."

@@ -2,21 +2,33 @@
 
 The settings accept `mysql://` and `mysql+pymysql://` URLs; pymysql is the only MySQL driver tenderhub installs,
 so every engine is forced onto it, with utf8mb4 (tender texts hold 4-byte characters) and a pool that survives a
-server restart (pre-ping) and MySQL's idle timeout (recycle).
+server restart (pre-ping) and MySQL's idle timeout (recycle). TLS comes from the URL's query, read the same way as
+for the relay's PyMySQL connections (`schema.settings.mysql_tls_kwargs`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from pydantic import SecretStr
+
+from schema.settings import MYSQL_TLS_PARAMS, mysql_tls_kwargs
 
 POOL_RECYCLE_S = 3600
 
 
 def mysql_engine(url: SecretStr | str, **kwargs: Any) -> sa.Engine:
     raw = url.get_secret_value() if isinstance(url, SecretStr) else url
-    parsed = sa.engine.make_url(raw).set(drivername="mysql+pymysql").update_query_dict({"charset": "utf8mb4"})
+    parsed = sa.engine.make_url(raw)
+    tls = mysql_tls_kwargs(urlencode(dict(parsed.query), doseq=True))
+    parsed = (
+        parsed.set(drivername="mysql+pymysql")
+        .difference_update_query(MYSQL_TLS_PARAMS)
+        .update_query_dict({"charset": "utf8mb4"})
+    )
     options: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": POOL_RECYCLE_S, **kwargs}
+    if tls:
+        options["connect_args"] = {**tls, **options.get("connect_args", {})}
     return sa.create_engine(parsed, **options)

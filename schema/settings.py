@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Self
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "TENDERHUB_"
@@ -80,6 +80,25 @@ class StackSettings(_Base):
         10, ge=1, description="FerretDB capped-collection clean-up interval (seconds) for the dev stack."
     )
 
+    stack_tls_dir: Path | None = Field(
+        None,
+        description="A folder with ca.pem, server.pem and server.key (PEM; the certificate names the stack's address): "
+        "the stack then serves TLS only (Kafka SASL_SSL with SCRAM, MariaDB requiring TLS, FerretDB and Redis over "
+        "TLS) and writes the client settings for it. Set it before the first `stack up` (Kafka's users are made "
+        "when its storage is formatted).",
+    )
+
+    @field_validator("stack_tls_dir")
+    @classmethod
+    def _tls_material(cls, v: Path | None) -> Path | None:
+        if v is None or str(v) == "":
+            return None
+        v = v.resolve()
+        missing = [name for name in ("ca.pem", "server.pem", "server.key") if not (v / name).is_file()]
+        if missing:
+            raise ValueError(f"{v} lacks {', '.join(missing)}")
+        return v
+
     @field_validator("stack_host")
     @classmethod
     def _loopback_only(cls, v: str) -> str:
@@ -106,6 +125,24 @@ class Settings(_Base):
         "`tenderhub verify` and `rebuild`; `tenderhub migrate` creates it when set.",
     )
     kafka_bootstrap: str = Field(description="Kafka bootstrap servers, host:port[,host:port].")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="How every Kafka client (relay, workers, tools) talks to the brokers; production: SASL_SSL.",
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism when the protocol is SASL_*."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user (needed when the protocol is SASL_*).")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password of kafka_sasl_username.")
+    kafka_ssl_cafile: str | None = Field(
+        None,
+        description="PEM file of the CA that signed the brokers' certificates (SSL, SASL_SSL); empty = system CAs.",
+    )
+    kafka_ssl_certfile: str | None = Field(None, description="PEM client certificate, for brokers that require one.")
+    kafka_ssl_keyfile: str | None = Field(None, description="PEM private key of kafka_ssl_certfile.")
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="Check that a broker's certificate names the host connected to (leave on in production)."
+    )
     mongo_url: SecretStr = Field(description="MongoDB URL (mongodb://host:port/).")
     mongo_db: str = Field("tenderhub", description="MongoDB database name.")
     redis_url: SecretStr = Field(description="Redis URL (redis://[:password@]host:port/db).")
@@ -303,6 +340,7 @@ class Settings(_Base):
             parts = urlsplit(v.get_secret_value())
             if parts.scheme not in ("mysql", "mysql+pymysql") or not parts.hostname or not parts.path.strip("/"):
                 raise ValueError("expected mysql+pymysql://user:password@host:port/database")
+            mysql_tls_kwargs(parts.query)
         return v
 
     @field_validator("mongo_url")
@@ -318,6 +356,26 @@ class Settings(_Base):
         if urlsplit(v.get_secret_value()).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("expected redis://[:password@]host:port/db")
         return v
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+    @classmethod
+    def _readable_file(cls, v: str | None) -> str | None:
+        if v and not os.access(v, os.R_OK):
+            raise ValueError(f"{v} is not a readable file")
+        return v or None
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Self:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"kafka_security_protocol {self.kafka_security_protocol} needs {ENV_PREFIX}KAFKA_SASL_USERNAME and "
+                f"{ENV_PREFIX}KAFKA_SASL_PASSWORD"
+            )
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise ValueError("kafka_ssl_certfile and kafka_ssl_keyfile go together")
+        return self
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -382,11 +440,46 @@ class Settings(_Base):
         return self.as_of or dt.datetime.now(dt.UTC).date()
 
 
-class MysqlDsn:
-    """A parsed MySQL URL, ready for PyMySQL and python-mysql-replication."""
+MYSQL_TLS_PARAMS = ("ssl_ca", "ssl_cert", "ssl_key", "ssl_verify_identity")
+_MYSQL_URL_PARAMS = frozenset({*MYSQL_TLS_PARAMS, "charset"})
 
-    def __init__(self, host: str, port: int, user: str, password: str, database: str) -> None:
+
+def mysql_tls_kwargs(query: str) -> dict[str, Any]:
+    """PyMySQL's TLS arguments from a MySQL URL's query: `ssl_ca` (PEM file of the server's CA), `ssl_cert` and
+    `ssl_key` (a client certificate), `ssl_verify_identity` (true/false: the certificate must name the host; default
+    true). Any of them turns TLS on, always verifying the server's certificate. Raises ValueError for anything else."""
+    params = parse_qs(query, keep_blank_values=True)
+    unknown = sorted(set(params) - _MYSQL_URL_PARAMS)
+    if unknown:
+        raise ValueError(f"unknown MySQL URL parameter(s) {unknown}: TLS takes {', '.join(MYSQL_TLS_PARAMS)}")
+    values = {name: params[name][-1] for name in MYSQL_TLS_PARAMS if name in params}
+    if not values:
+        return {}
+    for name in ("ssl_ca", "ssl_cert", "ssl_key"):
+        if name in values and not os.access(values[name], os.R_OK):
+            raise ValueError(f"{name}={values[name]} is not a readable file")
+    if ("ssl_cert" in values) != ("ssl_key" in values):
+        raise ValueError("ssl_cert and ssl_key go together")
+    identity = values.get("ssl_verify_identity", "true").lower()
+    if identity not in ("true", "false", "1", "0"):
+        raise ValueError(f"ssl_verify_identity must be true or false, got {identity!r}")
+    return {
+        "ssl_ca": values.get("ssl_ca"),
+        "ssl_cert": values.get("ssl_cert"),
+        "ssl_key": values.get("ssl_key"),
+        "ssl_verify_cert": True,
+        "ssl_verify_identity": identity in ("true", "1"),
+    }
+
+
+class MysqlDsn:
+    """A parsed MySQL URL, ready for PyMySQL and python-mysql-replication (TLS from its query, see mysql_tls_kwargs)."""
+
+    def __init__(
+        self, host: str, port: int, user: str, password: str, database: str, tls: Mapping[str, Any] | None = None
+    ) -> None:
         self.host, self.port, self.user, self.password, self.database = host, port, user, password, database
+        self.tls = dict(tls or {})
 
     @classmethod
     def parse(cls, url: SecretStr) -> MysqlDsn:
@@ -397,10 +490,11 @@ class MysqlDsn:
             user=unquote(parts.username or ""),
             password=unquote(parts.password or ""),
             database=parts.path.strip("/"),
+            tls=mysql_tls_kwargs(parts.query),
         )
 
     def pymysql_kwargs(self) -> dict[str, Any]:
-        return {"host": self.host, "port": self.port, "user": self.user, "password": self.password}
+        return {"host": self.host, "port": self.port, "user": self.user, "password": self.password, **self.tls}
 
     def __repr__(self) -> str:
         return f"MysqlDsn({self.user}@{self.host}:{self.port}/{self.database})"
@@ -418,7 +512,10 @@ _FIXES = {
 def _explain(exc: ValidationError, model: type[BaseSettings]) -> SettingsError:
     lines = []
     for err in exc.errors():
-        field = str(err["loc"][0]) if err["loc"] else "?"
+        if not err["loc"]:  # a check across fields: its message names them
+            lines.append(f"  {err['msg']}.")
+            continue
+        field = str(err["loc"][0])
         var = f"{ENV_PREFIX}{field.upper()}"
         doc = model.model_fields[field].description if field in model.model_fields else ""
         problem = "is not set" if err["type"] == "missing" else f"is invalid: {err['msg']}"

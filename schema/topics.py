@@ -10,6 +10,7 @@ from aiokafka import TopicPartition, errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schema.events import AGGREGATE_TYPES
+from schema.kafka_client import KafkaConnection, kafka_options
 from schema.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,9 @@ def topic_specs(settings: Settings, partitions: int = 6) -> list[TopicSpec]:
     return specs
 
 
-async def missing_topics(bootstrap: str, specs: list[TopicSpec]) -> list[str]:
+async def missing_topics(kafka: KafkaConnection, specs: list[TopicSpec]) -> list[str]:
     """The declared topics the broker does not have (relay and worker refuse to start without them)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**kafka_options(kafka), request_timeout_ms=15000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -74,9 +75,9 @@ async def missing_topics(bootstrap: str, specs: list[TopicSpec]) -> list[str]:
     return sorted(s.name for s in specs if s.name not in existing)
 
 
-async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication: int = 1) -> list[str]:
+async def ensure_topics(kafka: KafkaConnection, specs: list[TopicSpec], replication: int = 1) -> list[str]:
     """Create missing topics; return the names created now. Existing topics are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**kafka_options(kafka), request_timeout_ms=15000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -100,12 +101,12 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication: int
     return created
 
 
-async def delete_topics(bootstrap: str, prefixes: Sequence[str]) -> list[str]:
+async def delete_topics(kafka: KafkaConnection, prefixes: Sequence[str]) -> list[str]:
     """Delete every topic whose name starts with one of `prefixes` (a throwaway namespace's: a test, a fault run, a
     benchmark); return the names deleted."""
     if not prefixes or any(not p for p in prefixes):
         raise ValueError("delete_topics needs non-empty prefixes: an empty one would match every topic")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    admin = AIOKafkaAdminClient(**kafka_options(kafka), request_timeout_ms=30_000)
     await admin.start()
     try:
         names = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
@@ -116,9 +117,9 @@ async def delete_topics(bootstrap: str, prefixes: Sequence[str]) -> list[str]:
         await admin.close()
 
 
-async def topic_partitions(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
+async def topic_partitions(kafka: KafkaConnection, topics: list[str]) -> list[TopicPartition]:
     """Every partition of those of `topics` that exist (a topic the broker does not know is left out)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    admin = AIOKafkaAdminClient(**kafka_options(kafka), request_timeout_ms=15_000)
     await admin.start()
     try:
         described = await admin.describe_topics(topics)

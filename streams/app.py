@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import faust
 
+from schema.kafka_client import kafka_options
 from schema.settings import Settings, load_settings
 from schema.topics import DLQ_MAX_MESSAGE_BYTES
 from streams.agents import key_families, registry
@@ -52,6 +53,23 @@ class TenderhubApp(faust.App):
                 await close()
             except Exception:
                 log.exception("closing %r at worker stop failed; closing the rest", close)
+
+
+def faust_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """The Kafka security settings for Faust's own clients (leader election, timers, the DLQ producer), the same
+    as every other client's (schema.kafka_client)."""
+    options = kafka_options(settings)
+    protocol = options["security_protocol"]
+    if protocol == "SSL":
+        return faust.SSLCredentials(options["ssl_context"])
+    if protocol.startswith("SASL_"):
+        return faust.SASLCredentials(
+            username=options["sasl_plain_username"],
+            password=options["sasl_plain_password"],
+            ssl_context=options.get("ssl_context"),  # set for SASL_SSL: Faust then speaks SASL_SSL
+            mechanism=options["sasl_mechanism"],
+        )
+    return None
 
 
 class FaustDeadLetters:
@@ -98,6 +116,7 @@ def build_pipeline(
         # consumer's group (the data topics' offsets) has members of one kind.
         control_group(settings.worker_group),
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
+        broker_credentials=faust_credentials(settings),
         autodiscover=False,
         key_serializer="raw",
         value_serializer="raw",

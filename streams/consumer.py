@@ -36,6 +36,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import ConsumerStoppedError
 from mode import Service
 
+from schema.kafka_client import kafka_options
 from schema.settings import Settings
 from streams.batch import EXIT_STORE_DOWN_AT_STOP, BatchRunner
 
@@ -80,7 +81,7 @@ def make_consumer(settings: Settings) -> AIOKafkaConsumer:
     the broker holding an empty fetch at most `worker_fetch_max_wait_ms` (Faust's 1,500 ms paused agents up to 1.5 s
     at 1,000 events/s; bench/README.md)."""
     return AIOKafkaConsumer(
-        bootstrap_servers=[server.strip() for server in settings.kafka_bootstrap.split(",")],
+        **kafka_options(settings),
         group_id=settings.worker_group,
         client_id=f"{settings.worker_group}-worker",
         isolation_level=ISOLATION_LEVEL,

@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer
 
 from schema.checked import whole
 from schema.events import Envelope
+from schema.kafka_client import kafka_options
 from schema.settings import Settings
 from streams.batch import Incoming
 from streams.context import WorkerContext
@@ -69,9 +70,7 @@ class RebuildReport:
 async def high_water(settings: Settings, timeout_s: float = 30.0) -> int:
     """The largest `source_seq` among the last committed records of every data topic partition (0: none)."""
     tps = await data_partitions(settings)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, isolation_level="read_committed"
-    )
+    consumer = AIOKafkaConsumer(**kafka_options(settings), enable_auto_commit=False, isolation_level="read_committed")
     await consumer.start()
     best = 0
     try:

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import MongoClient
 
+from schema.kafka_client import kafka_options
 from schema.mongo import COLLECTIONS, ensure_collections
 from schema.redis_keys import CATALOGUE
 from schema.settings import Settings
@@ -64,7 +65,7 @@ class ReplayReport:
 
 
 async def group_members(settings: Settings, group: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**kafka_options(settings), request_timeout_ms=15000)
     await admin.start()
     try:
         described = await admin.describe_consumer_groups([group])
@@ -81,7 +82,7 @@ async def group_members(settings: Settings, group: str) -> int:
 async def data_partitions(settings: Settings) -> list[TopicPartition]:
     """Every partition of the data topics (ReplayError when a topic does not exist)."""
     topics = sorted(TopicNames.from_settings(settings).data.values())
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**kafka_options(settings), request_timeout_ms=15000)
     await admin.start()
     try:
         described = await admin.describe_topics(topics)
@@ -102,7 +103,7 @@ def truncated_history(first: dict[TopicPartition, int]) -> list[str]:
 async def plan_offsets(settings: Settings, target: Target) -> dict[TopicPartition, int]:
     """The offset each partition of the data topics resumes at."""
     tps = await data_partitions(settings)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka_options(settings), enable_auto_commit=False)
     await consumer.start()
     try:
         first = await consumer.beginning_offsets(tps)
@@ -120,9 +121,7 @@ async def plan_offsets(settings: Settings, target: Target) -> dict[TopicPartitio
 
 async def commit_offsets(settings: Settings, offsets: dict[TopicPartition, int]) -> None:
     # A group without live members accepts commits from a consumer with manually assigned partitions.
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=settings.worker_group, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**kafka_options(settings), group_id=settings.worker_group, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(list(offsets))

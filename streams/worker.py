@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 def prepare(settings: Settings) -> None:
     """Start-up checks: declared topics exist (never auto-created), MongoDB collections exist (capped logs), and
     MongoDB and Redis accept the worker's credentials. Raises StoreAccessError when a store refuses them."""
-    missing = asyncio.run(missing_topics(settings.kafka_bootstrap, topic_specs(settings)))
+    missing = asyncio.run(missing_topics(settings, topic_specs(settings)))
     if missing:
         raise SettingsError(f"Kafka topics {missing} do not exist. Fix: run `tenderhub migrate` (declares them).")
     try:

@@ -72,7 +72,7 @@ def run_migrate(settings: Settings) -> None:
     finally:
         client.close()
     _say(f"mongodb: collections ready ({', '.join(created) or 'none'} created now)")
-    topics = asyncio.run(ensure_topics(settings.kafka_bootstrap, topic_specs(settings)))
+    topics = asyncio.run(ensure_topics(settings, topic_specs(settings)))
     _say(f"kafka: topics ready ({', '.join(topics) or 'none'} created now)")
 
 
@@ -342,7 +342,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     topics = TopicNames.from_settings(settings)
 
     async def run() -> int:
-        async with DlqReader(settings.kafka_bootstrap, topics.dlq) as reader:
+        async with DlqReader(settings, topics.dlq) as reader:
             if args.action == "list":
                 begin, end = await reader.bounds()
                 letters = await reader.read(last=None if args.all else args.limit)
@@ -364,7 +364,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
                 _say(json.dumps({**x.summary(), "letter": x.body}, indent=None if args.json else 2, ensure_ascii=False))
             return 0
         plans = [plan_replay(x, topics) for x in letters]
-        sent = 0 if args.dry_run else await replay(settings.kafka_bootstrap, plans)
+        sent = 0 if args.dry_run else await replay(settings, plans)
         for p in plans:
             verb = "would send" if args.dry_run else "sent"
             line = f"@{p.letter.offset}: {verb} to {p.topic}" if p.refused is None else f"@{p.letter.offset}: NOT "

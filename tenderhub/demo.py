@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from pymongo import MongoClient
 
 from cdc.outbox import make_engine, write_events
+from schema.kafka_client import kafka_options
 from schema.settings import Settings
 from sinks.mongo import MongoSink
 from sinks.reader import CacheFirstReader
@@ -134,7 +135,7 @@ async def _reset_namespace(settings: Settings, say: Say) -> None:
     from schema.topics import ensure_topics, topic_specs
     from streams.replay import clear_stores
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**kafka_options(settings), request_timeout_ms=15000)
     await admin.start()
     try:
         old = [
@@ -148,7 +149,7 @@ async def _reset_namespace(settings: Settings, say: Say) -> None:
     finally:
         await admin.close()
     _, keys = clear_stores(settings)
-    await ensure_topics(settings.kafka_bootstrap, topic_specs(settings))
+    await ensure_topics(settings, topic_specs(settings))
     say(
         f"  demo namespace: topics {settings.topic_prefix}*, MongoDB {settings.mongo_db!r}, Redis "
         f"{settings.redis_key_prefix}* (previous run's {len(old)} topics and {keys} keys removed)"

@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from cdc.envelope import OutboxRow, to_record
 from schema.checked import whole
+from schema.kafka_client import KafkaConnection, kafka_options
 from schema.topics import DATA_MAX_MESSAGE_BYTES, TopicNames, topic_partitions
 
 _READ_TIMEOUT_S = 30.0
@@ -155,16 +156,16 @@ def _naive_utc(text: object) -> dt.datetime | None:
 class DlqReader:
     """Reads the DLQ topic (read_committed: a letter of an aborted relay transaction never shows)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, kafka: KafkaConnection, topic: str) -> None:
+        self._kafka = kafka
         self._topic = topic
         self._tp = TopicPartition(topic, 0)
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False, group_id=None
+            **kafka_options(kafka), isolation_level="read_committed", enable_auto_commit=False, group_id=None
         )
 
     async def __aenter__(self) -> DlqReader:
-        partitions = [tp.partition for tp in await topic_partitions(self._bootstrap, [self._topic])]
+        partitions = [tp.partition for tp in await topic_partitions(self._kafka, [self._topic])]
         if not partitions:
             raise DlqError(f"the DLQ topic {self._topic} does not exist (run `tenderhub migrate`)")
         if partitions != [0]:
@@ -227,13 +228,13 @@ class DlqReader:
         return out
 
 
-async def replay(bootstrap: str, plans: Sequence[Replay]) -> int:
+async def replay(kafka: KafkaConnection, plans: Sequence[Replay]) -> int:
     """Send every replayable plan and wait for the broker's acknowledgement of each; return how many were sent."""
     sendable = [p for p in plans if p.refused is None]
     if not sendable:
         return 0
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **kafka_options(kafka),
         acks="all",
         enable_idempotence=True,
         max_request_size=DATA_MAX_MESSAGE_BYTES + 64 * 1024,

@@ -31,6 +31,7 @@ from typing import Any, Self
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from schema.kafka_client import kafka_options
 from schema.settings import Settings
 from schema.topics import ensure_topics, topic_specs
 
@@ -276,10 +277,10 @@ class RelayEnv:
         return self.settings.model_copy(update={"topic_prefix": self.prefix, "relay_source_name": self.source})
 
     async def create_topics(self) -> None:
-        await ensure_topics(self.settings.kafka_bootstrap, topic_specs(self.test_settings(), partitions=3))
+        await ensure_topics(self.settings, topic_specs(self.test_settings(), partitions=3))
 
     async def delete_topics(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(**kafka_options(self.settings))
         await admin.start()
         try:
             names = [t for t in await admin.list_topics() if t.startswith(self.prefix)]

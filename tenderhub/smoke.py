@@ -18,6 +18,7 @@ from pymongo import MongoClient
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.row_event import WriteRowsEvent
 
+from schema.kafka_client import kafka_options
 from schema.mysql import connect
 from schema.settings import Settings
 
@@ -103,15 +104,15 @@ async def check_kafka_transaction(settings: Settings) -> str:
     from schema.topics import TopicSpec, ensure_topics
 
     topic = f"{settings.topic_prefix}smoke.{uuid.uuid4().hex[:12]}"
-    await ensure_topics(settings.kafka_bootstrap, [TopicSpec(topic, 1)])
+    await ensure_topics(settings, [TopicSpec(topic, 1)])
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_options(settings),
         transactional_id=f"tenderhub-smoke-{uuid.uuid4().hex}",
         enable_idempotence=True,
     )
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_options(settings),
         isolation_level="read_committed",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -132,7 +133,7 @@ async def check_kafka_transaction(settings: Settings) -> str:
         values = [r.value for records in batch.values() for r in records]
     finally:
         await consumer.stop()
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(**kafka_options(settings))
         await admin.start()
         try:
             await admin.delete_topics([topic])

@@ -43,7 +43,12 @@ SECRET_NAMES = (
     "mysql_reader_password",
     "redis_password",
     "postgresql_ferretdb_password",
+    "kafka_broker_password",
+    "kafka_client_password",
 )
+# With TLS on (TENDERHUB_STACK_TLS_DIR): Kafka's SCRAM users, the broker's own and the one every client uses.
+KAFKA_BROKER_USER, KAFKA_CLIENT_USER = "broker", "tenderhub"
+KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
 DATABASE = "tenderhub"
 # FerretDB's PostgreSQL role and database: the role owns that one database and nothing else.
 FERRETDB_ROLE = FERRETDB_DATABASE = "ferretdb"
@@ -349,6 +354,19 @@ class MariaDB(Service):
             "--innodb-buffer-pool-size=256M",
             "--max-allowed-packet=64M",
             "--max-connections=300",
+            *self._tls_args(),
+        ]
+
+    def _tls_args(self) -> list[str]:
+        tls = self.stack.tls_dir
+        if tls is None:
+            return []
+        # TCP clients must use TLS; the stack's own admin statements go through the socket, which counts as secure.
+        return [
+            f"--ssl-ca={tls / 'ca.pem'}",
+            f"--ssl-cert={tls / 'server.pem'}",
+            f"--ssl-key={tls / 'server.key'}",
+            "--require-secure-transport=ON",
         ]
 
     def _client(self, sql: str) -> str:
@@ -450,19 +468,75 @@ class Kafka(Service):
             *args,
         ]
 
+    def _listener_lines(self) -> list[str]:
+        host, cport = self.cfg.stack_host, self.cfg.kafka_controller_port
+        tls = self.stack.tls_dir
+        if tls is None:
+            return [
+                f"listeners=PLAINTEXT://{host}:{self.port},CONTROLLER://{host}:{cport}",
+                f"advertised.listeners=PLAINTEXT://{host}:{self.port}",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name=PLAINTEXT",
+            ]
+        # Clients and the broker itself: SASL (SCRAM) over TLS. The KRaft controller of this one-node cluster stays
+        # on its own loopback listener. The PEM keystore holds the server's key and certificate (0600).
+        keystore = self.dir / "keystore.pem"
+        keystore.touch(mode=0o600)
+        keystore.write_text((tls / "server.key").read_text() + (tls / "server.pem").read_text())
+        password = self.stack.secrets["kafka_broker_password"]
+        return [
+            f"listeners=SASL_SSL://{host}:{self.port},CONTROLLER://{host}:{cport}",
+            f"advertised.listeners=SASL_SSL://{host}:{self.port}",
+            "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=SASL_SSL",
+            f"sasl.enabled.mechanisms={KAFKA_SASL_MECHANISM}",
+            f"sasl.mechanism.inter.broker.protocol={KAFKA_SASL_MECHANISM}",
+            f"listener.name.sasl_ssl.{KAFKA_SASL_MECHANISM.lower()}.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{KAFKA_BROKER_USER}" password="{password}";',
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={keystore}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={tls / 'ca.pem'}",
+            "ssl.endpoint.identification.algorithm=https",
+        ]
+
+    def _scram_arguments(self) -> list[str]:
+        """`--add-scram` arguments for the storage format: each user's salted password, never the password."""
+        out = []
+        for user, secret in (
+            (KAFKA_BROKER_USER, "kafka_broker_password"),
+            (KAFKA_CLIENT_USER, "kafka_client_password"),
+        ):
+            salt, iterations = secrets.token_bytes(16), 8192
+            salted = hashlib.pbkdf2_hmac("sha512", self.stack.secrets[secret].encode(), salt, iterations)
+            out += [
+                "--add-scram",
+                f'{KAFKA_SASL_MECHANISM}=[name={user},iterations={iterations},salt="{base64.b64encode(salt).decode()}",'
+                f'saltedpassword="{base64.b64encode(salted).decode()}"]',
+            ]
+        return out
+
     def initialise(self) -> None:
         host, cport = self.cfg.stack_host, self.cfg.kafka_controller_port
+        formatted_tls = (self.logdir / "tenderhub-tls").exists()
+        if (self.logdir / "meta.properties").exists() and formatted_tls != (self.stack.tls_dir is not None):
+            raise StackError(
+                self.name,
+                f"its storage was formatted with TLS {'on' if formatted_tls else 'off'} and TLS is now "
+                f"{'off' if formatted_tls else 'on'} ({ENV_PREFIX}STACK_TLS_DIR): run `tenderhub stack down --purge` "
+                "first (its users are made when the storage is formatted)",
+            )
+        self.props.touch(mode=0o600)  # with TLS on it holds the broker's SCRAM password
+        self.props.chmod(0o600)
         self.props.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@{host}:{cport}",
-                    f"listeners=PLAINTEXT://{host}:{self.port},CONTROLLER://{host}:{cport}",
-                    f"advertised.listeners=PLAINTEXT://{host}:{self.port}",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    *self._listener_lines(),
                     "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
                     f"log.dirs={self.logdir}",
                     "num.partitions=3",
                     # One broker: internal topics (offsets, transaction state) cannot be replicated.
@@ -503,11 +577,21 @@ class Kafka(Service):
         # KRaft needs a formatted log directory with a cluster id before the first start.
         cluster_id = new_cluster_id()
         log.info("kafka: formatting KRaft storage (cluster %s)", cluster_id)
-        _run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.props)),
-            self.name,
-            timeout=120,
-        )
+        args = ["format", "-t", cluster_id, "-c", str(self.props)]
+        if self.stack.tls_dir is None:
+            _run(self._java("kafka.tools.StorageTool", *args), self.name, timeout=120)
+            return
+        # The SCRAM users go in through an argument file (0600, removed after), not on a command line `ps` shows.
+        argfile = self.dir / "format.args"
+        argfile.touch(mode=0o600)
+        argfile.chmod(0o600)
+        try:
+            # The storage tool's own @file syntax: one argument per line, taken as it is.
+            argfile.write_text("".join(f"{a}\n" for a in self._scram_arguments()))
+            _run(self._java("kafka.tools.StorageTool", *args, f"@{argfile}"), self.name, timeout=120)
+        finally:
+            argfile.unlink(missing_ok=True)
+        (self.logdir / "tenderhub-tls").write_text("formatted with SCRAM users for TLS\n")
 
     def command(self) -> list[str]:
         heap = self.cfg.kafka_heap
@@ -528,13 +612,13 @@ class Kafka(Service):
     def check_health(self) -> None:
         if not _port_open(self.cfg.stack_host, self.port):
             raise ConnectionRefusedError(f"nothing listens on {self.cfg.stack_host}:{self.port} yet")
-        asyncio.run(_kafka_ready(f"{self.cfg.stack_host}:{self.port}"))
+        asyncio.run(_kafka_ready(self.stack.kafka_client_options()))
 
 
-async def _kafka_ready(bootstrap: str) -> None:
+async def _kafka_ready(options: dict[str, Any]) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    admin = AIOKafkaAdminClient(**options, request_timeout_ms=3000)
     await admin.start()
     try:
         cluster = await admin.describe_cluster()
@@ -939,10 +1023,21 @@ class FerretDB(Service):
         else:
             # Its URL carries the role's password: it goes in the environment (popen_options), which `ps` does not show.
             backend = ["--handler=postgresql"]
+        tls = self.stack.tls_dir
+        listen = (
+            [f"--listen-addr={host}:{self.port}"]
+            if tls is None
+            else [
+                "--listen-addr=",  # TLS only
+                f"--listen-tls={host}:{self.port}",
+                f"--listen-tls-cert-file={tls / 'server.pem'}",
+                f"--listen-tls-key-file={tls / 'server.key'}",
+            ]
+        )
         return [
             str(self.binary),
             *backend,
-            f"--listen-addr={host}:{self.port}",
+            *listen,
             f"--debug-addr={host}:{self.cfg.ferretdb_debug_port}",
             f"--state-dir={self.dir}",
             "--telemetry=disable",
@@ -988,7 +1083,7 @@ class Redis(Service):
             "\n".join(
                 [
                     f"bind {self.cfg.stack_host}",
-                    f"port {self.port}",
+                    *self._port_lines(),
                     "protected-mode yes",
                     'save ""',
                     "appendonly no",
@@ -1000,6 +1095,19 @@ class Redis(Service):
                 ]
             )
         )
+
+    def _port_lines(self) -> list[str]:
+        tls = self.stack.tls_dir
+        if tls is None:
+            return [f"port {self.port}"]
+        return [
+            "port 0",  # TLS only
+            f"tls-port {self.port}",
+            f"tls-cert-file {tls / 'server.pem'}",
+            f"tls-key-file {tls / 'server.key'}",
+            f"tls-ca-cert-file {tls / 'ca.pem'}",
+            "tls-auth-clients no",
+        ]
 
     def command(self) -> list[str]:
         return [shutil.which("redis-server") or "redis-server", str(self.dir / "redis.conf")]
@@ -1047,21 +1155,60 @@ class Stack:
                     json.dump(self._secrets, f)
         return self._secrets
 
+    @property
+    def tls_dir(self) -> Path | None:
+        return self.cfg.stack_tls_dir
+
+    def _ca(self) -> str:
+        assert self.tls_dir is not None
+        return quote(str(self.tls_dir / "ca.pem"), safe="/")
+
     def _mysql_url(self, user: str, secret: str) -> str:
         pw = quote(self.secrets[secret], safe="")
-        return f"mysql+pymysql://{user}:{pw}@{self.cfg.stack_host}:{self.cfg.mysql_port}/{DATABASE}"
+        tls = "" if self.tls_dir is None else f"?ssl_ca={self._ca()}"
+        return f"mysql+pymysql://{user}:{pw}@{self.cfg.stack_host}:{self.cfg.mysql_port}/{DATABASE}{tls}"
 
     def mongo_url(self) -> str:
-        return f"mongodb://{self.cfg.stack_host}:{self.cfg.mongo_port}/"
+        tls = "" if self.tls_dir is None else f"?tls=true&tlsCAFile={self._ca()}"
+        return f"mongodb://{self.cfg.stack_host}:{self.cfg.mongo_port}/{tls}"
+
+    def kafka_settings(self) -> dict[str, str]:
+        """The Kafka client settings of the env file (without the prefix)."""
+        values = {"KAFKA_BOOTSTRAP": f"{self.cfg.stack_host}:{self.cfg.kafka_port}"}
+        if self.tls_dir is not None:
+            values |= {
+                "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "KAFKA_SASL_MECHANISM": KAFKA_SASL_MECHANISM,
+                "KAFKA_SASL_USERNAME": KAFKA_CLIENT_USER,
+                "KAFKA_SASL_PASSWORD": self.secrets["kafka_client_password"],
+                "KAFKA_SSL_CAFILE": str(self.tls_dir / "ca.pem"),
+            }
+        return values
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """aiokafka arguments for the stack's own checks, from the same values a client gets."""
+        bootstrap = f"{self.cfg.stack_host}:{self.cfg.kafka_port}"
+        if self.tls_dir is None:
+            return {"bootstrap_servers": bootstrap}
+        from aiokafka.helpers import create_ssl_context
+
+        return {
+            "bootstrap_servers": bootstrap,
+            "security_protocol": "SASL_SSL",
+            "ssl_context": create_ssl_context(cafile=str(self.tls_dir / "ca.pem")),
+            "sasl_mechanism": KAFKA_SASL_MECHANISM,
+            "sasl_plain_username": KAFKA_CLIENT_USER,
+            "sasl_plain_password": self.secrets["kafka_client_password"],
+        }
 
     def ferretdb_postgresql_url(self) -> str:
         pw = quote(self.secrets["postgresql_ferretdb_password"], safe="")
         return f"postgres://{FERRETDB_ROLE}:{pw}@{self.cfg.stack_host}:{self.cfg.postgresql_port}/{FERRETDB_DATABASE}"
 
     def redis_url(self) -> str:
-        return (
-            f"redis://:{quote(self.secrets['redis_password'], safe='')}@{self.cfg.stack_host}:{self.cfg.redis_port}/0"
-        )
+        scheme, tls = ("redis", "") if self.tls_dir is None else ("rediss", f"?ssl_ca_certs={self._ca()}")
+        pw = quote(self.secrets["redis_password"], safe="")
+        return f"{scheme}://:{pw}@{self.cfg.stack_host}:{self.cfg.redis_port}/0{tls}"
 
     def write_env_file(self) -> None:
         values = {
@@ -1069,7 +1216,7 @@ class Stack:
             "MYSQL_ADMIN_URL": self._mysql_url(ADMIN_USER, "mysql_admin_password"),
             "RELAY_MYSQL_URL": self._mysql_url(RELAY_USER, "mysql_relay_password"),
             "MYSQL_READER_URL": self._mysql_url(READER_USER, "mysql_reader_password"),
-            "KAFKA_BOOTSTRAP": f"{self.cfg.stack_host}:{self.cfg.kafka_port}",
+            **self.kafka_settings(),
             "MONGO_URL": self.mongo_url(),
             "REDIS_URL": self.redis_url(),
             # The dev stack's own users connect over TCP from this machine only.

@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import MongoClient
 
 from cdc.publisher import load_position_record, max_published_header
+from schema.kafka_client import kafka_options
 from schema.mysql import OUTBOX_TABLE, connect
 from schema.settings import Settings
 from schema.topics import TopicNames, topic_partitions
@@ -189,7 +190,7 @@ def _mysql(settings: Settings) -> str:
 
 
 async def _kafka(settings: Settings) -> str:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**kafka_options(settings), request_timeout_ms=10_000)
     await admin.start()
     try:
         cluster = await admin.describe_cluster()
@@ -224,11 +225,9 @@ def _redis(settings: Settings) -> str:
 
 
 async def _relay(settings: Settings, topics: TopicNames) -> RelayStatus:
-    position, at_ms = await load_position_record(settings.kafka_bootstrap, topics.position, settings.relay_source_name)
+    position, at_ms = await load_position_record(settings, topics.position, settings.relay_source_name)
     # Every outbox row ends on a data topic or the DLQ, each record carrying its outbox id as the event_id header.
-    last = await max_published_header(
-        settings.kafka_bootstrap, [*sorted(set(topics.data.values())), topics.dlq], "event_id", tail=16
-    )
+    last = await max_published_header(settings, [*sorted(set(topics.data.values())), topics.dlq], "event_id", tail=16)
     unpublished, lag_ms = await asyncio.to_thread(_outbox_after, settings, last)
     committed_at = (
         None if at_ms is None else dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
@@ -266,16 +265,14 @@ def _outbox_after(settings: Settings, last_id: int) -> tuple[int, float | None]:
 
 
 async def _consumer_lag(settings: Settings, topics: TopicNames) -> list[PartitionLag]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**kafka_options(settings), request_timeout_ms=10_000)
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(settings.worker_group)
     finally:
         await admin.close()
-    tps = await topic_partitions(settings.kafka_bootstrap, sorted(set(topics.data.values())))
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed", enable_auto_commit=False
-    )
+    tps = await topic_partitions(settings, sorted(set(topics.data.values())))
+    consumer = AIOKafkaConsumer(**kafka_options(settings), isolation_level="read_committed", enable_auto_commit=False)
     await consumer.start()
     try:
         ends = await consumer.end_offsets(tps) if tps else {}
@@ -297,7 +294,7 @@ async def _consumer_lag(settings: Settings, topics: TopicNames) -> list[Partitio
 async def _dlq(settings: Settings, topics: TopicNames) -> tuple[int, list[DeadLetterSummary]]:
     from tenderhub.dlq import DlqReader  # the DLQ's reader lives with its command
 
-    async with DlqReader(settings.kafka_bootstrap, topics.dlq) as reader:
+    async with DlqReader(settings, topics.dlq) as reader:
         count = await reader.count()
         letters = await reader.read(last=LATEST_DEAD_LETTERS)
     return count, [

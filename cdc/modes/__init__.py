@@ -73,7 +73,7 @@ async def fresh_position(host: Host) -> Position:
     """A start without a committed position: if the topics already hold events (the position topic was lost or its
     source renamed), numbering continues above the highest source_seq they hold."""
     topics = [*host.topics.data.values(), host.topics.dlq]
-    highest = await max_published_source_seq(host.s.kafka_bootstrap, topics)
+    highest = await max_published_source_seq(host.s, topics)
     if highest >= 0:
         log.warning(
             "no committed position, but the topics hold events up to source_seq %d: numbering continues above it",

@@ -32,6 +32,7 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from cdc.outbox import make_engine, write_event
+from schema.kafka_client import kafka_options
 from schema.mongo import READINESS_SCORES, TENDER_SUMMARIES, USER_ACTIVITY_LOGS, ensure_collections
 from schema.redis_keys import READINESS_COMPANIES
 from schema.settings import Settings
@@ -165,12 +166,12 @@ class CorpusRun:
     # -- namespace and processes -------------------------------------------------------------------------------
 
     async def prepare(self) -> None:
-        await ensure_topics(self.settings.kafka_bootstrap, topic_specs(self.settings))
+        await ensure_topics(self.settings, topic_specs(self.settings))
         with self._mongo() as client:
             ensure_collections(client[self.settings.mongo_db], self.settings)
 
     async def cleanup(self) -> None:
-        await delete_topics(self.settings.kafka_bootstrap, [self.settings.topic_prefix])
+        await delete_topics(self.settings, [self.settings.topic_prefix])
         with self._mongo() as client:
             client.drop_database(self.settings.mongo_db)
         r = self._redis()
@@ -308,7 +309,7 @@ class CorpusRun:
     async def collect_letters(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
             self.names.dlq,
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **kafka_options(self.settings),
             isolation_level="read_committed",
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -398,9 +399,7 @@ class CorpusRun:
         probe = LagProbe(worker.port)
         probe.start()
         engine = make_engine(self.settings, pool_size=2)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap, max_request_size=PRODUCER_MAX_REQUEST, acks="all"
-        )
+        producer = AIOKafkaProducer(**kafka_options(self.settings), max_request_size=PRODUCER_MAX_REQUEST, acks="all")
         await producer.start()
         stop = asyncio.Event()
         collector = asyncio.create_task(self.collect_letters(stop))

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer
 from pymongo import MongoClient
 
 from cdc.bookkeeping import count_unpublished
+from schema.kafka_client import kafka_options
 from schema.mongo import READINESS_SCORES, TENDER_SUMMARIES, USER_ACTIVITY_LOGS
 from schema.settings import Settings
 from schema.topics import TopicNames
@@ -68,7 +69,7 @@ async def read_all(settings: Settings, topics: Sequence[str], timeout_s: float =
     """Every committed record on `topics` up to their current end (read_committed: the last stable offsets)."""
     consumer = AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_options(settings),
         isolation_level="read_committed",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -85,12 +85,12 @@ def create(ns: FaultNamespace) -> None:
         ensure_collections(client[ns.settings.mongo_db], ns.settings)
     finally:
         client.close()
-    asyncio.run(ensure_topics(ns.settings.kafka_bootstrap, topic_specs(ns.settings)))
+    asyncio.run(ensure_topics(ns.settings, topic_specs(ns.settings)))
 
 
 def drop(ns: FaultNamespace) -> None:
     """Everything `create` and the run made: topics (Faust's own too), stores, database and accounts."""
-    asyncio.run(delete_topics(ns.settings.kafka_bootstrap, [ns.settings.topic_prefix, f"{ns.settings.worker_group}-"]))
+    asyncio.run(delete_topics(ns.settings, [ns.settings.topic_prefix, f"{ns.settings.worker_group}-"]))
     client: MongoClient[dict[str, object]] = MongoClient(
         ns.settings.mongo_url.get_secret_value(), serverSelectionTimeoutMS=10_000
     )

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from schema.kafka_client import kafka_options
 from schema.settings import Settings
 from schema.topics import TopicNames
 from tenderhub.faults.audit import unpublished
@@ -39,8 +40,8 @@ class Sample:
 
 async def group_backlog(settings: Settings) -> int:
     names = TopicNames.from_settings(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15_000)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
+    admin = AIOKafkaAdminClient(**kafka_options(settings), request_timeout_ms=15_000)
+    consumer = AIOKafkaConsumer(**kafka_options(settings), isolation_level="read_committed")
     await admin.start()
     try:
         await consumer.start()
