@@ -58,6 +58,12 @@ class StackSettings(_Base):
     mysql_port: int = Field(13306, ge=1024, le=65535, description="Local MariaDB port.")
     kafka_port: int = Field(19092, ge=1024, le=65535, description="Local Kafka broker port.")
     kafka_controller_port: int = Field(19093, ge=1024, le=65535, description="Local KRaft controller port.")
+    kafka_brokers: Literal[1, 3] = Field(
+        1,
+        description="Kafka brokers of the local stack: 1, or 3 (`stack up --cluster`; each a broker and a KRaft "
+        "controller on kafka_port + 100 * n and kafka_controller_port + 100 * n, topics at replication factor 3 with "
+        "min.insync.replicas 2). A stack folder keeps the count it was made with.",
+    )
     mongo_port: int = Field(37017, ge=1024, le=65535, description="Local FerretDB (MongoDB wire) port.")
     ferretdb_debug_port: int = Field(38088, ge=1024, le=65535, description="FerretDB debug/metrics port.")
     ferretdb_backend: Literal["postgresql", "sqlite"] = Field(
@@ -125,6 +131,13 @@ class Settings(_Base):
         "`tenderhub verify` and `rebuild`; `tenderhub migrate` creates it when set.",
     )
     kafka_bootstrap: str = Field(description="Kafka bootstrap servers, host:port[,host:port].")
+    kafka_replication_factor: int = Field(
+        1,
+        ge=1,
+        le=7,
+        description="Replication factor of the topics `migrate` creates; min.insync.replicas is 2 from 3 replicas "
+        "on (production: 3 brokers or more, so one can fail without stopping the relay's acks=all writes).",
+    )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT",
         description="How every Kafka client (relay, workers, tools) talks to the brokers; production: SASL_SSL.",

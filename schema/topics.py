@@ -54,13 +54,15 @@ class TopicNames:
 
 def topic_specs(settings: Settings, partitions: int = 6) -> list[TopicSpec]:
     names = TopicNames.from_settings(settings)
+    # An acknowledged write (acks=all) is on two replicas before the relay moves on, once there are three.
+    isr = {"min.insync.replicas": str(min_insync_replicas(settings.kafka_replication_factor))}
     specs = [
-        TopicSpec(topic, partitions, {"max.message.bytes": str(DATA_MAX_MESSAGE_BYTES)})
+        TopicSpec(topic, partitions, {"max.message.bytes": str(DATA_MAX_MESSAGE_BYTES), **isr})
         for topic in names.data.values()
     ]
-    specs.append(TopicSpec(names.dlq, 1, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}))
+    specs.append(TopicSpec(names.dlq, 1, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES), **isr}))
     # The relay's committed position: one key per source, only the newest value matters.
-    specs.append(TopicSpec(names.position, 1, {"cleanup.policy": "compact", "min.insync.replicas": "1"}))
+    specs.append(TopicSpec(names.position, 1, {"cleanup.policy": "compact", **isr}))
     return specs
 
 
@@ -75,8 +77,15 @@ async def missing_topics(kafka: KafkaConnection, specs: list[TopicSpec]) -> list
     return sorted(s.name for s in specs if s.name not in existing)
 
 
-async def ensure_topics(kafka: KafkaConnection, specs: list[TopicSpec], replication: int = 1) -> list[str]:
-    """Create missing topics; return the names created now. Existing topics are left as they are."""
+def min_insync_replicas(replication: int) -> int:
+    return 2 if replication >= 3 else 1
+
+
+async def ensure_topics(kafka: KafkaConnection, specs: list[TopicSpec], replication: int | None = None) -> list[str]:
+    """Create missing topics (at the settings' replication factor unless given; 1 for bare bootstrap servers);
+    return the names created now. Existing topics are left as they are."""
+    if replication is None:
+        replication = 1 if isinstance(kafka, str) else kafka.kafka_replication_factor
     admin = AIOKafkaAdminClient(**kafka_options(kafka), request_timeout_ms=15000)
     await admin.start()
     try:

@@ -31,7 +31,13 @@ def _say(message: str) -> None:
 def cmd_stack(args: argparse.Namespace) -> int:
     from tenderhub.stack import Stack
 
-    stack = Stack(load_stack_settings())
+    cfg = load_stack_settings()
+    recorded = Stack.recorded_brokers(cfg.stack_dir.resolve())
+    if getattr(args, "cluster", False):
+        cfg = cfg.model_copy(update={"kafka_brokers": 3})
+    elif recorded is not None:
+        cfg = cfg.model_copy(update={"kafka_brokers": recorded})
+    stack = Stack(cfg)
     if args.action == "up":
         start = time.monotonic()
         stack.up(progress=_say)
@@ -473,6 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
     stack = sub.add_parser("stack", help="the local services: up | down | status")
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.add_argument("--purge", action="store_true", help="with down: also delete the stack's data folder")
+    stack.add_argument(
+        "--cluster",
+        action="store_true",
+        help="with up: three Kafka brokers (replication factor 3, min.insync.replicas 2) instead of one",
+    )
     stack.set_defaults(func=cmd_stack)
     sub.add_parser("migrate", help="apply MySQL migrations, users, MongoDB collections, Kafka topics").set_defaults(
         func=cmd_migrate

@@ -416,9 +416,13 @@ class Kafka(Service):
 </project>
 """
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, node: int = 1) -> None:
+        # Node 1 keeps the single broker's name, folder and ports; the others of a cluster are kafka-2, kafka-3.
+        self.node = node
+        self.name = "kafka" if node == 1 else f"kafka-{node}"
         super().__init__(stack)
-        self.port = self.cfg.kafka_port
+        self.port = kafka_port(self.cfg, node)
+        self.controller_port = self.cfg.kafka_controller_port + 100 * (node - 1)
         self.jars = self.cfg.cache_dir / f"kafka-{self.cfg.kafka_version}"
         self.props = self.dir / "server.properties"
         self.logdir = self.dir / "data"
@@ -468,8 +472,12 @@ class Kafka(Service):
             *args,
         ]
 
+    @property
+    def port_setting(self) -> str:
+        return "kafka_port"
+
     def _listener_lines(self) -> list[str]:
-        host, cport = self.cfg.stack_host, self.cfg.kafka_controller_port
+        host, cport = self.cfg.stack_host, self.controller_port
         tls = self.stack.tls_dir
         if tls is None:
             return [
@@ -517,8 +525,43 @@ class Kafka(Service):
             ]
         return out
 
+    def _replication_lines(self) -> list[str]:
+        n = self.cfg.kafka_brokers
+        if n == 1:
+            # One broker: internal topics (offsets, transaction state) cannot be replicated.
+            return [
+                "offsets.topic.replication.factor=1",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+            ]
+        # Every internal and data topic on all three brokers; a write is acknowledged once two have it, so one broker
+        # can be lost without losing an acknowledged event or stopping the writers.
+        return [
+            f"offsets.topic.replication.factor={n}",
+            f"transaction.state.log.replication.factor={n}",
+            "transaction.state.log.min.isr=2",
+            f"share.coordinator.state.topic.replication.factor={n}",
+            "share.coordinator.state.topic.min.isr=2",
+            f"default.replication.factor={n}",
+            "min.insync.replicas=2",
+            "unclean.leader.election.enable=false",
+        ]
+
+    def _cluster_id(self) -> str:
+        """One id for every node of the stack's cluster: node 1 makes it, the others (started after it) read it."""
+        path = self.stack.root / "kafka" / "cluster-id"
+        if self.node == 1 and not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(new_cluster_id() + "\n")
+        return path.read_text().strip()
+
     def initialise(self) -> None:
-        host, cport = self.cfg.stack_host, self.cfg.kafka_controller_port
+        host = self.cfg.stack_host
+        voters = ",".join(
+            f"{n}@{host}:{self.cfg.kafka_controller_port + 100 * (n - 1)}" for n in range(1, self.cfg.kafka_brokers + 1)
+        )
         formatted_tls = (self.logdir / "tenderhub-tls").exists()
         if (self.logdir / "meta.properties").exists() and formatted_tls != (self.stack.tls_dir is not None):
             raise StackError(
@@ -533,18 +576,13 @@ class Kafka(Service):
             "\n".join(
                 [
                     "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@{host}:{cport}",
+                    f"node.id={self.node}",
+                    f"controller.quorum.voters={voters}",
                     *self._listener_lines(),
                     "controller.listener.names=CONTROLLER",
                     f"log.dirs={self.logdir}",
                     "num.partitions=3",
-                    # One broker: internal topics (offsets, transaction state) cannot be replicated.
-                    "offsets.topic.replication.factor=1",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
+                    *self._replication_lines(),
                     "group.initial.rebalance.delay.ms=0",
                     # Topics are declared by `tenderhub migrate`, never created by accident.
                     "auto.create.topics.enable=false",
@@ -575,8 +613,8 @@ class Kafka(Service):
         if (self.logdir / "meta.properties").exists():
             return
         # KRaft needs a formatted log directory with a cluster id before the first start.
-        cluster_id = new_cluster_id()
-        log.info("kafka: formatting KRaft storage (cluster %s)", cluster_id)
+        cluster_id = self._cluster_id()
+        log.info("%s: formatting KRaft storage (cluster %s)", self.name, cluster_id)
         args = ["format", "-t", cluster_id, "-c", str(self.props)]
         if self.stack.tls_dir is None:
             _run(self._java("kafka.tools.StorageTool", *args), self.name, timeout=120)
@@ -612,20 +650,25 @@ class Kafka(Service):
     def check_health(self) -> None:
         if not _port_open(self.cfg.stack_host, self.port):
             raise ConnectionRefusedError(f"nothing listens on {self.cfg.stack_host}:{self.port} yet")
-        asyncio.run(_kafka_ready(self.stack.kafka_client_options()))
+        options = {**self.stack.kafka_client_options(), "bootstrap_servers": f"{self.cfg.stack_host}:{self.port}"}
+        asyncio.run(_kafka_ready(options, self.node))
 
 
-async def _kafka_ready(options: dict[str, Any]) -> None:
+async def _kafka_ready(options: dict[str, Any], node: int) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(**options, request_timeout_ms=3000)
     await admin.start()
     try:
         cluster = await admin.describe_cluster()
-        if not cluster.get("brokers"):
-            raise RuntimeError("no broker registered yet")
+        if node not in {int(b["node_id"]) for b in cluster.get("brokers", [])}:
+            raise RuntimeError(f"broker {node} is not registered yet")
     finally:
         await admin.close()
+
+
+def kafka_port(cfg: StackSettings, node: int) -> int:
+    return cfg.kafka_port + 100 * (node - 1)
 
 
 def new_cluster_id() -> str:
@@ -1131,7 +1174,12 @@ class Stack:
     def __init__(self, cfg: StackSettings) -> None:
         self.cfg = cfg
         self.root = cfg.stack_dir.resolve()
-        self._every = [t(self) for t in self.SERVICE_TYPES]
+        self._every: list[Service] = []
+        for kind in self.SERVICE_TYPES:
+            if kind is Kafka:
+                self._every += [Kafka(self, node) for node in range(1, cfg.kafka_brokers + 1)]
+            else:
+                self._every.append(kind(self))
         # PostgreSQL only serves FerretDB's postgresql backend.
         self.services = [s for s in self._every if cfg.ferretdb_backend == "postgresql" or type(s) is not PostgreSQL]
         self._secrets: dict[str, str] | None = None
@@ -1172,9 +1220,14 @@ class Stack:
         tls = "" if self.tls_dir is None else f"?tls=true&tlsCAFile={self._ca()}"
         return f"mongodb://{self.cfg.stack_host}:{self.cfg.mongo_port}/{tls}"
 
+    def kafka_bootstrap(self) -> str:
+        return ",".join(
+            f"{self.cfg.stack_host}:{kafka_port(self.cfg, n)}" for n in range(1, self.cfg.kafka_brokers + 1)
+        )
+
     def kafka_settings(self) -> dict[str, str]:
         """The Kafka client settings of the env file (without the prefix)."""
-        values = {"KAFKA_BOOTSTRAP": f"{self.cfg.stack_host}:{self.cfg.kafka_port}"}
+        values = {"KAFKA_BOOTSTRAP": self.kafka_bootstrap(), "KAFKA_REPLICATION_FACTOR": str(self.cfg.kafka_brokers)}
         if self.tls_dir is not None:
             values |= {
                 "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
@@ -1187,7 +1240,7 @@ class Stack:
 
     def kafka_client_options(self) -> dict[str, Any]:
         """aiokafka arguments for the stack's own checks, from the same values a client gets."""
-        bootstrap = f"{self.cfg.stack_host}:{self.cfg.kafka_port}"
+        bootstrap = self.kafka_bootstrap()
         if self.tls_dir is None:
             return {"bootstrap_servers": bootstrap}
         from aiokafka.helpers import create_ssl_context
@@ -1229,8 +1282,24 @@ class Stack:
         with os.fdopen(fd, "w") as f:
             f.write(text)
 
+    @staticmethod
+    def recorded_brokers(stack_dir: Path) -> int | None:
+        """The Kafka broker count a stack folder was made with (None for a folder not made yet)."""
+        try:
+            return int((stack_dir / "kafka-brokers").read_text())
+        except (OSError, ValueError):
+            return None
+
     def up(self, progress: Callable[[str], None] = log.info) -> None:
+        recorded = self.recorded_brokers(self.root)
+        if recorded is not None and recorded != self.cfg.kafka_brokers:
+            raise StackError(
+                "kafka",
+                f"this stack folder was made with {recorded} broker(s), not {self.cfg.kafka_brokers}: run `tenderhub "
+                "stack down --purge` first (topics and their replicas are laid out for the broker count)",
+            )
         self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "kafka-brokers").write_text(f"{self.cfg.kafka_brokers}\n")
         for svc in self.services:
             svc.ensure_installed()
         started: list[Service] = []

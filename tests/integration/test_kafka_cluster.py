@@ -1,0 +1,229 @@
+"""The pipeline on a three-broker Kafka (`tenderhub stack up --cluster`'s brokers, started here on free ports in a
+folder of their own; MariaDB, MongoDB and Redis are the dev stack's). Topics at replication factor 3 with
+min.insync.replicas 2. One broker is SIGKILLed while the relay publishes and two workers consume: every event is in
+Kafka exactly once (read_committed), every activity is logged once, and the spend totals equal MySQL's recompute
+(nothing lost, nothing counted twice)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+from aiokafka.admin import AIOKafkaAdminClient
+from pymongo import MongoClient
+
+from schema.settings import Settings, load_stack_settings
+from streams.spend import recompute, totals_in_cents
+from tenderhub.processes import PipelineEnv, RelayEnv, RelayProcess, WorkerProcess
+from tenderhub.stack import Kafka, Stack
+from tests.integration.relay_harness import consume, run
+from tests.integration.test_cdc_relay import insert_activities
+from tests.integration.test_worker_spend import AS_OF, mysql_rows, store_totals, uk_rows, write_tenders
+from tests.integration.worker_harness import wait_for
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _port_block() -> tuple[int, int]:
+    """A broker port and a controller port such that each + 0, 100 and 200 is free (the cluster's layout)."""
+    for _ in range(200):
+        base = random.randrange(20_000, 40_000)
+        if all(_free(base + d) for d in (0, 1, 100, 101, 200, 201)):
+            return base, base + 1
+    raise RuntimeError("no free port block")
+
+
+@pytest.fixture(scope="module")
+def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, list[Kafka]]]:
+    kafka_port, controller_port = _port_block()
+    cfg = load_stack_settings(
+        stack_dir=tmp_path_factory.mktemp("kafka-cluster") / "stack",
+        kafka_brokers=3,
+        kafka_port=kafka_port,
+        kafka_controller_port=controller_port,
+        kafka_heap="384m",
+    )
+    stack = Stack(cfg)
+    nodes = [s for s in stack.services if isinstance(s, Kafka)]
+    assert [n.name for n in nodes] == ["kafka", "kafka-2", "kafka-3"]
+    try:
+        for node in nodes:
+            node.ensure_installed()
+            node.start()
+        for node in nodes:
+            node.wait_healthy(120)
+        yield stack, nodes
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+
+
+def _cluster_settings(stack: Stack, settings: Settings) -> Settings:
+    return settings.model_copy(update={"kafka_bootstrap": stack.kafka_bootstrap(), "kafka_replication_factor": 3})
+
+
+async def _describe(settings: Settings, topics: list[str]) -> list[dict[str, Any]]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15_000)
+    await admin.start()
+    try:
+        return list(await admin.describe_topics(topics))
+    finally:
+        await admin.close()
+
+
+def test_one_broker_killed_while_the_relay_publishes_and_two_workers_consume(
+    brokers: tuple[Stack, list[Kafka]],
+    settings: Settings,
+    engine: sa.Engine,
+    mongo: MongoClient[dict[str, Any]],
+    redis_client: redis.Redis,
+) -> None:
+    stack, nodes = brokers
+    cluster = _cluster_settings(stack, settings)
+    uid = uuid.uuid4().hex[:10]
+    penv = PipelineEnv(RelayEnv(uid, cluster), as_of=AS_OF)
+    run(penv.renv.create_topics())
+    topics = [f"{penv.renv.prefix}activity", f"{penv.renv.prefix}tender"]
+    leaders: set[int] = set()
+    for described in run(_describe(cluster, topics)):
+        assert all(len(p["replicas"]) == 3 for p in described["partitions"]), described
+        leaders |= {int(p["leader"]) for p in described["partitions"] if described["topic"] == topics[0]}
+    # The broker that leads the activity topic's first partition: its loss must move leadership under load.
+    victim = nodes[min(leaders) - 1]
+    env = {"TENDERHUB_KAFKA_BOOTSTRAP": cluster.kafka_bootstrap, "TENDERHUB_KAFKA_REPLICATION_FACTOR": "3"}
+    relay = RelayProcess(penv.renv, "--from-now", **env).start()
+    workers = [WorkerProcess(penv, "--agents", "activity_logs,spend", **env).start() for _ in range(2)]
+    rows = uk_rows(uid)
+    activity_ids: list[int] = []
+    tender_ids: list[int] = []
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for i in range(24):
+                activity_ids.extend(insert_activities(engine, uid, [5, 1, 3], users=11))
+                tender_ids.extend(write_tenders(engine, rows[i::24]))
+                time.sleep(0.25)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread, which fails with it
+            failures.append(exc)
+
+    try:
+        relay.wait_tailing(60)
+        for worker in workers:
+            worker.wait_ready()
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        time.sleep(2.0)
+        pid = victim.running_pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # mid-stream: its partitions' leadership moves to the others
+        writer.join(120)
+        assert not writer.is_alive() and not failures, failures
+        logs = mongo[penv.mongo_db]["user_activity_logs"]
+        wait_for(lambda: logs.count_documents({}) >= len(activity_ids), 120, "every activity logged")
+        assert sorted(d["_id"] for d in logs.find({}, {"_id": 1})) == sorted(activity_ids)
+        # Exactly once in Kafka: every event id of the outbox, once, as a read_committed consumer sees them.
+        expected = len(activity_ids) + len(tender_ids)
+        records = run(consume(cluster.kafka_bootstrap, topics, until=expected, timeout=120))
+        seen = [r.value["event_id"] for r in records]
+        assert len(seen) == len(set(seen)) == expected, (len(seen), len(set(seen)), expected)
+        # Spend: no event lost or counted twice across the two workers and the broker's loss.
+        rows_now = mysql_rows(engine, sorted(set(tender_ids)))
+        expected_totals = totals_in_cents(recompute(rows_now))
+        key = f"{penv.redis_prefix}analytics:spend_by_buyer:totals"
+        wait_for(lambda: store_totals(redis_client, key) == expected_totals, 90, "spend totals equal MySQL's")
+        stats = [w.stats() for w in workers]
+        assert all(s["activity_logs"]["dead_letters"] == 0 and s["spend"]["dead_letters"] == 0 for s in stats)
+        assert sum(s["activity_logs"]["events"] for s in stats) >= len(activity_ids)
+        assert relay.alive(), relay.tail()
+    finally:
+        for worker in workers:
+            worker.kill()
+        relay.kill()
+        if victim.running_pid() is None:
+            victim.start()
+            victim.wait_healthy(120)
+        run(penv.renv.delete_topics())
+        mongo.drop_database(penv.mongo_db)
+        keys = list(redis_client.scan_iter(f"{penv.redis_prefix}*", count=1000))
+        if keys:
+            redis_client.delete(*keys)
+
+
+def test_workers_scale_from_one_to_three_and_back_under_load_without_double_counting(
+    brokers: tuple[Stack, list[Kafka]],
+    settings: Settings,
+    engine: sa.Engine,
+    mongo: MongoClient[dict[str, Any]],
+    redis_client: redis.Redis,
+) -> None:
+    """One worker, then three (the group rebalances the partitions among them), then one again (SIGTERM: each
+    leaver commits what it handled), all while events keep coming."""
+    stack, _ = brokers
+    cluster = _cluster_settings(stack, settings)
+    uid = uuid.uuid4().hex[:10]
+    penv = PipelineEnv(RelayEnv(uid, cluster), as_of=AS_OF)
+    run(penv.renv.create_topics())
+    env = {"TENDERHUB_KAFKA_BOOTSTRAP": cluster.kafka_bootstrap, "TENDERHUB_KAFKA_REPLICATION_FACTOR": "3"}
+    relay = RelayProcess(penv.renv, "--from-now", **env).start()
+    first = WorkerProcess(penv, "--agents", "activity_logs,spend", **env).start()
+    extra: list[WorkerProcess] = []
+    rows = uk_rows(uid)
+    activity_ids: list[int] = []
+    tender_ids: list[int] = []
+    try:
+        relay.wait_tailing(60)
+        first.wait_ready()
+        for step in range(18):
+            activity_ids.extend(insert_activities(engine, uid, [4, 2], users=13))
+            tender_ids.extend(write_tenders(engine, rows[step::18]))
+            if step == 4:
+                extra = [WorkerProcess(penv, "--agents", "activity_logs,spend", **env).start() for _ in range(2)]
+            if step == 10:
+                for worker in extra:
+                    worker.wait_ready()
+            if step == 13:
+                # The group gave the newcomers partitions: they handled events of their own before leaving.
+                newcomers = list(extra)
+                wait_for(
+                    lambda: sum(w.stats()["activity_logs"]["events"] for w in newcomers) > 0,  # noqa: B023 - waited on here
+                    60,
+                    "the newcomers' events",
+                )
+                for worker in extra:
+                    assert worker.terminate() == 0, worker.tail()
+            time.sleep(0.3)
+        logs = mongo[penv.mongo_db]["user_activity_logs"]
+        wait_for(lambda: logs.count_documents({}) >= len(activity_ids), 120, "every activity logged")
+        assert sorted(d["_id"] for d in logs.find({}, {"_id": 1})) == sorted(activity_ids)
+        expected_totals = totals_in_cents(recompute(mysql_rows(engine, sorted(set(tender_ids)))))
+        key = f"{penv.redis_prefix}analytics:spend_by_buyer:totals"
+        wait_for(lambda: store_totals(redis_client, key) == expected_totals, 90, "spend totals equal MySQL's")
+        assert first.terminate() == 0, first.tail()
+        assert relay.terminate() == 0, relay.tail()
+    finally:
+        for worker in [first, *extra]:
+            worker.kill()
+        relay.kill()
+        run(penv.renv.delete_topics())
+        mongo.drop_database(penv.mongo_db)
+        keys = list(redis_client.scan_iter(f"{penv.redis_prefix}*", count=1000))
+        if keys:
+            redis_client.delete(*keys)
