@@ -188,28 +188,39 @@ def test_workers_scale_from_one_to_three_and_back_under_load_without_double_coun
     rows = uk_rows(uid)
     activity_ids: list[int] = []
     tender_ids: list[int] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        """Events all along: while one worker runs, while three do, and after two have left."""
+        try:
+            step = 0
+            while not stop.is_set() or step < 12:
+                activity_ids.extend(insert_activities(engine, uid, [4, 2], users=13))
+                tender_ids.extend(write_tenders(engine, rows[step % 24 :: 24][:3]))
+                step += 1
+                time.sleep(0.3)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread, which fails with it
+            failures.append(exc)
+
+    writer = threading.Thread(target=write, daemon=True)
     try:
         relay.wait_tailing(60)
         first.wait_ready()
-        for step in range(18):
-            activity_ids.extend(insert_activities(engine, uid, [4, 2], users=13))
-            tender_ids.extend(write_tenders(engine, rows[step::18]))
-            if step == 4:
-                extra = [WorkerProcess(penv, "--agents", "activity_logs,spend", **env).start() for _ in range(2)]
-            if step == 10:
-                for worker in extra:
-                    worker.wait_ready()
-            if step == 13:
-                # The group gave the newcomers partitions: they handled events of their own before leaving.
-                newcomers = list(extra)
-                wait_for(
-                    lambda: sum(w.stats()["activity_logs"]["events"] for w in newcomers) > 0,  # noqa: B023 - waited on here
-                    60,
-                    "the newcomers' events",
-                )
-                for worker in extra:
-                    assert worker.terminate() == 0, worker.tail()
-            time.sleep(0.3)
+        writer.start()
+        time.sleep(1.5)
+        extra = [WorkerProcess(penv, "--agents", "activity_logs,spend", **env).start() for _ in range(2)]
+        for worker in extra:
+            worker.wait_ready()
+        newcomers = list(extra)
+        # The group gave the newcomers partitions: they handle events of their own before leaving.
+        wait_for(lambda: sum(w.stats()["activity_logs"]["events"] for w in newcomers) > 0, 90, "the newcomers' events")
+        for worker in extra:
+            assert worker.terminate() == 0, worker.tail()
+        time.sleep(1.5)
+        stop.set()
+        writer.join(120)
+        assert not writer.is_alive() and not failures, failures
         logs = mongo[penv.mongo_db]["user_activity_logs"]
         wait_for(lambda: logs.count_documents({}) >= len(activity_ids), 120, "every activity logged")
         assert sorted(d["_id"] for d in logs.find({}, {"_id": 1})) == sorted(activity_ids)
@@ -219,6 +230,9 @@ def test_workers_scale_from_one_to_three_and_back_under_load_without_double_coun
         assert first.terminate() == 0, first.tail()
         assert relay.terminate() == 0, relay.tail()
     finally:
+        stop.set()
+        if writer.is_alive():
+            writer.join(60)
         for worker in [first, *extra]:
             worker.kill()
         relay.kill()
