@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -262,13 +262,23 @@ class Service:
         except OSError:
             return "(no log)"
 
-    def stop(self, timeout: float = 30.0) -> bool:
+    def signal_stop(self) -> int | None:
+        """Send the stop signal, not waiting; the PID signalled (None when not running)."""
         pid = self.running_pid()
         if pid is None:
             self.pid_path.unlink(missing_ok=True)
-            return False
+            return None
         log.info("%s: stopping pid %d", self.name, pid)
         os.kill(pid, self.stop_signal)
+        return pid
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        pid = self.signal_stop()
+        if pid is None:
+            return False
+        return self.wait_stopped(pid, timeout)
+
+    def wait_stopped(self, pid: int, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.running_pid() is not None:
             _reap(pid)
@@ -665,6 +675,12 @@ async def _kafka_ready(options: dict[str, Any], node: int) -> None:
             raise RuntimeError(f"broker {node} is not registered yet")
     finally:
         await admin.close()
+
+
+def stop_together(services: Sequence[Service], timeout: float = 30.0) -> dict[str, bool]:
+    """Signal every one of `services`, then wait for each (SIGKILL after the timeout); name -> was it running."""
+    signalled = {svc.name: (svc, svc.signal_stop()) for svc in services}
+    return {name: pid is not None and svc.wait_stopped(pid, timeout) for name, (svc, pid) in signalled.items()}
 
 
 def kafka_port(cfg: StackSettings, node: int) -> int:
@@ -1326,12 +1342,18 @@ class Stack:
         progress(f"settings written to {self.env_file}")
 
     def down(self, purge: bool = False, progress: Callable[[str], None] = log.info) -> None:
-        # Every service type, configured or not: a PostgreSQL left from before a switch to SQLite stops too.
+        # Every service type, configured or not: a PostgreSQL left from before a switch to SQLite stops too. The
+        # brokers of a cluster stop together: one left alone without its controller quorum never finishes.
+        brokers = [svc for svc in self._every if isinstance(svc, Kafka)]
         for svc in reversed(self._every):
-            if svc.stop():
-                progress(f"{svc.name}: stopped")
-            elif svc in self.services:
-                progress(f"{svc.name}: was not running")
+            if isinstance(svc, Kafka) and svc is not brokers[0]:
+                continue
+            stopped = stop_together(brokers) if isinstance(svc, Kafka) else {svc.name: svc.stop()}
+            for name, was_running in stopped.items():
+                if was_running:
+                    progress(f"{name}: stopped")
+                elif svc in self.services:
+                    progress(f"{name}: was not running")
         if purge:
             for svc in self._every:
                 svc.purge()

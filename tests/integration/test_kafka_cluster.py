@@ -25,7 +25,7 @@ from pymongo import MongoClient
 from schema.settings import Settings, load_stack_settings
 from streams.spend import recompute, totals_in_cents
 from tenderhub.processes import PipelineEnv, RelayEnv, RelayProcess, WorkerProcess
-from tenderhub.stack import Kafka, Stack
+from tenderhub.stack import Kafka, Stack, stop_together
 from tests.integration.relay_harness import consume, run
 from tests.integration.test_cdc_relay import insert_activities
 from tests.integration.test_worker_spend import AS_OF, mysql_rows, store_totals, uk_rows, write_tenders
@@ -71,8 +71,7 @@ def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, l
             node.wait_healthy(120)
         yield stack, nodes
     finally:
-        for node in reversed(nodes):
-            node.stop()
+        stop_together(nodes)  # one by one, the last would wait for a controller quorum that is gone
 
 
 def _cluster_settings(stack: Stack, settings: Settings) -> Settings:
