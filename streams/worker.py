@@ -18,7 +18,7 @@ from pymongo import MongoClient
 
 from schema.mongo import ensure_collections
 from schema.settings import Settings, SettingsError
-from schema.topics import missing_topics, topic_specs
+from schema.topics import TopicNames, missing_topics, topic_specs
 from sinks.errors import store_access_error
 from streams.agents import collections, registry
 from streams.app import Pipeline, build_pipeline
@@ -29,7 +29,10 @@ log = logging.getLogger(__name__)
 def prepare(settings: Settings) -> None:
     """Start-up checks: declared topics exist (never auto-created), MongoDB collections exist (capped logs), and
     MongoDB and Redis accept the worker's credentials. Raises StoreAccessError when a store refuses them."""
-    missing = asyncio.run(missing_topics(settings, topic_specs(settings)))
+    # Only the topics a worker uses: with ACLs it may not even see the relay's position topic.
+    position = TopicNames.from_settings(settings).position
+    used = [spec for spec in topic_specs(settings) if spec.name != position]
+    missing = asyncio.run(missing_topics(settings, used))
     if missing:
         raise SettingsError(f"Kafka topics {missing} do not exist. Fix: run `tenderhub migrate` (declares them).")
     try:

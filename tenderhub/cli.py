@@ -172,6 +172,22 @@ def cmd_doctor(_: argparse.Namespace) -> int:
     return exit_code(checks)
 
 
+def cmd_kafka_acls(args: argparse.Namespace) -> int:
+    from tenderhub.kafka_acls import apply_acls, kafka_acls_arguments, pipeline_acls
+
+    settings = load_settings()
+    acls = pipeline_acls(settings, args.relay_user, args.worker_user)
+    if args.print:
+        for acl in acls:
+            print(
+                " ".join(["kafka-acls.sh", "--bootstrap-server", settings.kafka_bootstrap, *kafka_acls_arguments(acl)])
+            )
+        return 0
+    added = asyncio.run(apply_acls(settings, acls))
+    _say(f"kafka: {added} ACL bindings for {args.relay_user} (relay) and {args.worker_user} (workers)")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from sinks.errors import StoreAccessError
     from streams.batch import EXIT_STORE_REFUSED
@@ -520,6 +536,14 @@ def build_parser() -> argparse.ArgumentParser:
         "acknowledged; fix the URL or grants named in the message, then start again)",
     )
     worker.add_argument("--agents", default="", help="comma-separated agent names (default: all)")
+    acls = sub.add_parser(
+        "kafka-acls",
+        help="allow the relay's and the workers' Kafka users exactly what they need (run with an admin user)",
+    )
+    acls.add_argument("--relay-user", default="relay", help="the relay's SASL user")
+    acls.add_argument("--worker-user", default="worker", help="the workers' SASL user")
+    acls.add_argument("--print", action="store_true", help="print kafka-acls.sh commands instead of applying")
+    acls.set_defaults(func=cmd_kafka_acls)
     worker.set_defaults(func=cmd_worker)
     replay = sub.add_parser("replay", help="rewind the workers' consumer group; with --rebuild, recompute everything")
     replay.add_argument(

@@ -45,9 +45,19 @@ SECRET_NAMES = (
     "postgresql_ferretdb_password",
     "kafka_broker_password",
     "kafka_client_password",
+    "kafka_relay_password",
+    "kafka_worker_password",
+    "kafka_reader_password",
 )
 # With TLS on (TENDERHUB_STACK_TLS_DIR): Kafka's SCRAM users, the broker's own and the one every client uses.
 KAFKA_BROKER_USER, KAFKA_CLIENT_USER = "broker", "tenderhub"
+# `tenderhub` (what the env file gives every client) may do anything; `relay` and `worker` get only the ACLs the
+# pipeline needs (tenderhub.kafka_acls), `reader` none (the read service reads no Kafka).
+KAFKA_PIPELINE_USERS = {
+    "relay": "kafka_relay_password",
+    "worker": "kafka_worker_password",
+    "reader": "kafka_reader_password",
+}
 KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
 DATABASE = "tenderhub"
 # FerretDB's PostgreSQL role and database: the role owns that one database and nothing else.
@@ -496,22 +506,30 @@ class Kafka(Service):
                 "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                 "inter.broker.listener.name=PLAINTEXT",
             ]
-        # Clients and the broker itself: SASL (SCRAM) over TLS. The KRaft controller of this one-node cluster stays
-        # on its own loopback listener. The PEM keystore holds the server's key and certificate (0600).
+        # Clients and the brokers: SASL (SCRAM) over TLS, with ACLs. The KRaft controllers' listener (loopback) is
+        # authenticated too, with PLAIN and the broker's own user: SCRAM users live in the metadata the controllers
+        # serve, so they cannot log the controllers in. The PEM keystore holds the server's key and certificate (0600).
         keystore = self.dir / "keystore.pem"
         keystore.touch(mode=0o600)
         keystore.write_text((tls / "server.key").read_text() + (tls / "server.pem").read_text())
         password = self.stack.secrets["kafka_broker_password"]
+        broker = f'username="{KAFKA_BROKER_USER}" password="{password}"'
         return [
             f"listeners=SASL_SSL://{host}:{self.port},CONTROLLER://{host}:{cport}",
             f"advertised.listeners=SASL_SSL://{host}:{self.port}",
-            "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT",
             "inter.broker.listener.name=SASL_SSL",
             f"sasl.enabled.mechanisms={KAFKA_SASL_MECHANISM}",
             f"sasl.mechanism.inter.broker.protocol={KAFKA_SASL_MECHANISM}",
             f"listener.name.sasl_ssl.{KAFKA_SASL_MECHANISM.lower()}.sasl.jaas.config="
-            "org.apache.kafka.common.security.scram.ScramLoginModule required "
-            f'username="{KAFKA_BROKER_USER}" password="{password}";',
+            f"org.apache.kafka.common.security.scram.ScramLoginModule required {broker};",
+            "sasl.mechanism.controller.protocol=PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule "
+            f'required {broker} user_{KAFKA_BROKER_USER}="{password}";',
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            f"super.users=User:{KAFKA_BROKER_USER};User:{KAFKA_CLIENT_USER}",
+            "allow.everyone.if.no.acl.found=false",
             "ssl.keystore.type=PEM",
             f"ssl.keystore.location={keystore}",
             "ssl.truststore.type=PEM",
@@ -525,6 +543,7 @@ class Kafka(Service):
         for user, secret in (
             (KAFKA_BROKER_USER, "kafka_broker_password"),
             (KAFKA_CLIENT_USER, "kafka_client_password"),
+            *KAFKA_PIPELINE_USERS.items(),
         ):
             salt, iterations = secrets.token_bytes(16), 8192
             salted = hashlib.pbkdf2_hmac("sha512", self.stack.secrets[secret].encode(), salt, iterations)

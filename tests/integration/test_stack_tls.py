@@ -18,16 +18,21 @@ from typing import Any
 import pymysql
 import pytest
 import redis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import SecretStr
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from cdc.outbox import make_engine
+from schema.kafka_client import kafka_options
 from schema.settings import Settings, load_stack_settings
+from schema.topics import TopicNames
 from tenderhub.cli import run_migrate
+from tenderhub.kafka_acls import apply_acls, pipeline_acls, relay_transactional_id
 from tenderhub.processes import PipelineEnv, RelayEnv, RelayProcess, WorkerProcess, free_port
 from tenderhub.smoke import run_all
-from tenderhub.stack import Stack
+from tenderhub.stack import KAFKA_PIPELINE_USERS, Stack
 from tests.integration.test_cdc_relay import insert_activities
 from tests.integration.worker_harness import wait_for
 
@@ -57,6 +62,13 @@ def make_tls_material(folder: Path) -> Path:
     )  # fmt: skip
     (folder / "ca.key").unlink()  # nothing more is signed
     return folder
+
+
+def _as_user(stack: Stack, user: str) -> dict[str, str]:
+    return {
+        "TENDERHUB_KAFKA_SASL_USERNAME": user,
+        "TENDERHUB_KAFKA_SASL_PASSWORD": stack.secrets[KAFKA_PIPELINE_USERS[user]],
+    }
 
 
 def _env_values(stack: Stack) -> dict[str, str]:
@@ -156,12 +168,15 @@ def test_every_client_works_over_tls(tls_stack: tuple[Stack, Settings, dict[str,
 def test_an_event_crosses_the_pipeline_over_tls(tls_stack: tuple[Stack, Settings, dict[str, str]]) -> None:
     """Outbox (app user, TLS) -> relay (binlog over TLS, Kafka SASL_SSL) -> worker (Faust and its consumer over
     SASL_SSL) -> MongoDB over TLS."""
-    _, settings, env = tls_stack
+    stack, settings, env = tls_stack
     uid = uuid.uuid4().hex[:10]
     penv = PipelineEnv(RelayEnv(uid, settings))
     asyncio.run(penv.renv.create_topics())
-    relay = RelayProcess(penv.renv, "--from-now", **env).start()
-    worker = WorkerProcess(penv, "--agents", "activity_logs", **env).start()
+    # Each process as its own Kafka user, allowed only what `tenderhub kafka-acls` grants.
+    names = penv.settings()
+    assert asyncio.run(apply_acls(settings, pipeline_acls(names, "relay", "worker"))) > 0
+    relay = RelayProcess(penv.renv, "--from-now", **(env | _as_user(stack, "relay"))).start()
+    worker = WorkerProcess(penv, "--agents", "activity_logs", **(env | _as_user(stack, "worker"))).start()
     engine = make_engine(settings)
     client: MongoClient[dict[str, Any]] = MongoClient(
         settings.mongo_url.get_secret_value(), serverSelectionTimeoutMS=10_000
@@ -181,4 +196,71 @@ def test_an_event_crosses_the_pipeline_over_tls(tls_stack: tuple[Stack, Settings
         engine.dispose()
         client.drop_database(penv.mongo_db)
         client.close()
+        asyncio.run(penv.renv.delete_topics())
+
+
+def test_each_component_gets_only_its_kafka_acls(tls_stack: tuple[Stack, Settings, dict[str, str]]) -> None:
+    """The relay writes its topics under its transactional id but may not read the workers' group; a worker reads the
+    data topics in its group and writes dead letters but may not publish events; the read service's user may do
+    nothing at all."""
+    stack, settings, _ = tls_stack
+    uid = uuid.uuid4().hex[:10]
+    penv = PipelineEnv(RelayEnv(uid, settings))
+    asyncio.run(penv.renv.create_topics())
+    names = penv.settings()
+    asyncio.run(apply_acls(settings, pipeline_acls(names, "relay", "worker")))
+    topics = TopicNames.from_settings(names)
+    data = topics.data["activity"]
+
+    def user(name: str) -> Settings:
+        values = _as_user(stack, name)
+        return settings.model_copy(
+            update={
+                "kafka_sasl_username": values["TENDERHUB_KAFKA_SASL_USERNAME"],
+                "kafka_sasl_password": SecretStr(values["TENDERHUB_KAFKA_SASL_PASSWORD"]),
+            }
+        )
+
+    async def publish(as_user: Settings, topic: str, transactional_id: str | None = None) -> None:
+        producer = AIOKafkaProducer(
+            **kafka_options(as_user), transactional_id=transactional_id, request_timeout_ms=10_000
+        )
+        await producer.start()
+        try:
+            if transactional_id:
+                async with producer.transaction():
+                    await producer.send_and_wait(topic, b"{}", key=b"1")
+            else:
+                await producer.send_and_wait(topic, b"{}", key=b"1")
+        finally:
+            await producer.stop()
+
+    async def read(as_user: Settings, topic: str, group: str) -> None:
+        consumer = AIOKafkaConsumer(
+            topic, **kafka_options(as_user), group_id=group, auto_offset_reset="earliest", request_timeout_ms=10_000
+        )
+        await consumer.start()
+        try:
+            await consumer.getmany(timeout_ms=3000)
+            await consumer.commit()
+        finally:
+            await consumer.stop()
+
+    def refused(coro: Any) -> str:
+        with pytest.raises(Exception) as err:  # aiokafka raises its authorization errors, or a timeout on metadata
+            asyncio.run(asyncio.wait_for(coro, 30))
+        return type(err.value).__name__
+
+    try:
+        relay, worker, reader = user("relay"), user("worker"), user("reader")
+        asyncio.run(publish(relay, data, relay_transactional_id(names)))
+        assert "Authorization" in refused(publish(relay, data, "someone-elses-transaction"))
+        assert "Authorization" in refused(read(relay, data, names.worker_group))
+        asyncio.run(read(worker, data, names.worker_group))
+        asyncio.run(publish(worker, topics.dlq))
+        assert "Authorization" in refused(publish(worker, data))
+        assert "Authorization" in refused(read(worker, data, "another-group"))
+        for coro in (read(reader, data, names.worker_group), publish(reader, topics.dlq)):
+            assert "Authorization" in refused(coro)
+    finally:
         asyncio.run(penv.renv.delete_topics())
