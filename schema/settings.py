@@ -1,7 +1,8 @@
 """Every tenderhub setting, declared once: type, default, environment variable and a line of doc.
 
 This is the only module that reads the environment. Values come from `TENDERHUB_*` variables, then from the env
-file the dev stack writes (`.stack/tenderhub.env`, or the file named by `TENDERHUB_ENV_FILE`). Bad values fail at
+file the dev stack writes (`.stack/tenderhub.env`, or the file named by `TENDERHUB_ENV_FILE`), then from files in
+`TENDERHUB_SECRETS_DIR` (one per setting, as container secrets are mounted). Bad values fail at
 start-up with a `SettingsError` that names the variable and says how to fix it.
 """
 
@@ -32,6 +33,15 @@ class SettingsError(Exception):
 def _env_file() -> str:
     # The env file's own location cannot live inside the settings it configures.
     return os.environ.get(f"{ENV_PREFIX}ENV_FILE", DEFAULT_ENV_FILE)
+
+
+def _secrets_dir() -> str | None:
+    """`TENDERHUB_SECRETS_DIR` (e.g. /run/secrets): a folder of files, one per secret setting, named like its
+    variable (`tenderhub_kafka_sasl_password`), holding the value. The environment and the env file come first."""
+    folder = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR")
+    if folder and not Path(folder).is_dir():
+        raise SettingsError(f"{ENV_PREFIX}SECRETS_DIR={folder} is not a folder")
+    return folder or None
 
 
 class _Base(BaseSettings):
@@ -540,14 +550,14 @@ def _explain(exc: ValidationError, model: type[BaseSettings]) -> SettingsError:
 def load_settings(**overrides: Any) -> Settings:
     """Read and validate the pipeline settings; raise SettingsError with a fix for each bad option."""
     try:
-        return Settings(_env_file=_env_file(), **overrides)
+        return Settings(_env_file=_env_file(), _secrets_dir=_secrets_dir(), **overrides)
     except ValidationError as exc:
         raise _explain(exc, Settings) from None
 
 
 def load_stack_settings(**overrides: Any) -> StackSettings:
     try:
-        return StackSettings(_env_file=_env_file(), **overrides)
+        return StackSettings(_env_file=_env_file(), _secrets_dir=_secrets_dir(), **overrides)
     except ValidationError as exc:
         raise _explain(exc, StackSettings) from None
 

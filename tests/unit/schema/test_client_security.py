@@ -154,3 +154,23 @@ def test_bad_mysql_tls_parameters_fail_at_start_up(query: str, message: str, no_
     with pytest.raises(SettingsError) as err:
         load_settings(**{**LOADED, "relay_mysql_url": SecretStr(f"mysql+pymysql://c:p@127.0.0.1:1/db?{query}")})
     assert "TENDERHUB_RELAY_MYSQL_URL is invalid" in str(err.value) and message in str(err.value)
+
+
+def test_secrets_come_from_files_in_the_secrets_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Container secrets: one file per setting, named like its variable; the environment still wins."""
+    monkeypatch.setenv("TENDERHUB_ENV_FILE", str(tmp_path / "absent.env"))
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "tenderhub_kafka_sasl_password").write_text("from-a-file\n")
+    (secrets / "tenderhub_relay_mysql_url").write_text("mysql+pymysql://relay:file-pw@db:3306/tenderhub")
+    monkeypatch.setenv("TENDERHUB_SECRETS_DIR", str(secrets))
+    monkeypatch.delenv("TENDERHUB_RELAY_MYSQL_URL", raising=False)
+    monkeypatch.delenv("TENDERHUB_KAFKA_SASL_PASSWORD", raising=False)
+    values = {k: v for k, v in LOADED.items() if k != "relay_mysql_url"}
+    settings = load_settings(**values, kafka_security_protocol="SASL_SSL", kafka_sasl_username="relay")
+    assert settings.kafka_sasl_password is not None
+    assert settings.kafka_sasl_password.get_secret_value() == "from-a-file"
+    assert settings.relay_mysql.password == "file-pw"
+    monkeypatch.setenv("TENDERHUB_SECRETS_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(SettingsError, match="TENDERHUB_SECRETS_DIR"):
+        load_settings(**LOADED)
