@@ -16,15 +16,9 @@ from schema.engines import mysql_engine
 from schema.kafka_client import kafka_options
 from schema.settings import MysqlDsn, Settings, SettingsError, load_settings
 from streams.app import faust_credentials
+from tests.unit.offline import OFFLINE
 
-BASE: dict[str, Any] = {
-    "_env_file": None,
-    "mysql_url": SecretStr("mysql+pymysql://u:p@127.0.0.1:1/db"),
-    "relay_mysql_url": SecretStr("mysql+pymysql://c:p@127.0.0.1:1/db"),
-    "kafka_bootstrap": "broker-1:9093,broker-2:9093",
-    "mongo_url": SecretStr("mongodb://127.0.0.1:1/"),
-    "redis_url": SecretStr("redis://127.0.0.1:1/0"),
-}
+BASE: dict[str, Any] = {"_env_file": None, **OFFLINE, "kafka_bootstrap": "broker-1:9093,broker-2:9093"}
 
 LOADED = {k: v for k, v in BASE.items() if k != "_env_file"}
 

@@ -8,23 +8,15 @@ import logging
 from collections.abc import Sequence
 
 import pytest
-from pydantic import SecretStr
 
 from schema.settings import Settings
 from streams.batch import Incoming
 from streams.context import WorkerContext
+from tests.unit.offline import offline_settings
 
 
 def settings() -> Settings:
-    # Nothing listens on port 1: these tests must not need (or reach) a service; clients open lazily.
-    return Settings(
-        _env_file=None,
-        mysql_url=SecretStr("mysql+pymysql://u:p@127.0.0.1:1/db"),
-        relay_mysql_url=SecretStr("mysql+pymysql://r:p@127.0.0.1:1/db"),
-        kafka_bootstrap="127.0.0.1:1",
-        mongo_url=SecretStr("mongodb://127.0.0.1:1/"),
-        redis_url=SecretStr("redis://127.0.0.1:1/0"),
-    )
+    return offline_settings()
 
 
 @pytest.mark.asyncio

@@ -17,7 +17,6 @@ from typing import Any, cast
 import pytest
 import redis
 import sqlalchemy as sa
-from pydantic import SecretStr
 from pymongo.database import Database
 
 from schema.events import CompanyUpdatedV1, ContractError, Envelope, TenderTexts, TenderV1, UserActivityV1, decode_event
@@ -60,6 +59,7 @@ from tenderhub import companies as companies_module
 from tenderhub import loader as loader_module
 from tenderhub.companies import read_profiles, upsert_company
 from tenderhub.loader import read_releases, tender_row, upsert_tender_event
+from tests.unit.offline import offline_settings
 
 PREFIX = "t1:"
 MODEL = "extractive-3"
@@ -70,16 +70,7 @@ TOP_K = 3
 
 
 def settings(**overrides: Any) -> Settings:
-    # Nothing listens on port 1: these tests must not need (or reach) a service.
-    return Settings(
-        _env_file=None,
-        mysql_url=SecretStr("mysql+pymysql://u:p@127.0.0.1:1/db"),
-        relay_mysql_url=SecretStr("mysql+pymysql://r:p@127.0.0.1:1/db"),
-        kafka_bootstrap="127.0.0.1:1",
-        mongo_url=SecretStr("mongodb://127.0.0.1:1/"),
-        redis_url=SecretStr("redis://127.0.0.1:1/0"),
-        **overrides,
-    )
+    return offline_settings(**overrides)
 
 
 # -- the application's writes, recorded without MySQL ----------------------------------------------------------

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
-
-from schema.settings import Settings
 from tenderhub.kafka_acls import kafka_acls_arguments, pipeline_acls, relay_transactional_id
+from tests.unit.offline import offline_settings
 
-SETTINGS = Settings(
-    _env_file=None,
-    mysql_url=SecretStr("mysql+pymysql://u:p@127.0.0.1:1/db"),
-    relay_mysql_url=SecretStr("mysql+pymysql://c:p@127.0.0.1:1/db"),
-    kafka_bootstrap="kafka-1:9092",
-    mongo_url=SecretStr("mongodb://127.0.0.1:1/"),
-    redis_url=SecretStr("redis://127.0.0.1:1/0"),
-    topic_prefix="prod.",
-    relay_source_name="main",
-    worker_group="tenderhub-workers",
-)
+SETTINGS = offline_settings(topic_prefix="prod.", relay_source_name="main", worker_group="tenderhub-workers")
 
 
 def _grants(principal: str) -> dict[tuple[str, str, str], set[str]]:
