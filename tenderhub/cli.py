@@ -178,6 +178,7 @@ def cmd_kafka_acls(args: argparse.Namespace) -> int:
     settings = load_settings()
     acls = pipeline_acls(settings, args.relay_user, args.worker_user)
     if args.print:
+        print("# add --command-config <file>: the admin user's client settings (security.protocol, sasl.*, ssl.*)")
         for acl in acls:
             print(
                 " ".join(["kafka-acls.sh", "--bootstrap-server", settings.kafka_bootstrap, *kafka_acls_arguments(acl)])

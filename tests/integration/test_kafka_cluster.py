@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -74,8 +75,40 @@ def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, l
         stop_together(nodes)  # one by one, the last would wait for a controller quorum that is gone
 
 
-def _cluster_settings(stack: Stack, settings: Settings) -> Settings:
-    return settings.model_copy(update={"kafka_bootstrap": stack.kafka_bootstrap(), "kafka_replication_factor": 3})
+@dataclass
+class ClusterRun:
+    """One test's namespace on the three brokers: its topics (RF 3), consumer group, MongoDB database, Redis keys."""
+
+    nodes: list[Kafka]
+    cluster: Settings
+    penv: PipelineEnv
+    env: dict[str, str]
+
+
+@pytest.fixture
+def on_cluster(
+    brokers: tuple[Stack, list[Kafka]],
+    settings: Settings,
+    mongo: MongoClient[dict[str, Any]],
+    redis_client: redis.Redis,
+) -> Iterator[ClusterRun]:
+    stack, nodes = brokers
+    cluster = settings.model_copy(update={"kafka_bootstrap": stack.kafka_bootstrap(), "kafka_replication_factor": 3})
+    penv = PipelineEnv(RelayEnv(uuid.uuid4().hex[:10], cluster), as_of=AS_OF)
+    run(penv.renv.create_topics())
+    env = {"TENDERHUB_KAFKA_BOOTSTRAP": cluster.kafka_bootstrap, "TENDERHUB_KAFKA_REPLICATION_FACTOR": "3"}
+    try:
+        yield ClusterRun(nodes, cluster, penv, env)
+    finally:
+        for node in nodes:  # a broker a test killed comes back for the next one
+            if node.running_pid() is None:
+                node.start()
+                node.wait_healthy(120)
+        run(penv.renv.delete_topics())
+        mongo.drop_database(penv.mongo_db)
+        keys = list(redis_client.scan_iter(f"{penv.redis_prefix}*", count=1000))
+        if keys:
+            redis_client.delete(*keys)
 
 
 async def _describe(settings: Settings, topics: list[str]) -> list[dict[str, Any]]:
@@ -88,17 +121,10 @@ async def _describe(settings: Settings, topics: list[str]) -> list[dict[str, Any
 
 
 def test_one_broker_killed_while_the_relay_publishes_and_two_workers_consume(
-    brokers: tuple[Stack, list[Kafka]],
-    settings: Settings,
-    engine: sa.Engine,
-    mongo: MongoClient[dict[str, Any]],
-    redis_client: redis.Redis,
+    on_cluster: ClusterRun, engine: sa.Engine, mongo: MongoClient[dict[str, Any]], redis_client: redis.Redis
 ) -> None:
-    stack, nodes = brokers
-    cluster = _cluster_settings(stack, settings)
-    uid = uuid.uuid4().hex[:10]
-    penv = PipelineEnv(RelayEnv(uid, cluster), as_of=AS_OF)
-    run(penv.renv.create_topics())
+    nodes, cluster, penv, env = on_cluster.nodes, on_cluster.cluster, on_cluster.penv, on_cluster.env
+    uid = penv.uid
     topics = [f"{penv.renv.prefix}activity", f"{penv.renv.prefix}tender"]
     leaders: set[int] = set()
     for described in run(_describe(cluster, topics)):
@@ -106,7 +132,6 @@ def test_one_broker_killed_while_the_relay_publishes_and_two_workers_consume(
         leaders |= {int(p["leader"]) for p in described["partitions"] if described["topic"] == topics[0]}
     # The broker that leads the activity topic's first partition: its loss must move leadership under load.
     victim = nodes[min(leaders) - 1]
-    env = {"TENDERHUB_KAFKA_BOOTSTRAP": cluster.kafka_bootstrap, "TENDERHUB_KAFKA_REPLICATION_FACTOR": "3"}
     relay = RelayProcess(penv.renv, "--from-now", **env).start()
     workers = [WorkerProcess(penv, "--agents", "activity_logs,spend", **env).start() for _ in range(2)]
     rows = uk_rows(uid)
@@ -156,31 +181,15 @@ def test_one_broker_killed_while_the_relay_publishes_and_two_workers_consume(
         for worker in workers:
             worker.kill()
         relay.kill()
-        if victim.running_pid() is None:
-            victim.start()
-            victim.wait_healthy(120)
-        run(penv.renv.delete_topics())
-        mongo.drop_database(penv.mongo_db)
-        keys = list(redis_client.scan_iter(f"{penv.redis_prefix}*", count=1000))
-        if keys:
-            redis_client.delete(*keys)
 
 
 def test_workers_scale_from_one_to_three_and_back_under_load_without_double_counting(
-    brokers: tuple[Stack, list[Kafka]],
-    settings: Settings,
-    engine: sa.Engine,
-    mongo: MongoClient[dict[str, Any]],
-    redis_client: redis.Redis,
+    on_cluster: ClusterRun, engine: sa.Engine, mongo: MongoClient[dict[str, Any]], redis_client: redis.Redis
 ) -> None:
     """One worker, then three (the group rebalances the partitions among them), then one again (SIGTERM: each
     leaver commits what it handled), all while events keep coming."""
-    stack, _ = brokers
-    cluster = _cluster_settings(stack, settings)
-    uid = uuid.uuid4().hex[:10]
-    penv = PipelineEnv(RelayEnv(uid, cluster), as_of=AS_OF)
-    run(penv.renv.create_topics())
-    env = {"TENDERHUB_KAFKA_BOOTSTRAP": cluster.kafka_bootstrap, "TENDERHUB_KAFKA_REPLICATION_FACTOR": "3"}
+    penv, env = on_cluster.penv, on_cluster.env
+    uid = penv.uid
     relay = RelayProcess(penv.renv, "--from-now", **env).start()
     first = WorkerProcess(penv, "--agents", "activity_logs,spend", **env).start()
     extra: list[WorkerProcess] = []
@@ -235,8 +244,3 @@ def test_workers_scale_from_one_to_three_and_back_under_load_without_double_coun
         for worker in [first, *extra]:
             worker.kill()
         relay.kill()
-        run(penv.renv.delete_topics())
-        mongo.drop_database(penv.mongo_db)
-        keys = list(redis_client.scan_iter(f"{penv.redis_prefix}*", count=1000))
-        if keys:
-            redis_client.delete(*keys)
