@@ -11,15 +11,28 @@ from aiokafka.helpers import create_ssl_context
 from schema.settings import Settings
 
 
-def kafka_ssl_context(settings: Settings) -> ssl.SSLContext:
-    """The TLS context for SSL and SASL_SSL: the brokers' CA (or the system's), a client certificate if set."""
-    context: ssl.SSLContext = create_ssl_context(
-        cafile=settings.kafka_ssl_cafile,
-        certfile=settings.kafka_ssl_certfile,
-        keyfile=settings.kafka_ssl_keyfile,
-    )
-    context.check_hostname = settings.kafka_ssl_check_hostname
-    return context
+def client_options(
+    bootstrap: str,
+    protocol: str = "PLAINTEXT",
+    *,
+    cafile: str | None = None,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    check_hostname: bool = True,
+    mechanism: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+) -> dict[str, Any]:
+    """aiokafka's connection arguments for `protocol`: for SSL and SASL_SSL a TLS context trusting `cafile` (or the
+    system's CAs) with a client certificate if given; for SASL_* the mechanism and the user's credentials."""
+    options: dict[str, Any] = {"bootstrap_servers": bootstrap, "security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        context: ssl.SSLContext = create_ssl_context(cafile=cafile, certfile=certfile, keyfile=keyfile)
+        context.check_hostname = check_hostname
+        options["ssl_context"] = context
+    if protocol.startswith("SASL_"):
+        options.update(sasl_mechanism=mechanism, sasl_plain_username=username, sasl_plain_password=password)
+    return options
 
 
 # What a Kafka helper connects with: the settings (their security applies), or bare bootstrap servers (PLAINTEXT:
@@ -30,17 +43,16 @@ KafkaConnection = Settings | str
 def kafka_options(kafka: KafkaConnection) -> dict[str, Any]:
     """Keyword arguments for AIOKafkaProducer, AIOKafkaConsumer and AIOKafkaAdminClient."""
     if isinstance(kafka, str):
-        return {"bootstrap_servers": kafka, "security_protocol": "PLAINTEXT"}
-    settings = kafka
-    protocol = settings.kafka_security_protocol
-    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap, "security_protocol": protocol}
-    if protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = kafka_ssl_context(settings)
-    if protocol.startswith("SASL_"):
-        password = settings.kafka_sasl_password
-        options.update(
-            sasl_mechanism=settings.kafka_sasl_mechanism,
-            sasl_plain_username=settings.kafka_sasl_username,
-            sasl_plain_password=password.get_secret_value() if password is not None else None,
-        )
-    return options
+        return client_options(kafka)
+    password = kafka.kafka_sasl_password
+    return client_options(
+        kafka.kafka_bootstrap,
+        kafka.kafka_security_protocol,
+        cafile=kafka.kafka_ssl_cafile,
+        certfile=kafka.kafka_ssl_certfile,
+        keyfile=kafka.kafka_ssl_keyfile,
+        check_hostname=kafka.kafka_ssl_check_hostname,
+        mechanism=kafka.kafka_sasl_mechanism,
+        username=kafka.kafka_sasl_username,
+        password=password.get_secret_value() if password is not None else None,
+    )

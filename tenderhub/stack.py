@@ -442,7 +442,7 @@ class Kafka(Service):
         self.name = "kafka" if node == 1 else f"kafka-{node}"
         super().__init__(stack)
         self.port = kafka_port(self.cfg, node)
-        self.controller_port = self.cfg.kafka_controller_port + 100 * (node - 1)
+        self.controller_port = kafka_controller_port(self.cfg, node)
         self.jars = self.cfg.cache_dir / f"kafka-{self.cfg.kafka_version}"
         self.props = self.dir / "server.properties"
         self.logdir = self.dir / "data"
@@ -510,8 +510,7 @@ class Kafka(Service):
         # authenticated too, with PLAIN and the broker's own user: SCRAM users live in the metadata the controllers
         # serve, so they cannot log the controllers in. The PEM keystore holds the server's key and certificate (0600).
         keystore = self.dir / "keystore.pem"
-        keystore.touch(mode=0o600)
-        keystore.write_text((tls / "server.key").read_text() + (tls / "server.pem").read_text())
+        write_private(keystore, (tls / "server.key").read_text() + (tls / "server.pem").read_text())
         password = self.stack.secrets["kafka_broker_password"]
         broker = f'username="{KAFKA_BROKER_USER}" password="{password}"'
         return [
@@ -589,7 +588,7 @@ class Kafka(Service):
     def initialise(self) -> None:
         host = self.cfg.stack_host
         voters = ",".join(
-            f"{n}@{host}:{self.cfg.kafka_controller_port + 100 * (n - 1)}" for n in range(1, self.cfg.kafka_brokers + 1)
+            f"{n}@{host}:{kafka_controller_port(self.cfg, n)}" for n in range(1, self.cfg.kafka_brokers + 1)
         )
         formatted_tls = (self.logdir / "tenderhub-tls").exists()
         if (self.logdir / "meta.properties").exists() and formatted_tls != (self.stack.tls_dir is not None):
@@ -599,9 +598,8 @@ class Kafka(Service):
                 f"{'off' if formatted_tls else 'on'} ({ENV_PREFIX}STACK_TLS_DIR): run `tenderhub stack down --purge` "
                 "first (its users are made when the storage is formatted)",
             )
-        self.props.touch(mode=0o600)  # with TLS on it holds the broker's SCRAM password
-        self.props.chmod(0o600)
-        self.props.write_text(
+        write_private(  # with TLS on it holds the broker's password
+            self.props,
             "\n".join(
                 [
                     "process.roles=broker,controller",
@@ -618,7 +616,7 @@ class Kafka(Service):
                     "log.retention.hours=168",
                     "",
                 ]
-            )
+            ),
         )
         (self.dir / "log4j2.properties").write_text(
             "\n".join(
@@ -650,11 +648,9 @@ class Kafka(Service):
             return
         # The SCRAM users go in through an argument file (0600, removed after), not on a command line `ps` shows.
         argfile = self.dir / "format.args"
-        argfile.touch(mode=0o600)
-        argfile.chmod(0o600)
         try:
             # The storage tool's own @file syntax: one argument per line, taken as it is.
-            argfile.write_text("".join(f"{a}\n" for a in self._scram_arguments()))
+            write_private(argfile, "".join(f"{a}\n" for a in self._scram_arguments()))
             _run(self._java("kafka.tools.StorageTool", *args, f"@{argfile}"), self.name, timeout=120)
         finally:
             argfile.unlink(missing_ok=True)
@@ -704,6 +700,19 @@ def stop_together(services: Sequence[Service], timeout: float = 30.0) -> dict[st
 
 def kafka_port(cfg: StackSettings, node: int) -> int:
     return cfg.kafka_port + 100 * (node - 1)
+
+
+def kafka_controller_port(cfg: StackSettings, node: int) -> int:
+    return cfg.kafka_controller_port + 100 * (node - 1)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable by its owner only (also when the file existed with a wider mode): for files
+    that hold a secret, which never goes on a command line."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)
 
 
 def new_cluster_id() -> str:
@@ -779,9 +788,9 @@ SET client_min_messages = warning;
 CREATE OR REPLACE FUNCTION public.tenderhub_index_twin(btree oid) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog AS $fn$
 DECLARE
-  nsp name; tbl name; method name; ncols int; field text; cols text[] := '{}';
+  nsp name; tbl name; method name; ncols int; options int2vector; field text; cols text[] := '{}';
 BEGIN
-  SELECT n.nspname, t.relname, a.amname, i.indnkeyatts INTO nsp, tbl, method, ncols
+  SELECT n.nspname, t.relname, a.amname, i.indnkeyatts, i.indoption INTO nsp, tbl, method, ncols, options
     FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_am a ON a.oid = x.relam
     JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
    WHERE i.indexrelid = btree;
@@ -794,7 +803,7 @@ BEGIN
       RETURN;
     END IF;
     -- A descending key is there for a sort, which GIN cannot serve.
-    IF (SELECT indoption[k - 1] & 1 FROM pg_index WHERE indexrelid = btree) = 0 THEN
+    IF options[k - 1] & 1 = 0 THEN
       cols := cols || format('(_jsonb -> %L)', field);
     END IF;
   END LOOP;
@@ -1155,9 +1164,8 @@ class Redis(Service):
     def initialise(self) -> None:
         conf = self.dir / "redis.conf"
         # The password lives in a 0600 file, not on the command line where `ps` shows it.
-        conf.touch(mode=0o600)
-        conf.chmod(0o600)
-        conf.write_text(
+        write_private(
+            conf,
             "\n".join(
                 [
                     f"bind {self.cfg.stack_host}",
@@ -1171,7 +1179,7 @@ class Redis(Service):
                     f"requirepass {self.stack.secrets['redis_password']}",
                     "",
                 ]
-            )
+            ),
         )
 
     def _port_lines(self) -> list[str]:
@@ -1233,9 +1241,7 @@ class Stack:
             self._secrets = kept | {k: secrets.token_urlsafe(18) for k in SECRET_NAMES if k not in kept}
             if self._secrets != kept:
                 self.root.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w") as f:
-                    json.dump(self._secrets, f)
+                write_private(path, json.dumps(self._secrets))
         return self._secrets
 
     @property
@@ -1274,20 +1280,21 @@ class Stack:
         return values
 
     def kafka_client_options(self) -> dict[str, Any]:
-        """aiokafka arguments for the stack's own checks, from the same values a client gets."""
-        bootstrap = self.kafka_bootstrap()
-        if self.tls_dir is None:
-            return {"bootstrap_servers": bootstrap}
-        from aiokafka.helpers import create_ssl_context
+        """aiokafka arguments for the stack's own checks: the values the env file gives every client, built by the
+        clients' own code."""
+        from schema.kafka_client import client_options
 
-        return {
-            "bootstrap_servers": bootstrap,
-            "security_protocol": "SASL_SSL",
-            "ssl_context": create_ssl_context(cafile=str(self.tls_dir / "ca.pem")),
-            "sasl_mechanism": KAFKA_SASL_MECHANISM,
-            "sasl_plain_username": KAFKA_CLIENT_USER,
-            "sasl_plain_password": self.secrets["kafka_client_password"],
-        }
+        values = self.kafka_settings()
+        if self.tls_dir is None:
+            return client_options(values["KAFKA_BOOTSTRAP"])
+        return client_options(
+            values["KAFKA_BOOTSTRAP"],
+            values["KAFKA_SECURITY_PROTOCOL"],
+            cafile=values["KAFKA_SSL_CAFILE"],
+            mechanism=values["KAFKA_SASL_MECHANISM"],
+            username=values["KAFKA_SASL_USERNAME"],
+            password=values["KAFKA_SASL_PASSWORD"],
+        )
 
     def ferretdb_postgresql_url(self) -> str:
         pw = quote(self.secrets["postgresql_ferretdb_password"], safe="")
@@ -1313,9 +1320,7 @@ class Stack:
         text = "# Written by `tenderhub stack up`: connection settings of the local stack.\n" + "".join(
             f"{ENV_PREFIX}{k}={v}\n" for k, v in values.items()
         )
-        fd = os.open(self.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        write_private(self.env_file, text)
 
     @staticmethod
     def recorded_brokers(stack_dir: Path) -> int | None:
