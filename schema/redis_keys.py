@@ -2,6 +2,11 @@
 deletes it): the agent's spec lists it (`streams/spec.py`), and a test checks that every family has exactly one owner.
 
 Keys are only ever built through `KeyFamily.key()`, which validates each id, so no input can forge a key.
+
+A pattern names its ids as `<part>`; braces are Redis Cluster hash tags, kept in the key: Redis Cluster places a key by
+the text between its first `{` and the next `}` alone, so keys that one Lua script or transaction touches together
+share a tag and therefore a slot (the spend keys `{spend_by_buyer}`, the search cache `{cache}`, a team's top list and
+its inputs `{<id>}`). A script that touched keys of two slots would fail there with CROSSSLOT.
 """
 
 from __future__ import annotations
@@ -25,6 +30,29 @@ _PART = {
 }
 
 
+_PLACEHOLDER = re.compile(r"<(\w+)>")
+
+
+def placeholder(part: str) -> str:
+    """How a pattern names an id: `<part>`."""
+    return f"<{part}>"
+
+
+def hash_tag(key: str) -> str | None:
+    """The hash tag Redis Cluster places `key` by (the text between its first `{` and the next `}`, when not empty),
+    or None when the whole key decides its slot."""
+    start = key.find("{")
+    if start < 0:
+        return None
+    end = key.find("}", start + 1)
+    return key[start + 1 : end] if end > start + 1 else None
+
+
+def escape_glob(text: str) -> str:
+    """`text` matched literally inside a Redis SCAN/KEYS pattern."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
 class InvalidKeyError(ValueError):
     """An id does not fit its key family's pattern."""
 
@@ -38,7 +66,7 @@ class KeyFamily:
 
     @property
     def parts(self) -> list[str]:
-        return re.findall(r"\{(\w+)\}", self.pattern)
+        return _PLACEHOLDER.findall(self.pattern)
 
     def key(self, **parts: object) -> str:
         if sorted(parts) != sorted(self.parts):
@@ -48,37 +76,44 @@ class KeyFamily:
             text = str(value)
             if isinstance(value, bool) or not _PART[name].fullmatch(text) or (name == "id" and int(text) > MAX_ID):
                 raise InvalidKeyError(f"invalid {name} {text[:40]!r} for {self.pattern}")
-            out = out.replace("{" + name + "}", text)
+            out = out.replace(placeholder(name), text)
+        return out
+
+    def glob(self) -> str:
+        """A Redis SCAN pattern matching every key of the family (each id a `*`)."""
+        out = escape_glob(self.pattern)
+        for part in self.parts:
+            out = out.replace(placeholder(part), "*")
         return out
 
 
 TENDER_METADATA = KeyFamily(
-    "tender:{id}:metadata",
+    "tender:<id>:metadata",
     "hash",
     6 * 3600,
     "Tender card for reads: title, buyer, closing date, status, summary; dropped on tender.closed.",
 )
 TEAM_TOP_TENDERS = KeyFamily(
-    "team:{id}:top_tenders",
+    "team:{<id>}:top_tenders",
     "zset",
     3600,
     "Top 5 open tenders of a team by readiness score (member = tender id); swept when closing dates pass.",
 )
 TEAM_TOP_INPUTS = KeyFamily(
-    "team:{id}:top_tenders:inputs",
+    "team:{<id>}:top_tenders:inputs",
     "hash",
     3600,
-    "Versions of the inputs team:{id}:top_tenders was built from (team_seq: the company profile's source_seq; "
+    "Versions of the inputs the team's top list was built from (team_seq: the company profile's source_seq; "
     "__gen: the tender facts' generation); a list built from older inputs is refused. Written with the list.",
 )
 SPEND_BY_BUYER = KeyFamily(
-    "analytics:spend_by_buyer",
+    "analytics:{spend_by_buyer}",
     "zset",
     24 * 3600,
     "All-time spend per buyer and currency (member = 'currency|buyer', score = amount).",
 )
 SPEND_BY_BUYER_WINDOW = KeyFamily(
-    "analytics:spend_by_buyer:{window}",
+    "analytics:{spend_by_buyer}:<window>",
     "zset",
     24 * 3600,
     "Spend per buyer and currency over a rolling window of published dates (e.g. 30d).",
@@ -88,19 +123,19 @@ SPEND_BY_BUYER_WINDOW = KeyFamily(
 # the nightly recompute rewrites them, and rebuilds them from MySQL if they ever expire.
 STATE_TTL_S = 7 * 24 * 3600
 SPEND_TENDER_STATE = KeyFamily(
-    "analytics:spend_by_buyer:tenders",
+    "analytics:{spend_by_buyer}:tenders",
     "hash",
     STATE_TTL_S,
     "Each tender's last (buyer, currency, budget, status, published date) and source_seq (field = tender id).",
 )
 SPEND_TOTALS = KeyFamily(
-    "analytics:spend_by_buyer:totals",
+    "analytics:{spend_by_buyer}:totals",
     "hash",
     STATE_TTL_S,
     "Exact all-time totals: 'c:CUR|buyer' cents, 't:...' tenders counted, 'w:...' tenders without a budget.",
 )
 SPEND_WINDOW_TOTALS = KeyFamily(
-    "analytics:spend_by_buyer:{window}:totals",
+    "analytics:{spend_by_buyer}:<window>:totals",
     "hash",
     STATE_TTL_S,
     "Exact totals of the rolling window, same fields as analytics:spend_by_buyer:totals.",
@@ -119,7 +154,7 @@ READINESS_COMPANIES = KeyFamily(
     "Scoring facts of each team's company profile and their source_seq (field = team id).",
 )
 SUMMARY_LOCK = KeyFamily(
-    "lock:summary:{id}",
+    "lock:summary:<id>",
     "string",
     600,
     "A lease (SET NX PX, renewed, naming its holder) while one worker summarises a tender; released in finally.",
@@ -129,21 +164,21 @@ SUMMARY_LOCK = KeyFamily(
 # which refuses a result computed before the owner's last drop (the epoch moved); the owner, `search_cache`, alone
 # deletes entries, dropping every search that holds a tender when that tender changes.
 SEARCH_RESULTS = KeyFamily(
-    "search:{digest}",
+    "search:{cache}:<digest>",
     "string",
     120,
     "One search's results as JSON (digest = a hash of the normalised query); filled by the read service through "
     "the guarded script, dropped by search_cache when a tender in it changes; new matches appear within the TTL.",
 )
 SEARCH_BY_TENDER = KeyFamily(
-    "search:tender:{id}",
+    "search:{cache}:tender:<id>",
     "set",
     180,
-    "Digests of the cached searches whose results hold tender {id}: what search_cache drops when it changes "
+    "Digests of the cached searches whose results hold tender <id>: what search_cache drops when it changes "
     "(a member whose search was dropped with another tender stays until the set expires; dropping it is a no-op).",
 )
 SEARCH_EPOCH = KeyFamily(
-    "search:epoch",
+    "search:{cache}:epoch",
     "hash",
     STATE_TTL_S,
     "__gen counts search_cache's drops (one per batch of tender changes); a fill read under an older one is refused.",
@@ -169,25 +204,25 @@ CATALOGUE: tuple[KeyFamily, ...] = (
 
 # Key families of the read service (`tenderhub api`), not of an agent: it alone writes them.
 QUOTA_MINUTE = KeyFamily(
-    "quota:{id}:minute",
+    "quota:<id>:minute",
     "string",
     60,
     "Requests one API token made in the current minute (INCR; expires 60 s after the minute's first request).",
 )
 QUOTA_ANON_MINUTE = KeyFamily(
-    "quota:anon:{id}:minute",
+    "quota:anon:<id>:minute",
     "string",
     60,
     "Requests without a token from one client address (id = a hash of it) in the current minute.",
 )
 QUOTA_SEARCH_DAY = KeyFamily(
-    "quota:{id}:search:day",
+    "quota:<id>:search:day",
     "string",
     24 * 3600,
     "Searches one API token made in the current day (UTC; expires at the day's end).",
 )
 QUOTA_ANON_SEARCH_DAY = KeyFamily(
-    "quota:anon:{id}:search:day",
+    "quota:anon:<id>:search:day",
     "string",
     24 * 3600,
     "Searches without a token from one client address (id = a hash of it) in the current day (UTC).",
@@ -206,7 +241,7 @@ class FamilyIndex:
         for i, family in enumerate(self.families):
             regex = re.escape(family.pattern)
             for part in family.parts:
-                regex = regex.replace(re.escape("{" + part + "}"), f"(?:{_PART[part].pattern})")
+                regex = regex.replace(re.escape(placeholder(part)), f"(?:{_PART[part].pattern})")
             alternatives.append(f"(?P<f{i}>{regex})")
         self._regex = re.compile("|".join(alternatives))
 

@@ -88,6 +88,12 @@ class StackSettings(_Base):
         description="Local PostgreSQL port (FerretDB's storage when its backend is postgresql).",
     )
     redis_port: int = Field(16379, ge=1024, le=65535, description="Local Redis port.")
+    redis_nodes: Literal[1, 6] = Field(
+        1,
+        description="Redis servers of the local stack: 1, or 6 (`stack up --cluster`): a Redis Cluster of three "
+        "masters and three replicas on redis_port + 100 * n (cluster bus + 10000). A stack folder keeps the count it "
+        "was made with.",
+    )
     kafka_version: str = Field("4.1.1", description="Apache Kafka version fetched from Maven Central.")
     ferretdb_version: str = Field("v1.24.2", description="FerretDB version built from its Go module source.")
     kafka_heap: str = Field("768m", description="Kafka JVM heap (-Xmx).")
@@ -169,6 +175,11 @@ class Settings(_Base):
     mongo_url: SecretStr = Field(description="MongoDB URL (mongodb://host:port/).")
     mongo_db: str = Field("tenderhub", description="MongoDB database name.")
     redis_url: SecretStr = Field(description="Redis URL (redis://[:password@]host:port/db).")
+    redis_cluster: bool = Field(
+        False,
+        description="REDIS_URL names one node of a Redis Cluster: clients find the others, send each key to its slot's "
+        "master and follow failovers (database 0 only; keys that one script touches share a hash tag).",
+    )
     as_of: dt.date | None = Field(
         None,
         description="The date treated as 'now' for open / closing-soon (YYYY-MM-DD); empty = real clock.",
@@ -398,6 +409,17 @@ class Settings(_Base):
             )
         if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
             raise ValueError("kafka_ssl_certfile and kafka_ssl_keyfile go together")
+        return self
+
+    @model_validator(mode="after")
+    def _redis_cluster_url(self) -> Self:
+        if self.redis_cluster:
+            url = urlsplit(self.redis_url.get_secret_value())
+            if url.scheme == "unix" or url.path.strip("/") not in ("", "0"):
+                raise ValueError(
+                    f"{ENV_PREFIX}REDIS_CLUSTER needs a redis:// or rediss:// URL of database 0 (a cluster has no "
+                    "other database and no Unix socket)"
+                )
         return self
 
     @field_validator("kafka_bootstrap")

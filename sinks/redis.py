@@ -5,6 +5,7 @@ Keys must come from `schema.redis_keys` (`KeyFamily.key(...)`); anything else is
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import logging
 import re
@@ -18,6 +19,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
+from redis.crc import key_slot
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
@@ -35,7 +37,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
 from schema.checked import finite, whole
-from schema.redis_keys import CATALOGUE, FamilyIndex, InvalidKeyError, KeyFamily, RedisType
+from schema.redis_keys import CATALOGUE, FamilyIndex, InvalidKeyError, KeyFamily, RedisType, escape_glob, hash_tag
 from schema.settings import Settings
 from sinks.errors import InvalidInputError, PermanentSinkError, SinkError, TransientSinkError
 from sinks.retry import RetryPolicy, StoreSensor, retry, sensed
@@ -46,6 +48,9 @@ T = TypeVar("T")
 HashValue = str | int | float | bytes
 
 _PREFIX = re.compile(r"[A-Za-z0-9_.:-]{0,64}")
+# A single Redis or a Redis Cluster (settings.redis_cluster): the same commands, scripts and same-slot transactions.
+AsyncClient = aioredis.Redis | aioredis.RedisCluster
+SyncClient = redis.Redis | redis.RedisCluster
 _INT64_MAX = 2**63 - 1
 
 # KEYS[1] hash; ARGV[1] version field; ARGV[2] new version (canonical decimal); ARGV[3] TTL s; ARGV[4..] field, value.
@@ -130,9 +135,18 @@ def classify_redis_error(exc: Exception) -> SinkError | None:
     return None
 
 
+def sync_client(settings: Settings, **options: Any) -> SyncClient:
+    """A blocking client of the deployment's Redis (a cluster client when settings.redis_cluster) for commands, checks
+    and tests; `options` are redis-py's (socket_timeout, decode_responses, ...)."""
+    url = settings.redis_url.get_secret_value()
+    if settings.redis_cluster:
+        return redis.RedisCluster.from_url(url, **options)
+    return redis.Redis.from_url(url, **options)
+
+
 @dataclass(frozen=True)
 class _Connection:
-    client: aioredis.Redis
+    client: AsyncClient
     # Lua scripts registered on this client, by source: a call runs EVALSHA and reloads the script only if the server
     # lost it (one SHA-1 per script and connection, not per call).
     scripts: dict[str, AsyncScript] = field(default_factory=dict)
@@ -151,10 +165,14 @@ class RedisSink:
         families: Sequence[KeyFamily] = CATALOGUE,
         pool_size: int | None = None,
         sensor: StoreSensor | None = None,
+        cluster: bool = False,
     ) -> None:
         """`pool_size`: at most this many connections, and a caller waits (up to `timeout_s`) for a free one; None:
         redis-py's pool, which refuses a call past 100 connections at once (plenty for a worker's agents, not for a
-        read service with hundreds of requests in flight)."""
+        read service with hundreds of requests in flight). `cluster`: `url` names one node of a Redis Cluster (the
+        client finds the others, routes each key to its slot's master and follows failovers; redis-py's cluster client
+        refuses a command past a node's connection limit instead of waiting, so with `pool_size` at most that many
+        calls of this sink run at once, the others waiting up to `timeout_s` as on a single Redis)."""
         if not _PREFIX.fullmatch(key_prefix):
             raise ValueError(f"key_prefix {key_prefix[:40]!r} may hold only [A-Za-z0-9_.:-] (64 at most)")
         self._url = url
@@ -165,11 +183,13 @@ class RedisSink:
         self._families = FamilyIndex(families)
         self._pool_size = pool_size
         self._sensor = sensor
+        self._cluster = cluster
+        self._gate = asyncio.Semaphore(pool_size) if cluster and pool_size is not None else None
         self._connection: _Connection | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> RedisSink:
-        return cls(settings.redis_url.get_secret_value(), **options)
+        return cls(settings.redis_url.get_secret_value(), cluster=settings.redis_cluster, **options)
 
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
@@ -286,9 +306,24 @@ class RedisSink:
             found = connection.scripts[source] = connection.client.register_script(source)
         return found
 
-    def client(self) -> aioredis.Redis:
+    def client(self) -> AsyncClient:
         """The shared client (created on first use, in the running loop)."""
         return self._redis().client
+
+    @property
+    def cluster(self) -> bool:
+        return self._cluster
+
+    def by_slot(self, keys: Sequence[str]) -> list[list[int]]:
+        """The positions of `keys` grouped so that one script or transaction may take each group: all of them on a
+        single Redis; on a Redis Cluster, one group per hash slot (keys of two slots in one call fail with CROSSSLOT),
+        in the order each slot first appears."""
+        if not self._cluster:
+            return [list(range(len(keys)))] if keys else []
+        groups: dict[int, list[int]] = {}
+        for n, key in enumerate(keys):
+            groups.setdefault(key_slot(key.encode()), []).append(n)
+        return list(groups.values())
 
     def full_key(self, key: str, expected: RedisType) -> str:
         """A key of this sink's families with its prefix; refuses other keys, and keys of the wrong type."""
@@ -308,7 +343,12 @@ class RedisSink:
                 "socket_connect_timeout": self._timeout_s,
                 "retry": Retry(NoBackoff(), 0),
             }
-            if self._pool_size is None:
+            client: AsyncClient
+            if self._cluster:
+                if self._pool_size is not None:
+                    options["max_connections"] = self._pool_size
+                client = aioredis.RedisCluster.from_url(self._url, **options)
+            elif self._pool_size is None:
                 client = aioredis.Redis.from_url(self._url, **options)
             else:
                 pool = aioredis.BlockingConnectionPool.from_url(
@@ -329,6 +369,19 @@ class RedisSink:
 
     async def _retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
         policy = self._policy
+        gate = self._gate
+        if gate is not None:
+            inner = op
+
+            async def gated() -> T:
+                async with asyncio.timeout(self._timeout_s):
+                    await gate.acquire()
+                try:
+                    return await inner()
+                finally:
+                    gate.release()
+
+            op = gated
         with sensed(self._sensor, "redis", what):
             return await retry(
                 op,
@@ -346,9 +399,10 @@ def text(value: Any) -> str:
 
 
 def temporary_key(full: str) -> str:
-    # A unique name, so concurrent rebuilds never share one; the {hash tag} keeps it in the real key's cluster slot,
-    # which RENAME needs on Redis Cluster.
-    return f"{{{full}}}:tmp:{secrets.token_hex(8)}"
+    """A unique name (concurrent rebuilds never share one) in the Redis Cluster slot of `full`, which RENAME and the
+    scripts that rename need: `full`'s own hash tag when it has one, else `full` made the tag."""
+    suffix = f":tmp:{secrets.token_hex(8)}"
+    return full + suffix if hash_tag(full) is not None else f"{{{full}}}{suffix}"
 
 
 def _check_ttl(ttl_s: int) -> None:
@@ -379,12 +433,7 @@ def _zset_scores(members: Mapping[str, float]) -> dict[str, float]:
     return scores
 
 
-def escape_glob(text: str) -> str:
-    """`text` matched literally inside a Redis SCAN/KEYS pattern."""
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
-
-
-def delete_namespace(r: redis.Redis, prefix: str, chunk: int = 500) -> int:
+def delete_namespace(r: SyncClient, prefix: str, chunk: int = 500) -> int:
     """Delete every key of a throwaway namespace (a test's, a fault run's, a benchmark's): `prefix*`, and the
     `{prefix...` temporary keys of atomic replacements. Returns how many were deleted."""
     if not prefix:

@@ -9,13 +9,16 @@ precision past 2^53, which source_seq (GTID sequence << 24 | row) reaches.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from schema.checked import finite, whole
 from sinks.errors import InvalidInputError
 from sinks.redis import RedisSink, text
+
+T = TypeVar("T")
 
 # The hash field counting the fields ever written to a VersionedHash (its generation). Arrival order, not
 # source_seq order: two partitions write in any order, and a reader that saw generation g saw every earlier write.
@@ -242,7 +245,9 @@ class ListChange:
 class ZsetCas:
     """Read many small sorted sets with the versions of the inputs they were built from, then replace each only if
     it still holds what was read and the new inputs are not older than the stored ones. The inputs live in a hash
-    next to each set: catalogue key `<set key><inputs_suffix>`."""
+    next to each set: catalogue key `<set key><inputs_suffix>`, in the set's Redis Cluster slot (a shared hash tag).
+    On a cluster the sets of one call are read and replaced one slot at a time (one transaction or script per slot,
+    the slots concurrently, each retried on its own); a single Redis takes them all in one."""
 
     def __init__(self, redis: RedisSink, ttl_s: int, inputs_suffix: str = ":inputs") -> None:
         self._redis = redis
@@ -259,18 +264,26 @@ class ZsetCas:
         """Current content and inputs of each (catalogue) key, raw; a missing key reads as EMPTY."""
         full = [(self.full_key(k), self.inputs_key(k)) for k in keys]
 
-        async def run() -> list[Any]:
-            async with self._redis.client().pipeline(transaction=True) as pipe:
-                for key, inputs in full:
-                    # Scores kept as Redis formats them: the CAS script compares them with its own ZRANGE output.
-                    pipe.zrange(key, 0, -1, withscores=True, score_cast_func=text)
-                    pipe.hgetall(inputs)
-                return list(await pipe.execute())
+        async def read_slot(group: list[int]) -> list[Any]:
+            async def run() -> list[Any]:
+                async with self._redis.client().pipeline(transaction=True) as pipe:
+                    for n in group:
+                        key, inputs = full[n]
+                        # Scores kept as Redis formats them: the CAS script compares them with its own ZRANGE output.
+                        pipe.zrange(key, 0, -1, withscores=True, score_cast_func=text)
+                        pipe.hgetall(inputs)
+                    return list(await pipe.execute())
 
-        replies = await self._redis.run(run, f"zrange x{len(full)}")
+            return await self._redis.run(run, f"zrange x{len(group)}")
+
+        groups = self._redis.by_slot([key for key, _ in full])
+        replies: dict[int, tuple[Any, Any]] = {}
+        for group, got in zip(groups, await _bounded([read_slot(g) for g in groups]), strict=True):
+            for i, n in enumerate(group):
+                replies[n] = (got[2 * i], got[2 * i + 1])
         out = {}
         for n, key in enumerate(keys):
-            members, inputs = replies[2 * n], replies[2 * n + 1]
+            members, inputs = replies[n]
             out[key] = TopList(
                 [(text(m), text(s)) for m, s in members], {text(f): text(v) for f, v in dict(inputs).items()}
             )
@@ -298,6 +311,26 @@ class ZsetCas:
         if not changes:
             return []
         keys = list(changes)
+        groups = self._redis.by_slot([self.full_key(key) for key in keys])
+        # Every call built (and so every input checked) before the first is sent.
+        calls = [self._cas_call([keys[n] for n in group], changes) for group in groups]
+        script = self._redis.script(_ZSET_CAS_LUA)
+
+        async def replace_slot(slot_keys: list[str], full: list[str], args: list[str | int]) -> list[str]:
+            by_full = {full[2 * n]: key for n, key in enumerate(slot_keys)}
+
+            async def run() -> list[str]:
+                return [by_full[text(k)] for k in await script(keys=full, args=args)]
+
+            return await self._redis.run(run, f"zset cas x{len(slot_keys)}")
+
+        conflicts = await _bounded([replace_slot(*call) for call in calls])
+        return [key for group in conflicts for key in group]
+
+    def _cas_call(
+        self, keys: list[str], changes: Mapping[str, ListChange]
+    ) -> tuple[list[str], list[str], list[str | int]]:
+        """The CAS script's keys and arguments for `keys` (of one slot)."""
         full: list[str] = []
         args: list[str | int] = [self._ttl_s]
         for key in keys:
@@ -322,13 +355,23 @@ class ZsetCas:
                 if not finite(value):
                     raise InvalidInputError(f"{key}: score of {member[:40]!r} must be finite, got {value!r}")
                 args.extend((member, repr(float(value))))
-        script = self._redis.script(_ZSET_CAS_LUA)
-        by_full = {full[2 * n]: key for n, key in enumerate(keys)}
+        return keys, full, args
 
-        async def run() -> list[str]:
-            return [by_full[text(k)] for k in await script(keys=full, args=args)]
 
-        return await self._redis.run(run, f"zset cas x{len(keys)}")
+# Slots of one call in flight at once on a cluster: a call for 1,000 teams is up to 1,000 scripts, and redis-py's
+# cluster client refuses a command past a node's connection limit (100) instead of waiting for a free one.
+SLOTS_IN_FLIGHT = 16
+
+
+async def _bounded(calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Await `calls`, at most SLOTS_IN_FLIGHT at once; results in order."""
+    gate = asyncio.Semaphore(SLOTS_IN_FLIGHT)
+
+    async def one(call: Coroutine[Any, Any, T]) -> T:
+        async with gate:
+            return await call
+
+    return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
 def _parse(raw: Any) -> Versioned:

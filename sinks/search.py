@@ -225,7 +225,7 @@ class SearchCache:
     def __init__(self, redis: RedisSink) -> None:
         self._redis = redis
         self._epoch = redis.full_key(SEARCH_EPOCH.key(), "hash")
-        # A set holds digests; the drop script makes each a key with this (the prefix and "search:").
+        # A set holds digests; the drop script makes each a key with this (the prefix and "search:{cache}:").
         self._results_prefix = self._key("0" * 32).removesuffix("0" * 32)
 
     def _key(self, digest: str) -> str:

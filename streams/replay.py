@@ -11,17 +11,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import MongoClient
 
 from schema.kafka_client import kafka_options
 from schema.mongo import COLLECTIONS, ensure_collections
-from schema.redis_keys import CATALOGUE
+from schema.redis_keys import CATALOGUE, escape_glob
 from schema.settings import Settings
 from schema.topics import TopicNames
-from sinks.redis import escape_glob
+from sinks.redis import sync_client
 
 log = logging.getLogger(__name__)
 
@@ -145,15 +144,12 @@ def clear_stores(settings: Settings) -> tuple[list[str], int]:
         ensure_collections(db, settings)
     finally:
         client.close()
-    r = redis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=10)
+    r = sync_client(settings, socket_timeout=10)
     deleted = 0
     try:
         prefix = settings.redis_key_prefix
         for family in CATALOGUE:
-            pattern = escape_glob(family.pattern)
-            for part in family.parts:
-                pattern = pattern.replace(escape_glob("{" + part + "}"), "*")
-            keys = list(r.scan_iter(match=escape_glob(prefix) + pattern, count=1000))
+            keys = list(r.scan_iter(match=escape_glob(prefix) + family.glob(), count=1000))
             for start in range(0, len(keys), 500):
                 deleted += int(r.delete(*keys[start : start + 500]))
     finally:

@@ -199,7 +199,7 @@ class SpendTotals:
         return iter(sorted(self._entries.items()))
 
     def to_zset_members(self) -> dict[str, float]:
-        """Members and scores for `analytics:spend_by_buyer` (and its windows): 'CURRENCY|buyer' -> amount.
+        """Members and scores for `analytics:{spend_by_buyer}` (and its windows): 'CURRENCY|buyer' -> amount.
 
         The currency comes first because it never contains '|', so a buyer name that does still splits cleanly."""
         return {f"{currency}|{buyer}": float(e.amount) for (buyer, currency), e in self._entries.items()}

@@ -20,13 +20,13 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, NoReturn
 
-import redis as sync_redis
 from pymongo import MongoClient
 from pymongo.database import Database
 
 from schema.events import EVENT_TYPES, json_default
 from schema.mongo import ensure_collections
 from schema.settings import Settings, load_settings
+from sinks.redis import sync_client
 from streams.agents import collections, key_families
 from streams.batch import BatchRunner, DeadLetter
 from streams.context import WorkerContext
@@ -111,7 +111,7 @@ class AgentHarness:
         self._mongo: MongoClient[dict[str, Any]] = MongoClient(
             self.settings.mongo_url.get_secret_value(), serverSelectionTimeoutMS=5000
         )
-        self._redis: Any = sync_redis.Redis.from_url(self.settings.redis_url.get_secret_value(), socket_timeout=5)
+        self._redis: Any = sync_client(self.settings, socket_timeout=5)
         ensure_collections(self.mongo, self.settings, collections([spec]))
         self.handler = spec.handler(self.ctx)
         # Closed with the context, as the worker closes it (streams.app): its aclose() or close(), then the clients.

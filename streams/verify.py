@@ -17,7 +17,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
 import sqlalchemy as sa
 from pymongo import MongoClient
 from pymongo.database import Database
@@ -33,8 +32,10 @@ from schema.redis_keys import (
     SPEND_WINDOW_TOTALS,
     TEAM_TOP_TENDERS,
     TENDER_METADATA,
+    placeholder,
 )
 from schema.settings import Settings
+from sinks.redis import SyncClient, sync_client
 from sinks.spend_store import totals_from_fields
 from streams.agents.readiness import (
     _Entry,
@@ -285,14 +286,14 @@ class VerifyReport:
 @dataclass
 class _Stores:
     db: Database[dict[str, Any]]
-    r: redis.Redis
+    r: SyncClient
     prefix: str
 
     def key(self, key: str) -> str:
         return self.prefix + key
 
 
-def _zset(r: redis.Redis, key: str) -> list[tuple[str, float]]:
+def _zset(r: SyncClient, key: str) -> list[tuple[str, float]]:
     return [(str(pair[0]), float(pair[1])) for pair in r.zrange(key, 0, -1, withscores=True)]
 
 
@@ -328,7 +329,7 @@ def _verify_summaries(
 
 
 def _verify_cards(stores: _Stores, by_id: Mapping[int, dict[str, Any]], fam: FamilyReport, n: int) -> None:
-    head, tail = TENDER_METADATA.pattern.split("{id}")
+    head, tail = TENDER_METADATA.pattern.split(placeholder("id"))
     pattern = stores.key(head) + "*" + tail
     for raw in stores.r.scan_iter(match=pattern, count=1000):
         key = str(raw)
@@ -526,7 +527,7 @@ async def verify(settings: Settings, families: Sequence[str] = FAMILIES, example
     client: MongoClient[dict[str, Any]] = MongoClient(
         settings.mongo_url.get_secret_value(), serverSelectionTimeoutMS=10_000
     )
-    r = redis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=30, decode_responses=True)
+    r = sync_client(settings, socket_timeout=30, decode_responses=True)
     stores = _Stores(client[settings.mongo_db], r, settings.redis_key_prefix)
     reports = {f: FamilyReport(f) for f in FAMILIES if f in families}
     try:

@@ -20,6 +20,7 @@ from schema.mongo import ensure_collections
 from schema.settings import Settings, SettingsError
 from schema.topics import TopicNames, missing_topics, topic_specs
 from sinks.errors import store_access_error
+from sinks.redis import sync_client
 from streams.agents import collections, registry
 from streams.app import Pipeline, build_pipeline
 
@@ -54,7 +55,7 @@ def _check_stores(settings: Settings) -> None:
         client.close()
     if created:
         log.info("created MongoDB collections %s", created)
-    r = redis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=10, socket_connect_timeout=10)
+    r = sync_client(settings, socket_timeout=10, socket_connect_timeout=10)
     try:
         r.ping()
     except redis.ConnectionError as exc:

@@ -167,9 +167,9 @@ def check_mongo_capped(settings: Settings) -> str:
 
 
 def check_redis_ttl(settings: Settings) -> str:
-    import redis
+    from sinks.redis import sync_client
 
-    client = redis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5)
+    client = sync_client(settings, socket_timeout=5)
     key = f"smoke:{uuid.uuid4().hex}"
     try:
         client.set(key, "ok", ex=60)

@@ -26,6 +26,7 @@ from schema.kafka_client import kafka_options
 from schema.mysql import OUTBOX_TABLE, connect
 from schema.settings import Settings
 from schema.topics import TopicNames, topic_partitions
+from sinks.redis import sync_client
 
 T = TypeVar("T")
 
@@ -211,11 +212,17 @@ def _mongo(settings: Settings) -> str:
 
 
 def _redis(settings: Settings) -> str:
-    client = redis.Redis.from_url(
-        settings.redis_url.get_secret_value(), socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S
-    )
+    client = sync_client(settings, socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S)
     try:
-        info: dict[str, Any] = client.info("server")
+        if isinstance(client, redis.RedisCluster):
+            node = client.get_default_node()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+            info: dict[str, Any] = client.info("server", target_nodes=node)
+            cluster = client.cluster_info(target_nodes=node)
+            return (
+                f"server {info.get('redis_version', '?')}, cluster {cluster.get('cluster_state', '?')}: "
+                f"{cluster.get('cluster_size', '?')} masters, {cluster.get('cluster_known_nodes', '?')} nodes"
+            )
+        info = client.info("server")
     finally:
         client.close()
     return f"server {info.get('redis_version', '?')}"

@@ -9,7 +9,7 @@ refused with its event (DLQ) before it is stored, and one stored by an older ver
 A tender event rescores that tender for every team, a company event that team against every open tender; what is
 already done is read from the derived stores, never inferred from "did this call write the facts": scores in MongoDB
 `readiness_scores` carry the versions of both inputs and the rules (a document at those versions is not written
-again; a closed or cancelled tender's documents become not biddable); `team:{id}:top_tenders`, owned here, carries
+again; a closed or cancelled tender's documents become not biddable); `team:{<id>}:top_tenders`, owned here, carries
 the versions of its inputs (company profile, tender facts generation) and is replaced by compare-and-set only by a
 list built from inputs at least as new, so a retry after a failure at any point, a second worker or the sweep all end
 with the lists the facts give. A leader timer sweeps tenders whose closing date passed.

@@ -1,5 +1,5 @@
 """Scenario 2, summaries: tender events -> a summary document in MongoDB `tender_summaries` and the tender card
-`tender:{id}:metadata` in Redis (owned here).
+`tender:<id>:metadata` in Redis (owned here).
 
 Pure core: `fold_events` (a batch's events of each tender, applied in order over the stored version), `summary_input`
 (the text to summarise), `document_fields` and `card` (what the stores hold). Every event counts, in order, so the
@@ -8,7 +8,7 @@ stored result never depends on where the batches were cut: `tender.closed` and a
 The card is always built from the document as stored, so a retry after any failure writes the same card.
 
 Wrapper: unchanged text (same content hash) is never summarised again; the summariser runs in one worker thread, off the
-event loop, a batch at a time. `lock:summary:{id}` keeps two workers off one tender from the read of its stored document
+event loop, a batch at a time. `lock:summary:<id>` keeps two workers off one tender from the read of its stored document
 to the write of its card (the old and the new owner of a partition overlap during a rebalance): a lease (`lock_lease_s`)
 renewed while the batch runs, whose value names its holder, taken in tender-id order. A killed holder's lease runs out;
 a live holder is waited for; a key that is no lease (no TTL, or a longer one) is passed by after twice the lease,

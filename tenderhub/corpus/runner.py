@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import MongoClient
@@ -37,6 +36,7 @@ from schema.mongo import READINESS_SCORES, TENDER_SUMMARIES, USER_ACTIVITY_LOGS,
 from schema.redis_keys import READINESS_COMPANIES
 from schema.settings import Settings
 from schema.topics import TopicNames, delete_topics, ensure_topics, topic_specs
+from sinks.redis import SyncClient, sync_client
 from tenderhub.corpus.cases import CASES, MISMATCH, Case, CaseIds, Outcome, Stored, Way, activity, company, tender
 from tenderhub.corpus.checks import Letter, Observed, harmful_documents, harmful_keys, verdict
 from tenderhub.corpus.sending import OutboxRow, case_ids, outbox_row, topic_record
@@ -185,8 +185,8 @@ class CorpusRun:
     def _mongo(self) -> MongoClient[dict[str, Any]]:
         return MongoClient(self.settings.mongo_url.get_secret_value(), serverSelectionTimeoutMS=10000)
 
-    def _redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url.get_secret_value(), socket_timeout=10)
+    def _redis(self) -> SyncClient:
+        return sync_client(self.settings, socket_timeout=10)
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, **namespace_env(self.settings), "TENDERHUB_RELAY_HEARTBEAT_S": "1"}

@@ -11,7 +11,6 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import quote
 
-import redis
 from pydantic import SecretStr
 from pymongo import MongoClient
 
@@ -19,7 +18,7 @@ from schema.mongo import ensure_collections
 from schema.mysql import drop_database, migrate
 from schema.settings import Settings
 from schema.topics import delete_topics, ensure_topics, topic_specs
-from sinks.redis import delete_namespace
+from sinks.redis import delete_namespace, sync_client
 from tenderhub.demo import namespace_env
 
 log = logging.getLogger(__name__)
@@ -98,7 +97,7 @@ def drop(ns: FaultNamespace) -> None:
         client.drop_database(ns.settings.mongo_db)
     finally:
         client.close()
-    r = redis.Redis.from_url(ns.settings.redis_url.get_secret_value(), socket_timeout=30)
+    r = sync_client(ns.settings, socket_timeout=30)
     try:
         delete_namespace(r, ns.settings.redis_key_prefix)
     finally:

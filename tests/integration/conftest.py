@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -10,12 +11,15 @@ import pymysql
 import pytest
 import redis
 import sqlalchemy as sa
+from pydantic import SecretStr
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from cdc.outbox import make_engine
-from schema.mysql import connect
+from cdc.outbox import make_engine, write_event
+from schema.mysql import apply_migrations, connect
 from schema.settings import Settings, load_settings
+from tenderhub.companies import load_companies, read_profiles
+from tenderhub.loader import read_releases, tender_row, upsert_tender
 from tenderhub.processes import PipelineEnv, RelayEnv, kill_started
 from tests.integration.relay_harness import run
 
@@ -108,3 +112,52 @@ def penv(renv: RelayEnv, mongo: MongoClient[dict[str, Any]], redis_client: redis
     keys += list(redis_client.scan_iter(match=f"{{{env.redis_prefix}*", count=1000))
     if keys:
         redis_client.delete(*keys)
+
+
+SOURCE_AS_OF = "2025-09-25"  # the date `source` treats as today
+
+
+@dataclasses.dataclass
+class Source:
+    settings: Settings
+    engine: sa.Engine
+    url: str
+    tenders: list[int]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The CLI's environment for this database (the admin account reads and writes it here)."""
+        return {"TENDERHUB_MYSQL_URL": self.url, "TENDERHUB_MYSQL_READER_URL": self.url}
+
+
+@pytest.fixture
+def source(penv: PipelineEnv, settings: Settings) -> Iterator[Source]:
+    """A MySQL database of the test's own with 30 real eTenders tenders, the demo companies and 5 activities."""
+    assert settings.mysql_admin_url is not None
+    admin = settings.mysql_admin_url.get_secret_value()
+    base, _, _ = admin.rpartition("/")
+    name = f"verify_{penv.uid}"
+    with connect(settings.mysql_admin) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    with connect(settings.mysql_admin, name) as conn:
+        apply_migrations(conn)
+    url = f"{base}/{name}"
+    penv.as_of = SOURCE_AS_OF
+    test_settings = penv.settings(mysql_url=SecretStr(url), mysql_reader_url=SecretStr(url))
+    engine = sa.create_engine(url)
+    tenders = []
+    for release in read_releases(limit=30):
+        with engine.begin() as conn:
+            tenders.append(upsert_tender(conn, tender_row(release))[0])
+    load_companies(engine, read_profiles())
+    with engine.begin() as conn:
+        for n in range(5):
+            write_event(
+                conn, "user.activity", 1, {"user_id": 1, "team_id": 1, "action": "tender.viewed", "tender_id": n + 1}
+            )
+    try:
+        yield Source(test_settings, engine, url, tenders)
+    finally:
+        engine.dispose()
+        with connect(settings.mysql_admin) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE `{name}`")

@@ -153,7 +153,7 @@ async def test_nightly_recompute_replaces_the_sorted_sets_with_the_mysql_figures
     ctx = pipeline.ctx
     try:
         # A stale figure in the read model, as if an event had been lost: the recompute must replace it.
-        await ctx.redis.replace_zset("analytics:spend_by_buyer", {"GBP|Nobody": 1.0}, 60)
+        await ctx.redis.replace_zset("analytics:{spend_by_buyer}", {"GBP|Nobody": 1.0}, 60)
         report = await recompute_from_mysql(ctx)
         with ctx.engine.connect() as conn:
             rows = [
@@ -211,7 +211,7 @@ async def test_readiness_sweep_drops_tenders_whose_closing_date_passed(penv: Pip
             tenders[str(i)] = (100 + i, json.dumps(fold_tender_facts(None, payload) | {"event_id": 100 + i}))
         await handler.tenders.put_if_newer(tenders)
         await handler.rescore({}, {7: 1})
-        key = ctx.redis.full_key("team:7:top_tenders", "zset")
+        key = ctx.redis.full_key("team:{7}:top_tenders", "zset")
         assert {m.decode() for m in await ctx.redis.client().zrange(key, 0, -1)} == {"1", "2"}
         # Time passes: tender 1 closes, with no event to say so.
         ctx.settings = ctx.settings.model_copy(update={"as_of": dt.date(2025, 10, 1)})

@@ -114,8 +114,8 @@ async def test_readiness_reaches_the_clean_state_after_a_failure_at_any_store_ca
     )
     assert report.clean_calls >= 20
     state = report.clean_state
-    assert state["redis:<ns>team:1:top_tenders"][1] == [("4", 100.0)]
-    assert state["redis:<ns>team:2:top_tenders"][1] == [("1", 100.0), ("4", 100.0)]
+    assert state["redis:<ns>team:{1}:top_tenders"][1] == [("4", 100.0)]
+    assert state["redis:<ns>team:{2}:top_tenders"][1] == [("1", 100.0), ("4", 100.0)]
     scores = {(d["team_id"], d["tender_id"]): d for d in map(json.loads, state["mongo:readiness_scores"])}
     # Closed and cancelled tenders' documents are not biddable any more (item 6).
     assert [(k, d["biddable"]) for k, d in sorted(scores.items()) if k[1] in (2, 3)] == [
@@ -139,11 +139,11 @@ def seeded_search_cache(ctx: WorkerContext) -> SearchCacheHandler:
     with sync_redis.Redis.from_url(ctx.settings.redis_url.get_secret_value()) as r:
         if r.set(f"{prefix}seeded", 1, nx=True):
             for digest, tenders in (("a" * 32, (1, 2)), ("b" * 32, (3,)), ("c" * 32, (9,))):
-                key = f"{prefix}search:{digest}"
+                key = f"{prefix}search:{{cache}}:{digest}"
                 r.set(key, json.dumps({"rows": [{"id": t} for t in tenders]}), ex=120)
                 for t in tenders:
-                    r.sadd(f"{prefix}search:tender:{t}", digest)
-                    r.expire(f"{prefix}search:tender:{t}", 180)
+                    r.sadd(f"{prefix}search:{{cache}}:tender:{t}", digest)
+                    r.expire(f"{prefix}search:{{cache}}:tender:{t}", 180)
     return SearchCacheHandler(ctx)
 
 
@@ -158,10 +158,10 @@ async def test_search_cache_reaches_the_clean_state_after_a_failure_at_any_store
     left = sorted(k for k in report.clean_state if k.startswith("redis:<ns>search:"))
     # Search a went with tender 1; tender 2's set still names it until the set expires (dropping it is a no-op).
     assert left == [
-        "redis:<ns>search:" + "c" * 32,
-        "redis:<ns>search:epoch",
-        "redis:<ns>search:tender:2",
-        "redis:<ns>search:tender:9",
+        "redis:<ns>search:{cache}:" + "c" * 32,
+        "redis:<ns>search:{cache}:epoch",
+        "redis:<ns>search:{cache}:tender:2",
+        "redis:<ns>search:{cache}:tender:9",
     ]
 
 

@@ -79,7 +79,7 @@ def spend_batches() -> list[list[bytes]]:
 async def test_spend_reaches_the_clean_state_after_a_failure_at_any_store_call(settings: Settings) -> None:
     report = await assert_retry_safe(settings.model_copy(update={"as_of": AS_OF}), SpendHandler, spend_batches())
     assert report.clean_calls >= 6
-    totals = report.clean_state["redis:<ns>analytics:spend_by_buyer:totals"][1]
+    totals = report.clean_state["redis:<ns>analytics:{spend_by_buyer}:totals"][1]
     assert {k: v for k, v in totals.items() if k.startswith("c:")} == {
         "c:GBP|Bradford Council": "250000",
         "c:GBP|Leeds City Council": "100010",
@@ -104,5 +104,5 @@ async def test_spend_rebuilt_from_mysql_reaches_the_clean_state_after_a_failure_
     finally:
         scratch.drop()
     assert any("snapshot" in c for c in report.calls) and any("replace" in c for c in report.calls)
-    totals = report.clean_state["redis:<ns>analytics:spend_by_buyer:totals"][1]
+    totals = report.clean_state["redis:<ns>analytics:{spend_by_buyer}:totals"][1]
     assert (totals["c:GBP|Leeds City Council"], totals["t:GBP|Leeds City Council"]) == ("35000", "2")

@@ -175,7 +175,7 @@ async def test_a_search_read_before_a_drop_is_not_cached(tenders: Tenders, engin
         assert await cache.drop([tenders.ids[3]]) == 0  # idempotent
         # An entry that is not what fill writes (another writer's, a corrupted one) is a miss, and the next fill
         # replaces it.
-        await redis.client().set(redis.full_key(f"search:{digest}", "string"), b"\xff not json")
+        await redis.client().set(redis.full_key(f"search:{{cache}}:{digest}", "string"), b"\xff not json")
         rows, epoch = await cache.get(digest)
         assert rows is None
         assert await cache.fill(digest, epoch, searcher._select(query, AS_OF)) is True

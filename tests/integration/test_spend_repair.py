@@ -112,11 +112,11 @@ def updated(seq: int, tender_id: int, scratch: Scratch, **kw: Any) -> bytes:
 class Keys:
     def __init__(self, ns: Namespace) -> None:
         p = ns.settings.redis_key_prefix
-        self.states_key = f"{p}analytics:spend_by_buyer:tenders"
-        self.totals_key = f"{p}analytics:spend_by_buyer:totals"
-        self.zset_key = f"{p}analytics:spend_by_buyer"
-        self.window_key = f"{p}analytics:spend_by_buyer:30d:totals"
-        self.window_zset_key = f"{p}analytics:spend_by_buyer:30d"
+        self.states_key = f"{p}analytics:{{spend_by_buyer}}:tenders"
+        self.totals_key = f"{p}analytics:{{spend_by_buyer}}:totals"
+        self.zset_key = f"{p}analytics:{{spend_by_buyer}}"
+        self.window_key = f"{p}analytics:{{spend_by_buyer}}:30d:totals"
+        self.window_zset_key = f"{p}analytics:{{spend_by_buyer}}:30d"
         self.client = sync_redis.Redis.from_url(ns.settings.redis_url.get_secret_value(), socket_timeout=5)
 
     def totals(self, key: str) -> dict[str, tuple[int, int, int]]:

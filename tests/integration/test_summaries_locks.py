@@ -1,4 +1,4 @@
-"""`lock:summary:{id}` against the real Redis, and the summariser's shutdown (issue 10, item 9): a lock left by a
+"""`lock:summary:<id>` against the real Redis, and the summariser's shutdown (issue 10, item 9): a lock left by a
 killed summariser never stalls the tenders behind it, a live summariser keeps its lock while it works, and the
 worker's stop shuts the summariser's thread down."""
 

@@ -4,20 +4,14 @@ migrated here, so other tests' tenders are not in it), topics, MongoDB database 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import redis
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
-from pydantic import SecretStr
 from pymongo import MongoClient
 
-from cdc.outbox import write_event
-from schema.mysql import apply_migrations, connect
 from schema.settings import Settings
 from schema.topics import TopicNames
 from streams.agents.tender_summaries import TenderSummaryHandler, summariser_config
@@ -27,59 +21,11 @@ from streams.rebuild import high_water, rebuild
 from streams.replay import clear_stores
 from streams.summaries.factory import load_summariser
 from streams.verify import event, verify
-from tenderhub.companies import load_companies, read_profiles
-from tenderhub.loader import read_releases, tender_row, upsert_tender
 from tenderhub.processes import PipelineEnv
+from tests.integration.conftest import Source
 from tests.integration.worker_harness import run_cli
 
-AS_OF = "2025-09-25"
 HISTORY_SEQ = 1_000_000  # the source_seq of the last event "the relay published" before the rebuild
-
-
-@dataclasses.dataclass
-class Source:
-    settings: Settings
-    engine: sa.Engine
-    url: str
-    tenders: list[int]
-
-    @property
-    def env(self) -> dict[str, str]:
-        """The CLI's environment for this database (the admin account reads and writes it here)."""
-        return {"TENDERHUB_MYSQL_URL": self.url, "TENDERHUB_MYSQL_READER_URL": self.url}
-
-
-@pytest.fixture
-def source(penv: PipelineEnv, settings: Settings) -> Iterator[Source]:
-    """A MySQL database of the test's own with 30 real eTenders tenders, the demo companies and 5 activities."""
-    assert settings.mysql_admin_url is not None
-    admin = settings.mysql_admin_url.get_secret_value()
-    base, _, _ = admin.rpartition("/")
-    name = f"verify_{penv.uid}"
-    with connect(settings.mysql_admin) as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    with connect(settings.mysql_admin, name) as conn:
-        apply_migrations(conn)
-    url = f"{base}/{name}"
-    penv.as_of = AS_OF
-    test_settings = penv.settings(mysql_url=SecretStr(url), mysql_reader_url=SecretStr(url))
-    engine = sa.create_engine(url)
-    tenders = []
-    for release in read_releases(limit=30):
-        with engine.begin() as conn:
-            tenders.append(upsert_tender(conn, tender_row(release))[0])
-    load_companies(engine, read_profiles())
-    with engine.begin() as conn:
-        for n in range(5):
-            write_event(
-                conn, "user.activity", 1, {"user_id": 1, "team_id": 1, "action": "tender.viewed", "tender_id": n + 1}
-            )
-    try:
-        yield Source(test_settings, engine, url, tenders)
-    finally:
-        engine.dispose()
-        with connect(settings.mysql_admin) as conn, conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE `{name}`")
 
 
 async def _publish_history(settings: Settings, seq: int) -> None:
@@ -124,8 +70,10 @@ def test_rebuild_from_mysql_makes_verify_clean_and_damage_is_reported_per_family
     scored = db["readiness_scores"].find_one({})
     assert scored is not None
     db["readiness_scores"].delete_one({"_id": scored["_id"]})
-    field = next(f.decode() for f in redis_client.hkeys(f"{prefix}analytics:spend_by_buyer:totals") if f[:2] == b"c:")
-    redis_client.hset(f"{prefix}analytics:spend_by_buyer:totals", field, "12345")  # a changed total (cents)
+    field = next(
+        f.decode() for f in redis_client.hkeys(f"{prefix}analytics:{{spend_by_buyer}}:totals") if f[:2] == b"c:"
+    )
+    redis_client.hset(f"{prefix}analytics:{{spend_by_buyer}}:totals", field, "12345")  # a changed total (cents)
     member = field.removeprefix("c:")
     with source.engine.begin() as conn:  # closed in MySQL; its card stays behind
         conn.execute(sa.text("UPDATE tenders SET status = 'cancelled' WHERE id = :id"), {"id": open_card})

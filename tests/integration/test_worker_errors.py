@@ -67,7 +67,7 @@ async def committed(bootstrap: str, group: str, topic: str) -> int:
 
 
 def spend(redis_client: redis.Redis, penv: PipelineEnv) -> float:
-    score = redis_client.zscore(f"{penv.redis_prefix}analytics:spend_by_buyer", f"GBP|Buyer {penv.uid}")
+    score = redis_client.zscore(f"{penv.redis_prefix}analytics:{{spend_by_buyer}}", f"GBP|Buyer {penv.uid}")
     return float(score or 0)
 
 

@@ -113,14 +113,14 @@ def test_worker_sigkilled_mid_batch_logs_once_and_counts_spend_once(
     expected = totals_in_cents(recompute(mysql_rows(engine, tender_ids)))
     prefix = penv.redis_prefix
     wait_for(
-        lambda: store_totals(redis_client, f"{prefix}analytics:spend_by_buyer:totals") == expected,
+        lambda: store_totals(redis_client, f"{prefix}analytics:{{spend_by_buyer}}:totals") == expected,
         60,
         "spend equals the MySQL recompute",
     )
     time.sleep(2)
     assert logs.count_documents({}) == len(activity_ids)
     assert {d["_id"] for d in logs.find({}, {"_id": 1})} == set(activity_ids)
-    assert store_totals(redis_client, f"{prefix}analytics:spend_by_buyer:totals") == expected
+    assert store_totals(redis_client, f"{prefix}analytics:{{spend_by_buyer}}:totals") == expected
     assert any(c > 0 for c, _, _ in expected.values())
     assert kills >= 6
     assert worker.terminate() == 0
@@ -179,7 +179,7 @@ def _outage_run(
     expected = totals_in_cents(recompute(mysql_rows(engine, tender_ids)))
     wait_for(lambda: logs.count_documents({}) == len(before_ids) + len(during_ids), 120, "every activity logged after")
     wait_for(
-        lambda: store_totals(redis_client, f"{penv.redis_prefix}analytics:spend_by_buyer:totals") == expected,
+        lambda: store_totals(redis_client, f"{penv.redis_prefix}analytics:{{spend_by_buyer}}:totals") == expected,
         120,
         "spend converged",
     )

@@ -44,7 +44,7 @@ def expected_top(mongo_db: Any, team_id: int, open_ids: set[int], k: int = 5) ->
 
 
 def redis_top(r: redis.Redis, prefix: str, team_id: int) -> dict[int, float]:
-    return {int(m): s for m, s in r.zrange(f"{prefix}team:{team_id}:top_tenders", 0, -1, withscores=True)}
+    return {int(m): s for m, s in r.zrange(f"{prefix}team:{{{team_id}}}:top_tenders", 0, -1, withscores=True)}
 
 
 def test_real_tenders_and_profiles_give_summaries_scores_and_top5_kept_right(
@@ -87,7 +87,7 @@ def test_real_tenders_and_profiles_give_summaries_scores_and_top5_kept_right(
     non_empty = [t for t in teams if redis_top(redis_client, prefix, t)]
     assert len(non_empty) >= 4, {teams[t].team: redis_top(redis_client, prefix, t) for t in teams}
     assert all(len(redis_top(redis_client, prefix, t)) <= 5 for t in teams)
-    assert 0 < redis_client.ttl(f"{prefix}team:{non_empty[0]}:top_tenders") <= 3600
+    assert 0 < redis_client.ttl(f"{prefix}team:{{{non_empty[0]}}}:top_tenders") <= 3600
 
     # Scores explain themselves, record their inputs' versions and the rules version.
     doc = db["readiness_scores"].find_one({"team_id": non_empty[0]})

@@ -86,7 +86,9 @@ def test_replay_from_the_start_rebuilds_identical_stores(
     wait_for(lambda: db["user_activity_logs"].count_documents({}) == len(activity_ids), 90, "logs")
     wait_for(lambda: db["tender_summaries"].count_documents({}) == len(set(uk_ids) | set(za_ids)), 90, "summaries")
     wait_for(
-        lambda: store_totals(redis_client, f"{prefix}analytics:spend_by_buyer:totals") == expected_spend, 90, "spend"
+        lambda: store_totals(redis_client, f"{prefix}analytics:{{spend_by_buyer}}:totals") == expected_spend,
+        90,
+        "spend",
     )
     wait_for(lambda: worker.stats()["readiness"]["events"] >= len(uk) + 1 + len(za) + len(profiles), 90, "readiness")
     time.sleep(2)

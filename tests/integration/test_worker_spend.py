@@ -63,7 +63,7 @@ def mysql_rows(engine: sa.Engine, ids: list[int]) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in result]
 
 
-def store_totals(r: redis.Redis, key: str) -> dict[str, tuple[int, int, int]]:
+def store_totals(r: redis.Redis | redis.RedisCluster, key: str) -> dict[str, tuple[int, int, int]]:
     raw = {k.decode(): int(v) for k, v in r.hgetall(key).items()}
     members = {k[2:] for k in raw if k[:2] in ("c:", "t:", "w:")}
     return {m: (raw.get(f"c:{m}", 0), raw.get(f"t:{m}", 0), raw.get(f"w:{m}", 0)) for m in members}
@@ -119,16 +119,16 @@ def test_spend_by_buyer_matches_mysql_recompute_under_updates_and_redelivery(
         "spend agent took every event",
     )
     totals = wait_for(
-        lambda: (t := store_totals(redis_client, f"{prefix}analytics:spend_by_buyer:totals")) == expected_all and t,
+        lambda: (t := store_totals(redis_client, f"{prefix}analytics:{{spend_by_buyer}}:totals")) == expected_all and t,
         30,
         "stream totals equal the MySQL recompute",
     )
     assert totals == expected_all
-    assert store_totals(redis_client, f"{prefix}analytics:spend_by_buyer:30d:totals") == expected_window
-    assert zset(redis_client, f"{prefix}analytics:spend_by_buyer") == zset_from_cents(expected_all)
-    assert zset(redis_client, f"{prefix}analytics:spend_by_buyer:30d") == zset_from_cents(expected_window)
+    assert store_totals(redis_client, f"{prefix}analytics:{{spend_by_buyer}}:30d:totals") == expected_window
+    assert zset(redis_client, f"{prefix}analytics:{{spend_by_buyer}}") == zset_from_cents(expected_all)
+    assert zset(redis_client, f"{prefix}analytics:{{spend_by_buyer}}:30d") == zset_from_cents(expected_window)
     # The cancelled tender left spend; the changed buyer's old member lost the tender.
-    assert 0 < redis_client.ttl(f"{prefix}analytics:spend_by_buyer") <= 24 * 3600
+    assert 0 < redis_client.ttl(f"{prefix}analytics:{{spend_by_buyer}}") <= 24 * 3600
     assert worker.stats()["spend"]["dead_letters"] == 0
     assert worker.terminate() == 0, worker.tail()
     relay.terminate()

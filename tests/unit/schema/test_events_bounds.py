@@ -219,7 +219,7 @@ def test_the_largest_id_is_a_valid_aggregate_id() -> None:
 
 
 def test_redis_keys_take_ids_up_to_signed_64_bits_only() -> None:
-    assert TEAM_TOP_TENDERS.key(id=MAX_ID) == f"team:{MAX_ID}:top_tenders"
+    assert TEAM_TOP_TENDERS.key(id=MAX_ID) == f"team:{{{MAX_ID}}}:top_tenders"
     assert family_of(TEAM_TOP_TENDERS.key(id=MAX_ID)) is TEAM_TOP_TENDERS
     for bad in (MAX_ID + 1, str(MAX_ID + 1), 10**19, 10**20 - 1):
         with pytest.raises(InvalidKeyError):

@@ -133,3 +133,13 @@ def test_a_copy_with_other_urls_parses_its_own_urls_not_the_originals(env: pytes
     assert copy.mysql.user == "u2"
     assert (s.mysql.database, s.relay_mysql.database, s.mysql_admin.database) == before
     assert s.model_copy().mysql.database == before[0]
+
+
+@pytest.mark.parametrize("url", ["redis://:pw@127.0.0.1:16379/2", "unix:///run/redis.sock"])
+def test_a_redis_cluster_url_must_be_database_0_over_tcp(env: pytest.MonkeyPatch, url: str) -> None:
+    env.setenv("TENDERHUB_REDIS_CLUSTER", "true")
+    env.setenv("TENDERHUB_REDIS_URL", url)
+    with pytest.raises(SettingsError, match="TENDERHUB_REDIS_CLUSTER"):
+        load_settings()
+    env.setenv("TENDERHUB_REDIS_URL", "rediss://:pw@127.0.0.1:16379/0")
+    assert load_settings().redis_cluster is True

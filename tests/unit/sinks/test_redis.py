@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 import redis.exceptions as rex
+from redis.crc import key_slot
 
 from schema.redis_keys import CATALOGUE, SPEND_BY_BUYER, SUMMARY_LOCK, TEAM_TOP_TENDERS, TENDER_METADATA, KeyFamily
 from sinks.errors import InvalidInputError, PermanentSinkError, TransientSinkError
-from sinks.redis import RedisSink, classify_redis_error
+from sinks.redis import RedisSink, classify_redis_error, temporary_key
 
 # Pointed nowhere: every call below must fail validation before a client exists.
 NOWHERE = RedisSink("redis://127.0.0.1:9/0", timeout_s=0.05)
@@ -117,3 +119,40 @@ async def test_a_sink_writes_the_families_it_is_given_beside_the_catalogue() -> 
     assert sink.full_key(HASH_KEY, "hash") == "p:" + HASH_KEY
     with pytest.raises(InvalidInputError, match="is a hash"):
         sink.full_key(ALERTS.key(), "zset")
+
+
+def test_temporary_keys_stay_in_the_slot_of_the_key_they_replace() -> None:
+    for full in ("p:analytics:{spend_by_buyer}:30d", "p:team:{7}:top_tenders", "p:tender:5:metadata"):
+        tmp = temporary_key(full)
+        assert tmp != temporary_key(full)  # unique per call
+        assert key_slot(tmp.encode()) == key_slot(full.encode()), tmp
+
+
+def test_keys_are_grouped_by_slot_only_on_a_cluster() -> None:
+    keys = [f"team:{{{t}}}:top_tenders" for t in (1, 2, 1, 3)]
+    assert RedisSink("redis://127.0.0.1:1/0").by_slot(keys) == [[0, 1, 2, 3]]
+    groups = RedisSink("redis://127.0.0.1:1/0", cluster=True).by_slot(keys)
+    assert sorted(map(sorted, groups)) == [[0, 2], [1], [3]]
+    assert RedisSink("redis://127.0.0.1:1/0", cluster=True).by_slot([]) == []
+
+
+@pytest.mark.asyncio
+async def test_a_cluster_sink_with_a_pool_size_runs_that_many_calls_at_once() -> None:
+    """redis-py's cluster client refuses a command past a node's connection limit; the sink makes callers wait
+    instead, as the blocking pool of a single Redis does."""
+    sink = RedisSink("redis://127.0.0.1:1/0", cluster=True, pool_size=2, timeout_s=5)
+    running, most = 0, 0
+
+    async def op() -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+
+    await asyncio.gather(*(sink.run(op, "op") for _ in range(10)))
+    assert most == 2
+    unbounded = RedisSink("redis://127.0.0.1:1/0", cluster=True, timeout_s=5)
+    running, most = 0, 0
+    await asyncio.gather(*(unbounded.run(op, "op") for _ in range(10)))
+    assert most == 10

@@ -76,7 +76,7 @@ def test_an_installed_agent_joins_through_the_entry_point_group(monkeypatch: pyt
             AgentSpec(
                 "thief", "x", ("tender",), frozenset({"tender.created"}), _handler, key_families=(SPEND_BY_BUYER,)
             ),
-            "analytics:spend_by_buyer has two owners, 'spend' and 'thief'",
+            "analytics:{spend_by_buyer} has two owners, 'spend' and 'thief'",
         ),
         (
             AgentSpec(

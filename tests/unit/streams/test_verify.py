@@ -620,7 +620,7 @@ def test_readiness_drift_names_team_and_tender(
 def test_top_list_drift_names_the_team(monkeypatch: pytest.MonkeyPatch, change: str) -> None:
     tenders, companies, db, r = _readiness_inputs(monkeypatch)
     key, top = next((k, z) for k, z in r.zsets.items() if len(z) == TOP_K)
-    team = int(key.split(":")[2])
+    team = int(key.split(":")[2].strip("{}"))
     if change == "score":
         first = next(iter(top))
         top[first] -= 0.5
