@@ -32,11 +32,11 @@ def cmd_stack(args: argparse.Namespace) -> int:
     from tenderhub.stack import Stack
 
     cfg = load_stack_settings()
-    recorded = Stack.recorded_brokers(cfg.stack_dir.resolve())
+    recorded = Stack.recorded_layout(cfg.stack_dir.resolve())
     if getattr(args, "cluster", False):
-        cfg = cfg.model_copy(update={"kafka_brokers": 3})
-    elif recorded is not None:
-        cfg = cfg.model_copy(update={"kafka_brokers": recorded})
+        cfg = cfg.model_copy(update={"kafka_brokers": 3, "redis_nodes": 6})
+    elif recorded:
+        cfg = cfg.model_copy(update=recorded)
     stack = Stack(cfg)
     if args.action == "up":
         start = time.monotonic()
@@ -499,7 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument(
         "--cluster",
         action="store_true",
-        help="with up: three Kafka brokers (replication factor 3, min.insync.replicas 2) instead of one",
+        help="with up: three Kafka brokers (replication factor 3, min.insync.replicas 2) instead of one, and a Redis "
+        "Cluster of three masters and three replicas instead of one Redis",
     )
     stack.set_defaults(func=cmd_stack)
     sub.add_parser("migrate", help="apply MySQL migrations, users, MongoDB collections, Kafka topics").set_defaults(

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from schema.settings import ENV_PREFIX, StackSettings
@@ -1151,11 +1151,19 @@ class FerretDB(Service):
 
 
 class Redis(Service):
-    name = "redis"
+    """One redis-server: the stack's only one, or a node of its Redis Cluster (`redis_nodes` 6: three masters and
+    three replicas, formed by `Stack.up` once all six answer)."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, node: int = 1) -> None:
+        # Node 1 keeps the single server's name, folder and port; the others of a cluster are redis-2 ... redis-6.
+        self.node = node
+        self.name = "redis" if node == 1 else f"redis-{node}"
         super().__init__(stack)
-        self.port = self.cfg.redis_port
+        self.port = redis_port(self.cfg, node)
+
+    @property
+    def port_setting(self) -> str:
+        return "redis_port"
 
     def ensure_installed(self) -> None:
         if not shutil.which("redis-server"):
@@ -1177,10 +1185,26 @@ class Redis(Service):
                     "daemonize no",
                     'logfile ""',
                     f"requirepass {self.stack.secrets['redis_password']}",
+                    *self._cluster_lines(),
                     "",
                 ]
             ),
         )
+
+    def _cluster_lines(self) -> list[str]:
+        if self.cfg.redis_nodes == 1:
+            return []
+        lines = [
+            "cluster-enabled yes",
+            f"cluster-config-file {self.dir / 'nodes.conf'}",
+            # A master unreachable this long is failed over to its replica (the default, 15 s, stalls writers).
+            "cluster-node-timeout 3000",
+            # Replicas authenticate to their master with the stack's password.
+            f"masterauth {self.stack.secrets['redis_password']}",
+        ]
+        if self.stack.tls_dir is not None:
+            lines += ["tls-cluster yes", "tls-replication yes"]
+        return lines
 
     def _port_lines(self) -> list[str]:
         tls = self.stack.tls_dir
@@ -1201,11 +1225,58 @@ class Redis(Service):
     def check_health(self) -> None:
         import redis
 
-        client = redis.Redis.from_url(self.stack.redis_url(), socket_timeout=1.5, socket_connect_timeout=1.5)
+        client = redis.Redis.from_url(self.stack.redis_url(self.node), socket_timeout=1.5, socket_connect_timeout=1.5)
         try:
             client.ping()
         finally:
             client.close()
+
+
+def redis_port(cfg: StackSettings, node: int) -> int:
+    return cfg.redis_port + 100 * (node - 1)
+
+
+def form_redis_cluster(stack: Stack, timeout_s: float, progress: Callable[[str], None] = log.info) -> None:
+    """Make the stack's six Redis nodes one cluster (three masters with the 16,384 slots, a replica each) unless they
+    are one already, then wait until every node reports it whole. Idempotent: a cluster formed before (its layout is
+    kept in each node's nodes.conf) is only waited for."""
+    import redis
+
+    nodes = [svc for svc in stack.services if isinstance(svc, Redis)]
+    first = redis.Redis.from_url(stack.redis_url(), socket_timeout=5, socket_connect_timeout=5)
+    try:
+        info = first.cluster("info")
+    finally:
+        first.close()
+    if int(info.get("cluster_slots_assigned", 0)) == 0:
+        cli = shutil.which("redis-cli") or "redis-cli"
+        tls = [] if stack.tls_dir is None else ["--tls", "--cacert", str(stack.tls_dir / "ca.pem")]
+        addresses = [f"{stack.cfg.stack_host}:{node.port}" for node in nodes]
+        # The password reaches redis-cli through its environment, never its command line.
+        env = {**os.environ, "REDISCLI_AUTH": stack.secrets["redis_password"]}
+        _run(
+            [cli, *tls, "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"],
+            "redis",
+            120,
+            env=env,
+        )
+        progress(f"redis: cluster formed ({len(nodes) // 2} masters, a replica each)")
+    deadline = time.monotonic() + timeout_s
+    waiting = [node.name for node in nodes]
+    while waiting:
+        waiting = []
+        for node in nodes:
+            client = redis.Redis.from_url(stack.redis_url(node.node), socket_timeout=2, socket_connect_timeout=2)
+            try:
+                state = client.cluster("info")
+            finally:
+                client.close()
+            if state.get("cluster_state") != "ok" or int(state.get("cluster_known_nodes", 0)) != len(nodes):
+                waiting.append(node.name)
+        if waiting and time.monotonic() > deadline:
+            raise StackError("redis", f"cluster not whole after {timeout_s:.0f} s on {', '.join(waiting)}")
+        if waiting:
+            time.sleep(0.3)
 
 
 class Stack:
@@ -1221,6 +1292,8 @@ class Stack:
         for kind in self.SERVICE_TYPES:
             if kind is Kafka:
                 self._every += [Kafka(self, node) for node in range(1, cfg.kafka_brokers + 1)]
+            elif kind is Redis:
+                self._every += [Redis(self, node) for node in range(1, cfg.redis_nodes + 1)]
             else:
                 self._every.append(kind(self))
         # PostgreSQL only serves FerretDB's postgresql backend.
@@ -1300,10 +1373,11 @@ class Stack:
         pw = quote(self.secrets["postgresql_ferretdb_password"], safe="")
         return f"postgres://{FERRETDB_ROLE}:{pw}@{self.cfg.stack_host}:{self.cfg.postgresql_port}/{FERRETDB_DATABASE}"
 
-    def redis_url(self) -> str:
+    def redis_url(self, node: int = 1) -> str:
+        """The URL of a Redis node (node 1: the one the env file names; a cluster client finds the others)."""
         scheme, tls = ("redis", "") if self.tls_dir is None else ("rediss", f"?ssl_ca_certs={self._ca()}")
         pw = quote(self.secrets["redis_password"], safe="")
-        return f"{scheme}://:{pw}@{self.cfg.stack_host}:{self.cfg.redis_port}/0{tls}"
+        return f"{scheme}://:{pw}@{self.cfg.stack_host}:{redis_port(self.cfg, node)}/0{tls}"
 
     def write_env_file(self) -> None:
         values = {
@@ -1314,6 +1388,7 @@ class Stack:
             **self.kafka_settings(),
             "MONGO_URL": self.mongo_url(),
             "REDIS_URL": self.redis_url(),
+            "REDIS_CLUSTER": str(self.cfg.redis_nodes > 1).lower(),
             # The dev stack's own users connect over TCP from this machine only.
             "MYSQL_GRANT_HOST": self.cfg.stack_host,
         }
@@ -1322,24 +1397,39 @@ class Stack:
         )
         write_private(self.env_file, text)
 
-    @staticmethod
-    def recorded_brokers(stack_dir: Path) -> int | None:
-        """The Kafka broker count a stack folder was made with (None for a folder not made yet)."""
-        try:
-            return int((stack_dir / "kafka-brokers").read_text())
-        except (OSError, ValueError):
-            return None
+    # The layout a stack folder keeps (made with): file name -> (StackSettings field, what it counts, why it stays).
+    LAYOUT: ClassVar[dict[str, tuple[str, str, str]]] = {
+        "kafka-brokers": ("kafka_brokers", "Kafka broker(s)", "topics and their replicas are laid out for the count"),
+        "redis-nodes": ("redis_nodes", "Redis node(s)", "a cluster's slots and replicas live in its nodes' files"),
+    }
+
+    @classmethod
+    def recorded_layout(cls, stack_dir: Path) -> dict[str, int]:
+        """The broker and Redis node counts a stack folder was made with, by StackSettings field (none recorded for a
+        folder not made yet; a folder made before Redis Cluster mode has one Redis)."""
+        counts: dict[str, int] = {}
+        for name, (field, _, _) in cls.LAYOUT.items():
+            try:
+                counts[field] = int((stack_dir / name).read_text())
+            except (OSError, ValueError):
+                continue
+        if counts and "redis_nodes" not in counts:
+            counts["redis_nodes"] = 1
+        return counts
 
     def up(self, progress: Callable[[str], None] = log.info) -> None:
-        recorded = self.recorded_brokers(self.root)
-        if recorded is not None and recorded != self.cfg.kafka_brokers:
-            raise StackError(
-                "kafka",
-                f"this stack folder was made with {recorded} broker(s), not {self.cfg.kafka_brokers}: run `tenderhub "
-                "stack down --purge` first (topics and their replicas are laid out for the broker count)",
-            )
+        recorded = self.recorded_layout(self.root)
+        for name, (field, what, why) in self.LAYOUT.items():
+            wanted = getattr(self.cfg, field)
+            if recorded.get(field, wanted) != wanted:
+                raise StackError(
+                    name.split("-")[0],
+                    f"this stack folder was made with {recorded[field]} {what}, not {wanted}: run `tenderhub stack "
+                    f"down --purge` first ({why})",
+                )
         self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "kafka-brokers").write_text(f"{self.cfg.kafka_brokers}\n")
+        for name, (field, _, _) in self.LAYOUT.items():
+            (self.root / name).write_text(f"{getattr(self.cfg, field)}\n")
         for svc in self.services:
             svc.ensure_installed()
         started: list[Service] = []
@@ -1362,6 +1452,8 @@ class Stack:
         for svc in self.services:
             if svc not in ready:
                 make_ready(svc)
+        if self.cfg.redis_nodes > 1:
+            form_redis_cluster(self, self.cfg.health_timeout_s, progress)
         self.write_env_file()
         progress(f"settings written to {self.env_file}")
 

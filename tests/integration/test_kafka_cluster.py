@@ -7,9 +7,7 @@ Kafka exactly once (read_committed), every activity is logged once, and the spen
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -27,33 +25,18 @@ from schema.settings import Settings, load_stack_settings
 from streams.spend import recompute, totals_in_cents
 from tenderhub.processes import PipelineEnv, RelayEnv, RelayProcess, WorkerProcess
 from tenderhub.stack import Kafka, Stack, stop_together
+from tests.integration.ports import port_block
 from tests.integration.relay_harness import consume, run
 from tests.integration.test_cdc_relay import insert_activities
 from tests.integration.test_worker_spend import AS_OF, mysql_rows, store_totals, uk_rows, write_tenders
 from tests.integration.worker_harness import wait_for
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _port_block() -> tuple[int, int]:
-    """A broker port and a controller port such that each + 0, 100 and 200 is free (the cluster's layout)."""
-    for _ in range(200):
-        base = random.randrange(20_000, 40_000)
-        if all(_free(base + d) for d in (0, 1, 100, 101, 200, 201)):
-            return base, base + 1
-    raise RuntimeError("no free port block")
-
-
 @pytest.fixture(scope="module")
 def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, list[Kafka]]]:
-    kafka_port, controller_port = _port_block()
+    # A broker port and a controller port such that each + 0, 100 and 200 is free (the cluster's layout).
+    kafka_port = port_block((0, 1, 100, 101, 200, 201))
+    controller_port = kafka_port + 1
     cfg = load_stack_settings(
         stack_dir=tmp_path_factory.mktemp("kafka-cluster") / "stack",
         kafka_brokers=3,
@@ -171,7 +154,7 @@ def test_one_broker_killed_while_the_relay_publishes_and_two_workers_consume(
         # Spend: no event lost or counted twice across the two workers and the broker's loss.
         rows_now = mysql_rows(engine, sorted(set(tender_ids)))
         expected_totals = totals_in_cents(recompute(rows_now))
-        key = f"{penv.redis_prefix}analytics:spend_by_buyer:totals"
+        key = f"{penv.redis_prefix}analytics:{{spend_by_buyer}}:totals"
         wait_for(lambda: store_totals(redis_client, key) == expected_totals, 90, "spend totals equal MySQL's")
         stats = [w.stats() for w in workers]
         assert all(s["activity_logs"]["dead_letters"] == 0 and s["spend"]["dead_letters"] == 0 for s in stats)
@@ -233,7 +216,7 @@ def test_workers_scale_from_one_to_three_and_back_under_load_without_double_coun
         wait_for(lambda: logs.count_documents({}) >= len(activity_ids), 120, "every activity logged")
         assert sorted(d["_id"] for d in logs.find({}, {"_id": 1})) == sorted(activity_ids)
         expected_totals = totals_in_cents(recompute(mysql_rows(engine, sorted(set(tender_ids)))))
-        key = f"{penv.redis_prefix}analytics:spend_by_buyer:totals"
+        key = f"{penv.redis_prefix}analytics:{{spend_by_buyer}}:totals"
         wait_for(lambda: store_totals(redis_client, key) == expected_totals, 90, "spend totals equal MySQL's")
         assert first.terminate() == 0, first.tail()
         assert relay.terminate() == 0, relay.tail()
