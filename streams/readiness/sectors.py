@@ -198,6 +198,7 @@ if _MULTI_TRADE_CONCEPT not in BY_ID:
     raise TaxonomyError(f"the taxonomy has no {_MULTI_TRADE_CONCEPT!r} concept")
 # Generic phrases as evidence names them (folded words joined by spaces).
 _GENERIC = frozenset(" ".join(p) for p in _phrase_set("generic", FRAMES.generic))
+_APPOINTMENT = frozenset(" ".join(p) for p in _phrase_set("appointment", FRAMES.appointment))
 # The frames found by phrase, in one pass over a tender's words: phrase -> the frames it belongs to.
 _FRAME_PHRASES: dict[str, frozenset[Phrase]] = {
     "professional": _PROFESSIONAL,
@@ -373,9 +374,10 @@ def _modifier_spans(ws: Sequence[str], heads: Spans, ends: frozenset[str] = _ORG
     return spans
 
 
-# "... at Midmar Dam access roads project", "at Esselen Substation", "in Tlokoeng Landfill Site": where the work is
-# done, not what it is. The words between "at" (or "in") and the place must name it ("at all substations" is not a
-# name).
+# "... at Midmar Dam access roads project", "at Esselen Substation", "in Tlokoeng Landfill Site", "lifts in various
+# government buildings": where the work is done, not what it is. The words between "at" (or "in") and the place must
+# name it ("at all substations" is not a name), and the name runs on to its last place word before a function word
+# ("at Goedertrouw Dam", "at the Aquaculture Demonstration Centre, Gariep Dam").
 _NOT_NAMES = frozenset(_WORD.findall("the all various any our its their a an each every other these those"))
 
 
@@ -387,14 +389,17 @@ def _place_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
     for i, word in enumerate(ws):
         if word not in _PLACE_STARTS:
             continue
+        last = None  # where the place named so far ends
         for j in range(i + 2, min(i + 2 + _ORG_MAX_WORDS, len(ws))):
-            if ws[j] == "":
+            if ws[j] == "" or (last is not None and ws[j] in _ORG_ENDS):
                 break
             end = next((j + n for n in (2, 1) if tuple(ws[j : j + n]) in _PLACES), None)
             if end is not None:
-                if any(w not in _NOT_NAMES for w in ws[i + 1 : j]):
-                    spans.append((i + 1, end))
-                break
+                if all(w in _NOT_NAMES for w in ws[i + 1 : j]):
+                    break
+                last = end
+        if last is not None:
+            spans.append((i + 1, last))
     return spans
 
 
@@ -407,9 +412,9 @@ _WORKS_STEPS = frozenset(
     )
 )
 _STEP_REACH = 3
-# "commissioning training", "product training": one step (or the product) right before it is enough ("operator
-# training" is a course).
-_STEP_BEFORE = frozenset(_WORD.findall("commissioning testing installation erection product"))
+# "commissioning training", "product training", "end user training": one step (or the product or its user) right
+# before it is enough ("operator training" is a course).
+_STEP_BEFORE = frozenset(_WORD.findall("commissioning testing installation erection product user"))
 
 
 def _listed_steps(ws: Sequence[str]) -> list[tuple[int, int]]:
@@ -646,12 +651,21 @@ class TenderEvidence:
 
     def raw(self, concept: str) -> float:
         """The concept's evidence summed, uncapped: its phrases (generic ones only beside its own evidence, or when
-        no concept has any but the works a professional is appointed for), its CIDB classes, its category's
-        support."""
+        no concept has any but the works a professional is appointed for; a professional's title only beside its
+        own evidence, beside such works, or alone), its CIDB classes, its category's support."""
         found = self.phrases.get(concept, {})
         generic_counts = concept in self.specific or all(self.subject_only(c) for c in self.specific)
+        others = self.specific - {concept}
+        title_counts = (
+            any(p not in _GENERIC and p not in _APPOINTMENT for p in found)
+            or all(c in _SUBJECTS for c in others)  # true when no other concept shows evidence
+        )
         least = STRONG if self.goods and concept in _SERVICES else 0.0
-        text = sum(w for p, w in found.items() if (generic_counts or p not in _GENERIC) and w >= least)
+        text = sum(
+            w
+            for p, w in found.items()
+            if (generic_counts or p not in _GENERIC) and (title_counts or p not in _APPOINTMENT) and w >= least
+        )
         cidb = CIDB_WEIGHT if any(concept in _CIDB_CONCEPTS.get(c, ()) for c in self.cidb) else 0.0
         support = CATEGORY_WEIGHT if text > 0 and concept in self.category else 0.0
         return text + cidb + support
@@ -660,9 +674,29 @@ class TenderEvidence:
         """The concept's work is only the subject of a professional appointment."""
         return self.professional and concept in _SUBJECTS
 
+    def scaled(self, concept: str) -> bool:
+        """The concept's evidence counts at SUBJECT_SCALE: the subject of a professional appointment, unless it is
+        the one trade the appointment is about (`sole_subject`)."""
+        return self.subject_only(concept) and concept != self.sole_subject
+
+    @functools.cached_property
+    def sole_subject(self) -> str | None:
+        """The one subject concept with evidence, when a strong phrase of its own shows it: a professional appointed
+        for one trade's work ("an electrical consultant", "water conservation strategies") is that trade's specialist
+        and is matched to it as well as to consulting (GUIDELINES.md: civil engineering consulting gets both); the
+        disciplines of a multi-disciplinary team, and works named only by generic words, stay its subject."""
+        subjects = [c for c in _SUBJECTS if c in self.specific]
+        if len(subjects) != 1:
+            return None
+        (only,) = subjects
+        found = self.phrases.get(only, {})
+        return only if any(w >= STRONG and p not in _GENERIC for p, w in found.items()) else None
+
     @functools.cached_property
     def top(self) -> float:
-        """The largest evidence of any concept (capped at TOP_CAP): what the tender is mostly about."""
+        """The largest evidence of any concept (capped at TOP_CAP): what the tender is mostly about. The works a
+        professional is appointed for count at SUBJECT_SCALE here even when they are its one trade: the appointment is
+        not incidental beside them."""
         scaled = (self.raw(c.id) * (SUBJECT_SCALE if self.subject_only(c.id) else 1.0) for c in CONCEPTS)
         return min(TOP_CAP, max(scaled, default=0.0))
 
@@ -674,7 +708,7 @@ class TenderEvidence:
             return 0.0
         share = raw / self.top
         strength = min(1.0, raw) * (1.0 if share >= DOMINANCE else share / DOMINANCE)
-        return strength * SUBJECT_SCALE if self.subject_only(concept) else strength
+        return strength * SUBJECT_SCALE if self.scaled(concept) else strength
 
 
 def tender_evidence(

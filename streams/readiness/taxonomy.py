@@ -54,6 +54,7 @@ class Frames:
     no_work: tuple[str, ...] = ()  # property let, sold or rented, scrap sold: no work is asked for
     outside: tuple[str, ...] = ()  # work none of the concepts is (legal services): no sector matches
     generic: tuple[str, ...] = ()  # what is done to a thing, not the thing: needs the concept's own evidence
+    appointment: tuple[str, ...] = ()  # a professional's title: not evidence beside another field's own work
     places: tuple[str, ...] = ()  # "at <name> <place>" names where, not what
     goods: tuple[str, ...] = ()  # a tender for goods...
     services: tuple[str, ...] = ()  # ...shows these service concepts only by their strong phrases

@@ -217,10 +217,11 @@ def test_matching_is_deterministic() -> None:
     [
         # The works words name what the professional advises on, designs or supervises: the professional is hired.
         ("Construction", "Repairs and refurbishment of the regional office: quantity surveying services"),
-        ("Construction", "Renovations to the community hall (structural engineering consultant)"),
-        ("Civil engineering", "Appointment of professional service providers for the upgrade of access roads"),
         ("Water and sanitation", "Multi-disciplinary team for water and sanitation infrastructure at five schools"),
         ("Electrical", "Appointment of an electrical engineering consultant for the electrification of 300 houses"),
+        # A team of several disciplines: each is its subject.
+        ("Civil engineering", "Professional team of civil and electrical engineers for the new clinic and its roads"),
+        ("Electrical", "Professional team of civil and electrical engineers for the new clinic and its roads"),
     ],
 )
 def test_works_named_as_the_subject_of_a_professional_appointment_do_not_match_the_trade(
@@ -228,6 +229,24 @@ def test_works_named_as_the_subject_of_a_professional_appointment_do_not_match_t
 ) -> None:
     score, reason = match([sector], None, text)
     assert score < PASS_THRESHOLD, (sector, text, score, reason)
+    assert match(["Consulting / professional services"], None, text)[0] >= PASS_THRESHOLD
+
+
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        # A professional appointed for one trade's work, named by a strong phrase of that trade, is that trade's
+        # specialist: both sectors (GUIDELINES.md: civil engineering consulting also gets consulting; rules version 9,
+        # eight of nine such tenders of the labelled set).
+        ("Civil engineering", "Appointment of professional service providers for the upgrade of access roads"),
+        ("Construction", "Renovations to the community hall (structural engineering consultant)"),
+        ("Electrical", "Substation reconfiguration consultant"),
+        ("Water and sanitation", "Professional services for water conservation and water demand management strategies"),
+    ],
+)
+def test_a_professional_appointed_for_one_trades_work_matches_the_trade_and_consulting(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score >= PASS_THRESHOLD, (sector, text, score, reason)
     assert match(["Consulting / professional services"], None, text)[0] >= PASS_THRESHOLD
 
 
@@ -633,5 +652,104 @@ def test_legal_work_property_sales_names_and_courses_are_not_the_work(sector: st
     ],
 )
 def test_the_work_is_found_beside_legal_frames_names_and_courses(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score >= PASS_THRESHOLD, (sector, text, score, reason)
+
+
+# Rules version 9: the classes of error read from parts 13 and 14 of the labelled set (and the rest of the tuning set).
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        # A named building, dam, landfill or garden is where another trade works, not building or dam work.
+        ("Construction", "Maintenance, repairs and refurbishment of lifts in various government buildings"),
+        ("Civil engineering", "Repair of the electrical plant at Goedertrouw Dam"),
+        ("Water and sanitation", "Provision of air quality monitoring at the Stellenbosch landfill"),
+        ("Facilities management", "Installation of a pond liner at the Pretoria National Botanical Garden"),
+        # A consultant in another field's own work is that field's supplier.
+        ("Consulting / professional services", "ICT consultants services for three years"),
+        (
+            "Consulting / professional services",
+            "Consultancy services for the implementation of a ticketless parking system solution",
+        ),
+        # Insurance and banking are none of the sixteen sectors, whatever their add-ons name.
+        ("Consulting / professional services", "Short term insurance and advisory services for municipal assets"),
+        ("Transport / fleet", "Banking services including a fleet management solution and cash in transit"),
+        # End-user training is a step of a supply.
+        ("Training", "Supply, calibrate and provide end user training of multigas detectors"),
+    ],
+)
+def test_places_titles_insurance_and_supply_steps_are_not_the_work(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score < PASS_THRESHOLD, (sector, text, score, reason)
+
+
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        ("Mechanical / HVAC", "Maintenance, repairs and refurbishment of lifts in various government buildings"),
+        ("Electrical", "Repair of the electrical plant at Goedertrouw Dam"),
+        ("ICT", "ICT consultants services for three years"),
+        ("Consulting / professional services", "Pavement engineering consultant for the municipality"),
+    ],
+)
+def test_the_work_is_found_beside_places_and_titles(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score >= PASS_THRESHOLD, (sector, text, score, reason)
+
+
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        # Procurement rounds are not work.
+        ("Training", "Request for qualification under the independent power producer programme"),
+        ("Construction", "Request for proposals under the renewable energy programme, bid window 7"),
+        # Words in another sense: monitor as a verb, hygiene audited, an analyser outside health care, nuclear fuel.
+        ("ICT", "Supply, install, monitor and maintain intrusion alarm systems"),
+        ("Cleaning", "An approved inspection authority to conduct hygiene surveys and health risk assessments"),
+        ("Medical supplies", "Service and calibration of a silica analyser for the power station"),
+        ("Transport / fleet", "Owner's engineer for an interim storage facility for spent nuclear fuel"),
+        # Photocopiers beside printers are the printer fleet; waste removal from premises is cleaning.
+        ("Office supplies", "Supply, installation and support of multifunction printers and photocopiers"),
+        ("Water and sanitation", "One waste removal contractor for the rail depot"),
+        # Meter reading is the utility's own service; associated civil works go with the trade's installation.
+        ("Consulting / professional services", "Provision of meter reading services for 36 months"),
+        ("Civil engineering", "Replacement of electrical equipment including all associated civils works"),
+    ],
+)
+def test_procurement_rounds_and_words_in_another_sense_are_not_the_work(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score < PASS_THRESHOLD, (sector, text, score, reason)
+
+
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        ("Electrical", "Request for qualification under the gas independent power producer programme"),
+        ("Security", "Supply, install, monitor and maintain intrusion alarm systems"),
+        ("ICT", "Supply, installation and support of multifunction printers and photocopiers"),
+        ("Office supplies", "Repair of the photocopier at the community library"),
+        ("Cleaning", "One waste removal contractor for the rail depot"),
+        ("Cleaning", "Health care risk waste management for the department"),
+        ("Medical supplies", "Supply of consumables for a genetic analyser"),
+        # A solution named by its purpose is software when nothing else is named.
+        ("ICT", "Provision of a supplier vetting solution for 36 months"),
+        ("ICT", "Consultancy services for the implementation of a ticketless parking system solution"),
+        # An occupational health and safety agent on building works is a professional appointment.
+        ("Consulting / professional services", "Repairs and refurbishment of the court: health and safety services"),
+        # Vocabulary the rules lacked.
+        ("ICT", "Design, development and publishing of an intranet site"),
+        ("ICT", "Development and implementation of an enterprise architecture"),
+        ("ICT", "Information security scorecards managed services"),
+        ("Electrical", "Replacement of lister engines with electrified pumps"),
+        ("Electrical", "Replacement of existing meters with smart meters"),
+        ("Electrical", "Installation of an instrument landing system at the airport"),
+        ("Mechanical / HVAC", "Supply, maintenance and installation of airconditioners"),
+        ("Mechanical / HVAC", "Fire systems maintenance service for 60 months"),
+        ("Water and sanitation", "Supply and delivery of pipes and fittings for three years"),
+        ("Water and sanitation", "Emergency groundwater supply project"),
+        ("Construction", "Construction of toilets for the elderly"),
+    ],
+)
+def test_the_vocabulary_covers_what_rules_version_8_missed(sector: str, text: str) -> None:
     score, reason = match([sector], None, text)
     assert score >= PASS_THRESHOLD, (sector, text, score, reason)
