@@ -50,7 +50,7 @@ from tenderhub.processes import PipelineEnv, RelayProcess, WorkerProcess
 from tenderhub.stack import Redis, Stack, form_redis_cluster
 from tests.integration.conftest import Source
 from tests.integration.ports import port_block
-from tests.integration.test_worker_intel import expected_top
+from tests.integration.test_worker_intel import redis_top, wait_every_team_ranked
 from tests.integration.test_worker_spend import mysql_rows, store_totals
 from tests.integration.worker_harness import wait_for
 
@@ -343,24 +343,7 @@ def test_a_master_failover_while_the_spend_and_readiness_agents_write(
         db = mongo[penv.mongo_db]
         expected_totals = totals_in_cents(recompute(mysql_rows(engine, sorted(ids))))
         wait_for(lambda: store_totals(client, spend_key) == expected_totals, 120, "spend totals equal MySQL's")
-        wait_for(
-            lambda: (
-                db["readiness_scores"].count_documents({"tender_id": {"$in": sorted(open_ids)}})
-                == len(open_ids) * len(teams)
-            ),
-            120,
-            "every team scored against every open tender",
-        )
-        for team_id in teams:
-            key = f"{prefix}{TEAM_TOP_TENDERS.key(id=team_id)}"
-            wait_for(
-                lambda key=key, team_id=team_id: (
-                    {int(m): s for m, s in client.zrange(key, 0, -1, withscores=True)}
-                    == expected_top(db, team_id, open_ids)
-                ),
-                60,
-                f"team {team_id}'s top 5 equals the best of its scores",
-            )
+        wait_every_team_ranked(db, lambda team_id: redis_top(client, prefix, team_id), teams, open_ids, each_s=60)
         stats = worker.stats()
         assert stats["spend"]["dead_letters"] == 0 and stats["readiness"]["dead_letters"] == 0, stats
         assert worker.alive(), worker.tail()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
@@ -43,8 +44,30 @@ def expected_top(mongo_db: Any, team_id: int, open_ids: set[int], k: int = 5) ->
     return top_k(ranked, k)
 
 
-def redis_top(r: redis.Redis, prefix: str, team_id: int) -> dict[int, float]:
+def redis_top(r: redis.Redis | redis.RedisCluster, prefix: str, team_id: int) -> dict[int, float]:
     return {int(m): s for m, s in r.zrange(f"{prefix}team:{{{team_id}}}:top_tenders", 0, -1, withscores=True)}
+
+
+def wait_every_team_ranked(
+    db: Any, read_top: Callable[[int], dict[int, float]], teams: Iterable[int], open_ids: set[int], each_s: float = 30
+) -> None:
+    """Wait until every team is scored against every open tender in MongoDB, then until each team's top list (as
+    `read_top` reads it) equals the best of its scores."""
+    teams = list(teams)
+    wait_for(
+        lambda: (
+            db["readiness_scores"].count_documents({"tender_id": {"$in": sorted(open_ids)}})
+            == len(open_ids) * len(teams)
+        ),
+        120,
+        "every team scored against every open tender",
+    )
+    for team_id in teams:
+        wait_for(
+            lambda team_id=team_id: read_top(team_id) == expected_top(db, team_id, open_ids),
+            each_s,
+            f"team {team_id}'s top 5 equals the best of its MongoDB scores",
+        )
 
 
 def test_real_tenders_and_profiles_give_summaries_scores_and_top5_kept_right(
@@ -70,20 +93,7 @@ def test_real_tenders_and_profiles_give_summaries_scores_and_top5_kept_right(
     # Counted over this test's tenders: the relay's first-start backfill also publishes rows other tests left.
     mine = {"tender_id": {"$in": sorted(ids)}}
     wait_for(lambda: db["tender_summaries"].count_documents(mine) == len(ids), 120, "every tender summarised")
-    wait_for(
-        lambda: (
-            db["readiness_scores"].count_documents({"tender_id": {"$in": sorted(open_ids)}})
-            == len(open_ids) * len(teams)
-        ),
-        120,
-        "every team scored against every open tender",
-    )
-    for team_id in teams:
-        wait_for(
-            lambda team_id=team_id: redis_top(redis_client, prefix, team_id) == expected_top(db, team_id, open_ids),
-            30,
-            f"team {team_id}'s top 5 equals the best of its MongoDB scores",
-        )
+    wait_every_team_ranked(db, lambda team_id: redis_top(redis_client, prefix, team_id), teams, open_ids)
     non_empty = [t for t in teams if redis_top(redis_client, prefix, t)]
     assert len(non_empty) >= 4, {teams[t].team: redis_top(redis_client, prefix, t) for t in teams}
     assert all(len(redis_top(redis_client, prefix, t)) <= 5 for t in teams)
