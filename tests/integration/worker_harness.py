@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,3 +35,33 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
             return last
         time.sleep(interval)
     raise AssertionError(f"{what}: not reached in {timeout} s (last: {str(last)[:500]})")
+
+
+class Background:
+    """`fn` run in a daemon thread (a writer producing load while a test kills something); `join` waits for it and
+    fails the test with what it raised."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.failures: list[BaseException] = []
+        self._fn = fn
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread, which fails with it
+            self.failures.append(exc)
+
+    def start(self) -> Background:
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float = 120) -> None:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"the background writer did not finish in {timeout:.0f} s"
+        assert not self.failures, self.failures
+
+    def stop(self, timeout: float = 60) -> None:
+        """In a finally: wait for a writer still running (a test that failed early), raising nothing."""
+        if self._thread.is_alive():
+            self._thread.join(timeout)
