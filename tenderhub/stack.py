@@ -1261,20 +1261,36 @@ def form_redis_cluster(stack: Stack, timeout_s: float, progress: Callable[[str],
             env=env,
         )
         progress(f"redis: cluster formed ({len(nodes) // 2} masters, a replica each)")
+    # Whole: every node sees the cluster ok with all its nodes, and every replica has synced with its master (a
+    # master lost before its replica synced could not be failed over).
     deadline = time.monotonic() + timeout_s
     waiting = [node.name for node in nodes]
     while waiting:
         waiting = []
+        replicas = 0
         for node in nodes:
             client = redis.Redis.from_url(stack.redis_url(node.node), socket_timeout=2, socket_connect_timeout=2)
             try:
                 state = client.cluster("info")
+                replication = client.info("replication")
+                known = client.cluster("nodes")
             finally:
                 client.close()
+            # As this node sees it (gossip spreads who replicates whom): every master has its replica.
+            seen = sum(1 for peer in known.values() if "slave" in peer["flags"] and "fail" not in peer["flags"])
             if state.get("cluster_state") != "ok" or int(state.get("cluster_known_nodes", 0)) != len(nodes):
                 waiting.append(node.name)
+            elif seen != len(nodes) // 2:
+                waiting.append(f"{node.name} (sees {seen} replicas)")
+            elif replication.get("role") == "slave":
+                if replication.get("master_link_status") == "up" and not replication.get("master_sync_in_progress"):
+                    replicas += 1
+                else:
+                    waiting.append(f"{node.name} (replica syncing)")
+        if not waiting and replicas != len(nodes) // 2:
+            waiting.append(f"replicas: {replicas} of {len(nodes) // 2} attached")
         if waiting and time.monotonic() > deadline:
-            raise StackError("redis", f"cluster not whole after {timeout_s:.0f} s on {', '.join(waiting)}")
+            raise StackError("redis", f"cluster not whole after {timeout_s:.0f} s: {', '.join(waiting)}")
         if waiting:
             time.sleep(0.3)
 
