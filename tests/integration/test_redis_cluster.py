@@ -26,6 +26,7 @@ import redis
 import sqlalchemy as sa
 from pydantic import SecretStr
 from pymongo import MongoClient
+from redis.cluster import ClusterNode
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
@@ -350,13 +351,22 @@ def test_a_master_failover_while_the_spend_and_readiness_agents_write(
 
 
 def _serving_or_none(on_cluster: OnCluster, key: str) -> str | None:
-    """The master serving `key` as a fresh client learns it (None while the cluster cannot say)."""
-    client = redis.RedisCluster.from_url(on_cluster.url, socket_timeout=2, socket_connect_timeout=2)
+    """The master serving `key` as a fresh client learns it from any node that answers (None while the cluster
+    cannot say)."""
+    host = on_cluster.stack.cfg.stack_host
+    client = None
     try:
+        client = redis.RedisCluster(
+            startup_nodes=[ClusterNode(host, node.port) for node in on_cluster.nodes],
+            password=on_cluster.stack.secrets["redis_password"],
+            socket_timeout=2,
+            socket_connect_timeout=2,
+        )
         master = _serving(client, key)
         client.ping(target_nodes=redis.RedisCluster.PRIMARIES)
         return master
     except (redis.RedisError, RedisClusterException, StopIteration):
         return None
     finally:
-        client.close()
+        if client is not None:
+            client.close()
