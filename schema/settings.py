@@ -180,6 +180,12 @@ class Settings(_Base):
         description="REDIS_URL names one node of a Redis Cluster: clients find the others, send each key to its slot's "
         "master and follow failovers (database 0 only; keys that one script touches share a hash tag).",
     )
+    redis_cluster_nodes: str = Field(
+        "",
+        pattern=r"^([A-Za-z0-9.\-\[\]:]+:\d{1,5}(,[A-Za-z0-9.\-\[\]:]+:\d{1,5})*)?$",
+        description="More nodes of the Redis Cluster (host:port,host:port) a client may start from when the node "
+        "REDIS_URL names is down; they take the URL's credentials and TLS settings.",
+    )
     as_of: dt.date | None = Field(
         None,
         description="The date treated as 'now' for open / closing-soon (YYYY-MM-DD); empty = real clock.",

@@ -140,8 +140,19 @@ def sync_client(settings: Settings, **options: Any) -> SyncClient:
     and tests; `options` are redis-py's (socket_timeout, decode_responses, ...)."""
     url = settings.redis_url.get_secret_value()
     if settings.redis_cluster:
-        return redis.RedisCluster.from_url(url, **options)
+        pairs = cluster_nodes(settings.redis_cluster_nodes)
+        nodes = [redis.cluster.ClusterNode(host, port) for host, port in pairs]  # type: ignore[no-untyped-call]
+        return redis.RedisCluster.from_url(url, startup_nodes=nodes, **options)
     return redis.Redis.from_url(url, **options)
+
+
+def cluster_nodes(text: str) -> list[tuple[str, int]]:
+    """`host:port,host:port` (settings.redis_cluster_nodes) as (host, port) pairs; [] for an empty string."""
+    out = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, _, port = item.rpartition(":")
+        out.append((host.strip("[]"), int(port)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -166,13 +177,15 @@ class RedisSink:
         pool_size: int | None = None,
         sensor: StoreSensor | None = None,
         cluster: bool = False,
+        cluster_nodes: Sequence[tuple[str, int]] = (),
     ) -> None:
         """`pool_size`: at most this many connections, and a caller waits (up to `timeout_s`) for a free one; None:
         redis-py's pool, which refuses a call past 100 connections at once (plenty for a worker's agents, not for a
         read service with hundreds of requests in flight). `cluster`: `url` names one node of a Redis Cluster (the
         client finds the others, routes each key to its slot's master and follows failovers; redis-py's cluster client
         refuses a command past a node's connection limit instead of waiting, so with `pool_size` at most that many
-        calls of this sink run at once, the others waiting up to `timeout_s` as on a single Redis)."""
+        calls of this sink run at once, the others waiting up to `timeout_s` as on a single Redis). `cluster_nodes`:
+        more (host, port) nodes to start from when the URL's node is down."""
         if not _PREFIX.fullmatch(key_prefix):
             raise ValueError(f"key_prefix {key_prefix[:40]!r} may hold only [A-Za-z0-9_.:-] (64 at most)")
         self._url = url
@@ -184,12 +197,18 @@ class RedisSink:
         self._pool_size = pool_size
         self._sensor = sensor
         self._cluster = cluster
+        self._cluster_nodes = tuple(cluster_nodes)
         self._gate = asyncio.Semaphore(pool_size) if cluster and pool_size is not None else None
         self._connection: _Connection | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> RedisSink:
-        return cls(settings.redis_url.get_secret_value(), cluster=settings.redis_cluster, **options)
+        return cls(
+            settings.redis_url.get_secret_value(),
+            cluster=settings.redis_cluster,
+            cluster_nodes=cluster_nodes(settings.redis_cluster_nodes),
+            **options,
+        )
 
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
@@ -343,7 +362,8 @@ class RedisSink:
             if self._cluster:
                 if self._pool_size is not None:
                     options["max_connections"] = self._pool_size
-                client = aioredis.RedisCluster.from_url(self._url, **options)
+                nodes = [aioredis.cluster.ClusterNode(host, port) for host, port in self._cluster_nodes]
+                client = aioredis.RedisCluster.from_url(self._url, startup_nodes=nodes, **options)
             elif self._pool_size is None:
                 client = aioredis.Redis.from_url(self._url, **options)
             else:

@@ -1405,6 +1405,10 @@ class Stack:
             "MONGO_URL": self.mongo_url(),
             "REDIS_URL": self.redis_url(),
             "REDIS_CLUSTER": str(self.cfg.redis_nodes > 1).lower(),
+            # The other nodes, for a client starting while node 1 is down.
+            "REDIS_CLUSTER_NODES": ",".join(
+                f"{self.cfg.stack_host}:{redis_port(self.cfg, n)}" for n in range(2, self.cfg.redis_nodes + 1)
+            ),
             # The dev stack's own users connect over TCP from this machine only.
             "MYSQL_GRANT_HOST": self.cfg.stack_host,
         }

@@ -30,11 +30,11 @@ from redis.cluster import ClusterNode
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
-from schema.redis_keys import API_FAMILIES, CATALOGUE, SPEND_TOTALS, TEAM_TOP_TENDERS
+from schema.redis_keys import API_FAMILIES, CATALOGUE, SPEND_TOTALS, TEAM_TOP_TENDERS, TENDER_METADATA
 from schema.settings import Settings, load_stack_settings
 from sinks.mongo import MongoSink
 from sinks.reader import CacheFirstReader
-from sinks.redis import RedisSink, delete_namespace
+from sinks.redis import RedisSink, delete_namespace, sync_client
 from sinks.redis_versioned import EMPTY, ListChange, TopList, ZsetCas
 from sinks.search import SearchCache
 from streams.agents.search_cache import SearchCacheHandler
@@ -370,3 +370,36 @@ def _serving_or_none(on_cluster: OnCluster, key: str) -> str | None:
     finally:
         if client is not None:
             client.close()
+
+
+def test_a_client_starts_from_another_node_while_the_urls_node_is_down(
+    on_cluster: OnCluster, penv: PipelineEnv
+) -> None:
+    """REDIS_URL names node 1; with it down (its slots failed over), a client given the other nodes
+    (TENDERHUB_REDIS_CLUSTER_NODES, which the stack writes) still finds the cluster; one without them cannot."""
+    first = on_cluster.nodes[0]
+    others = ",".join(f"{on_cluster.stack.cfg.stack_host}:{n.port}" for n in on_cluster.nodes[1:])
+    key = f"{penv.redis_prefix}{TEAM_TOP_TENDERS.key(id=1)}"
+    pid = first.running_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: _serving_or_none(on_cluster, key) is not None, 60, "the cluster whole without node 1")
+    alone = on_cluster.settings(penv.settings())
+    with pytest.raises((RedisClusterException, redis.ConnectionError)):
+        sync_client(alone, socket_timeout=2, socket_connect_timeout=2).ping()
+    settings = alone.model_copy(update={"redis_cluster_nodes": others})
+    client = sync_client(settings, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.zadd(key, {"7": 1.0})
+        assert client.zrange(key, 0, -1) == [b"7"]
+    finally:
+        client.close()
+
+    async def write() -> bool:
+        sink = RedisSink.from_settings(settings, key_prefix=settings.redis_key_prefix)
+        try:
+            return await sink.cas_hash(TENDER_METADATA.key(id=5), {"title": "t"}, "source_seq", 3, 60)
+        finally:
+            await sink.aclose()
+
+    assert asyncio.run(write())
