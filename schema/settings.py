@@ -56,6 +56,15 @@ class _Base(BaseSettings):
     log_json: bool = Field(False, description="Write logs as JSON lines (production).")
 
 
+def _host_ports(text: str) -> list[tuple[str, int]]:
+    """`host:port,host:port` as (host, port) pairs (an IPv6 host in brackets); [] for an empty string."""
+    out = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, _, port = item.rpartition(":")
+        out.append((host.strip("[]"), int(port)))
+    return out
+
+
 class StackSettings(_Base):
     """Where and how the local dev/test stack runs (tenderhub stack up | down | status)."""
 
@@ -416,6 +425,19 @@ class Settings(_Base):
         if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
             raise ValueError("kafka_ssl_certfile and kafka_ssl_keyfile go together")
         return self
+
+    @property
+    def redis_startup_nodes(self) -> list[tuple[str, int]]:
+        """REDIS_CLUSTER_NODES as (host, port) pairs ([] when unset)."""
+        return _host_ports(self.redis_cluster_nodes)
+
+    @field_validator("redis_cluster_nodes")
+    @classmethod
+    def _cluster_ports(cls, v: str) -> str:
+        for host, port in _host_ports(v):
+            if not 0 < port < 65536:
+                raise ValueError(f"{host}:{port}: a port is 1-65535")
+        return v
 
     @model_validator(mode="after")
     def _redis_cluster_url(self) -> Self:

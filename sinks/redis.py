@@ -140,19 +140,10 @@ def sync_client(settings: Settings, **options: Any) -> SyncClient:
     and tests; `options` are redis-py's (socket_timeout, decode_responses, ...)."""
     url = settings.redis_url.get_secret_value()
     if settings.redis_cluster:
-        pairs = cluster_nodes(settings.redis_cluster_nodes)
+        pairs = settings.redis_startup_nodes
         nodes = [redis.cluster.ClusterNode(host, port) for host, port in pairs]  # type: ignore[no-untyped-call]
         return redis.RedisCluster.from_url(url, startup_nodes=nodes, **options)
     return redis.Redis.from_url(url, **options)
-
-
-def cluster_nodes(text: str) -> list[tuple[str, int]]:
-    """`host:port,host:port` (settings.redis_cluster_nodes) as (host, port) pairs; [] for an empty string."""
-    out = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        host, _, port = item.rpartition(":")
-        out.append((host.strip("[]"), int(port)))
-    return out
 
 
 @dataclass(frozen=True)
@@ -206,7 +197,7 @@ class RedisSink:
         return cls(
             settings.redis_url.get_secret_value(),
             cluster=settings.redis_cluster,
-            cluster_nodes=cluster_nodes(settings.redis_cluster_nodes),
+            cluster_nodes=settings.redis_startup_nodes,
             **options,
         )
 

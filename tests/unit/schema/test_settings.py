@@ -143,3 +143,12 @@ def test_a_redis_cluster_url_must_be_database_0_over_tcp(env: pytest.MonkeyPatch
         load_settings()
     env.setenv("TENDERHUB_REDIS_URL", "rediss://:pw@127.0.0.1:16379/0")
     assert load_settings().redis_cluster is True
+
+
+def test_more_redis_cluster_nodes_are_host_port_pairs(env: pytest.MonkeyPatch) -> None:
+    env.setenv("TENDERHUB_REDIS_CLUSTER_NODES", "10.0.0.2:6379,redis-3:7000,[::1]:6380")
+    assert load_settings().redis_startup_nodes == [("10.0.0.2", 6379), ("redis-3", 7000), ("::1", 6380)]
+    for bad in ("redis-3", "redis-3:70000", "a:1,,b:2", "a:1 b:2"):
+        env.setenv("TENDERHUB_REDIS_CLUSTER_NODES", bad)
+        with pytest.raises(SettingsError, match="TENDERHUB_REDIS_CLUSTER_NODES"):
+            load_settings()

@@ -156,14 +156,3 @@ async def test_a_cluster_sink_with_a_pool_size_runs_that_many_calls_at_once() ->
     running, most = 0, 0
     await asyncio.gather(*(unbounded.run(op, "op") for _ in range(10)))
     assert most == 10
-
-
-def test_more_cluster_nodes_are_read_from_a_list() -> None:
-    from sinks.redis import cluster_nodes
-
-    assert cluster_nodes("") == []
-    assert cluster_nodes("10.0.0.2:6379, redis-3:7000,[::1]:6380") == [
-        ("10.0.0.2", 6379),
-        ("redis-3", 7000),
-        ("::1", 6380),
-    ]
