@@ -251,7 +251,10 @@ def test_paused_polling_leader_loses_its_session_and_the_standby_publishes(
             run(consume(settings.kafka_bootstrap, [f"{renv.prefix}activity"], len(first) + len(second), timeout=60)),
             uid,
         )
-        assert_exactly_once_in_order(records, first + second)
+        try:
+            assert_exactly_once_in_order(records, first + second)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- standby's log:\n{standby.tail(60)}") from None
     finally:
         if leader.proc is not None and leader.proc.poll() is None:
             leader.proc.send_signal(signal.SIGCONT)

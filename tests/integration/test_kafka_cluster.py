@@ -109,10 +109,17 @@ def test_one_broker_killed_while_the_relay_publishes_and_two_workers_consume(
     nodes, cluster, penv, env = on_cluster.nodes, on_cluster.cluster, on_cluster.penv, on_cluster.env
     uid = penv.uid
     topics = [f"{penv.renv.prefix}activity", f"{penv.renv.prefix}tender"]
+
+    def described() -> list[dict[str, Any]] | None:
+        """Both topics with every partition led (a broker may not know a topic created a moment ago)."""
+        found = run(_describe(cluster, topics))
+        whole = all(t.get("error_code", 0) == 0 and t["partitions"] for t in found) and len(found) == len(topics)
+        return found if whole and all(p["leader"] >= 0 for t in found for p in t["partitions"]) else None
+
     leaders: set[int] = set()
-    for described in run(_describe(cluster, topics)):
-        assert all(len(p["replicas"]) == 3 for p in described["partitions"]), described
-        leaders |= {int(p["leader"]) for p in described["partitions"] if described["topic"] == topics[0]}
+    for topic in wait_for(described, 60, "both topics described with their leaders"):
+        assert all(len(p["replicas"]) == 3 for p in topic["partitions"]), topic
+        leaders |= {int(p["leader"]) for p in topic["partitions"] if topic["topic"] == topics[0]}
     # The broker that leads the activity topic's first partition: its loss must move leadership under load.
     victim = nodes[min(leaders) - 1]
     relay = RelayProcess(penv.renv, "--from-now", **env).start()
