@@ -320,6 +320,11 @@ class RedisSink:
         """The shared client (created on first use, in the running loop)."""
         return self._redis().client
 
+    @property
+    def cluster(self) -> bool:
+        """Whether the client is a Redis Cluster client."""
+        return self._cluster
+
     def by_slot(self, keys: Sequence[str]) -> list[list[int]]:
         """The positions of `keys` grouped so that one script or transaction may take each group: all of them on a
         single Redis; on a Redis Cluster, one group per hash slot (keys of two slots in one call fail with CROSSSLOT),
