@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -23,26 +21,9 @@ from schema.redis_keys import TEAM_TOP_TENDERS
 from schema.settings import load_stack_settings
 from sinks.redis import RedisSink
 from sinks.redis_versioned import ListChange, ZsetCas
-from tenderhub.stack import Redis, Stack, form_redis_cluster
+from tenderhub.stack import Redis, Stack, free_port_block, start_redis_servers
 
 NODES = 6
-
-
-def _free_base(offsets: list[int]) -> int:
-    """A base port such that base + each offset is free."""
-    for _ in range(200):
-        base = random.randrange(20_000, 30_000)  # noqa: S311 - a port to try, not a secret
-        ok = True
-        for d in offsets:
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", base + d))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free ports")
 
 
 async def timings(url: str, cluster: bool, teams: int, runs: int) -> list[tuple[float, float]]:
@@ -75,17 +56,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tenderhub-redis-bench-") as tmp:
-        base = _free_base([100 * n + bus for n in range(NODES + 1) for bus in (0, 10_000)])
+        base = free_port_block([100 * n + bus for n in range(NODES + 1) for bus in (0, 10_000)], high=30_000)
         single = Stack(load_stack_settings(stack_dir=Path(tmp) / "single", redis_port=base + 100 * NODES))
         cluster = Stack(load_stack_settings(stack_dir=Path(tmp) / "cluster", redis_nodes=NODES, redis_port=base))
         servers = [s for stack in (single, cluster) for s in stack.services if isinstance(s, Redis)]
         try:
-            for server in servers:
-                server.ensure_installed()
-                server.start()
-            for server in servers:
-                server.wait_healthy(60)
-            form_redis_cluster(cluster, 60)
+            for stack in (single, cluster):
+                start_redis_servers(stack, 60)
             for name, stack, is_cluster in (("one Redis", single, False), ("Redis Cluster, 3 masters", cluster, True)):
                 got = asyncio.run(timings(stack.redis_url(), is_cluster, args.teams, args.runs))
                 reads = ", ".join(f"{r:.0f}" for r, _ in got)

@@ -16,6 +16,7 @@ import hmac
 import json
 import logging
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -1234,6 +1235,38 @@ class Redis(Service):
 
 def redis_port(cfg: StackSettings, node: int) -> int:
     return cfg.redis_port + 100 * (node - 1)
+
+
+def start_redis_servers(stack: Stack, timeout_s: float) -> list[Redis]:
+    """Start the stack's Redis servers alone (no other service) and wait for them; six are then formed into one
+    cluster. For tests and benchmarks that need a Redis Cluster of their own; the caller stops them."""
+    servers = [svc for svc in stack.services if isinstance(svc, Redis)]
+    for server in servers:
+        server.ensure_installed()
+        server.start()
+    for server in servers:
+        server.wait_healthy(timeout_s)
+    if len(servers) > 1:
+        form_redis_cluster(stack, timeout_s)
+    return servers
+
+
+def free_port_block(offsets: Sequence[int], low: int = 20_000, high: int = 40_000) -> int:
+    """A base port such that base + each offset is free on 127.0.0.1 (the layout of a cluster's nodes)."""
+    for _ in range(200):
+        base = random.randrange(low, high)  # noqa: S311 - a port to try, not a secret
+        if all(_bindable(base + d) for d in offsets):
+            return base
+    raise StackError("stack", f"no free port block for offsets {list(offsets)} in {low}-{high}")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def form_redis_cluster(stack: Stack, timeout_s: float, progress: Callable[[str], None] = log.info) -> None:

@@ -24,8 +24,7 @@ from pymongo import MongoClient
 from schema.settings import Settings, load_stack_settings
 from streams.spend import recompute, totals_in_cents
 from tenderhub.processes import PipelineEnv, RelayEnv, RelayProcess, WorkerProcess
-from tenderhub.stack import Kafka, Stack, stop_together
-from tests.integration.ports import port_block
+from tenderhub.stack import Kafka, Stack, free_port_block, stop_together
 from tests.integration.relay_harness import consume, run
 from tests.integration.test_cdc_relay import insert_activities
 from tests.integration.test_worker_spend import AS_OF, mysql_rows, store_totals, uk_rows, write_tenders
@@ -35,7 +34,7 @@ from tests.integration.worker_harness import Background, wait_for
 @pytest.fixture(scope="module")
 def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, list[Kafka]]]:
     # A broker port and a controller port such that each + 0, 100 and 200 is free (the cluster's layout).
-    kafka_port = port_block((0, 1, 100, 101, 200, 201))
+    kafka_port = free_port_block((0, 1, 100, 101, 200, 201))
     controller_port = kafka_port + 1
     cfg = load_stack_settings(
         stack_dir=tmp_path_factory.mktemp("kafka-cluster") / "stack",

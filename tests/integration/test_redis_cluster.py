@@ -47,9 +47,8 @@ from tenderhub.api.quotas import Quotas
 from tenderhub.companies import load_companies, read_profiles
 from tenderhub.loader import read_releases, tender_row, upsert_tender
 from tenderhub.processes import PipelineEnv, RelayProcess, WorkerProcess
-from tenderhub.stack import Redis, Stack, form_redis_cluster
+from tenderhub.stack import Redis, Stack, free_port_block, start_redis_servers
 from tests.integration.conftest import Source
-from tests.integration.ports import port_block
 from tests.integration.test_worker_intel import redis_top, wait_every_team_ranked
 from tests.integration.test_worker_spend import mysql_rows, store_totals
 from tests.integration.worker_harness import Background, wait_for
@@ -65,18 +64,13 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[St
     cfg = load_stack_settings(
         stack_dir=tmp_path_factory.mktemp("redis-cluster") / "stack",
         redis_nodes=NODES,
-        redis_port=port_block(offsets, high=30_000),
+        redis_port=free_port_block(offsets, high=30_000),
     )
     stack = Stack(cfg)
     nodes = [s for s in stack.services if isinstance(s, Redis)]
     assert [n.name for n in nodes] == ["redis", *(f"redis-{n}" for n in range(2, NODES + 1))]
     try:
-        for node in nodes:
-            node.ensure_installed()
-            node.start()
-        for node in nodes:
-            node.wait_healthy(60)
-        form_redis_cluster(stack, 60)
+        start_redis_servers(stack, 60)
         yield stack, nodes
     finally:
         for node in nodes:
