@@ -275,11 +275,10 @@ class ZsetCas:
                     pipe.hgetall(inputs)
                 return list(await pipe.execute())
 
-        got = await self._redis.run(run, f"zrange x{len(full)}")
-        replies = {n: (got[2 * n], got[2 * n + 1]) for n in range(len(full))}
+        replies = await self._redis.run(run, f"zrange x{len(full)}")
         out = {}
         for n, key in enumerate(keys):
-            members, inputs = replies[n]
+            members, inputs = replies[2 * n], replies[2 * n + 1]
             out[key] = TopList(
                 [(text(m), text(s)) for m, s in members], {text(f): text(v) for f, v in dict(inputs).items()}
             )

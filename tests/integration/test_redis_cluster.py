@@ -47,7 +47,7 @@ from tenderhub.api.quotas import Quotas
 from tenderhub.companies import load_companies, read_profiles
 from tenderhub.loader import read_releases, tender_row, upsert_tender
 from tenderhub.processes import PipelineEnv, RelayProcess, WorkerProcess
-from tenderhub.stack import Redis, Stack, free_port_block, start_redis_servers
+from tenderhub.stack import Redis, Stack, form_redis_cluster, free_port_block, start_redis_servers
 from tests.integration.conftest import Source
 from tests.integration.test_worker_intel import redis_top, wait_every_team_ranked
 from tests.integration.test_worker_spend import mysql_rows, store_totals
@@ -92,20 +92,6 @@ def _serving(client: redis.RedisCluster, key: str) -> str:
     return next(m for m, ranges in _masters(client).items() if any(a <= slot <= b for a, b in ranges))
 
 
-def _whole(stack: Stack, nodes: list[Redis]) -> bool:
-    for node in nodes:
-        client = redis.Redis.from_url(stack.redis_url(node.node), socket_timeout=2, socket_connect_timeout=2)
-        try:
-            info = client.cluster("info")
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
-        if info.get("cluster_state") != "ok" or int(info.get("cluster_known_nodes", 0)) != NODES:
-            return False
-    return True
-
-
 @dataclass
 class OnCluster:
     stack: Stack
@@ -133,7 +119,7 @@ def on_cluster(redis_cluster: tuple[Stack, list[Redis]], penv: PipelineEnv) -> I
             if node.running_pid() is None:
                 node.start()
                 node.wait_healthy(60)
-        wait_for(lambda: _whole(stack, nodes), 60, "the cluster whole again")
+        form_redis_cluster(stack, 60)  # formed already: waits until it is whole again, replicas synced
         client.close()
         client = redis.RedisCluster.from_url(url, socket_timeout=5)
         delete_namespace(client, penv.redis_prefix)
