@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection
 
 import sqlalchemy as sa
 
-from bench.probes import measuring_consumer
+from bench.probes import cpu_pressure_seconds, measuring_consumer, tree_cpu_seconds, tree_run_queue_seconds
 from cdc.outbox import make_engine, write_event, write_events
 from schema.settings import Settings, load_settings
 from tenderhub.processes import RelayEnv, RelayProcess
@@ -181,12 +181,17 @@ def latency(settings: Settings, engine: sa.Engine, rate: int, seconds: int, per_
                     at = time.time()
                     committed.update((i, at) for i in ids)
 
+        assert relay.proc is not None
+        before = tree_cpu_seconds(relay.proc.pid), tree_run_queue_seconds(relay.proc.pid), cpu_pressure_seconds()
         threads = [threading.Thread(target=pace, args=(w,)) for w in range(pacers)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        achieved = expect / (time.perf_counter() - start)
+        wall = time.perf_counter() - start
+        after = tree_cpu_seconds(relay.proc.pid), tree_run_queue_seconds(relay.proc.pid), cpu_pressure_seconds()
+        cpu, waited, pressure = ((b - a) / wall * 100 for a, b in zip(before, after, strict=True))
+        achieved = expect / wall
         arrivals = here.recv()
         consumer.join()
         from_created = sorted((got - created) * 1000 for _, got, created in arrivals)
@@ -198,6 +203,10 @@ def latency(settings: Settings, engine: sa.Engine, rate: int, seconds: int, per_
                 f"    {name:>24} -> read_committed consumer: p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, "
                 f"max {lat[-1]:.1f} ms"
             )
+        print(
+            f"    relay (with its decoder): CPU {cpu:.0f}% of a core, runnable but waiting for a core {waited:.0f}% of "
+            f"the time (summed over threads); machine CPU pressure (some task waiting) {pressure:.0f}%"
+        )
         relay.terminate()
     finally:
         relay.kill()

@@ -54,7 +54,16 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import DeleteGroupsRequest
 from pymongo import MongoClient
 
-from bench.probes import measuring_consumer
+from bench.probes import (
+    WITH_CHILDREN,
+    cpu_pressure_seconds,
+    cpu_seconds,
+    measuring_consumer,
+    run_queue_seconds,
+    stat_fields,
+    tree_cpu_seconds,
+    tree_run_queue_seconds,
+)
 from cdc.envelope import OutboxRow, Record, to_record
 from cdc.outbox import encode_payload, make_engine, write_event, write_events
 from cdc.position import source_seq
@@ -203,17 +212,6 @@ async def delete_kafka(bootstrap: str, prefixes: Sequence[str], groups: Sequence
 # -- process figures -----------------------------------------------------------------------------------------------
 
 
-def _stat_fields(pid: int) -> list[str]:
-    text = Path(f"/proc/{pid}/stat").read_text()
-    # Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15, starttime 22.
-    return text[text.rindex(")") + 2 :].split()
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = _stat_fields(pid)
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def memory_mb(pid: int) -> tuple[float, float]:
     """(RSS, peak RSS) in MB."""
     values = {"VmRSS:": 0.0, "VmHWM:": 0.0}
@@ -232,34 +230,30 @@ def stack_pids() -> dict[str, int]:
     for name in STACK_SERVICES:
         try:
             pid_text, start_text = (stack_dir / f"{name}.pid").read_text().split()[:2]
-            if _stat_fields(int(pid_text))[19] == start_text:
+            if stat_fields(int(pid_text))[19] == start_text:
                 out[name] = int(pid_text)
         except (OSError, ValueError):
             continue
     return out
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU of a process, its children that exited (waited for) and those alive: PostgreSQL works in one backend process
-    per connection, FerretDB's among them."""
-    fields = _stat_fields(pid)
-    total = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                child = _stat_fields(int(entry.name))
-            except OSError:
-                continue
-            if int(child[1]) == pid:
-                total += (int(child[11]) + int(child[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+def services_waits(pids: dict[str, int]) -> dict[str, float]:
+    """Run-queue seconds per process; PostgreSQL's and the relay's with their child processes (connection backends,
+    the binlog decoder)."""
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        try:
+            out[name] = tree_run_queue_seconds(pid) if name in WITH_CHILDREN else run_queue_seconds(pid)
+        except OSError:
+            continue
+    return out
 
 
 def services_cpu(pids: dict[str, int]) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, pid in pids.items():
         try:
-            out[name] = tree_cpu_seconds(pid) if name == "postgresql" else cpu_seconds(pid)
+            out[name] = tree_cpu_seconds(pid) if name in WITH_CHILDREN else cpu_seconds(pid)
         except OSError:
             continue
     return out
@@ -948,11 +942,13 @@ def latency_run(
             "probes": probe.pid or 0,
             "kafka probe": consumer.pid or 0,
         }
+        waits_before, pressure_before = services_waits(pids), cpu_pressure_seconds()
         cpu_before, started = services_cpu(pids), time.monotonic()
         achieved = paced_writes(
             engine, rate, seconds, writers, event, commits, by_event_id=target == "activity", per_commit=per_commit
         )
         cpu_after, wall = services_cpu(pids), time.monotonic() - started
+        waits_after, pressure_after = services_waits(pids), cpu_pressure_seconds()
         commits.put(None)
         if not here.poll(seconds + 180):
             raise TimeoutError("the latency probe sent no result")
@@ -1001,6 +997,16 @@ def latency_run(
             if name in cpu_before
         )
         print(f"    CPU while writing (% of one core; 2 cores in all): {busy}")
+        waited = ", ".join(
+            f"{name} {(waits_after[name] - waits_before[name]) / wall * 100:.0f}%"
+            for name in waits_after
+            if name in waits_before
+        )
+        pressure = (pressure_after - pressure_before) / wall * 100
+        print(
+            f"    waiting for a core while writing (runnable, not running; % of wall time summed over a process's "
+            f"threads): {waited}; CPU pressure (some task waiting): {pressure:.0f}%"
+        )
         worker.terminate()
     finally:
         for child in (probe, consumer):
