@@ -12,6 +12,7 @@ from cdc.errors import FencedError
 from cdc.metrics import RelayMetrics
 from cdc.modes import StartOptions
 from cdc.relay import Relay
+from schema.heap import freeze_startup_heap
 from schema.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ async def run_relay(settings: Settings, options: StartOptions) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    freeze_startup_heap("relay")  # imports and the relay's objects: out of every full collection (schema/heap.py)
     try:
         await relay.run()
     except FencedError as exc:

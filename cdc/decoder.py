@@ -31,6 +31,7 @@ from cdc.envelope import OutboxRow, Record, to_record
 from cdc.errors import CdcError
 from cdc.position import Position
 from cdc.source import BinlogSource, Idle, Item, TxnEnd
+from schema.heap import freeze_startup_heap
 from schema.settings import MysqlDsn
 from schema.topics import TopicNames
 
@@ -172,6 +173,7 @@ def _decoder_main(
         dsn, position, server_id, heartbeat_s, mariadb=mariadb, domain=domain, max_pending=max_pending
     )
     source.start_thread()
+    freeze_startup_heap("binlog decoder")
     try:
         conn.send([Idle()])  # up: the relay may report that it is tailing
         while True:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 from cdc.position import Position
+from schema.heap import watch_gc
 
 if TYPE_CHECKING:
     from cdc.envelope import Record
@@ -38,6 +39,7 @@ class RelayMetrics:
         self.errors = Counter("tenderhub_relay_errors", "Errors that caused a reconnect", ["kind"], registry=r)
         self.last_error_time = Gauge("tenderhub_relay_last_error_unixtime", "Time of the last error", registry=r)
         self.last_error = Info("tenderhub_relay_last_error", "Kind and message of the last error", registry=r)
+        watch_gc(r)
         self.last_lag_ms = 0.0
 
     def serve(self, addr: str) -> None:

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from schema.heap import watch_gc
 from streams.batch import BatchRunner
 
 # Batch durations: from a few events in milliseconds to a store's retry stretching one batch over minutes.
@@ -84,6 +85,7 @@ class WorkerMetrics:
             buckets=STORE_BUCKETS,
             registry=self.registry,
         )
+        watch_gc(self.registry)
 
     def watch(self, runners: Mapping[str, BatchRunner], lag: Lag, commits: Callable[[], int]) -> None:
         self.registry.register(_RunnerCollector(runners, lag, commits))

@@ -16,6 +16,7 @@ import faust
 import redis
 from pymongo import MongoClient
 
+from schema.heap import freeze_startup_heap
 from schema.mongo import ensure_collections
 from schema.settings import Settings, SettingsError
 from schema.topics import TopicNames, missing_topics, topic_specs
@@ -78,6 +79,13 @@ def run_worker(
     pipeline = build_pipeline(settings, agents=agents)
     if extend is not None:
         extend(pipeline)
+
+    async def settled() -> None:
+        # Started: the agents' handlers (a summary model among them), Faust's services and the consumer are built and
+        # live as long as the worker; out of every full collection from now on (schema/heap.py).
+        freeze_startup_heap("worker")
+
+    pipeline.app.task(settled)
     worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True, override_logging=False)
     try:
         worker.execute_from_commandline()

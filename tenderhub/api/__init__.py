@@ -9,6 +9,7 @@ import ssl
 from aiohttp import web
 
 from schema.engines import mysql_engine
+from schema.heap import freeze_startup_heap
 from schema.redis_keys import API_FAMILIES, CATALOGUE
 from schema.settings import Settings, SettingsError
 from sinks.mongo import MongoSink
@@ -75,6 +76,10 @@ def serve(settings: Settings) -> None:
     async def close(_: web.Application) -> None:
         await service.reader_close()
 
+    async def settled(_: web.Application) -> None:
+        freeze_startup_heap("read service")  # out of every full collection from now on (schema/heap.py)
+
+    app.on_startup.append(settled)
     app.on_cleanup.append(close)
     context = ssl_context(settings)
     scheme = "https" if context else "http"

@@ -44,6 +44,7 @@ from prometheus_client.registry import Collector
 
 from schema.checked import digits_within
 from schema.events import MAX_ID
+from schema.heap import watch_gc
 from schema.settings import Settings
 from sinks.errors import SinkError
 from sinks.reader import BuyerSpend, CacheFirstReader, Read
@@ -338,6 +339,7 @@ class ApiMetrics(Collector):
             registry=self.registry,
         )
         self.registry.register(self)
+        watch_gc(self.registry)
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         self.seconds.labels(route, str(status)).observe(seconds)

@@ -356,6 +356,11 @@ def test_the_service_serves_https_when_tls_is_set_and_binds_to_localhost(tmp_pat
         with pytest.raises(urllib.error.URLError):  # an untrusted certificate is refused by a default client
             urllib.request.urlopen(url, context=ssl.create_default_context(), timeout=2)
         assert _listening_addresses(service.port) == {"127.0.0.1"}
+        # Its start-up objects are out of the garbage collector's full passes (schema/heap.py).
+        with urllib.request.urlopen(f"https://127.0.0.1:{service.port}/metrics", context=trusted, timeout=5) as resp:
+            text = resp.read().decode()
+        frozen = [line for line in text.splitlines() if line.startswith("tenderhub_gc_frozen_objects ")]
+        assert frozen and float(frozen[0].split()[1]) > 10_000, frozen
         # The worker's dashboard reads the service's cache counts over HTTPS, trusting the configured certificate.
         dashboard_view = load_settings(api_port=service.port, api_tls_cert=str(cert), api_tls_key=str(key))
         counts = asyncio.run(read_service_counts(dashboard_view))

@@ -73,6 +73,9 @@ def test_activity_logs_once_each_with_redelivery_and_poison_to_dlq(
     assert metrics['tenderhub_worker_store_seconds_sum{ok="true",operation="insert_logs",store="mongodb"}'] > 0
     lags = {k: v for k, v in metrics.items() if k.startswith("tenderhub_worker_consumer_lag{")}
     assert lags and all(f'topic="{topic}"' in k for k in lags), lags
+    # Start-up objects are out of the collector's full passes (schema/heap.py), and its pauses are measured.
+    assert metrics["tenderhub_gc_frozen_objects"] > 10_000
+    assert metrics['tenderhub_gc_pause_seconds_count{generation="0"}'] >= 1
 
     assert worker.terminate() == 0, worker.tail()
     assert "Stopping" in worker.log_text()
