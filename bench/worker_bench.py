@@ -943,12 +943,14 @@ def latency_run(
             "kafka probe": consumer.pid or 0,
         }
         waits_before, pressure_before = services_waits(pids), cpu_pressure_seconds()
+        gc_before = worker.metrics()
         cpu_before, started = services_cpu(pids), time.monotonic()
         achieved = paced_writes(
             engine, rate, seconds, writers, event, commits, by_event_id=target == "activity", per_commit=per_commit
         )
         cpu_after, wall = services_cpu(pids), time.monotonic() - started
         waits_after, pressure_after = services_waits(pids), cpu_pressure_seconds()
+        gc_after = worker.metrics()
         commits.put(None)
         if not here.poll(seconds + 180):
             raise TimeoutError("the latency probe sent no result")
@@ -1003,6 +1005,13 @@ def latency_run(
             if name in waits_before
         )
         pressure = (pressure_after - pressure_before) / wall * 100
+        full = 'tenderhub_gc_pause_seconds_{}{{generation="2"}}'
+        collections = gc_after.get(full.format("count"), 0.0) - gc_before.get(full.format("count"), 0.0)
+        paused = (gc_after.get(full.format("sum"), 0.0) - gc_before.get(full.format("sum"), 0.0)) * 1000
+        print(
+            f"    worker's full garbage collections while writing: {collections:.0f}, {paused:.1f} ms in all "
+            f"({gc_after.get('tenderhub_gc_frozen_objects', 0.0):,.0f} start-up objects frozen out of them)"
+        )
         print(
             f"    waiting for a core while writing (runnable, not running; % of wall time summed over a process's "
             f"threads): {waited}; CPU pressure (some task waiting): {pressure:.0f}%"
