@@ -24,6 +24,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench.args import positive
 from bench.relay_bench import wait_events
 from cdc.bookkeeping import delete_published, drop_published_partitions, partitions, published_runs
 from cdc.connections import relay_connection
@@ -184,7 +185,7 @@ def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--rows", type=positive, default=100_000)
     args = parser.parse_args()
     # A database of its own (accounts and grants as `migrate` makes them): the partitions and rows of the deployment's
     # outbox stay out of the figures, and the run leaves nothing behind.

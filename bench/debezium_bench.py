@@ -48,6 +48,7 @@ from typing import Any
 import sqlalchemy as sa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.args import positive
 from bench.probes import measuring_consumer
 from cdc.outbox import make_engine, write_events
 from schema.settings import Settings, StackSettings, load_settings
@@ -502,9 +503,11 @@ def measure(side: Side, engine: sa.Engine, settings: Settings, rows: int, txn: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3, help="interleaved runs per shape")
-    parser.add_argument("--bulk-rows", type=int, default=200_000, help="backlog of the 1,000-row transaction shape")
-    parser.add_argument("--single-rows", type=int, default=50_000, help="backlog of the single-row commit shape")
+    parser.add_argument("--runs", type=positive, default=3, help="interleaved runs per shape")
+    parser.add_argument(
+        "--bulk-rows", type=positive, default=200_000, help="backlog of the 1,000-row transaction shape"
+    )
+    parser.add_argument("--single-rows", type=positive, default=50_000, help="backlog of the single-row commit shape")
     parser.add_argument("--shapes", default="bulk,single")
     args = parser.parse_args()
     settings = load_settings()

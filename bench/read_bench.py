@@ -31,6 +31,7 @@ import redis as sync_redis
 import sqlalchemy as sa
 from pymongo import MongoClient
 
+from bench.args import positive, positive_float
 from cdc.outbox import make_engine
 from schema.settings import Settings, load_settings
 from streams.agents import registry
@@ -159,9 +160,9 @@ async def load(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--rate", type=float, help="open loop: requests per second over all clients")
+    parser.add_argument("--clients", type=positive, default=200)
+    parser.add_argument("--seconds", type=positive_float, default=20.0)
+    parser.add_argument("--rate", type=positive_float, help="open loop: requests per second over all clients")
     args = parser.parse_args()
     base_settings = load_settings()
     uid = uuid.uuid4().hex[:10]

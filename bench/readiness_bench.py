@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.args import positive
 from streams.readiness.scoring import (
     CompanyFacts,
     TenderFacts,
@@ -152,9 +153,9 @@ def timed(runs: int, work: Callable[[], object]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ADVERTISED if ADVERTISED.exists() else PORTAL_200)
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--teams", type=int, default=1000)
-    parser.add_argument("--tenders", type=int, default=5000)
+    parser.add_argument("--runs", type=positive, default=7)
+    parser.add_argument("--teams", type=positive, default=1000)
+    parser.add_argument("--tenders", type=positive, default=5000)
     args = parser.parse_args()
 
     releases = read_releases(args.data)

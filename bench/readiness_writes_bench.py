@@ -45,6 +45,7 @@ import redis
 from pymongo import MongoClient
 from pymongo.database import Database
 
+from bench.args import non_negative, positive
 from bench.readiness_bench import company_payloads
 from cdc.outbox import encode_payload
 from cdc.position import source_seq
@@ -472,12 +473,12 @@ def cleanup(settings: Settings) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tenders", type=int, default=5000)
-    parser.add_argument("--teams", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=3, help="runs per case: the first inserts, the others update")
+    parser.add_argument("--tenders", type=positive, default=5000)
+    parser.add_argument("--teams", type=positive, default=1000)
+    parser.add_argument("--runs", type=positive, default=3, help="runs per case: the first inserts, the others update")
     parser.add_argument(
         "--update-sample",
-        type=int,
+        type=non_negative,
         default=100,
         help="update runs write only this many documents per batch and extrapolate MongoDB's time (0 = write all)",
     )

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.args import positive
 from schema.redis_keys import TEAM_TOP_TENDERS
 from schema.settings import load_stack_settings
 from sinks.redis import RedisSink
@@ -52,8 +53,8 @@ async def timings(url: str, cluster: bool, teams: int, runs: int) -> list[tuple[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--teams", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--teams", type=positive, default=1000)
+    parser.add_argument("--runs", type=positive, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tenderhub-redis-bench-") as tmp:
         base = free_port_block([100 * n + bus for n in range(NODES + 1) for bus in (0, 10_000)], high=30_000)

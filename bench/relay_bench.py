@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection
 
 import sqlalchemy as sa
 
+from bench.args import non_negative, positive, positive_list
 from bench.probes import cpu_pressure_seconds, measuring_consumer, tree_cpu_seconds, tree_run_queue_seconds
 from cdc.outbox import make_engine, write_event, write_events
 from schema.settings import Settings, load_settings
@@ -236,18 +237,20 @@ def soak(settings: Settings, engine: sa.Engine, events: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=20_000, help="rows per throughput workload")
-    parser.add_argument("--rates", default="1000,5000", help="steady insert rates (rows/s) of the latency runs")
+    parser.add_argument("--rows", type=positive, default=20_000, help="rows per throughput workload")
+    parser.add_argument(
+        "--rates", type=positive_list, default="1000,5000", help="steady insert rates (rows/s) of the latency runs"
+    )
     parser.add_argument(
         "--per-commit",
-        type=int,
+        type=non_negative,
         default=0,
         help="rows per commit in the latency runs (default: one up to 1,000 rows/s, else rate / 1,000: one writer "
         "commits at most ~800 durable transactions/s here)",
     )
     parser.add_argument("--skip-throughput", action="store_true")
-    parser.add_argument("--seconds", type=int, default=20, help="length of the latency run")
-    parser.add_argument("--soak", type=int, default=0, help="events for the RSS soak (0 = skip)")
+    parser.add_argument("--seconds", type=positive, default=20, help="length of the latency run")
+    parser.add_argument("--soak", type=non_negative, default=0, help="events for the RSS soak (0 = skip)")
     args = parser.parse_args()
     settings = load_settings()
     engine = make_engine(settings, pool_size=8)
@@ -256,7 +259,7 @@ def main() -> None:
         throughput(settings, engine, args.rows, 1, 8)
         throughput(settings, engine, args.rows, 1000, 2)
     print("latency:")
-    for rate in (int(r) for r in args.rates.split(",") if r.strip()):
+    for rate in args.rates:
         latency(settings, engine, rate, args.seconds, args.per_commit or max(1, -(-rate // 1000)))
     if args.soak:
         print("memory:")

@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.args import positive
 from streams.summaries.base import SummariserConfig
 from streams.summaries.extractive import split_sentences
 from streams.summaries.factory import load_summariser
@@ -111,11 +112,11 @@ def bench_transformers(texts: list[str], sample: int, model_dir: Path | None, to
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None, help="OCDS JSON lines (default: shared eTenders export)")
-    parser.add_argument("--texts", type=int, default=1000, help="texts for the extractive backend")
-    parser.add_argument("--repeats", type=int, default=3, help="extractive runs (median reported)")
-    parser.add_argument("--model-texts", type=int, default=8, help="texts for each transformers setting")
+    parser.add_argument("--texts", type=positive, default=1000, help="texts for the extractive backend")
+    parser.add_argument("--repeats", type=positive, default=3, help="extractive runs (median reported)")
+    parser.add_argument("--model-texts", type=positive, default=8, help="texts for each transformers setting")
     parser.add_argument("--model-dir", type=Path, default=None, help="reuse a saved model instead of building one")
-    parser.add_argument("--tokenizer-vocab", type=int, default=16000, help="BPE vocabulary of the built tokenizer")
+    parser.add_argument("--tokenizer-vocab", type=positive, default=16000, help="BPE vocabulary of the built tokenizer")
     parser.add_argument("--skip-transformers", action="store_true")
     args = parser.parse_args()
 

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 from pymongo import MongoClient
 
+from bench.args import positive
 from bench.readiness_bench import ADVERTISED, PORTAL_200, company_payloads
 from schema.mysql import apply_migrations, connect
 from schema.settings import load_settings
@@ -99,8 +100,8 @@ def _fill(engine: sa.Engine, tenders: int, teams: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tenders", type=int, default=5000)
-    parser.add_argument("--teams", type=int, default=200)
+    parser.add_argument("--tenders", type=positive, default=5000)
+    parser.add_argument("--teams", type=positive, default=200)
     args = parser.parse_args()
     logging.basicConfig(level="WARNING")
     base = load_settings()

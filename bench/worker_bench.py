@@ -54,6 +54,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import DeleteGroupsRequest
 from pymongo import MongoClient
 
+from bench.args import positive, positive_list
 from bench.probes import (
     WITH_CHILDREN,
     cpu_pressure_seconds,
@@ -429,6 +430,7 @@ class Drain:
     peak_mb: float
     services_pct: dict[str, float]
     stats: dict[str, float]
+    measured: int  # events handled after the first poll that saw any: what the rate is measured on
 
 
 def drain(worker: WorkerProcess, agent: str, target: int, timeout: float, services: dict[str, int]) -> Drain:
@@ -471,6 +473,7 @@ def drain(worker: WorkerProcess, agent: str, target: int, timeout: float, servic
         peak_mb=memory_mb(proc.pid)[1],
         services_pct={name: (s1[name] - s0[name]) / wall * 100 for name in s1 if name in s0},
         stats=stats,
+        measured=events - e0,
     )
 
 
@@ -547,6 +550,13 @@ def throughput(
             if dead:
                 raise RuntimeError(f"{dead} events went to the DLQ: no rate reported\n{worker.tail()}")
             batches = int(result.stats.get("batches", 0))
+            if result.measured == 0:
+                print(
+                    f"    batch {size:>5}: no rate: all {result.events:,} events were handled before a second look "
+                    f"at the worker (use a backlog of many batches) | check: {check}"
+                )
+                worker.terminate()
+                continue
             print(
                 f"    batch {size:>5}: {result.rate:>7,.0f} events/s ({result.events:,} events, drained in "
                 f"{result.seconds:.1f} s after the first batch; start-up {result.startup_s:.1f} s) | worker CPU "
@@ -1117,24 +1127,30 @@ def backlogs(settings: Settings, args: argparse.Namespace) -> Iterator[Backlog]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--activity", type=int, default=100_000, help="user.activity events pre-filled")
-    parser.add_argument("--spend", type=int, default=50_000, help="tender events pre-filled for the spend agent")
-    parser.add_argument("--tenders", type=int, default=5000, help="distinct tenders among the spend events")
-    parser.add_argument("--batch-sizes", default="1000,5000", help="TENDERHUB_WORKER_BATCH_MAX values to try")
-    parser.add_argument("--rate", type=int, default=1000, help="steady insert rate of the latency runs (rows/s)")
-    parser.add_argument("--seconds", type=int, default=30, help="length of each latency run")
+    parser.add_argument("--activity", type=positive, default=100_000, help="user.activity events pre-filled")
+    parser.add_argument("--spend", type=positive, default=50_000, help="tender events pre-filled for the spend agent")
+    parser.add_argument("--tenders", type=positive, default=5000, help="distinct tenders among the spend events")
     parser.add_argument(
-        "--writers", type=int, default=8, help="writer threads of the latency runs (one commits <= ~800 rows/s here)"
+        "--batch-sizes", type=positive_list, default="1000,5000", help="TENDERHUB_WORKER_BATCH_MAX values to try"
+    )
+    parser.add_argument("--rate", type=positive, default=1000, help="steady insert rate of the latency runs (rows/s)")
+    parser.add_argument("--seconds", type=positive, default=30, help="length of each latency run")
+    parser.add_argument(
+        "--writers",
+        type=positive,
+        default=8,
+        help="writer threads of the latency runs (one commits <= ~800 rows/s here)",
     )
     parser.add_argument(
         "--per-commit",
-        type=int,
+        type=positive,
         default=1,
         help="rows per transaction of the latency runs (the source commits ~1,000-2,700 single-row transactions/s "
         "here, so 5,000 rows/s needs several rows per commit)",
     )
     parser.add_argument(
         "--workers",
+        type=positive_list,
         default="",
         help="worker counts for a scaling curve, e.g. 1,2,3 (one consumer group; first batch size; skips the "
         "single-worker throughput runs)",
@@ -1143,9 +1159,9 @@ def main() -> None:
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
     settings = load_settings()
-    sizes = [int(s) for s in args.batch_sizes.split(",") if s.strip()]
+    sizes = args.batch_sizes
     print(f"start: {load_text()}")
-    curve = [int(n) for n in args.workers.split(",") if n.strip()]
+    curve = args.workers
     if curve:
         print(f"scaling (N workers in one group, started first; batch {sizes[0]}; backlog produced once all ready):")
     elif not args.skip_throughput:
