@@ -238,26 +238,28 @@ def stack_pids() -> dict[str, int]:
     return out
 
 
-def services_waits(pids: dict[str, int]) -> dict[str, float]:
-    """Run-queue seconds per process; PostgreSQL's and the relay's with their child processes (connection backends,
-    the binlog decoder)."""
+def per_service(
+    pids: dict[str, int], of_process: Callable[[int], float], of_tree: Callable[[int], float]
+) -> dict[str, float]:
+    """A figure per process (a process gone meanwhile is left out); PostgreSQL's and the relay's with their child
+    processes (connection backends, the binlog decoder)."""
     out: dict[str, float] = {}
     for name, pid in pids.items():
         try:
-            out[name] = tree_run_queue_seconds(pid) if name in WITH_CHILDREN else run_queue_seconds(pid)
+            out[name] = of_tree(pid) if name in WITH_CHILDREN else of_process(pid)
         except OSError:
             continue
     return out
+
+
+def services_waits(pids: dict[str, int]) -> dict[str, float]:
+    """Run-queue seconds per process."""
+    return per_service(pids, run_queue_seconds, tree_run_queue_seconds)
 
 
 def services_cpu(pids: dict[str, int]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for name, pid in pids.items():
-        try:
-            out[name] = tree_cpu_seconds(pid) if name in WITH_CHILDREN else cpu_seconds(pid)
-        except OSError:
-            continue
-    return out
+    """CPU seconds per process."""
+    return per_service(pids, cpu_seconds, tree_cpu_seconds)
 
 
 def other_pipelines() -> list[str]:
