@@ -262,6 +262,11 @@ def services_cpu(pids: dict[str, int]) -> dict[str, float]:
     return per_service(pids, cpu_seconds, tree_cpu_seconds)
 
 
+def shares(before: dict[str, float], after: dict[str, float], wall: float) -> str:
+    """Per process, the seconds gained between two readings as a share of the wall time between them."""
+    return ", ".join(f"{name} {(after[name] - before[name]) / wall * 100:.0f}%" for name in after if name in before)
+
+
 def other_pipelines() -> list[str]:
     """Relays and workers on this machine that this process did not start (they share the outbox and the CPU)."""
     mine = {p.pid for p in STARTED}
@@ -636,7 +641,7 @@ def scaling(
             if dead:
                 raise RuntimeError(f"{dead} events went to the DLQ: no rate reported")
             share = "/".join(f"{int(st.get('events', 0)):,}" for st in stats)
-            busy = ", ".join(f"{k} {(s1[k] - s0[k]) / wall * 100:.0f}%" for k in sorted(s1) if k in s0)
+            busy = shares(s0, s1, wall)
             print(
                 f"    {n} worker{'s' if n > 1 else ' '}: {(events - e0) / wall:>7,.0f} events/s ({events:,} events "
                 f"in {wall:.1f} s; per worker {share}) | workers' CPU {(cpu - c0) / wall * 100:.0f}% of a core in "
@@ -1005,17 +1010,7 @@ def latency_run(
             f"the shared outbox); worker: {int(stats.get('events', 0)):,} events in {int(stats.get('batches', 0)):,} "
             f"batches, {int(stats.get('dead_letters', 0))} DLQ; probe: {how} every {POLL_S * 1000:.0f} ms"
         )
-        busy = ", ".join(
-            f"{name} {(cpu_after[name] - cpu_before[name]) / wall * 100:.0f}%"
-            for name in cpu_after
-            if name in cpu_before
-        )
-        print(f"    CPU while writing (% of one core; 2 cores in all): {busy}")
-        waited = ", ".join(
-            f"{name} {(waits_after[name] - waits_before[name]) / wall * 100:.0f}%"
-            for name in waits_after
-            if name in waits_before
-        )
+        print(f"    CPU while writing (% of one core; 2 cores in all): {shares(cpu_before, cpu_after, wall)}")
         pressure = (pressure_after - pressure_before) / wall * 100
         full = 'tenderhub_gc_pause_seconds_{}{{generation="2"}}'
         collections = gc_after.get(full.format("count"), 0.0) - gc_before.get(full.format("count"), 0.0)
@@ -1026,7 +1021,7 @@ def latency_run(
         )
         print(
             f"    waiting for a core while writing (runnable, not running; % of wall time summed over a process's "
-            f"threads): {waited}; CPU pressure (some task waiting): {pressure:.0f}%"
+            f"threads): {shares(waits_before, waits_after, wall)}; CPU pressure (some task waiting): {pressure:.0f}%"
         )
         worker.terminate()
     finally:
@@ -1162,6 +1157,8 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings()
     sizes = args.batch_sizes
+    if not sizes:
+        parser.error("argument --batch-sizes: give at least one batch size")
     print(f"start: {load_text()}")
     curve = args.workers
     if curve:

@@ -1,4 +1,4 @@
-"""The garbage collector in the long-running processes (the relay, its binlog decoder, the workers).
+"""The garbage collector in the long-running processes (the relay, its binlog decoder, the workers, the read service).
 
 CPython's full collection (generation 2) walks every object the collector tracks. After start-up a worker holds about
 135,000 of them (imported modules, pydantic models, Faust, aiokafka, an agent's handlers), and on the 2 shared cores a
@@ -8,7 +8,7 @@ does, so each process freezes it once it is up (`gc.freeze`: moved to a permanen
 still freed by reference counting); a full pass then walks only what was made since (2.7 ms measured).
 
 The pauses of every collection are measured for Prometheus (`tenderhub_gc_pause_seconds{generation}`) next to the
-count of frozen objects (`tenderhub_gc_frozen_objects`), in the relay's and the workers' `/metrics`.
+count of frozen objects (`tenderhub_gc_frozen_objects`), in the relay's, the workers' and the read service's `/metrics`.
 """
 
 from __future__ import annotations
