@@ -69,15 +69,20 @@ class Written:
     tender_ids: list[int]
 
 
-def write_mix(engine: sa.Engine, uid: str, rng: random.Random, rounds: int = 10) -> Written:
+def write_mix(
+    engine: sa.Engine, uid: str, rng: random.Random, rounds: int = 10, midway: Callable[[], None] | None = None
+) -> Written:
     """Each round: activity, new eTenders and UK tenders; from round 2 on an update, a close and a cancellation of
-    earlier tenders; company profiles created in round 1 and changed in rounds 4 and 7."""
+    earlier tenders; company profiles created in round 1 and changed in rounds 4 and 7. `midway` runs before the
+    second half of the rounds (a test waits there for its fault, so that half is written while the fault lasts)."""
     etenders = [dataclasses.replace(tender_row(r), ocid=f"{r['ocid']}-{uid}") for r in read_releases(limit=4 * rounds)]
     uk = uk_rows(uid)
     profiles = [dataclasses.replace(p, team=f"{p.team} {uid}") for p in read_profiles()]
     rows: dict[int, TenderRow] = {}
     activity_ids: list[int] = []
     for round_ in range(rounds):
+        if midway is not None and round_ == rounds // 2:
+            midway()
         activity_ids += insert_activities(engine, uid, [rng.randint(20, 120), 1, rng.randint(1, 10)])
         new = etenders[round_ * 4 : round_ * 4 + 4] + uk[round_ * 3 : round_ * 3 + 3]
         rows.update(zip(write_tenders(engine, new), new, strict=True))
@@ -196,16 +201,18 @@ def test_every_agent_rides_out_a_30s_store_outage_and_ends_equal_to_a_clean_work
         if store == "ferretdb"
         else (lambda: _pause(_service(Redis), 30, down))
     )
+    outage_thread = threading.Thread(target=outage)
     try:
         worker.wait_ready()
         rng = random.Random(penv.uid)
-        outage_thread = threading.Thread(target=outage)
-        writer = Writer(lambda: write_mix(engine, penv.uid, rng))
-        writer.start()
-        time.sleep(2)
-        outage_thread.start()
-        assert down.wait(30)
-        written: Written = writer.result()
+
+        def store_down() -> None:
+            # The second half of the events is written while the store is down: without it a fast worker could
+            # have handled every event before the outage began, and the run would test no retry at all.
+            outage_thread.start()
+            assert down.wait(30), "the store did not go down"
+
+        written: Written = write_mix(engine, penv.uid, rng, midway=store_down)
         outage_thread.join()
         assert_equals_clean_run(penv, twin, engine, mongo, redis_client, written)
         stats = worker.stats()
@@ -215,5 +222,7 @@ def test_every_agent_rides_out_a_30s_store_outage_and_ends_equal_to_a_clean_work
         assert worker.terminate() == 0, worker.tail()
         assert relay.terminate() == 0, relay.tail()
     finally:
+        if outage_thread.ident is not None:
+            outage_thread.join()  # the store is back before the next test, whatever failed here
         worker.kill()
         relay.kill()
