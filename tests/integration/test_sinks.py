@@ -194,6 +194,57 @@ def test_insert_logs_dedupes_redeliveries_in_a_capped_collection(sink: MongoSink
     assert sorted(d["_id"] for d in db["user_activity_logs"].find()) == [1, 2, 3, 4]
 
 
+def test_a_large_log_batch_with_redeliveries_in_several_of_its_chunks(
+    sink: MongoSink, db: Database[dict[str, Any]]
+) -> None:
+    """The worker's sink sends 1,000 documents as a few inserts at once: redeliveries scattered through them are
+    still each ignored once, and every other document is written once."""
+    redelivered = (5, 300, 620, 990)
+    assert sink.insert_logs("user_activity_logs", [{"_id": i, "action": "first"} for i in redelivered]) == 4
+    batch = [{"_id": i, "user_id": i % 7, "action": f"view {i}"} for i in range(1, 1001)]
+    assert sink.insert_logs("user_activity_logs", batch) == 996
+    docs = {d["_id"]: d["action"] for d in db["user_activity_logs"].find()}
+    assert docs == {i: "first" if i in redelivered else f"view {i}" for i in range(1, 1001)}
+
+
+class WriterBetweenReadAndInsert(AsyncMongoSink):
+    """The worker's sink, with another writer storing `landed` (directly in MongoDB) after the sink's pre-read of the
+    stored versions and before its insert of the keys it found absent: those inserts collide."""
+
+    def __init__(self, *args: Any, landed: list[dict[str, Any]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.landed = landed
+
+    async def _perform(self, request: Any) -> Any:
+        if type(request).__name__ == "_InsertMany" and self.landed:
+            await self._db()[request.collection].insert_many(self.landed)
+            self.landed = []
+        return await super()._perform(request)
+
+
+def test_keys_stored_by_another_writer_during_a_large_insert_fall_back_to_the_guarded_update(
+    db: Database[dict[str, Any]], settings: Settings
+) -> None:
+    """1,000 new keys go out as a few inserts at once; four of them, spread over those inserts, were stored meanwhile
+    (three older, one newer): each collision is matched to its own key, the older ones are overwritten by the guarded
+    update, the newer one is kept, and nothing else is written twice."""
+    older, newer = (3, 400, 999), 700
+    landed = [{"tender_id": t, "summary": "old", "source_seq": 1, "event_id": 10} for t in older]
+    landed.append({"tender_id": newer, "summary": "newer", "source_seq": 9, "event_id": 90})
+    inner = WriterBetweenReadAndInsert(
+        settings.mongo_url.get_secret_value(), db.name, retry_policy=FAST_RETRY, landed=landed
+    )
+    sink = Blocking(inner)
+    try:
+        result = sink.upsert_versioned("tender_summaries", [summary(t, 5, f"v5 {t}") for t in range(1, 1001)])
+    finally:
+        sink.close()
+    assert not inner.landed
+    assert result == UpsertResult(upserted=996, modified=3, stale=1), result
+    got = {d["tender_id"]: (d["summary"], d["source_seq"]) for d in stored(db, "tender_summaries")}
+    assert got == {t: ("newer", 9) if t == newer else (f"v5 {t}", 5) for t in range(1, 1001)}
+
+
 def test_mongo_unreachable_raises_transient_after_the_retries(make: Make, caplog: pytest.LogCaptureFixture) -> None:
     sink = make(f"mongodb://127.0.0.1:{closed_port()}/", "none", retry_policy=FAST_RETRY, timeout_s=0.2)
     with caplog.at_level(logging.WARNING, logger="sinks.retry"):

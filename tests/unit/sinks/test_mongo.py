@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import itertools
+import random
+from collections.abc import Sequence
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 from bson.errors import InvalidDocument
-from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure, ServerSelectionTimeoutError
+from pymongo.errors import (
+    AutoReconnect,
+    BulkWriteError,
+    NetworkTimeout,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+)
 
 from sinks.errors import InvalidInputError, PermanentSinkError, TransientSinkError
 from sinks.mongo import (
+    DUPLICATE_KEY,
     MongoSink,
     VersionedDoc,
+    _check_in_full,
+    _plainly_clean,
     check_no_operators,
     classify_mongo_error,
     collapse_per_key,
+    insert_in_chunks,
+    insert_spans,
     update_reply_is_exact,
     validate_id,
     validate_versioned,
@@ -95,6 +112,42 @@ def test_nul_characters_are_refused_in_any_string_or_key(value: object) -> None:
 
 def test_dollar_in_values_and_inner_names_is_fine() -> None:
     check_no_operators({"price": "$100", "nested": {"a$b": ["$x"]}}, "fields")
+
+
+def random_value(rng: random.Random, depth: int = 0) -> object:
+    """Nested values of every kind check_no_operators meets: plain and other mappings, lists, tuples, strings with
+    and without NUL, `$` and non-str keys, scalars and objects the fast path leaves to the full check."""
+    roll = rng.random()
+    if depth < 4 and roll < 0.35:
+        keys = [
+            rng.choice(["a", "b$", "$set", "k\x00", "", "x.y", 7, ("t",), "ok", "n"]) for _ in range(rng.randint(0, 4))
+        ]
+        items = {k: random_value(rng, depth + 1) for k in keys}
+        return items if rng.random() < 0.8 else MappingProxyType(items)
+    if depth < 4 and roll < 0.5:
+        inner = [random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+        return inner if rng.random() < 0.7 else tuple(inner)
+    return rng.choice(["x", "nul\x00", "$100", 1, 2.5, True, None, dt.datetime(2026, 1, 1), b"raw", {1, 2}, object()])
+
+
+def test_the_fast_path_refuses_exactly_what_the_full_check_refuses() -> None:
+    rng = random.Random(20261206)
+    refused = 0
+    for _ in range(20_000):
+        value = random_value(rng)
+        try:
+            _check_in_full(value, "v")
+            full_ok = True
+        except InvalidInputError:
+            full_ok, refused = False, refused + 1
+        if _plainly_clean(value):
+            assert full_ok, value
+        try:
+            check_no_operators(value, "v")
+            assert full_ok, value
+        except InvalidInputError:
+            assert not full_ok, value
+    assert 2_000 < refused < 18_000  # both outcomes are well covered
 
 
 def test_validate_versioned_returns_the_key_and_version_fields() -> None:
@@ -254,3 +307,81 @@ def test_one_tender_for_many_teams_reads_with_an_equality_on_the_tender() -> Non
     finds = [r for r in server.requests if type(r).__name__ == "_Find"]
     assert finds[0].query == {"team_id": {"$in": list(range(1, 13))}, "tender_id": 5}
     assert (result.modified, result.upserted) == (10, 2), result
+
+
+class ChunkedServer:
+    """Takes insert_many calls like pymongo's asyncio collection: records each chunk, how many were in flight at once,
+    and answers a document whose `_id` is in `stored` with a duplicate-key error (code 11000), or raises `fail_with`
+    for a chunk holding `fail_id`."""
+
+    def __init__(self, stored: set[int], fail_id: int | None = None, fail_with: Exception | None = None) -> None:
+        self.stored = set(stored)
+        self.chunks: list[list[int]] = []
+        self.in_flight = self.most_in_flight = 0
+        self.fail_id, self.fail_with = fail_id, fail_with
+
+    async def insert(self, docs: Sequence[dict[str, Any]]) -> None:
+        ids = [d["_id"] for d in docs]
+        self.chunks.append(ids)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.01)
+            if self.fail_with is not None and self.fail_id in ids:
+                raise self.fail_with
+            errors = [
+                {"index": i, "code": DUPLICATE_KEY, "errmsg": f"dup {_id}"}
+                for i, _id in enumerate(ids)
+                if _id in self.stored
+            ]
+            self.stored.update(ids)
+            if errors:
+                raise BulkWriteError({"nInserted": len(ids) - len(errors), "writeErrors": errors})
+        finally:
+            self.in_flight -= 1
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_a_large_insert_goes_out_as_chunks_in_flight_together() -> None:
+    """FerretDB writes an insert's documents one at a time to its storage: a batch of log documents is sent as a few
+    unordered inserts at once, each a contiguous run of the batch."""
+    server = ChunkedServer(set())
+    docs = [{"_id": n} for n in range(1, 1001)]
+    run(insert_in_chunks(server.insert, docs))
+    assert len(server.chunks) == 4 and server.most_in_flight == 4
+    assert [i for chunk in server.chunks for i in chunk] == list(range(1, 1001))
+    small = ChunkedServer(set())
+    run(insert_in_chunks(small.insert, docs[:200]))
+    assert small.chunks == [list(range(1, 201))]  # a small batch stays one insert
+
+
+def test_duplicates_in_several_chunks_are_reported_once_with_their_index_in_the_whole_batch() -> None:
+    server = ChunkedServer({7, 260, 999})
+    docs = [{"_id": n} for n in range(1, 1001)]
+    with pytest.raises(BulkWriteError) as info:
+        run(insert_in_chunks(server.insert, docs))
+    details = info.value.details
+    assert details["nInserted"] == 997
+    assert sorted((e["index"], e["code"]) for e in details["writeErrors"]) == [(6, 11000), (259, 11000), (998, 11000)]
+    assert all(docs[e["index"]]["_id"] == int(e["errmsg"].split()[1]) for e in details["writeErrors"])
+
+
+@pytest.mark.parametrize("failure", [AutoReconnect("connection reset"), NetworkTimeout("timed out")])
+def test_a_chunk_that_fails_raises_its_error_only_once_every_chunk_has_ended(failure: Exception) -> None:
+    """The retry re-sends the whole batch: no chunk may still be writing when it does."""
+    server = ChunkedServer({3}, fail_id=600, fail_with=failure)
+    with pytest.raises(type(failure)):
+        run(insert_in_chunks(server.insert, [{"_id": n} for n in range(1, 1001)]))
+    assert server.in_flight == 0 and len(server.chunks) == 4
+    assert server.stored == set(range(1, 1001)) - set(range(501, 751))  # the other chunks were written
+
+
+@pytest.mark.parametrize("count", [1, 249, 250, 499, 500, 999, 1000, 1001, 5000, 12_345])
+def test_insert_spans_cover_the_batch_once_in_order(count: int) -> None:
+    spans = insert_spans(count)
+    assert spans[0][0] == 0 and spans[-1][1] == count
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+    assert 1 <= len(spans) <= 4 and (len(spans) == 1 or min(end - start for start, end in spans) >= 200)
