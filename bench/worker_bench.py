@@ -438,6 +438,15 @@ class Drain:
     services_pct: dict[str, float]
     stats: dict[str, float]
     measured: int  # events handled after the first poll that saw any: what the rate is measured on
+    batch_share: float  # the agent's batches' time (decode, handle, store calls) / the wall time measured
+    store_share: float  # its store calls' time / the wall time measured
+
+
+def time_spent(metrics: dict[str, float], agent: str) -> tuple[float, float]:
+    """Seconds the worker's histograms count so far: the agent's batches, and every store call (one agent runs)."""
+    batches = metrics.get(f'tenderhub_worker_batch_seconds_sum{{agent="{agent}"}}', 0.0)
+    stores = sum(v for k, v in metrics.items() if k.startswith("tenderhub_worker_store_seconds_sum{"))
+    return batches, stores
 
 
 def drain(worker: WorkerProcess, agent: str, target: int, timeout: float, services: dict[str, int]) -> Drain:
@@ -445,7 +454,7 @@ def drain(worker: WorkerProcess, agent: str, target: int, timeout: float, servic
     proc = worker.proc
     assert proc is not None
     started = time.monotonic()
-    first: tuple[float, int, float, dict[str, float]] | None = None
+    first: tuple[float, int, float, dict[str, float], tuple[float, float]] | None = None
     rss_max = 0.0
     while True:
         if proc.poll() is not None:
@@ -460,16 +469,17 @@ def drain(worker: WorkerProcess, agent: str, target: int, timeout: float, servic
         now, events = time.monotonic(), int(stats.get("events", 0))
         cpu = cpu_seconds(proc.pid)
         if events > 0 and first is None:
-            first = (now, events, cpu, services_cpu(services))
+            first = (now, events, cpu, services_cpu(services), time_spent(worker.metrics(), agent))
         if first is not None:
             rss_max = max(rss_max, memory_mb(proc.pid)[0])
         if events >= target:
             break
         time.sleep(0.05)
     assert first is not None
-    t0, e0, c0, s0 = first
+    t0, e0, c0, s0, (b0, st0) = first
     wall = max(now - t0, 1e-9)
     s1 = services_cpu(services)
+    b1, st1 = time_spent(worker.metrics(), agent)
     return Drain(
         events=events,
         rate=(events - e0) / wall,
@@ -481,6 +491,8 @@ def drain(worker: WorkerProcess, agent: str, target: int, timeout: float, servic
         services_pct={name: (s1[name] - s0[name]) / wall * 100 for name in s1 if name in s0},
         stats=stats,
         measured=events - e0,
+        batch_share=(b1 - b0) / wall,
+        store_share=(st1 - st0) / wall,
     )
 
 
@@ -572,6 +584,10 @@ def throughput(
             )
             busy = ", ".join(f"{name} {pct:.0f}%" for name, pct in sorted(result.services_pct.items()))
             print(f"      services' CPU meanwhile: {busy} | check: {check}")
+            print(
+                f"      wall time in batches {result.batch_share:.0%} (store calls {result.store_share:.0%}); the rest "
+                "is the worker between batches (fetching, committing offsets)"
+            )
             code = worker.terminate()
             if code != 0:
                 print(f"      note: worker exited with {code} on SIGTERM")
