@@ -683,21 +683,34 @@ def ferretdb_file(settings: Settings, database: str) -> Path | None:
     return path if path.exists() else None
 
 
-def _after_record_id(execute: Callable[..., Any], query: Any) -> Callable[[], list[tuple[int, float]]]:
+def _after_record_id(
+    execute: Callable[..., Any], query: Any, by_id: Callable[[list[int]], list[Any]], pending: set[int]
+) -> Callable[[], list[tuple[int, float]]]:
     """A poll of FerretDB's storage: `query` selects (record id, _id, occurred_at in ms) of the documents after the
-    record id it is given, in insertion order; each call returns the (event id, occurred_at in s) of the new ones."""
-    last = [0]
+    record id it is given, in insertion order; each call returns the (event id, occurred_at in s) of the new ones.
+
+    Record ids are handed out when an insert starts, but the worker's sink sends a batch as a few inserts at once,
+    which commit in any order: the cursor can pass over documents that become visible after it moved on. So the
+    pending events numbered below the highest seen are also looked up by `_id` (`by_id`: (_id, occurred_at in ms)
+    rows; FerretDB's unique `_id` index serves it); normally they are the few still in flight."""
+    last, highest = [0], [0]
 
     def fetch() -> list[tuple[int, float]]:
         rows = execute(query, (last[0],)).fetchall()
         if rows:
             last[0] = rows[-1][0]
-        return [(int(r[1]), int(r[2]) / 1000) for r in rows]
+        found = [(int(r[1]), int(r[2]) / 1000) for r in rows]
+        highest[0] = max([highest[0], *(e for e, _ in found)])
+        new = {e for e, _ in found}
+        passed = sorted(e for e in pending if e < highest[0] and e not in new)[:2000]
+        if passed:
+            found += [(int(r[0]), int(r[1]) / 1000) for r in by_id(passed)]
+        return found
 
     return fetch
 
 
-def _activity_seen_sqlite(path: Path, collection: str) -> Callable[[], list[tuple[int, float]]]:
+def _activity_seen_sqlite(path: Path, collection: str, pending: set[int]) -> Callable[[], list[tuple[int, float]]]:
     """New log documents, in FerretDB's insertion order, read from its SQLite file (read-only).
 
     FerretDB 1.24 pushes no filter but `{_id: <string|ObjectId>}` down to SQLite: `find({_id: {$gt: n}})` decodes
@@ -712,7 +725,16 @@ def _activity_seen_sqlite(path: Path, collection: str) -> Callable[[], list[tupl
         f"json_extract(_ferretdb_sjson, '$.occurred_at') FROM \"{table}\" WHERE _ferretdb_record_id > ? "
         "ORDER BY _ferretdb_record_id"
     )
-    return _after_record_id(db.execute, query)
+
+    def by_id(ids: list[int]) -> list[Any]:
+        marks = ", ".join("?" * len(ids))
+        return db.execute(
+            f"SELECT json_extract(_ferretdb_sjson, '$._id'), json_extract(_ferretdb_sjson, '$.occurred_at') "
+            f"FROM \"{table}\" WHERE json_extract(_ferretdb_sjson, '$._id') IN ({marks})",
+            ids,
+        ).fetchall()
+
+    return _after_record_id(db.execute, query, by_id, pending)
 
 
 def ferretdb_postgresql(settings: Settings) -> str | None:
@@ -723,7 +745,9 @@ def ferretdb_postgresql(settings: Settings) -> str | None:
     return Stack(cfg).ferretdb_postgresql_url()
 
 
-def _activity_seen_postgresql(url: str, database: str, collection: str) -> Callable[[], list[tuple[int, float]]]:
+def _activity_seen_postgresql(
+    url: str, database: str, collection: str, pending: set[int]
+) -> Callable[[], list[tuple[int, float]]]:
     """New log documents, in FerretDB's insertion order, read from its PostgreSQL table (read-only), for the reason
     given for SQLite above: FerretDB 1.24 answers `find({_id: {$in: [...]}})` on PostgreSQL by reading the whole
     collection, and polling it every 10 ms took half a core and made the log look seconds late. A capped collection's
@@ -745,7 +769,14 @@ def _activity_seen_postgresql(url: str, database: str, collection: str) -> Calla
         "SELECT _ferretdb_record_id, _jsonb->'_id', _jsonb->'occurred_at' FROM {}.{} WHERE _ferretdb_record_id > %s "
         "ORDER BY _ferretdb_record_id"
     ).format(schema, psycopg.sql.Identifier(row[0]))
-    return _after_record_id(conn.execute, query)
+    by_id_query = psycopg.sql.SQL(
+        "SELECT _jsonb->'_id', _jsonb->'occurred_at' FROM {}.{} WHERE _jsonb->'_id' = ANY(%s::jsonb[])"
+    ).format(schema, psycopg.sql.Identifier(row[0]))
+
+    def by_id(ids: list[int]) -> list[Any]:
+        return list(conn.execute(by_id_query, ([str(i) for i in ids],)).fetchall())
+
+    return _after_record_id(conn.execute, query, by_id, pending)
 
 
 def _activity_seen_mongo(url: str, database: str, collection: str, pending: set[int]) -> Callable[[], Any]:
@@ -769,9 +800,9 @@ def _poll_activity(args: dict[str, Any], commits: Any, conn: Connection) -> None
     committed: dict[int, float] = {}
     seen: dict[int, tuple[float, float]] = {}  # event id -> (seen at, outbox created_at)
     if args["sqlite"]:
-        fetch = _activity_seen_sqlite(Path(args["sqlite"]), args["collection"])
+        fetch = _activity_seen_sqlite(Path(args["sqlite"]), args["collection"], pending)
     elif args["postgresql"]:
-        fetch = _activity_seen_postgresql(args["postgresql"], args["database"], args["collection"])
+        fetch = _activity_seen_postgresql(args["postgresql"], args["database"], args["collection"], pending)
     else:
         fetch = _activity_seen_mongo(args["url"], args["database"], args["collection"], pending)
     conn.send("ready")
