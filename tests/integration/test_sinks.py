@@ -172,16 +172,21 @@ def test_large_documents_are_split_across_commands(
 def test_a_document_another_unique_index_refuses_is_permanent_and_the_rest_is_written(
     sink: MongoSink, db: Database[dict[str, Any]]
 ) -> None:
+    # The conflicting document is stored first: the async sink sends a batch's commands together, so of two
+    # documents of one batch that collide on another unique index either could land first (the pipeline's
+    # collections have no unique index but their key, so this never decides what it stores).
     db["tender_summaries"].create_index([("ocid", ASCENDING)], unique=True, name="uq_ocid_test")
+    first = VersionedDoc({"tender_id": 1}, {"ocid": "ocds-1"}, {"source_seq": 1}, 11)
+    assert sink.upsert_versioned("tender_summaries", [first]) == UpsertResult(upserted=1)
     batch = [
-        VersionedDoc({"tender_id": 1}, {"ocid": "ocds-1"}, {"source_seq": 1}, 11),
+        VersionedDoc({"tender_id": 4}, {"ocid": "ocds-4"}, {"source_seq": 4}, 14),
         VersionedDoc({"tender_id": 2}, {"ocid": "ocds-1"}, {"source_seq": 2}, 12),
         VersionedDoc({"tender_id": 3}, {"ocid": "ocds-3"}, {"source_seq": 3}, 13),
     ]
     with pytest.raises(PermanentSinkError, match="another unique index") as info:
         sink.upsert_versioned("tender_summaries", batch)
     assert (info.value.index, info.value.key) == (1, {"tender_id": 2})
-    assert [d["tender_id"] for d in stored(db, "tender_summaries")] == [1, 3]
+    assert [d["tender_id"] for d in stored(db, "tender_summaries")] == [1, 3, 4]
 
 
 def test_insert_logs_dedupes_redeliveries_in_a_capped_collection(sink: MongoSink, db: Database[dict[str, Any]]) -> None:
