@@ -57,6 +57,8 @@ _RESERVED = frozenset({"_id", "event_id"})
 # How many rounds a key that keeps changing under us gets before the whole write is retried later.
 _CONFLICT_ROUNDS = 3
 _PREREAD_CHUNK = 5000
+# Batches of this many keys or more that share a key field's value are pre-read on FerretDB by that equality alone.
+_WIDE_BATCH = 500
 # Update commands of one batch in flight at once (each on its own connection): FerretDB runs one op per command, so
 # a batch of re-writes is bound by round trips (measured on 2 cores: 2.1 ms an op one at a time, 1.0 ms with 8).
 _UPDATE_CONCURRENCY = 8
@@ -407,6 +409,7 @@ class _MongoCore:
         self._timeout_ms = int(timeout_s * 1000)
         self._socket_timeout_ms = int(socket_timeout_s * 1000)
         self._batch_ops = batch_ops
+        self._ferretdb: bool | None = None  # what the server is, asked once (buildInfo)
         self._preread = preread
         self._sensor = sensor
 
@@ -538,13 +541,19 @@ class _MongoCore:
 
     # -- the guarded upsert ---------------------------------------------------------------------------------------
 
-    def _ops_per_command(self) -> Steps[int]:
-        if self._batch_ops is None:
+    def _is_ferretdb(self) -> Steps[bool]:
+        if self._ferretdb is None:
             info = yield _Command({"buildInfo": 1}, admin=True)
             ferretdb = info.get("ferretdbVersion")
-            self._batch_ops = _FERRETDB_BATCH_OPS if ferretdb else _MONGODB_BATCH_OPS
+            self._ferretdb = bool(ferretdb)
             server = f"FerretDB {ferretdb}" if ferretdb else f"MongoDB {info.get('version')}"
-            log.info("%s: %d update ops per command", server, self._batch_ops)
+            log.info("store: %s", server)
+        return self._ferretdb
+
+    def _ops_per_command(self) -> Steps[int]:
+        if self._batch_ops is None:
+            self._batch_ops = _FERRETDB_BATCH_OPS if (yield from self._is_ferretdb()) else _MONGODB_BATCH_OPS
+            log.info("%d update ops per command", self._batch_ops)
         return self._batch_ops
 
     def _upsert(self, run: _Run, ops: list[_Op]) -> Steps[None]:
@@ -602,6 +611,16 @@ class _MongoCore:
         """The stored version fields of the batch's keys, in one query per chunk (absent keys are missing)."""
         projection = {"_id": 0, **{name: 1 for name in (*run.key_fields, *run.version_fields)}}
         found: dict[tuple[Any, ...], dict[str, Any]] = {}
+        wide = yield from self._equality_alone(run, ops)
+        if wide is not None:
+            # One query for the whole batch; the keys are matched here, as below.
+            wanted = {op.key for op in ops}
+            docs: list[dict[str, Any]] = yield _Find(run.collection, wide, projection, batch_size=_PREREAD_CHUNK)
+            for doc in docs:
+                key = tuple(doc.get(name) for name in run.key_fields)
+                if key in wanted:
+                    found[key] = doc
+            return found
         for start in range(0, len(ops), _PREREAD_CHUNK):
             chunk = ops[start : start + _PREREAD_CHUNK]
             wanted = {op.key for op in chunk}
@@ -613,12 +632,29 @@ class _MongoCore:
             for i, name in enumerate(run.key_fields):
                 values = sorted({op.key[i] for op in chunk})
                 query[name] = values[0] if len(values) == 1 else {"$in": values}
-            docs: list[dict[str, Any]] = yield _Find(run.collection, query, projection)
+            docs = yield _Find(run.collection, query, projection)
             for doc in docs:
                 key = tuple(doc.get(name) for name in run.key_fields)
                 if key in wanted:
                     found[key] = doc
         return found
+
+    def _equality_alone(self, run: _Run, ops: Sequence[_Op]) -> Steps[dict[str, Any] | None]:
+        """On FerretDB, for a batch whose key fields with one value (one team's rescore, one tender's) leave a
+        long `$in` on the others: the equalities alone. FerretDB reads every document matching the equalities
+        anyway (they are its storage's index lookup) and then matches each against the whole `$in` list in Go
+        (5,000 of one team's scores: ~0.9 s by the equality, ~1.3 s with a `$in` of 5,000; and a batch over
+        _PREREAD_CHUNK keys read them twice). None: the per-chunk `$in` query (MongoDB's unique index answers it)."""
+        if len(ops) < _WIDE_BATCH:
+            return None
+        fixed: dict[str, Any] = {}
+        for i, name in enumerate(run.key_fields):
+            values = {op.key[i] for op in ops}
+            if len(values) == 1:
+                fixed[name] = next(iter(values))
+        if not fixed or len(fixed) == len(run.key_fields) or not (yield from self._is_ferretdb()):
+            return None
+        return fixed
 
     def _insert_new(self, run: _Run, ops: list[_Op]) -> Steps[list[_Op]]:
         """Insert documents whose key was absent; return those that appeared meanwhile (for the guarded update)."""

@@ -385,3 +385,30 @@ def test_insert_spans_cover_the_batch_once_in_order(count: int) -> None:
     assert spans[0][0] == 0 and spans[-1][1] == count
     assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
     assert 1 <= len(spans) <= 4 and (len(spans) == 1 or min(end - start for start, end in spans) >= 200)
+
+
+class MongoDBServer(ScriptedServer):
+    def answer(self, request: Any) -> Any:
+        if type(request).__name__ == "_Command":
+            return {"version": "7.0.12"}
+        return super().answer(request)
+
+
+@pytest.mark.parametrize("tenders", [600, 5001])
+def test_a_wide_rescore_on_ferretdb_reads_the_teams_versions_with_the_equality_alone(tenders: int) -> None:
+    """FerretDB answers `{team_id: 7, tender_id: {$in: [...]}}` by reading every document of team 7 (the equality is
+    its storage's index lookup) and then matching each against the whole `$in` list in Go: for a wide batch the `$in`
+    only costs. The pre-read is then the equality alone, in one query whatever the batch's size, filtered here."""
+    stored = [{"team_id": 7, "tender_id": t, "tender_seq": 1, "team_seq": 1} for t in range(1, 8001)]
+    docs = [score(7, t, 1, 2, value=t % 90) for t in range(1, tenders + 1)]
+    server = ScriptedServer(stored)
+    result = server.drive(MongoSink("mongodb://127.0.0.1:9/", "unused")._upsert_call("readiness_scores", docs).steps())
+    assert result.modified == tenders and result.upserted == 0, result
+    finds = [r for r in server.requests if type(r).__name__ == "_Find"]
+    assert [f.query for f in finds] == [{"team_id": 7}]
+    # On MongoDB the unique index answers the `$in`: it stays (in chunks of 5,000 keys).
+    mongodb = MongoDBServer([dict(d) for d in stored])
+    result = mongodb.drive(MongoSink("mongodb://127.0.0.1:9/", "unused")._upsert_call("readiness_scores", docs).steps())
+    assert result.modified == tenders, result
+    finds = [r for r in mongodb.requests if type(r).__name__ == "_Find"]
+    assert all(set(f.query) == {"team_id", "tender_id"} for f in finds), [f.query for f in finds]
