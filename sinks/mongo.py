@@ -610,29 +610,20 @@ class _MongoCore:
     def _stored_versions(self, run: _Run, ops: Sequence[_Op]) -> Steps[dict[tuple[Any, ...], dict[str, Any]]]:
         """The stored version fields of the batch's keys, in one query per chunk (absent keys are missing)."""
         projection = {"_id": 0, **{name: 1 for name in (*run.key_fields, *run.version_fields)}}
-        found: dict[tuple[Any, ...], dict[str, Any]] = {}
         wide = yield from self._equality_alone(run, ops)
-        if wide is not None:
-            # One query for the whole batch; the keys are matched here, as below.
-            wanted = {op.key for op in ops}
-            docs: list[dict[str, Any]] = yield _Find(run.collection, wide, projection, batch_size=_PREREAD_CHUNK)
-            for doc in docs:
-                key = tuple(doc.get(name) for name in run.key_fields)
-                if key in wanted:
-                    found[key] = doc
-            return found
-        for start in range(0, len(ops), _PREREAD_CHUNK):
-            chunk = ops[start : start + _PREREAD_CHUNK]
+        reads: list[tuple[dict[str, Any], Sequence[_Op], int]] = (
+            [(wide, ops, _PREREAD_CHUNK)]  # one query for the whole batch
+            if wide is not None
+            else [
+                (_key_query(run, ops[start : start + _PREREAD_CHUNK]), ops[start : start + _PREREAD_CHUNK], 0)
+                for start in range(0, len(ops), _PREREAD_CHUNK)
+            ]
+        )
+        found: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for query, chunk, batch_size in reads:
+            # The query is a superset of the chunk's keys, filtered here; the cursor is always drained.
             wanted = {op.key for op in chunk}
-            # Per-field $in is a superset for compound keys, filtered below; it uses the unique index on MongoDB.
-            # A field with one value is an equality, which FerretDB hands to its storage (an index lookup on the
-            # stack's PostgreSQL): it filters any operator itself, after reading every document of the collection.
-            # The cursor is always drained.
-            query: dict[str, Any] = {}
-            for i, name in enumerate(run.key_fields):
-                values = sorted({op.key[i] for op in chunk})
-                query[name] = values[0] if len(values) == 1 else {"$in": values}
-            docs = yield _Find(run.collection, query, projection)
+            docs: list[dict[str, Any]] = yield _Find(run.collection, query, projection, batch_size=batch_size)
             for doc in docs:
                 key = tuple(doc.get(name) for name in run.key_fields)
                 if key in wanted:
@@ -796,6 +787,17 @@ class _MongoCore:
                 ) from exc
             return inserted
         return len(docs)
+
+
+def _key_query(run: _Run, chunk: Sequence[_Op]) -> dict[str, Any]:
+    """Per-field $in over a chunk's keys (a superset for compound keys); it uses the unique index on MongoDB. A field
+    with one value is an equality, which FerretDB hands to its storage (an index lookup on the stack's PostgreSQL): it
+    filters any operator itself, after reading every document of the collection."""
+    query: dict[str, Any] = {}
+    for i, name in enumerate(run.key_fields):
+        values = sorted({op.key[i] for op in chunk})
+        query[name] = values[0] if len(values) == 1 else {"$in": values}
+    return query
 
 
 def _find_kwargs(request: _Find) -> dict[str, Any]:
