@@ -107,11 +107,13 @@ class TimedMongoSink(AsyncMongoSink):
         self.sample: int | None = None
         self.batches: list[tuple[int, int, UpsertResult]] = []  # (documents given, documents written, result)
 
-    async def upsert_versioned(self, collection: str, docs: Sequence[VersionedDoc]) -> UpsertResult:
+    async def upsert_versioned(
+        self, collection: str, docs: Sequence[VersionedDoc], stored: Sequence[Mapping[str, Any]] | None = None
+    ) -> UpsertResult:
         batch = docs if self.sample is None else docs[:: max(1, len(docs) // self.sample)][: self.sample]
         started = time.perf_counter()
         try:
-            result = await super().upsert_versioned(collection, batch)
+            result = await super().upsert_versioned(collection, batch, stored)
         finally:
             self.clock.add("mongo", started)
         self.batches.append((len(docs), len(batch), result))

@@ -366,6 +366,8 @@ class _Commands:
 _Request = _Find | _InsertMany | _Command | _Commands
 # An algorithm: yields requests, is sent each one's result (or thrown its pymongo error), returns its value.
 Steps = Generator[_Request, Any, T]
+# Stored documents (their key and version fields at least) by their key values.
+_Stored = dict[tuple[Any, ...], Mapping[str, Any]]
 
 
 def _done(value: T) -> Steps[T]:
@@ -427,7 +429,9 @@ class _MongoCore:
 
     # -- public calls, validated --------------------------------------------------------------------------------
 
-    def _upsert_call(self, collection: str, docs: Sequence[VersionedDoc]) -> _Call[UpsertResult]:
+    def _upsert_call(
+        self, collection: str, docs: Sequence[VersionedDoc], stored: Sequence[Mapping[str, Any]] | None = None
+    ) -> _Call[UpsertResult]:
         """See `MongoSink.upsert_versioned`."""
         if not docs:
             return _Call(None, lambda: _done(UpsertResult()))
@@ -438,10 +442,14 @@ class _MongoCore:
                 "%s: event %d (doc %d) superseded in its batch for key %s", collection, doc.event_id, index, doc.key
             )
         ops = [_op(index, doc, key_fields, version_fields) for index, doc in winners]
+        given = None if stored is None else _by_key(stored, key_fields)
 
         def attempt() -> Steps[UpsertResult]:
+            nonlocal given
             run = _Run(collection, key_fields, version_fields, stale=len(dropped))
-            yield from self._upsert(run, ops)
+            # The caller's read answers the first attempt only: a retry reads what the failed attempt left.
+            read, given = given, None
+            yield from self._upsert(run, ops, read)
             if run.failures:
                 first = run.failures[0]
                 raise PermanentSinkError(
@@ -556,10 +564,10 @@ class _MongoCore:
             log.info("%d update ops per command", self._batch_ops)
         return self._batch_ops
 
-    def _upsert(self, run: _Run, ops: list[_Op]) -> Steps[None]:
+    def _upsert(self, run: _Run, ops: list[_Op], read: _Stored | None) -> Steps[None]:
         updates: list[_Op] = []
         if self._preread:
-            stored = yield from self._stored_versions(run, ops)
+            stored = read if read is not None else (yield from self._stored_versions(run, ops))
             inserts: list[_Op] = []
             for op in ops:
                 current = stored.get(op.key)
@@ -607,7 +615,7 @@ class _MongoCore:
         )
         return False
 
-    def _stored_versions(self, run: _Run, ops: Sequence[_Op]) -> Steps[dict[tuple[Any, ...], dict[str, Any]]]:
+    def _stored_versions(self, run: _Run, ops: Sequence[_Op]) -> Steps[_Stored]:
         """The stored version fields of the batch's keys, in one query per chunk (absent keys are missing)."""
         projection = {"_id": 0, **{name: 1 for name in (*run.key_fields, *run.version_fields)}}
         wide = yield from self._equality_alone(run, ops)
@@ -619,7 +627,7 @@ class _MongoCore:
                 for start in range(0, len(ops), _PREREAD_CHUNK)
             ]
         )
-        found: dict[tuple[Any, ...], dict[str, Any]] = {}
+        found: _Stored = {}
         for query, chunk, batch_size in reads:
             # The query is a superset of the chunk's keys, filtered here; the cursor is always drained.
             wanted = {op.key for op in chunk}
@@ -789,6 +797,11 @@ class _MongoCore:
         return len(docs)
 
 
+def _by_key(docs: Sequence[Mapping[str, Any]], key_fields: Sequence[str]) -> _Stored:
+    """A caller's read of stored documents, by their values of `key_fields`."""
+    return {tuple(doc.get(name) for name in key_fields): doc for doc in docs}
+
+
 def _key_query(run: _Run, chunk: Sequence[_Op]) -> dict[str, Any]:
     """Per-field $in over a chunk's keys (a superset for compound keys); it uses the unique index on MongoDB. A field
     with one value is an equality, which FerretDB hands to its storage (an index lookup on the stack's PostgreSQL): it
@@ -831,15 +844,22 @@ class MongoSink(_MongoCore):
         if client is not None:
             client.close()
 
-    def upsert_versioned(self, collection: str, docs: Sequence[VersionedDoc]) -> UpsertResult:
+    def upsert_versioned(
+        self, collection: str, docs: Sequence[VersionedDoc], stored: Sequence[Mapping[str, Any]] | None = None
+    ) -> UpsertResult:
         """Write the newest version of each document; an older version never overwrites a newer one.
 
         A document is written when every stored version is <= its own (equal versions rewrite the same content, so
         replays are idempotent) and counted `stale` otherwise, as are the older duplicates of a key in the batch.
         Raises InvalidInputError before writing anything, PermanentSinkError (index, key) after writing the rest of
         the batch, and TransientSinkError once the retries are spent.
+
+        `stored`: the caller's own read of the stored documents of EVERY key in `docs` (at least their key and
+        version fields; a key without one is taken as absent), used instead of the sink's read of them. It may be out
+        of date: the guards and the unique index still decide (a key stored meanwhile is met by the guarded update,
+        a newer version stays), it only costs a conflict resolved. A retry reads afresh.
         """
-        return self._run(self._upsert_call(collection, docs))
+        return self._run(self._upsert_call(collection, docs, stored))
 
     def insert_logs(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> int:
         """Append log documents whose `_id` is their event id; return how many were inserted.
@@ -948,9 +968,11 @@ class AsyncMongoSink(_MongoCore):
         if client is not None:
             await client.close()
 
-    async def upsert_versioned(self, collection: str, docs: Sequence[VersionedDoc]) -> UpsertResult:
+    async def upsert_versioned(
+        self, collection: str, docs: Sequence[VersionedDoc], stored: Sequence[Mapping[str, Any]] | None = None
+    ) -> UpsertResult:
         """See `MongoSink.upsert_versioned`."""
-        return await self._run(self._upsert_call(collection, docs))
+        return await self._run(self._upsert_call(collection, docs, stored))
 
     async def insert_logs(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> int:
         """See `MongoSink.insert_logs`."""

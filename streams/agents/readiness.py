@@ -512,21 +512,27 @@ class ReadinessHandler:
         """One pass of `rescore` over `facts`; returns the pairs whose documents it sent to the store."""
         touched_tenders = sorted(set(tenders))
         touched_teams = sorted(t for t in set(teams) if t in facts.companies)
-        stored = await self._stored_versions(facts, touched_tenders, touched_teams)
+        stored_docs = await self._stored_docs(facts, touched_tenders, touched_teams)
+        stored: StoredVersions = {
+            (d["team_id"], d["tender_id"]): (d.get("tender_seq"), d.get("team_seq"), d.get("rules_version"))
+            for d in stored_docs
+        }
         plan = await asyncio.to_thread(self._plan, facts, touched_tenders, touched_teams, stored, as_of)
         self.scored += len(plan.docs)
         if plan.docs:
             try:
-                await self._ctx.mongo.upsert_versioned(READINESS_SCORES.name, plan.docs)
+                # The same read answers the sink's (every pair written is one of the pairs read), sparing a second
+                # read of the same documents; the sink's guards still decide if they moved meanwhile.
+                await self._ctx.mongo.upsert_versioned(READINESS_SCORES.name, plan.docs, stored=stored_docs)
             except PermanentSinkError as exc:
                 raise refused_event(exc, None) from exc
         affected = sorted({team for team, u in plan.updates.items() if u} | set(plan.full))
         await self._update_tops(affected, plan.updates, plan.full, facts, as_of)
         return [(int(d.key["team_id"]), int(d.key["tender_id"])) for d in plan.docs]
 
-    async def _stored_versions(self, facts: Facts, tenders: Sequence[int], teams: Sequence[int]) -> StoredVersions:
-        """Versions and rules of the stored documents the batch may rewrite: every team's for its tenders, every
-        tender's for its teams."""
+    async def _stored_docs(self, facts: Facts, tenders: Sequence[int], teams: Sequence[int]) -> list[dict[str, Any]]:
+        """Keys, versions and rules of the stored documents the batch may rewrite: every team's for its tenders,
+        every tender's for its teams."""
         wanted = ["tender_seq", "team_seq", "rules_version"]
         docs: list[dict[str, Any]] = []
         known = [t for t in tenders if t in facts.tenders]
@@ -534,10 +540,7 @@ class ReadinessHandler:
             docs += await self._ctx.mongo.find_by_ids(READINESS_SCORES.name, "tender_id", known, ["team_id", *wanted])
         if teams:
             docs += await self._ctx.mongo.find_by_ids(READINESS_SCORES.name, "team_id", teams, ["tender_id", *wanted])
-        return {
-            (d["team_id"], d["tender_id"]): (d.get("tender_seq"), d.get("team_seq"), d.get("rules_version"))
-            for d in docs
-        }
+        return docs
 
     def _plan(
         self,

@@ -142,10 +142,12 @@ class FaultyMongo(AsyncMongoSink):
         super().__init__(url, database, **options)
         self.plan = plan
 
-    async def upsert_versioned(self, collection: str, docs: Sequence[VersionedDoc]) -> UpsertResult:
+    async def upsert_versioned(
+        self, collection: str, docs: Sequence[VersionedDoc], stored: Sequence[Mapping[str, Any]] | None = None
+    ) -> UpsertResult:
         return await self.plan.call(
             f"mongo.upsert_versioned {collection} ({len(docs)})",
-            lambda: super(FaultyMongo, self).upsert_versioned(collection, docs),
+            lambda: super(FaultyMongo, self).upsert_versioned(collection, docs, stored),
         )
 
     async def insert_logs(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> int:
@@ -513,14 +515,14 @@ class LostUpdateMongo:
         self._meanwhile = meanwhile
         self.fired = False
 
-    async def upsert_versioned(self, collection: str, docs: Any) -> Any:
+    async def upsert_versioned(self, collection: str, docs: Any, stored: Any = None) -> Any:
         if not self.fired:
             self.fired = True
             await asyncio.wait_for(self._meanwhile(), 60)
             with _mongo_client(self._settings) as client:
                 for doc in docs:
                     client[self._settings.mongo_db][collection].delete_one(dict(doc.key))
-        return await self._inner.upsert_versioned(collection, docs)
+        return await self._inner.upsert_versioned(collection, docs, stored)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

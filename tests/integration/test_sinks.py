@@ -250,6 +250,28 @@ def test_keys_stored_by_another_writer_during_a_large_insert_fall_back_to_the_gu
     assert got == {t: ("newer", 9) if t == newer else (f"v5 {t}", 5) for t in range(1, 1001)}
 
 
+def test_a_callers_out_of_date_read_of_the_stored_versions_still_ends_right(
+    make: Make, db: Database[dict[str, Any]], settings: Settings
+) -> None:
+    """The readiness agent hands the sink the versions it read before scoring (sparing the sink's own read), and by
+    the write other writers may have moved on: keys it saw absent are stored (older: overwritten; newer: kept), a
+    key it saw older is newer now (kept), one it saw stored is gone (written again). The guards and the unique
+    index decide, not the read."""
+    sink = make(settings.mongo_url.get_secret_value(), db.name, retry_policy=FAST_RETRY)
+    read = [{"team_id": 1, "tender_id": t, "tender_seq": 1, "team_seq": 1} for t in (3, 4, 5)]  # 1, 2, 6 absent
+    now = [(1, 1, 1, 0), (2, 9, 9, 99), (3, 1, 1, 0), (4, 9, 9, 99)]  # tender 5 was deleted meanwhile
+    db["readiness_scores"].insert_many(
+        [{"team_id": 1, "tender_id": t, "tender_seq": a, "team_seq": b, "score": v} for t, a, b, v in now]
+    )
+    try:
+        result = sink.upsert_versioned("readiness_scores", [score(1, t, 5, 5, t) for t in range(1, 7)], stored=read)
+    finally:
+        sink.close()
+    assert result == UpsertResult(upserted=2, modified=2, stale=2), result
+    got = {d["tender_id"]: (d["tender_seq"], d["team_seq"], d["score"]) for d in stored(db, "readiness_scores")}
+    assert got == {1: (5, 5, 1), 2: (9, 9, 99), 3: (5, 5, 3), 4: (9, 9, 99), 5: (5, 5, 5), 6: (5, 5, 6)}
+
+
 def test_mongo_unreachable_raises_transient_after_the_retries(make: Make, caplog: pytest.LogCaptureFixture) -> None:
     sink = make(f"mongodb://127.0.0.1:{closed_port()}/", "none", retry_policy=FAST_RETRY, timeout_s=0.2)
     with caplog.at_level(logging.WARNING, logger="sinks.retry"):
