@@ -227,6 +227,14 @@ class Settings(_Base):
         "cores) or a thread of the relay's process (one core).",
     )
     relay_linger_ms: int = Field(5, ge=0, le=10_000, description="How long a partial batch waits for more rows.")
+    relay_commit_gap_ms: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="Least time from the end of one Kafka transaction to the start of the next, unless a batch is "
+        "full: at a trickle, fewer and larger transactions (each is several broker requests and a marker per "
+        "partition) for up to this much added latency. 0: a batch goes out as soon as the binlog is idle.",
+    )
     relay_heartbeat_s: float = Field(
         2.0, gt=0, le=60, description="Binlog heartbeat period: how fast the relay notices a dead connection."
     )

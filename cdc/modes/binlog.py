@@ -83,10 +83,10 @@ class BinlogMode:
         batch: list[Record] = []
         pending = position
         last_flush = time.monotonic()
-        linger = s.relay_linger_ms / 1000
+        linger, gap = s.relay_linger_ms / 1000, s.relay_commit_gap_ms / 1000
         try:
             while True:
-                items = await source.get_many(linger if batch else IDLE_POSITION_FLUSH_S)
+                items = await source.get_many(wait_s(len(batch), time.monotonic() - last_flush, linger, gap))
                 for item in items:
                     if isinstance(item, BaseException):
                         raise item
@@ -116,14 +116,16 @@ class BinlogMode:
                         )
                         pending = replace(pending, epoch=item.epoch)
                 self.h.check()
-                idle = not items or isinstance(items[-1], Idle)
-                since = time.monotonic() - last_flush
-                due = (
-                    (batch and (idle or since >= linger))
-                    or (pending != position and since >= IDLE_POSITION_FLUSH_S)
-                    or self.h.stop.is_set()
+                due = flush_due(
+                    rows=len(batch),
+                    moved=pending != position,
+                    idle=not items or isinstance(items[-1], Idle),
+                    since=time.monotonic() - last_flush,
+                    linger=linger,
+                    gap=gap,
+                    stopping=self.h.stop.is_set(),
                 )
-                if due and (batch or pending != position):
+                if due:
                     await self.h.publish(publisher, batch, pending)
                     position, batch, last_flush = pending, [], time.monotonic()
                 if self.h.stop.is_set() and not batch:
@@ -131,6 +133,28 @@ class BinlogMode:
         finally:
             source.stop()
             await asyncio.to_thread(source.join)
+
+
+def flush_due(*, rows: int, moved: bool, idle: bool, since: float, linger: float, gap: float, stopping: bool) -> bool:
+    """Whether the batch (`rows` records), or with no rows the position alone (`moved`), goes out now, `since`
+    seconds after the last Kafka transaction ended. Rows go when the binlog has nothing more for now (`idle`) or
+    after `linger`, never before `gap` (a full batch goes out before this is asked); the position alone once a
+    second; everything when stopping."""
+    if not rows and not moved:
+        return False
+    if stopping:
+        return True
+    if rows and (since >= max(linger, gap) or (idle and since >= gap)):
+        return True
+    return moved and since >= IDLE_POSITION_FLUSH_S
+
+
+def wait_s(rows: int, since: float, linger: float, gap: float) -> float:
+    """How long to wait for the binlog's next items: with a batch held back by `gap`, until the gap ends (new rows
+    still wake the loop at once); with a batch, `linger`; with none, the idle position pace."""
+    if not rows:
+        return IDLE_POSITION_FLUSH_S
+    return gap - since if since < gap else linger
 
 
 def check_monotonic(record: Record, pending: Position) -> None:
