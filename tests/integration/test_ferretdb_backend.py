@@ -25,6 +25,7 @@ from schema.settings import load_stack_settings
 from tenderhub.stack import (
     FERRETDB_DATABASE,
     FERRETDB_ROLE,
+    PG_STATISTICS_TARGET,
     STACK_MARKER,
     FerretDB,
     PostgreSQL,
@@ -264,6 +265,41 @@ def test_every_index_gets_a_gin_twin_that_serves_equality_filters(pg_stack: Stac
         client.drop_database(db_name)
         client.close()
     assert _twins(pg, db_name) == {}
+
+
+def test_the_capped_clean_ups_statistics_sample_a_tenth_of_the_default(pg_stack: Stack) -> None:
+    """FerretDB refreshes a capped collection's statistics (ANALYZE) twice per clean-up round, with a VACUUM ANALYZE
+    between, every few seconds: at PostgreSQL's default target each samples 30,000 rows and an activity log's
+    clean-up took a third of a core while the worker wrote. The stack's PostgreSQL keeps 10 buckets, not 100, and the
+    twins still serve an equality on a skewed field."""
+    pg = _service(pg_stack, PostgreSQL)
+    db_name = f"t_stats_{uuid.uuid4().hex[:8]}"
+    client = _mongo(pg_stack)
+    try:
+        db = client[db_name]
+        db.create_collection("logs", capped=True, size=64 * 1024 * 1024)
+        db["logs"].create_index([("user_id", ASCENDING)], name="ix_user")
+        # One busy user among many quiet ones: the shape an equality estimate can get wrong.
+        db["logs"].insert_many([{"_id": n, "user_id": 1 if n % 3 == 0 else n, "n": n} for n in range(1, 6001)])
+        db.command("collStats", "logs")  # FerretDB's own refresh: what the clean-up round calls
+        rows = pg._psql(
+            "SELECT tablename, attname, coalesce(array_length(histogram_bounds::text::text[], 1), 0), "
+            f"coalesce(array_length(most_common_freqs, 1), 0) FROM pg_stats WHERE schemaname = '{db_name}' "
+            "AND tablename LIKE 'logs%';",
+            database=FERRETDB_DATABASE,
+        )
+        sizes = [tuple(line.split("|")) for line in rows.splitlines() if line]
+        assert sizes, rows  # the table's and the index expressions' statistics exist
+        assert all(
+            int(hist) <= PG_STATISTICS_TARGET + 1 and int(mcv) <= PG_STATISTICS_TARGET for *_, hist, mcv in sizes
+        )
+        assert any(int(hist) > 1 for *_, hist, _ in sizes), sizes  # and are not empty
+        plan = json.dumps(db.command("explain", {"find": "logs", "filter": {"user_id": 4}}))
+        assert "tenderhub_gin_" in plan and "Seq Scan" not in plan, plan
+        assert [d["n"] for d in db["logs"].find({"user_id": 4})] == [4]
+    finally:
+        client.drop_database(db_name)
+        client.close()
 
 
 def test_clusters_of_deleted_stack_folders_are_removed_and_others_kept(pg_stack: Stack, tmp_path: Path) -> None:
