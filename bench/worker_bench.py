@@ -683,6 +683,9 @@ def ferretdb_file(settings: Settings, database: str) -> Path | None:
     return path if path.exists() else None
 
 
+SWEEP_S = 0.2
+
+
 def _after_record_id(
     execute: Callable[..., Any], query: Any, by_id: Callable[[list[int]], list[Any]], pending: set[int]
 ) -> Callable[[], list[tuple[int, float]]]:
@@ -692,8 +695,10 @@ def _after_record_id(
     Record ids are handed out when an insert starts, but the worker's sink sends a batch as a few inserts at once,
     which commit in any order: the cursor can pass over documents that become visible after it moved on. So the
     pending events numbered below the highest seen are also looked up by `_id` (`by_id`: (_id, occurred_at in ms)
-    rows; FerretDB's unique `_id` index serves it); normally they are the few still in flight."""
-    last, highest = [0], [0]
+    rows; FerretDB's unique `_id` index serves it); normally they are the few still in flight. A poll that finds
+    nothing new also looks up the pending events numbered above the highest seen (at most every `SWEEP_S`): the
+    insert that started first can commit last, behind the cursor, holding the highest event id of all."""
+    last, highest, swept = [0], [0], [0.0]
 
     def fetch() -> list[tuple[int, float]]:
         rows = execute(query, (last[0],)).fetchall()
@@ -703,6 +708,9 @@ def _after_record_id(
         highest[0] = max([highest[0], *(e for e, _ in found)])
         new = {e for e, _ in found}
         passed = sorted(e for e in pending if e < highest[0] and e not in new)[:2000]
+        if not rows and time.monotonic() - swept[0] >= SWEEP_S:
+            swept[0] = time.monotonic()
+            passed = sorted({*passed, *(e for e in pending if e >= highest[0])})[:2000]
         if passed:
             found += [(int(r[0]), int(r[1]) / 1000) for r in by_id(passed)]
         return found
