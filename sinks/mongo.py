@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import re
 import threading
@@ -37,7 +38,7 @@ from pymongo.write_concern import WriteConcern
 from schema.checked import whole
 from schema.settings import Settings
 from sinks.errors import InvalidInputError, PermanentSinkError, SinkError, TransientSinkError
-from sinks.retry import RetryPolicy, StoreSensor, retry, retry_sync, sensed
+from sinks.retry import RetryPolicy, StoreSensor, bounded_all, retry, retry_sync, sensed
 
 log = logging.getLogger(__name__)
 
@@ -1055,18 +1056,8 @@ class AsyncMongoSink(_MongoCore):
     async def _commands(
         self, db: AsyncDatabase[dict[str, Any]], commands: Sequence[MutableMapping[str, Any]]
     ) -> list[dict[str, Any]]:
-        slots = asyncio.Semaphore(_UPDATE_CONCURRENCY)
-
-        async def one(command: MutableMapping[str, Any]) -> dict[str, Any]:
-            async with slots:
-                return await db.command(command)
-
-        # Every command ends (none is left running behind a failure) before the first error is raised.
-        outcomes = await asyncio.gather(*(one(command) for command in commands), return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        return cast(list[dict[str, Any]], outcomes)
+        # After a failure no further command starts; those in flight end before it is raised.
+        return await bounded_all([functools.partial(db.command, command) for command in commands], _UPDATE_CONCURRENCY)
 
     def _db(self) -> AsyncDatabase[dict[str, Any]]:
         if self._client is None:

@@ -9,16 +9,15 @@ precision past 2^53, which source_seq (GTID sequence << 24 | row) reaches.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine, Mapping, Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from schema.checked import finite, whole
 from sinks.errors import InvalidInputError
 from sinks.redis import RedisSink, text
-
-T = TypeVar("T")
+from sinks.retry import bounded_all
 
 # The hash field counting the fields ever written to a VersionedHash (its generation). Arrival order, not
 # source_seq order: two partitions write in any order, and a reader that saw generation g saw every earlier write.
@@ -319,7 +318,7 @@ class ZsetCas:
 
             return await self._redis.run(run, f"zset cas x{len(slot_keys)}")
 
-        conflicts = await _bounded([replace_slot(*call) for call in calls])
+        conflicts = await bounded_all([functools.partial(replace_slot, *call) for call in calls], SLOTS_IN_FLIGHT)
         return [key for group in conflicts for key in group]
 
     def _cas_call(
@@ -356,17 +355,6 @@ class ZsetCas:
 # Slots of one call in flight at once on a cluster: a call for 1,000 teams is up to 1,000 scripts, and redis-py's
 # cluster client refuses a command past a node's connection limit (100) instead of waiting for a free one.
 SLOTS_IN_FLIGHT = 16
-
-
-async def _bounded(calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
-    """Await `calls`, at most SLOTS_IN_FLIGHT at once; results in order."""
-    gate = asyncio.Semaphore(SLOTS_IN_FLIGHT)
-
-    async def one(call: Coroutine[Any, Any, T]) -> T:
-        async with gate:
-            return await call
-
-    return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
 def _parse(raw: Any) -> Versioned:

@@ -6,10 +6,10 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from schema.retry import Jitter, backoff_delay
 from sinks.errors import SinkError, TransientSinkError, store_condition
@@ -140,3 +140,28 @@ def _check_policy(attempts: int, base_delay_s: float, max_delay_s: float) -> Non
         raise ValueError(f"attempts must be >= 1, got {attempts}")
     if base_delay_s < 0 or max_delay_s < base_delay_s:
         raise ValueError(f"need 0 <= base_delay_s <= max_delay_s, got {base_delay_s} and {max_delay_s}")
+
+
+async def bounded_all(calls: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
+    """Run `calls` (each starts one store call), at most `limit` at once; their results in order.
+
+    After a failure no further call starts: the store is likely down, and each would wait out its own timeout (five
+    seconds of server selection on MongoDB) before the caller could retry the batch. The calls in flight end first,
+    then the first failure is raised, so none is left running behind the caller's retry."""
+    gate = asyncio.Semaphore(limit)
+    failures: list[BaseException] = []
+
+    async def one(call: Callable[[], Awaitable[T]]) -> T | None:
+        async with gate:
+            if failures:
+                return None
+            try:
+                return await call()
+            except BaseException as exc:
+                failures.append(exc)
+                raise
+
+    outcomes = await asyncio.gather(*(one(call) for call in calls), return_exceptions=True)
+    if failures:
+        raise failures[0]
+    return cast(list[T], outcomes)

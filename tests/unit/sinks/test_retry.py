@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TypedDict
 
 import pytest
 
 from schema.retry import backoff_delay
 from sinks.errors import PermanentSinkError, SinkError, TransientSinkError
-from sinks.retry import RetryPolicy, retry, retry_sync
+from sinks.retry import RetryPolicy, bounded_all, retry, retry_sync
 
 
 class Flaky:
@@ -183,3 +184,49 @@ def test_the_store_sensor_hears_each_call_with_its_operation_and_outcome() -> No
     with sensed(None, "redis", "get x"):  # no sensor: nothing to tell
         pass
     assert heard == [("redis", "hgetall", True), ("mongodb", "upsert_versioned", False)]
+
+
+class Fanout:
+    """`count` calls: the first fails at once (the store just went down); the others take a while."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.started: list[int] = []
+        self.running = 0
+
+    def call(self, n: int) -> Callable[[], Awaitable[int]]:
+        async def run() -> int:
+            self.started.append(n)
+            self.running += 1
+            try:
+                if n == 0:
+                    raise ConnectionError("store down")
+                await asyncio.sleep(0.01)
+                return n
+            finally:
+                self.running -= 1
+
+        return run
+
+
+def test_a_fan_out_starts_no_call_after_the_first_failure_and_leaves_none_running() -> None:
+    """An update of 80 scores is 80 commands, 8 at a time: once the store is down each would wait out its own
+    timeout (5 s of server selection), so a batch kept the worker 30 s behind a 30 s outage before its retry."""
+    fanout = Fanout(80)
+
+    async def go() -> None:
+        with pytest.raises(ConnectionError, match="store down"):
+            await bounded_all([fanout.call(n) for n in range(fanout.count)], limit=8)
+        assert fanout.running == 0  # the calls in flight ended before the failure was raised
+
+    asyncio.run(go())
+    assert len(fanout.started) <= 8, fanout.started
+
+
+def test_a_fan_out_without_failures_returns_every_result_in_order() -> None:
+    fanout = Fanout(50)
+
+    async def go() -> list[int]:
+        return await bounded_all([fanout.call(n) for n in range(1, fanout.count)], limit=4)
+
+    assert asyncio.run(go()) == list(range(1, 50))
