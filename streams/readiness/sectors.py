@@ -36,12 +36,14 @@ from streams.readiness.taxonomy import (
 
 # Evidence a sector needs to pass: one strong term, one medium term, or weak terms with support.
 PASS_THRESHOLD = 0.6
-# What the eTenders category adds to a concept the text already shows (it never counts alone).
-CATEGORY_WEIGHT = WEAK
+# What the eTenders category adds to a concept the text already shows (it never counts alone). Rules version 10: as
+# much as a medium phrase (fitted with DOMINANCE on the 1,953 labelled tenders, see bench/README.md).
+CATEGORY_WEIGHT = MEDIUM
 # A CIDB class of works the tender requires (e.g. 6CE) counts as this much evidence for its concept.
 CIDB_WEIGHT = MEDIUM
 # A concept whose evidence is below this share of the strongest concept's counts in proportion (mentioned in passing).
-DOMINANCE = 0.5
+# Rules version 10: 0.7 (was 0.5), fitted with CATEGORY_WEIGHT.
+DOMINANCE = 0.7
 # The strongest concept's evidence is capped at this when compared: a long list of one trade's words should not
 # make a second trade the tender clearly asks for look incidental.
 TOP_CAP = 2.0
@@ -244,7 +246,9 @@ for _concept in CONCEPTS:
         _CIDB_CONCEPTS[_code] = (*_CIDB_CONCEPTS.get(_code, ()), _concept.id)
 
 
-def _org_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
+def _org_spans(ws: Sequence[str], breaks: frozenset[int] = frozenset()) -> list[tuple[int, int]]:
+    """'Department of Health in Limpopo': the name runs to a word of _ORG_ENDS, at most _ORG_MAX_WORDS words, and
+    never past the end of its clause ("Department of Education: construction of a school")."""
     spans = []
     for i in range(len(ws)):
         if ws[i] not in _ORG_FIRST:
@@ -253,7 +257,7 @@ def _org_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
             if tuple(ws[i : i + len(start)]) == start:
                 j = i + len(start)
                 end = j
-                while end < len(ws) and end - j < _ORG_MAX_WORDS and ws[end] not in _ORG_ENDS:
+                while end < len(ws) and end - j < _ORG_MAX_WORDS and ws[end] not in _ORG_ENDS and end not in breaks:
                     end += 1
                 spans.append((j, end))
                 break
@@ -309,6 +313,8 @@ def _acronym_spans(ws: Sequence[str]) -> Spans:
 # "... on the remainder of portion 7 of the farm Wonderfontein 258 JP": a land parcel's name, not farming.
 _PARCEL_WORDS = frozenset({"farm"})
 _PARCEL_REACH = 3
+# "... portion 7 of the farm Wonderfontein 258 JP", "rezoning of farm Bultfontein 396", "situated at farm Rietvly 276"
+_PARCEL_BEFORE = frozenset({"the", "of", "at", "on"})
 
 
 def _parcel_spans(ws: Sequence[str]) -> Spans:
@@ -317,7 +323,7 @@ def _parcel_spans(ws: Sequence[str]) -> Spans:
         for i, word in enumerate(ws)
         if word in _PARCEL_WORDS
         and i > 0
-        and ws[i - 1] == "the"
+        and ws[i - 1] in _PARCEL_BEFORE
         and any(w[:1].isdigit() for w in ws[i + 1 : i + 1 + _PARCEL_REACH])
     ]
 
@@ -326,6 +332,7 @@ def _parcel_spans(ws: Sequence[str]) -> Spans:
 # subject, not work of another sector.
 _FRAME_WORDS = frozenset({"training", "certificate", "learnership", "course"})
 _FRAME_BEFORE = 3
+_FRAME_JOINS = frozenset({"and"})
 _FRAME_LINKS = frozenset({"for", "on", "in", "of"})
 # A certificate, learnership or course is a course only "in" its subject ("occupational certificate in plumber"): a
 # "certificate of compliance for the electrical installation" is electrical work.
@@ -340,9 +347,12 @@ def _frame_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
     spans = []
     for i, word in enumerate(ws):
         if word in _FRAME_WORDS:
-            start = max(0, i - _FRAME_BEFORE)
-            while start < i and "" in ws[start:i]:
-                start += 1  # never across a text boundary
+            start, named = i, 0
+            # up to _FRAME_BEFORE words of its subject, "and" not counted ("fleet and transport management
+            # training"), never across a text boundary, never more than twice as many words in all
+            while start > 0 and named < _FRAME_BEFORE and i - start < 2 * _FRAME_BEFORE and ws[start - 1] != "":
+                start -= 1
+                named += ws[start] not in _FRAME_JOINS
             end = i + 1
             if end + 1 < len(ws) and ws[end] in _FRAME_NOUNS and ws[end + 1] in _FRAME_LINKS:
                 end += 1
@@ -561,7 +571,7 @@ def _phrase_evidence(
     specific_ends = [end for ms in found.values() for _, end, _, phrase in ms if phrase not in _GENERIC]
     everyone = (
         (_purpose_spans(ws, min(specific_ends)) if specific_ends else [])
-        + _org_spans(ws)
+        + _org_spans(ws, breaks)
         + _address_spans(ws)
         + _place_spans(ws)
         + _modifier_spans(ws, frames["units"])

@@ -39,8 +39,9 @@ class Concept:
 def _strings(where: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise TaxonomyError(f"{where} must be a list of non-empty strings")
-    if len(set(value)) != len(value):
-        raise TaxonomyError(f"{where} lists a phrase twice")
+    twice = sorted({v for v in value if value.count(v) > 1})
+    if twice:
+        raise TaxonomyError(f"{where} lists a phrase twice: {', '.join(map(repr, twice))}")
     return tuple(value)
 
 
