@@ -4,8 +4,11 @@ error the word matcher made (issue 15), not a single tender."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from streams.readiness import taxonomy
 from streams.readiness.sectors import (
     PASS_THRESHOLD,
     category_concepts,
@@ -15,7 +18,7 @@ from streams.readiness.sectors import (
     sector_profiles,
     tender_evidence,
 )
-from streams.readiness.taxonomy import CONCEPTS
+from streams.readiness.taxonomy import CONCEPTS, TaxonomyError
 
 
 def match(sectors: list[str], category: str | None, text: str, cidb: tuple[str, ...] = ()) -> tuple[float, str]:
@@ -826,3 +829,11 @@ def test_courses_parcels_waste_removal_and_process_water_are_not_the_work(sector
 def test_the_vocabulary_covers_what_rules_version_9_missed(sector: str, text: str) -> None:
     score, reason = match([sector], None, text)
     assert score >= PASS_THRESHOLD, (sector, text, score, reason)
+
+
+def test_a_taxonomy_listing_a_phrase_twice_is_refused_naming_the_phrase(tmp_path: Path) -> None:
+    source = Path(taxonomy.__file__).with_name("taxonomy.toml").read_text(encoding="utf-8")
+    broken = tmp_path / "taxonomy.toml"
+    broken.write_text(source.replace('strong = [\n', 'strong = [\n    "duplicated phrase", "duplicated phrase",\n', 1))
+    with pytest.raises(TaxonomyError, match=r"concept construction\.strong lists a phrase twice: 'duplicated phrase'"):
+        taxonomy.load(broken)
