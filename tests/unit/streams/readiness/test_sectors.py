@@ -834,6 +834,6 @@ def test_the_vocabulary_covers_what_rules_version_9_missed(sector: str, text: st
 def test_a_taxonomy_listing_a_phrase_twice_is_refused_naming_the_phrase(tmp_path: Path) -> None:
     source = Path(taxonomy.__file__).with_name("taxonomy.toml").read_text(encoding="utf-8")
     broken = tmp_path / "taxonomy.toml"
-    broken.write_text(source.replace('strong = [\n', 'strong = [\n    "duplicated phrase", "duplicated phrase",\n', 1))
+    broken.write_text(source.replace("strong = [\n", 'strong = [\n    "duplicated phrase", "duplicated phrase",\n', 1))
     with pytest.raises(TaxonomyError, match=r"concept construction\.strong lists a phrase twice: 'duplicated phrase'"):
         taxonomy.load(broken)
