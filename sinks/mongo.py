@@ -65,8 +65,11 @@ _WIDE_BATCH = 500
 _UPDATE_CONCURRENCY = 8
 # Measured on FerretDB 1.24.2 (SQLite): each op of an `update` command that matches a document keeps a pool
 # connection until the command ends (msg_update.go defers closing each op's iterator), and the pool holds 100 per
-# database: ~100 matching ops in one command deadlock that database until FerretDB restarts. Its multi-op replies
-# also stop at the first write error without counts and with wrong indexes. One op per command avoids all three.
+# database: ~100 matching ops in one command deadlock that database until FerretDB restarts. On its PostgreSQL backend
+# (the stack's) the pool is 50 connections shared by every database: 8 commands of 100 ops in flight deadlocked the
+# whole FerretDB (re-measured 2026-12-06: every handler waits in pgxpool Acquire, 50 connections idle in PostgreSQL).
+# Its multi-op replies also stop at the first write error without counts and with wrong indexes. One op per command
+# avoids all three.
 _FERRETDB_BATCH_OPS = 1
 _MONGODB_BATCH_OPS = 500
 # Inserts of one batch in flight at once, as contiguous chunks of at least _MIN_INSERT_CHUNK documents: FerretDB
