@@ -19,6 +19,8 @@ from streams.readiness.scoring import company_facts_from_payload, score, tender_
 from streams.readiness.taxonomy import CONCEPTS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "sector_labels"
+# Second, blind readings of labelled tenders (of the tuning set; of the held-out set).
+SECOND_READINGS = ("labels_second_reader.jsonl", "labels_second_reader_heldout.jsonl")
 AS_OF = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 
 # How a company would name each concept: the taxonomy's own names, and the way profiles word them (the demo's
@@ -165,14 +167,15 @@ def main() -> None:
     parser.add_argument(
         "--agreement",
         action="store_true",
-        help="score a second reader's labels (labels_second_reader.jsonl) against the first reader's",
+        help="score the second readers' labels (SECOND_READINGS) against the first readers'",
     )
     args = parser.parse_args()
     if args.agreement:
-        second = load(labels="labels_second_reader.jsonl")
-        first = load(labels="labels.jsonl")
-        print(f"{len(second)} tenders labelled by two readers: the second scored against the first")
-        print(report(agreement(first, second)))
+        first = [*load(labels="labels.jsonl"), *load(labels="labels_heldout.jsonl")]
+        for name in SECOND_READINGS:
+            second = load(labels=name)
+            print(f"{name}: {len(second)} tenders labelled by two readers, the second scored against the first")
+            print(report(agreement(first, second)))
         return
     data = load(labels="labels_heldout.jsonl" if args.heldout else "labels.jsonl")
     if not data:

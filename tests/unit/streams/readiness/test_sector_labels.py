@@ -38,5 +38,7 @@ def test_every_label_file_names_known_sectors_and_the_parts_do_not_overlap(label
     tuning = {item.tender["id"] for item in labelled}
     heldout = {item.tender["id"] for item in load(labels="labels_heldout.jsonl")}
     second = {item.tender["id"] for item in load(labels="labels_second_reader.jsonl")}
+    second_heldout = {item.tender["id"] for item in load(labels="labels_second_reader_heldout.jsonl")}
     assert not tuning & heldout, sorted(tuning & heldout)
     assert second <= tuning, sorted(second - tuning)
+    assert second_heldout <= heldout, sorted(second_heldout - heldout)
