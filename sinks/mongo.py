@@ -637,7 +637,7 @@ class _MongoCore:
             wanted = {op.key for op in chunk}
             docs: list[dict[str, Any]] = yield _Find(run.collection, query, projection, batch_size=batch_size)
             for doc in docs:
-                key = tuple(doc.get(name) for name in run.key_fields)
+                key = _doc_key(doc, run.key_fields)
                 if key in wanted:
                     found[key] = doc
         return found
@@ -801,9 +801,14 @@ class _MongoCore:
         return len(docs)
 
 
+def _doc_key(doc: Mapping[str, Any], key_fields: Sequence[str]) -> tuple[Any, ...]:
+    """A stored document's values of `key_fields` (None for a missing one)."""
+    return tuple(doc.get(name) for name in key_fields)
+
+
 def _by_key(docs: Sequence[Mapping[str, Any]], key_fields: Sequence[str]) -> _Stored:
     """A caller's read of stored documents, by their values of `key_fields`."""
-    return {tuple(doc.get(name) for name in key_fields): doc for doc in docs}
+    return {_doc_key(doc, key_fields): doc for doc in docs}
 
 
 def _key_query(run: _Run, chunk: Sequence[_Op]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ concepts. A data table, so that vocabulary is reviewed and extended without touc
 from __future__ import annotations
 
 import tomllib
+from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ class Concept:
 def _strings(where: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise TaxonomyError(f"{where} must be a list of non-empty strings")
-    twice = sorted({v for v in value if value.count(v) > 1})
+    twice = sorted(v for v, n in Counter(value).items() if n > 1)
     if twice:
         raise TaxonomyError(f"{where} lists a phrase twice: {', '.join(map(repr, twice))}")
     return tuple(value)
