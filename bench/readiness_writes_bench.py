@@ -12,15 +12,16 @@ fold_tender_facts, as the agent stores them) and from companies generated like b
 seed, real sectors, provinces and CIDB gradings). As of 2025-09-18 most of the tenders are open.
 
 Before the timed cases, every team's top list is computed against every open tender (the steady state of a running
-worker; also what the handler does for a team whose list expired, TTL 1 h), and that scoring is timed. Then each
-case runs `--runs` times: the first writes new score documents (inserts), the later ones newer versions of the same
-documents (updates). FerretDB 1.24 writes an update to an existing document in one command per document, and
-each costs in proportion to the size of the collection (SQLite backend: the documents stored before it, decoded
-in FerretDB; PostgreSQL backend: a sequential scan in SQL, 20-30x cheaper): update runs write an evenly spaced
-sample of each batch (`--update-sample`, default 100) and extrapolate MongoDB's time to the whole batch (marked "~";
-checked against full runs at 100 teams x 500 tenders: 45.7 s extrapolated vs 47.0 s written in full). On the
-PostgreSQL backend `--update-sample 0` writes every document in a few minutes. The backend is printed (told by
-FerretDB's explain).
+worker; also what the handler does for a team whose list expired, TTL 1 h), and that scoring is timed. Then each case
+runs `--runs` times: the first writes new score documents (inserts), the later ones newer versions of the same
+documents: updates for a tender change, a new generation for a profile change (inserts, then the older generation
+deleted; "new scores visible after" is when the inserts returned). FerretDB 1.24 writes an update to an existing
+document in one command per document, and each costs in proportion to the size of the collection (SQLite backend: the
+documents stored before it, decoded in FerretDB; PostgreSQL backend: a sequential scan in SQL, 20-30x cheaper): update
+runs write an evenly spaced sample of each batch (`--update-sample`, default 100) and extrapolate MongoDB's time to the
+whole batch (marked "~"; checked against full runs at 100 teams x 500 tenders: 45.7 s extrapolated vs 47.0 s written in
+full). On the PostgreSQL backend `--update-sample 0` writes every document in a few minutes. The backend is printed
+(told by FerretDB's explain).
 
 Needs the stack (`tenderhub stack up`). Uses its own MongoDB database and Redis key prefix, removed at the end
 (also on Ctrl-C).
@@ -83,12 +84,19 @@ class Clock:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.started = time.perf_counter()
+        self.visible: float | None = None  # when the last score write of the rescore returned
 
     def reset(self) -> None:
         self.seconds = {}
+        self.started = time.perf_counter()
+        self.visible = None
 
     def add(self, section: str, started: float) -> None:
-        self.seconds[section] = self.seconds.get(section, 0.0) + time.perf_counter() - started
+        now = time.perf_counter()
+        self.seconds[section] = self.seconds.get(section, 0.0) + now - started
+        if section == "mongo":
+            self.visible = now - self.started
 
 
 class TimedMongoSink(AsyncMongoSink):
@@ -106,6 +114,7 @@ class TimedMongoSink(AsyncMongoSink):
         self.clock = clock
         self.sample: int | None = None
         self.batches: list[tuple[int, int, UpsertResult]] = []  # (documents given, documents written, result)
+        self.deleted = 0  # older generations' documents deleted
 
     async def upsert_versioned(
         self, collection: str, docs: Sequence[VersionedDoc], stored: Sequence[Mapping[str, Any]] | None = None
@@ -118,6 +127,30 @@ class TimedMongoSink(AsyncMongoSink):
             self.clock.add("mongo", started)
         self.batches.append((len(docs), len(batch), result))
         return result
+
+    async def find_by_ids(
+        self,
+        collection: str,
+        field: str,
+        ids: Sequence[int],
+        fields: Sequence[str],
+        *,
+        where: Mapping[str, int] | None = None,
+    ) -> list[dict[str, Any]]:
+        started = time.perf_counter()
+        try:
+            return await super().find_by_ids(collection, field, ids, fields, where=where)
+        finally:
+            self.clock.add("read", started)
+
+    async def delete_older(self, collection: str, where: Mapping[str, int], field: str, below: int) -> int:
+        started = time.perf_counter()
+        try:
+            deleted = await super().delete_older(collection, where, field, below)
+        finally:
+            self.clock.add("retire", started)
+        self.deleted += deleted
+        return deleted
 
 
 class TimedVersionedHash(VersionedHash):
@@ -214,6 +247,7 @@ class Bench:
     async def rescore(self, tenders: Mapping[int, int], teams: Mapping[int, int]) -> Breakdown:
         self.clock.reset()
         self.sink.batches.clear()
+        self.sink.deleted = 0
         started = time.perf_counter()
         await self.handler.rescore(tenders, teams)
         total = time.perf_counter() - started
@@ -227,7 +261,19 @@ class Bench:
         )
         given = sum(n for n, _, _ in self.sink.batches)
         written = sum(n for _, n, _ in self.sink.batches)
-        return Breakdown(total, s.get("mongo", 0.0), s.get("facts", 0.0), s.get("tops", 0.0), given, written, merged)
+        return Breakdown(
+            total,
+            s.get("mongo", 0.0),
+            s.get("facts", 0.0),
+            s.get("tops", 0.0),
+            given,
+            written,
+            merged,
+            read=s.get("read", 0.0),
+            retire=s.get("retire", 0.0),
+            deleted=self.sink.deleted,
+            visible=self.clock.visible,
+        )
 
 
 @dataclass(frozen=True)
@@ -239,11 +285,15 @@ class Breakdown:
     docs: int
     written: int
     result: UpsertResult
+    read: float = 0.0  # the agent's read of the stored versions
+    retire: float = 0.0  # deleting a team's older generation
+    deleted: int = 0
+    visible: float | None = None  # from the start until the score writes returned (readers see the new scores)
 
     @property
     def cpu(self) -> float:
         """What is left: cache sync, is_open, score(), documents, top-k (all in the event loop)."""
-        return self.total - self.mongo - self.facts - self.tops
+        return self.total - self.mongo - self.facts - self.tops - self.read - self.retire
 
     def line(self, label: str) -> str:
         r = self.result
@@ -252,9 +302,12 @@ class Breakdown:
         sign = "~" if self.written < self.docs else ""
         head = (
             f"    {label}: {sign}{duration(self.total - self.mongo + mongo)} = scoring & top-k {duration(self.cpu)} + "
-            f"MongoDB {sign}{duration(mongo)} + Redis facts read {duration(self.facts)} + Redis top lists "
-            f"{duration(self.tops)}"
+            f"MongoDB read {duration(self.read)} + MongoDB write {sign}{duration(mongo)} + MongoDB older generation "
+            f"deleted {duration(self.retire)} ({self.deleted:,} documents) + Redis facts read {duration(self.facts)} + "
+            f"Redis top lists {duration(self.tops)}"
         )
+        if self.visible is not None and not sign:
+            head += f"\n      new scores visible after {duration(self.visible)}"
         written = f"{self.written:,} of {self.docs:,} score documents written" if sign else f"{self.docs:,} written"
         tail = (
             f"      {written}: {r.upserted:,} inserted, {r.modified:,} updated, {r.unchanged:,} rewritten unchanged, "
@@ -446,7 +499,7 @@ async def company_case(
         sink.sample = update_sample if r > 1 and update_sample else None
         result = await bench.rescore({}, ids)
         sink.sample = None
-        kind = "mostly inserts" if r == 1 else "updates"
+        kind = "mostly inserts" if r == 1 else "a new generation: inserts, then the older one deleted"
         print(result.line(f"run {r} ({kind}, collection held {before:,})"))
     sweep = await pure_scores(bench, opened, [team], as_of)
     print(f"    score() alone for the {len(opened):,} tenders: {sweep * 1000:.0f} ms (median of 3)")

@@ -16,6 +16,7 @@ from schema.settings import Settings
 log = logging.getLogger(__name__)
 
 NAMESPACE_EXISTS = 48  # the server error of a create whose collection exists
+INDEX_NOT_FOUND = 27  # the server error of a drop whose index does not exist
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class CollectionSpec:
     doc: str
     indexes: tuple[IndexSpec, ...] = ()
     capped: bool = False
+    # Indexes an earlier layout made, dropped by `ensure_collections` once the new ones exist.
+    retired_indexes: tuple[str, ...] = ()
 
 
 TENDER_SUMMARIES = CollectionSpec(
@@ -40,11 +43,21 @@ TENDER_SUMMARIES = CollectionSpec(
 )
 READINESS_SCORES = CollectionSpec(
     name="readiness_scores",
-    doc="One score per (team, tender) with its checklist, rules version and the source_seq of both inputs.",
+    doc=(
+        "One score per (team, tender) with its checklist, rules version and the source_seq of both inputs. A team's "
+        "scores form a generation, its profile's source_seq (team_seq): a profile change inserts the next generation "
+        "and then deletes the older one, so for a moment a pair may have two documents; the current score is the "
+        "one with the highest team_seq."
+    ),
     indexes=(
-        IndexSpec("uq_team_tender", (("team_id", ASCENDING), ("tender_id", ASCENDING)), unique=True),
+        IndexSpec(
+            "uq_team_tender_gen",
+            (("team_id", ASCENDING), ("tender_id", ASCENDING), ("team_seq", ASCENDING)),
+            unique=True,
+        ),
         IndexSpec("ix_team_score", (("team_id", ASCENDING), ("score", DESCENDING))),
     ),
+    retired_indexes=("uq_team_tender",),
 )
 USER_ACTIVITY_LOGS = CollectionSpec(
     name="user_activity_logs",
@@ -86,4 +99,15 @@ def ensure_collections(
         coll = db[spec.name]
         for index in spec.indexes:
             coll.create_index(list(index.keys), name=index.name, unique=index.unique)
+        if spec.retired_indexes:
+            present = {str(info.get("name")) for info in coll.list_indexes()}
+            for name in spec.retired_indexes:
+                if name in present:
+                    try:
+                        coll.drop_index(name)
+                    except OperationFailure as exc:
+                        if exc.code != INDEX_NOT_FOUND:
+                            raise
+                        continue  # dropped by another process meanwhile (workers started together)
+                    log.info("dropped index %s.%s of an earlier layout", spec.name, name)
     return created

@@ -476,11 +476,17 @@ class _MongoCore:
         return _Call(f"insert_logs {collection} ({len(batch)} docs)", lambda: self._insert_logs(collection, batch))
 
     def _find_by_ids_call(
-        self, collection: str, field: str, ids: Sequence[int], fields: Sequence[str]
+        self,
+        collection: str,
+        field: str,
+        ids: Sequence[int],
+        fields: Sequence[str],
+        where: Mapping[str, int] | None = None,
     ) -> _Call[list[dict[str, Any]]]:
         """See `MongoSink.find_by_ids`."""
         name = _check_name(field, "field")
         wanted = sorted({validate_id(name, i) for i in ids})
+        also = _equalities(where or {}, exclude=name)
         if not wanted:
             return _Call(None, lambda: _done([]))
         coll = _check_name(collection, "collection")
@@ -490,14 +496,45 @@ class _MongoCore:
             if len(wanted) == 1:
                 # Equality, not $in: FerretDB pushes a scalar equality down to its storage and reads every document
                 # of the collection for an $in (the read service's single-tender reads: 80 against ~1,000/s).
-                found: list[dict[str, Any]] = yield _Find(coll, {name: wanted[0]}, projection)
+                found: list[dict[str, Any]] = yield _Find(coll, {name: wanted[0], **also}, projection)
                 return found
             out: list[dict[str, Any]] = []
             for start in range(0, len(wanted), _PREREAD_CHUNK):
-                out.extend((yield _Find(coll, {name: {"$in": wanted[start : start + _PREREAD_CHUNK]}}, projection)))
+                query = {name: {"$in": wanted[start : start + _PREREAD_CHUNK]}, **also}
+                out.extend((yield _Find(coll, query, projection)))
             return out
 
         return _Call(f"find {collection} by {name} ({len(wanted)} ids)", read)
+
+    def _delete_older_call(self, collection: str, where: Mapping[str, int], field: str, below: int) -> _Call[int]:
+        """See `MongoSink.delete_older`."""
+        name = _check_name(field, "field")
+        limit = validate_version(name, below)
+        query: dict[str, Any] = _equalities(where, exclude=name)
+        if not query:
+            raise InvalidInputError(f"delete_older needs at least one equality besides {name}, got {where!r}")
+        query[name] = {"$lt": limit}
+        command = SON(
+            [
+                ("delete", _check_name(collection, "collection")),
+                ("deletes", [{"q": query, "limit": 0}]),
+                ("ordered", False),
+                ("writeConcern", {"w": "majority", "wtimeout": self._socket_timeout_ms}),
+            ]
+        )
+
+        def delete() -> Steps[int]:
+            reply: dict[str, Any] = yield _Command(command)
+            _raise_write_concern_error(reply)
+            for error in reply.get("writeErrors") or []:
+                code = error.get("code")
+                message = str(error.get("errmsg", "write error"))[:300]
+                if code in TRANSIENT_CODES:
+                    raise TransientSinkError(f"{collection}: delete error {code}: {message}")
+                raise PermanentSinkError(f"{collection}: delete error {code}: {message}", key=dict(where))
+            return int(reply.get("n", 0))
+
+        return _Call(f"delete {collection} where {sorted(query)} {name} < {limit}", delete)
 
     def _find_where_call(
         self,
@@ -811,6 +848,16 @@ def _by_key(docs: Sequence[Mapping[str, Any]], key_fields: Sequence[str]) -> _St
     return {_doc_key(doc, key_fields): doc for doc in docs}
 
 
+def _equalities(where: Mapping[str, int], exclude: str) -> dict[str, int]:
+    """A filter of validated equalities (field -> positive id, never a caller's document); `exclude` may not be one."""
+    if not isinstance(where, Mapping):
+        raise InvalidInputError(f"a filter must map field names to ids, got {type(where).__name__}")
+    query = {_check_name(name, "field"): validate_id(name, value) for name, value in where.items()}
+    if exclude in query:
+        raise InvalidInputError(f"{exclude} cannot be both the filter's id field and one of its equalities")
+    return query
+
+
 def _key_query(run: _Run, chunk: Sequence[_Op]) -> dict[str, Any]:
     """Per-field $in over a chunk's keys (a superset for compound keys); it uses the unique index on MongoDB. A field
     with one value is an equality, which FerretDB hands to its storage (an index lookup on the stack's PostgreSQL): it
@@ -879,10 +926,23 @@ class MongoSink(_MongoCore):
         return self._run(self._insert_logs_call(collection, docs))
 
     def find_by_ids(
-        self, collection: str, field: str, ids: Sequence[int], fields: Sequence[str]
+        self,
+        collection: str,
+        field: str,
+        ids: Sequence[int],
+        fields: Sequence[str],
+        *,
+        where: Mapping[str, int] | None = None,
     ) -> list[dict[str, Any]]:
-        """Documents whose `field` is one of `ids` (validated ids, never a caller's document), with `fields` + field."""
-        return self._run(self._find_by_ids_call(collection, field, ids, fields))
+        """Documents whose `field` is one of `ids` and whose fields equal the ids of `where` (validated ids, never a
+        caller's document), with `fields` + field."""
+        return self._run(self._find_by_ids_call(collection, field, ids, fields, where))
+
+    def delete_older(self, collection: str, where: Mapping[str, int], field: str, below: int) -> int:
+        """Delete the documents whose fields equal the validated ids of `where` and whose `field` is below `below`
+        (e.g. one team's score documents from profiles older than the current one); return how many. Idempotent: a
+        retry deletes what is left."""
+        return self._run(self._delete_older_call(collection, where, field, below))
 
     def find_where(
         self,
@@ -988,10 +1048,20 @@ class AsyncMongoSink(_MongoCore):
         return await self._run(self._insert_logs_call(collection, docs))
 
     async def find_by_ids(
-        self, collection: str, field: str, ids: Sequence[int], fields: Sequence[str]
+        self,
+        collection: str,
+        field: str,
+        ids: Sequence[int],
+        fields: Sequence[str],
+        *,
+        where: Mapping[str, int] | None = None,
     ) -> list[dict[str, Any]]:
         """See `MongoSink.find_by_ids`."""
-        return await self._run(self._find_by_ids_call(collection, field, ids, fields))
+        return await self._run(self._find_by_ids_call(collection, field, ids, fields, where))
+
+    async def delete_older(self, collection: str, where: Mapping[str, int], field: str, below: int) -> int:
+        """See `MongoSink.delete_older`."""
+        return await self._run(self._delete_older_call(collection, where, field, below))
 
     async def find_where(
         self,

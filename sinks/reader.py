@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +105,23 @@ ACTIVITY_FIELDS = ("event_id", "user_id", "team_id", "action", "tender_id", "det
 SCORE_FIELDS = ("team_id", "tender_id", "score", "biddable", "checklist", "tender_status", "rules_version")
 
 
+def current_scores(docs: Iterable[Mapping[str, Any]]) -> dict[int, Mapping[str, Any]]:
+    """One team's score documents by tender, the current generation's only (the highest team_seq: a profile change
+    writes the next generation before it deletes the older one, see READINESS_SCORES)."""
+    best: dict[int, Mapping[str, Any]] = {}
+    for d in docs:
+        tender = int(d["tender_id"])
+        held = best.get(tender)
+        if held is None or score_generation(d) > score_generation(held):
+            best[tender] = d
+    return best
+
+
+def score_generation(doc: Mapping[str, Any]) -> int:
+    seq = doc.get("team_seq")
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else -1
+
+
 class CacheFirstReader:
     def __init__(self, redis: RedisSink, mongo: MongoSink, as_of: Callable[[], dt.date] | None = None) -> None:
         """`as_of`: today's date for "open" (Settings.today: the configured as-of date, else the real clock)."""
@@ -171,9 +188,9 @@ class CacheFirstReader:
             READINESS_SCORES.name,
             "tender_id",
             [t for t, _ in ranked],
-            ["team_id", "checklist", "biddable"],
+            ["team_id", "checklist", "biddable", "team_seq"],
         )
-        by_tender = {int(d["tender_id"]): d for d in details if d.get("team_id") == team_id}
+        by_tender = current_scores(d for d in details if d.get("team_id") == team_id)
         return Read(
             [
                 RankedTender(
@@ -193,11 +210,11 @@ class CacheFirstReader:
         closing date), so a close that has not reached the scores yet, or a closing date that passed with no event,
         never shows. A tender with no summary document has no known closing date: left out."""
         docs = self._mongo.find_by_ids(
-            READINESS_SCORES.name, "team_id", [team_id], ["tender_id", "score", "biddable", "tender_status"]
+            READINESS_SCORES.name, "team_id", [team_id], ["tender_id", "score", "biddable", "tender_status", "team_seq"]
         )
         candidates = [
             d
-            for d in docs
+            for d in current_scores(docs).values()
             if d.get("biddable") is True
             and isinstance(d.get("score"), int | float)
             and d["score"] > 0
@@ -231,6 +248,7 @@ class CacheFirstReader:
             READINESS_SCORES.name,
             {"team_id": team_id, "tender_id": tender_id},
             SCORE_FIELDS,
+            sort=("team_seq", -1),  # the current generation (see READINESS_SCORES)
             limit=1,
         )
         if not docs:

@@ -29,7 +29,7 @@ from typing import Annotated, Any, cast
 from pydantic import Field
 from pydantic.dataclasses import dataclass as model
 
-from schema.checked import STRICT, checked, unchecked
+from schema.checked import STRICT, checked, unchecked, whole
 from schema.events import OPEN_STATUSES, CompanyUpdatedV1, ContractError, Envelope, TenderClosedV1, TenderV1
 from schema.mongo import READINESS_SCORES
 from schema.redis_keys import READINESS_COMPANIES, READINESS_TENDERS, TEAM_TOP_INPUTS, TEAM_TOP_TENDERS
@@ -264,10 +264,12 @@ def score_document(result: Readiness, tender: _Entry, company: _Entry) -> Versio
         fields["score"] = 0.0
         fields["biddable"] = False
         fields["blocked_by"] = [*fields["blocked_by"], "status"]
+    # The team's profile version is part of the key (its generation, see `ReadinessHandler._retire`): a profile change
+    # inserts a new generation of documents, which FerretDB writes many times faster than it updates documents.
     return VersionedDoc(
-        key={"team_id": team_id, "tender_id": tender_id},
+        key={"team_id": team_id, "tender_id": tender_id, TEAM_SEQ: team_seq},
         fields=fields,
-        versions={"tender_seq": tender_seq, "team_seq": team_seq},
+        versions={"tender_seq": tender_seq},
         event_id=event_id,
     )
 
@@ -513,10 +515,15 @@ class ReadinessHandler:
         touched_tenders = sorted(set(tenders))
         touched_teams = sorted(t for t in set(teams) if t in facts.companies)
         stored_docs = await self._stored_docs(facts, touched_tenders, touched_teams)
-        stored: StoredVersions = {
-            (d["team_id"], d["tender_id"]): (d.get("tender_seq"), d.get("team_seq"), d.get("rules_version"))
-            for d in stored_docs
-        }
+        # Only the documents of each team's current generation count as done; older ones are retired below.
+        stored: StoredVersions = {}
+        retire = set(touched_teams)
+        for d in stored_docs:
+            company = facts.companies.get(d["team_id"])
+            if company is not None and d.get(TEAM_SEQ) == company.version:
+                stored[(d["team_id"], d["tender_id"])] = (d.get("tender_seq"), d.get(TEAM_SEQ), d.get("rules_version"))
+            elif company is not None and whole(d.get(TEAM_SEQ)) and d[TEAM_SEQ] < company.version:
+                retire.add(d["team_id"])
         plan = await asyncio.to_thread(self._plan, facts, touched_tenders, touched_teams, stored, as_of)
         self.scored += len(plan.docs)
         if plan.docs:
@@ -528,19 +535,37 @@ class ReadinessHandler:
                 raise refused_event(exc, None) from exc
         affected = sorted({team for team, u in plan.updates.items() if u} | set(plan.full))
         await self._update_tops(affected, plan.updates, plan.full, facts, as_of)
+        await self._retire(sorted(retire), facts)
         return [(int(d.key["team_id"]), int(d.key["tender_id"])) for d in plan.docs]
 
     async def _stored_docs(self, facts: Facts, tenders: Sequence[int], teams: Sequence[int]) -> list[dict[str, Any]]:
-        """Keys, versions and rules of the stored documents the batch may rewrite: every team's for its tenders,
-        every tender's for its teams."""
-        wanted = ["tender_seq", "team_seq", "rules_version"]
+        """Keys, versions and rules of the stored documents the batch may rewrite: every generation's for its
+        tenders (one read for all teams), and each touched team's current generation (a new profile's is usually
+        empty: reading the older generation would cost FerretDB more than inserting the new one)."""
+        wanted = ["tender_seq", TEAM_SEQ, "rules_version"]
         docs: list[dict[str, Any]] = []
         known = [t for t in tenders if t in facts.tenders]
         if known:
             docs += await self._ctx.mongo.find_by_ids(READINESS_SCORES.name, "tender_id", known, ["team_id", *wanted])
-        if teams:
-            docs += await self._ctx.mongo.find_by_ids(READINESS_SCORES.name, "team_id", teams, ["tender_id", *wanted])
+        for team in teams:
+            docs += await self._ctx.mongo.find_by_ids(
+                READINESS_SCORES.name,
+                "team_id",
+                [team],
+                ["tender_id", *wanted],
+                where={TEAM_SEQ: facts.companies[team].version},
+            )
         return docs
+
+    async def _retire(self, teams: Sequence[int], facts: Facts) -> None:
+        """Delete the score documents of `teams` from profiles older than the ones in `facts` (their generation is
+        replaced: `_rescore` wrote the current one first). Also what a retry does after a failure between the two,
+        and what cleans up after a worker whose older profile landed a document after a newer generation was
+        written (its next round reads that tender again and finds the document)."""
+        for team in teams:
+            company = facts.companies.get(team)
+            if company is not None:
+                await self._ctx.mongo.delete_older(READINESS_SCORES.name, {"team_id": team}, TEAM_SEQ, company.version)
 
     def _plan(
         self,

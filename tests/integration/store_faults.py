@@ -34,10 +34,10 @@ RedisSink -- `ctx.spend`, `VersionedHash`, `ZsetCas`, locks, CAS hashes -- goes 
 trip of an agent is one counted call), `Namespace` (settings + clean-up), `snapshot(settings, ignore_fields)`,
 `run_batches(ctx, handler, batches)`.
 
-What counts as one store call: each public MongoSink method (`upsert_versioned`, `insert_logs`, `find_by_ids`) and
-each RedisSink operation (`run`, `replace_hash`, `replace_zset`, `cas_hash`, `cas_delete_hash`, `lock`, `unlock`):
-exactly what the agent awaits. `ignore_fields` names document fields that legitimately differ between runs; an
-ObjectId `_id` is always ignored (documents are then compared as a sorted list), and so are hash fields named
+What counts as one store call: each public MongoSink method (`upsert_versioned`, `insert_logs`, `find_by_ids`,
+`delete_older`) and each RedisSink operation (`run`, `replace_hash`, `replace_zset`, `cas_hash`, `cas_delete_hash`,
+`lock`, `unlock`): exactly what the agent awaits. `ignore_fields` names document fields that legitimately differ between
+runs; an ObjectId `_id` is always ignored (documents are then compared as a sorted list), and so are hash fields named
 `__gen` (write counters used as concurrency tokens, `TOKEN_FIELDS`; the replay test leaves them out too).
 """
 
@@ -157,11 +157,23 @@ class FaultyMongo(AsyncMongoSink):
         )
 
     async def find_by_ids(
-        self, collection: str, field: str, ids: Sequence[int], fields: Sequence[str]
+        self,
+        collection: str,
+        field: str,
+        ids: Sequence[int],
+        fields: Sequence[str],
+        *,
+        where: Mapping[str, int] | None = None,
     ) -> list[dict[str, Any]]:
         return await self.plan.call(
             f"mongo.find_by_ids {collection}",
-            lambda: super(FaultyMongo, self).find_by_ids(collection, field, ids, fields),
+            lambda: super(FaultyMongo, self).find_by_ids(collection, field, ids, fields, where=where),
+        )
+
+    async def delete_older(self, collection: str, where: Mapping[str, int], field: str, below: int) -> int:
+        return await self.plan.call(
+            f"mongo.delete_older {collection} {dict(where)} {field} < {below}",
+            lambda: super(FaultyMongo, self).delete_older(collection, where, field, below),
         )
 
 

@@ -117,6 +117,12 @@ async def test_readiness_reaches_the_clean_state_after_a_failure_at_any_store_ca
     assert state["redis:<ns>team:{1}:top_tenders"][1] == [("4", 100.0)]
     assert state["redis:<ns>team:{2}:top_tenders"][1] == [("1", 100.0), ("4", 100.0)]
     scores = {(d["team_id"], d["tender_id"]): d for d in map(json.loads, state["mongo:readiness_scores"])}
+    # One document per pair: a profile change's new generation replaced the older one (team 1 in batch 2, team 2 in
+    # batch 3), and every pair's is at its team's last profile.
+    assert len(scores) == len(state["mongo:readiness_scores"]) == 8
+    assert {k: d["team_seq"] for k, d in scores.items()} == {(1, t): 22 for t in (1, 2, 3, 4)} | {
+        (2, t): 31 for t in (1, 2, 3, 4)
+    }
     # Closed and cancelled tenders' documents are not biddable any more (item 6).
     assert [(k, d["biddable"]) for k, d in sorted(scores.items()) if k[1] in (2, 3)] == [
         ((1, 2), False),

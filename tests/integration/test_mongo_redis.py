@@ -35,10 +35,26 @@ def test_collections_are_created_with_unique_indexes(
     with pytest.raises(DuplicateKeyError):
         summaries.insert_one({"tender_id": 1, "summary": "b"})
     scores = scratch_mongo_db["readiness_scores"]
-    scores.insert_one({"team_id": 1, "tender_id": 1, "score": 50})
-    scores.insert_one({"team_id": 2, "tender_id": 1, "score": 60})
+    scores.insert_one({"team_id": 1, "tender_id": 1, "team_seq": 3, "score": 50})
+    scores.insert_one({"team_id": 2, "tender_id": 1, "team_seq": 3, "score": 60})
+    scores.insert_one({"team_id": 1, "tender_id": 1, "team_seq": 4, "score": 65})  # the team's next generation
     with pytest.raises(DuplicateKeyError):
-        scores.insert_one({"team_id": 1, "tender_id": 1, "score": 70})
+        scores.insert_one({"team_id": 1, "tender_id": 1, "team_seq": 3, "score": 70})
+
+
+def test_the_score_layout_before_generations_is_migrated(
+    scratch_mongo_db: Database[dict[str, Any]], settings: Settings
+) -> None:
+    """A store made before score generations has a unique (team_id, tender_id), which would refuse a team's next
+    generation: `ensure_collections` (migrate, worker start) drops it once the new unique index exists."""
+    scores = scratch_mongo_db["readiness_scores"]
+    scores.create_index([("team_id", 1), ("tender_id", 1)], unique=True, name="uq_team_tender")
+    scores.insert_one({"team_id": 1, "tender_id": 1, "team_seq": 3})
+    ensure_collections(scratch_mongo_db, settings)
+    names = {str(i["name"]) for i in scores.list_indexes()}
+    assert "uq_team_tender" not in names and "uq_team_tender_gen" in names
+    scores.insert_one({"team_id": 1, "tender_id": 1, "team_seq": 4})
+    assert ensure_collections(scratch_mongo_db, settings) == []  # again: nothing to create, nothing to drop
 
 
 def test_collections_created_by_another_worker_meanwhile_are_not_an_error(

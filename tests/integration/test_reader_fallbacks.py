@@ -101,3 +101,48 @@ async def test_fallback_top_list_leaves_out_tenders_closed_by_status_or_date_eve
     finally:
         await redis.aclose()
         mongo.close()
+
+
+async def test_reads_take_a_teams_current_generation_while_the_older_one_is_still_stored(
+    namespace: Namespace,
+) -> None:
+    """Between a profile change's inserts and its delete of the older generation a pair has two score documents:
+    the score read, the fallback top list and its checklists all take the highest team_seq."""
+    await _tenders(namespace)
+    with MongoClient(namespace.settings.mongo_url.get_secret_value()) as client:
+        scores = client[namespace.settings.mongo_db][READINESS_SCORES.name]
+        older = [
+            {
+                "team_id": 9,
+                "tender_id": t,
+                "team_seq": 5,
+                "score": 70.0,
+                "biddable": True,
+                "checklist": [{"name": "old"}],
+            }
+            for t in (1, 6)
+        ]
+        newer = [
+            {
+                "team_id": 9,
+                "tender_id": 1,
+                "team_seq": 8,
+                "score": 40.0,
+                "biddable": True,
+                "checklist": [{"name": "new"}],
+            },
+            {"team_id": 9, "tender_id": 6, "team_seq": 8, "score": 0.0, "biddable": False, "checklist": []},
+        ]
+        # Storage order must not decide: the newer generation first for one tender, last for the other.
+        scores.insert_many([newer[0], *older, newer[1]])
+    reader, redis, mongo = _reader(namespace)
+    try:
+        one = await reader.team_score(9, 1)
+        assert (one.value["score"], one.value["checklist"]) == (40.0, [{"name": "new"}])
+        assert (await reader.team_score(9, 6)).value["biddable"] is False
+        top = await reader.top_tenders(9, k=5)
+        assert top.source == "mongodb"
+        assert [(r.tender_id, r.score, r.checklist) for r in top.value] == [(1, 40.0, [{"name": "new"}])]
+    finally:
+        await redis.aclose()
+        mongo.close()

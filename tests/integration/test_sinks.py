@@ -18,7 +18,7 @@ from pymongo.database import Database
 from schema.mongo import ensure_collections
 from schema.redis_keys import SPEND_BY_BUYER, TEAM_TOP_TENDERS, TENDER_METADATA
 from schema.settings import Settings
-from sinks.errors import PermanentSinkError, TransientSinkError
+from sinks.errors import InvalidInputError, PermanentSinkError, TransientSinkError
 from sinks.mongo import AsyncMongoSink, MongoSink, UpsertResult, VersionedDoc
 from sinks.redis import RedisSink
 from sinks.retry import RetryPolicy
@@ -73,9 +73,14 @@ def make(request: pytest.FixtureRequest) -> Make:
     return lambda url, database, **options: Blocking(AsyncMongoSink(url, database, **options))
 
 
+# Documents versioned by two inputs under a unique (team_id, tender_id): the sink's two-version guard, alone.
+PAIRS = "pair_scores"
+
+
 @pytest.fixture
 def db(scratch_mongo_db: Database[dict[str, Any]], settings: Settings) -> Database[dict[str, Any]]:
     ensure_collections(scratch_mongo_db, settings)
+    scratch_mongo_db[PAIRS].create_index([("team_id", ASCENDING), ("tender_id", ASCENDING)], unique=True)
     return scratch_mongo_db
 
 
@@ -122,13 +127,13 @@ def test_a_batch_with_two_versions_of_one_key_keeps_the_newer(sink: MongoSink, d
 def test_two_version_guard_refuses_an_update_with_one_version_going_back(
     sink: MongoSink, db: Database[dict[str, Any]]
 ) -> None:
-    assert sink.upsert_versioned("readiness_scores", [score(1, 5, 10, 7, 50)]) == UpsertResult(upserted=1)
-    assert sink.upsert_versioned("readiness_scores", [score(1, 5, 11, 6, 60)]) == UpsertResult(stale=1)
-    assert sink.upsert_versioned("readiness_scores", [score(1, 5, 9, 8, 61)]) == UpsertResult(stale=1)
-    assert stored(db, "readiness_scores")[0]["score"] == 50
-    assert sink.upsert_versioned("readiness_scores", [score(1, 5, 10, 8, 70)]) == UpsertResult(modified=1)
-    assert sink.upsert_versioned("readiness_scores", [score(2, 5, 1, 1, 5)]) == UpsertResult(upserted=1)
-    assert [(d["team_id"], d["score"], d["tender_seq"], d["team_seq"]) for d in stored(db, "readiness_scores")] == [
+    assert sink.upsert_versioned(PAIRS, [score(1, 5, 10, 7, 50)]) == UpsertResult(upserted=1)
+    assert sink.upsert_versioned(PAIRS, [score(1, 5, 11, 6, 60)]) == UpsertResult(stale=1)
+    assert sink.upsert_versioned(PAIRS, [score(1, 5, 9, 8, 61)]) == UpsertResult(stale=1)
+    assert stored(db, PAIRS)[0]["score"] == 50
+    assert sink.upsert_versioned(PAIRS, [score(1, 5, 10, 8, 70)]) == UpsertResult(modified=1)
+    assert sink.upsert_versioned(PAIRS, [score(2, 5, 1, 1, 5)]) == UpsertResult(upserted=1)
+    assert [(d["team_id"], d["score"], d["tender_seq"], d["team_seq"]) for d in stored(db, PAIRS)] == [
         (1, 70, 10, 8),
         (2, 5, 1, 1),
     ]
@@ -260,16 +265,49 @@ def test_a_callers_out_of_date_read_of_the_stored_versions_still_ends_right(
     sink = make(settings.mongo_url.get_secret_value(), db.name, retry_policy=FAST_RETRY)
     read = [{"team_id": 1, "tender_id": t, "tender_seq": 1, "team_seq": 1} for t in (3, 4, 5)]  # 1, 2, 6 absent
     now = [(1, 1, 1, 0), (2, 9, 9, 99), (3, 1, 1, 0), (4, 9, 9, 99)]  # tender 5 was deleted meanwhile
-    db["readiness_scores"].insert_many(
+    db[PAIRS].insert_many(
         [{"team_id": 1, "tender_id": t, "tender_seq": a, "team_seq": b, "score": v} for t, a, b, v in now]
     )
     try:
-        result = sink.upsert_versioned("readiness_scores", [score(1, t, 5, 5, t) for t in range(1, 7)], stored=read)
+        result = sink.upsert_versioned(PAIRS, [score(1, t, 5, 5, t) for t in range(1, 7)], stored=read)
     finally:
         sink.close()
     assert result == UpsertResult(upserted=2, modified=2, stale=2), result
-    got = {d["tender_id"]: (d["tender_seq"], d["team_seq"], d["score"]) for d in stored(db, "readiness_scores")}
+    got = {d["tender_id"]: (d["tender_seq"], d["team_seq"], d["score"]) for d in stored(db, PAIRS)}
     assert got == {1: (5, 5, 1), 2: (9, 9, 99), 3: (5, 5, 3), 4: (9, 9, 99), 5: (5, 5, 5), 6: (5, 5, 6)}
+
+
+def test_delete_older_removes_one_teams_older_generations_only(
+    make: Make, db: Database[dict[str, Any]], settings: Settings
+) -> None:
+    """A profile change writes a team's next generation of scores, then deletes the older ones: only that team's,
+    only below the given team_seq; a retry deletes what is left (none), and bad filters are refused before any
+    request."""
+    rows = [(1, t, seq) for t in (1, 2, 3) for seq in (4, 7)] + [(2, 1, 4), (1, 4, 9)]
+    db["readiness_scores"].insert_many([{"team_id": a, "tender_id": t, "team_seq": q} for a, t, q in rows])
+    sink = make(settings.mongo_url.get_secret_value(), db.name, retry_policy=FAST_RETRY)
+    try:
+        assert sink.delete_older("readiness_scores", {"team_id": 1}, "team_seq", 7) == 3
+        assert sink.delete_older("readiness_scores", {"team_id": 1}, "team_seq", 7) == 0
+        current = sink.find_by_ids("readiness_scores", "team_id", [1], ["tender_id"], where={"team_seq": 7})
+        assert sorted(d["tender_id"] for d in current) == [1, 2, 3]
+        for where, field, below in (
+            ({"team_id": {"$gt": 0}}, "team_seq", 7),
+            ({"team_id": "1"}, "team_seq", 7),
+            ({}, "team_seq", 7),
+            ({"team_id": 1}, "team_seq", -1),
+            ({"team_id": 1}, "team_seq", "7"),
+            ({"team_id": 1, "team_seq": 3}, "team_seq", 7),
+            ({"team_id": 1}, "$where", 7),
+        ):
+            with pytest.raises(InvalidInputError):
+                sink.delete_older("readiness_scores", where, field, below)
+        with pytest.raises(InvalidInputError):
+            sink.find_by_ids("readiness_scores", "team_id", [1], ["tender_id"], where={"team_seq": {"$ne": 1}})
+    finally:
+        sink.close()
+    left = sorted((d["team_id"], d["tender_id"], d["team_seq"]) for d in db["readiness_scores"].find({}, {"_id": 0}))
+    assert left == [(1, 1, 7), (1, 2, 7), (1, 3, 7), (1, 4, 9), (2, 1, 4)]
 
 
 def test_mongo_unreachable_raises_transient_after_the_retries(make: Make, caplog: pytest.LogCaptureFixture) -> None:

@@ -560,7 +560,8 @@ def _readiness_inputs(
         ranked = {}
         for tid, tender in tenders.items():
             result = score(tender.facts, company.facts, AS_OF, WEIGHTS)
-            docs.append({"team_id": team, "tender_id": tid, **score_document(result, tender, company).fields})
+            written = score_document(result, tender, company)
+            docs.append({**written.key, **written.fields})
             if is_open(tender.value, AS_OF) and eligible(result):
                 ranked[tid] = result.score
         if ranked:
@@ -614,6 +615,22 @@ def test_readiness_drift_names_team_and_tender(
     scores_fam, tops_fam = _run_readiness(tenders, companies, db, r)
     assert scores_fam.drift == 1 and tops_fam.drift == 0
     assert scores_fam.examples[0].startswith(f"team {team} tender {tid}: ") and says in scores_fam.examples[0]
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_score_of_an_older_profile_still_stored_is_drift_and_the_current_one_is_checked(
+    monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A profile change inserts the team's new generation, then deletes the older one: a document of an older
+    generation left over is drift (whichever comes first in storage order), and never read as the current score."""
+    tenders, companies, db, r = _readiness_inputs(monkeypatch)
+    docs = db[READINESS_SCORES.name].docs
+    target = docs[7]
+    stale = target | {"team_seq": target["team_seq"] - 1, "score": 1.0, "biddable": not target["biddable"]}
+    docs.insert(0 if where == "before" else len(docs), stale)
+    scores_fam, tops_fam = _run_readiness(tenders, companies, db, r)
+    assert (scores_fam.drift, scores_fam.extra, tops_fam.drift) == (1, 1, 0)
+    assert scores_fam.examples == [f"team {target['team_id']}: 1 score documents of an older profile not yet deleted"]
 
 
 @pytest.mark.parametrize("change", ["score", "member", "missing"])

@@ -142,7 +142,9 @@ def test_a_closed_or_cancelled_tender_scores_zero_and_is_not_biddable(status: st
     doc = score_document(result, open_tender, team)
     assert doc.fields["biddable"] is False and doc.fields["score"] == 0.0
     assert doc.fields["blocked_by"][-1] == "status" and doc.fields["tender_status"] == status
-    assert doc.versions == {"tender_seq": 30, "team_seq": 20} and doc.event_id == 30
+    # The team's profile version is its generation, part of the key; the tender's is the guarded version.
+    assert doc.key == {"team_id": team.facts.team_id, "tender_id": open_tender.facts.tender_id, "team_seq": 20}
+    assert doc.versions == {"tender_seq": 30} and doc.event_id == 30
 
 
 def test_an_open_tender_keeps_the_rules_verdict() -> None:
