@@ -20,7 +20,7 @@ from streams.readiness.taxonomy import CONCEPTS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "sector_labels"
 # Second, blind readings of labelled tenders (of the tuning set; of the held-out set).
-SECOND_READINGS = ("labels_second_reader.jsonl", "labels_second_reader_heldout.jsonl")
+SECOND_READINGS = ("labels_second_reader.jsonl", "labels_second_reader_parts_22_24.jsonl")
 AS_OF = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 
 # How a company would name each concept: the taxonomy's own names, and the way profiles word them (the demo's

@@ -198,6 +198,18 @@ _MULTI_TRADE_CONCEPT = "facilities_management"
 MULTI_TRADE_EVIDENCE = "maintenance across several trades"
 if _MULTI_TRADE_CONCEPT not in BY_ID:
     raise TaxonomyError(f"the taxonomy has no {_MULTI_TRADE_CONCEPT!r} concept")
+# Professionals: the trade their title governs first ("consultants FOR civil engineering services", "engineering
+# consultants FOR electrical construction") is their discipline, which the subject rules weigh
+# (`TenderEvidence.scaled`), not another trade's object; further on it names what they study or review.
+_PROFESSIONAL_CONCEPT = "consulting"
+_DISCIPLINE_REACH = 2  # words after the link: "for [professional] electrical engineering"
+# "consultants for THE electrification of 300 houses": a project, whose works stay the professional's subject.
+_ARTICLES = frozenset({"the", "a", "an"})
+_DISCIPLINE_OWNER = "consulting discipline"  # the first words a professional's title governs (in `_object_spans`)
+# A professional's title: a consulting phrase ending in one of these ("panel of consultants", "consulting engineers").
+_TITLE_WORDS = frozenset({"consultant", "consultants", "consultancy", "engineer", "engineers"})
+if _PROFESSIONAL_CONCEPT not in BY_ID:
+    raise TaxonomyError(f"the taxonomy has no {_PROFESSIONAL_CONCEPT!r} concept")
 # Generic phrases as evidence names them (folded words joined by spaces).
 _GENERIC = frozenset(" ".join(p) for p in _phrase_set("generic", FRAMES.generic))
 _APPOINTMENT = frozenset(" ".join(p) for p in _phrase_set("appointment", FRAMES.appointment))
@@ -494,7 +506,20 @@ def _object_spans(
                     stop = link + 1
                     while stop < len(ws) and stop - link <= _OBJECT_REACH and ws[stop] != "" and stop not in breaks:
                         stop += 1
-                    out.setdefault(concept, []).append((link + 1, stop))
+                    start = link + 1
+                    if (
+                        concept == _PROFESSIONAL_CONCEPT
+                        and phrase.rsplit(" ", 1)[-1] in _TITLE_WORDS
+                        and start < stop
+                        and ws[start] not in _ARTICLES
+                    ):
+                        # A professional's discipline is not another trade's object: see _PROFESSIONAL_CONCEPT.
+                        discipline_end = min(stop, start + _DISCIPLINE_REACH)
+                        out.setdefault(_DISCIPLINE_OWNER, []).append((start, discipline_end))
+                        if discipline_end < stop:
+                            out.setdefault(concept, []).append((discipline_end, stop))
+                    else:
+                        out.setdefault(concept, []).append((start, stop))
                     break
     return out
 
@@ -599,7 +624,12 @@ def _phrase_evidence(
     objects = _object_spans(ws, kept_by, breaks)
     evidence: dict[str, dict[str, float]] = {}
     for concept, kept in kept_by.items():
-        others = [span for owner, spans in objects.items() if owner != concept for span in spans]
+        others = [
+            span
+            for owner, spans in objects.items()
+            if owner != concept and not (owner == _DISCIPLINE_OWNER and concept in (_PROFESSIONAL_CONCEPT, *_SUBJECTS))
+            for span in spans
+        ]
         if others:
             served = _Cover(len(ws), others)
             kept = [m for m in kept if not served.overlaps(m[0], m[1])]
