@@ -515,9 +515,13 @@ class ReadinessHandler:
         touched_tenders = sorted(set(tenders))
         touched_teams = sorted(t for t in set(teams) if t in facts.companies)
         stored_docs = await self._stored_docs(facts, touched_tenders, touched_teams)
-        # Only the documents of each team's current generation count as done; older ones are retired below.
+        # Only the documents of each team's current generation count as done; older ones are retired below. When the
+        # batch touched every tender (a rebuild, a replay), the tender read has seen every document of every team:
+        # only the teams it found older documents of need a delete. Otherwise a touched team's older generation is
+        # deleted blind (its read was of the current generation only), a scan of the team's documents on FerretDB.
         stored: StoredVersions = {}
-        retire = set(touched_teams)
+        covers_all = bool(facts.tenders) and set(facts.tenders) <= set(touched_tenders)
+        retire = set() if covers_all else set(touched_teams)
         for d in stored_docs:
             company = facts.companies.get(d["team_id"])
             if company is not None and d.get(TEAM_SEQ) == company.version:

@@ -32,6 +32,7 @@ from tests.integration.store_faults import (
     Namespace,
     assert_retry_safe,
     envelope,
+    faulty_context,
     run_batches,
     snapshot,
 )
@@ -451,5 +452,43 @@ async def test_scores_from_older_rules_are_rescored_by_the_sweep(namespace: Name
             assert scores.count_documents({"rules_version": {"$ne": rules_version()}}) == 0
             assert scores.count_documents({"score": -1.0}) == 0
             assert await handler.rescore_older_rules() == 0
+    finally:
+        await ctx.aclose()
+
+
+async def test_a_profile_change_replaces_the_teams_generation_and_deletes_blind_only_when_it_must(
+    namespace: Namespace,
+) -> None:
+    """A company event inserts its team's next generation of scores and deletes the older one. A batch that touches
+    every tender (a rebuild, a replay) has read every team's documents, so it deletes only where it found older ones;
+    a company event alone deletes its team's older generation blind (one delete, whatever is stored)."""
+    plan = FaultPlan()
+    ctx = faulty_context(namespace.settings, plan)
+    handler = ReadinessHandler(ctx)
+
+    def deletes() -> list[str]:
+        found = [c for c in plan.calls if c.startswith("mongo.delete_older")]
+        plan.calls.clear()
+        return found
+
+    def stored() -> list[tuple[int, int, int]]:
+        with MongoClient(namespace.settings.mongo_url.get_secret_value(), serverSelectionTimeoutMS=5000) as client:
+            docs = client[namespace.settings.mongo_db]["readiness_scores"].find({}, {"_id": 0})
+            return sorted((d["team_id"], d["tender_id"], d["team_seq"]) for d in docs)
+
+    tenders = [envelope(10 + t, "tender.created", t, _tender(t)) for t in (1, 2, 3)]
+    try:
+        # A rebuild: every tender and every team in one batch, on an empty store: nothing to delete, no delete sent.
+        await handler(_incoming([*tenders, envelope(20, "company.updated", 1, _company(1))]))
+        assert deletes() == []
+        assert stored() == [(1, 1, 20), (1, 2, 20), (1, 3, 20)]
+        # The same, with a newer profile: the read saw the older generation, so exactly that team's is deleted.
+        await handler(_incoming([*tenders, envelope(30, "company.updated", 1, _company(1, experience_years=7))]))
+        assert len(deletes()) == 1
+        assert stored() == [(1, 1, 30), (1, 2, 30), (1, 3, 30)]
+        # A company event alone read only its new generation: it deletes the older one blind.
+        await handler(_incoming([envelope(40, "company.updated", 1, _company(1, experience_years=8))]))
+        assert len(deletes()) == 1
+        assert stored() == [(1, 1, 40), (1, 2, 40), (1, 3, 40)]
     finally:
         await ctx.aclose()
