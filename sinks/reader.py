@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from schema.checked import whole
 from schema.events import OPEN_STATUSES
 from schema.mongo import READINESS_SCORES, TENDER_SUMMARIES, USER_ACTIVITY_LOGS
 from schema.redis_keys import (
@@ -118,8 +119,9 @@ def current_scores(docs: Iterable[Mapping[str, Any]]) -> dict[int, Mapping[str, 
 
 
 def score_generation(doc: Mapping[str, Any]) -> int:
+    """A score document's generation (its team_seq); -1 for one without a usable one."""
     seq = doc.get("team_seq")
-    return seq if isinstance(seq, int) and not isinstance(seq, bool) else -1
+    return seq if whole(seq) else -1
 
 
 class CacheFirstReader:
