@@ -35,7 +35,7 @@ from schema.redis_keys import (
     placeholder,
 )
 from schema.settings import Settings
-from sinks.reader import score_generation
+from sinks.reader import current_scores
 from sinks.redis import SyncClient, sync_client
 from sinks.spend_store import totals_from_fields
 from streams.agents.readiness import (
@@ -373,22 +373,18 @@ def _verify_readiness(
     open_ids = {t for t, e in tenders.items() if is_open(e.value, as_of)}
     # One scan of the collection: FerretDB answers a per-team query by scanning it whole (measured 1.9 s a team at
     # 10,000 documents), so 200 teams would scan it 200 times.
-    by_team: dict[int, dict[int, dict[str, Any]]] = {}
-    older: dict[int, int] = {}  # team -> documents of an older generation (a profile change not finished)
+    docs_by_team: dict[int, list[dict[str, Any]]] = {}
     if scores_wanted:
-        wanted = {"_id": 0, "team_id": 1, "tender_id": 1, "score": 1, "biddable": 1, "tender_status": 1}
-        wanted |= {"rules_version": 1, "team_seq": 1}
-        for d in stores.db[READINESS_SCORES.name].find({}, wanted, batch_size=CHUNK):
-            team_docs = by_team.setdefault(int(d["team_id"]), {})
-            held = team_docs.get(int(d["tender_id"]))
-            if held is not None:
-                older[int(d["team_id"])] = older.get(int(d["team_id"]), 0) + 1
-                if score_generation(held) > score_generation(d):
-                    continue
-            team_docs[int(d["tender_id"])] = d
-    for team, n_older in sorted(older.items()):
-        scores_fam.extra += n_older
-        scores_fam.add(f"team {team}: {n_older} score documents of an older profile not yet deleted", n)
+        wanted = dict.fromkeys(("team_id", "tender_id", "score", "biddable", "tender_status", "rules_version"), 1)
+        for d in stores.db[READINESS_SCORES.name].find({}, {"_id": 0, "team_seq": 1, **wanted}, batch_size=CHUNK):
+            docs_by_team.setdefault(int(d["team_id"]), []).append(d)
+    by_team: dict[int, dict[int, Mapping[str, Any]]] = {}
+    for team, docs in sorted(docs_by_team.items()):
+        by_team[team] = current_scores(docs)
+        older = len(docs) - len(by_team[team])  # a profile change whose older generation is not deleted yet
+        if older:
+            scores_fam.extra += older
+            scores_fam.add(f"team {team}: {older} score documents of an older profile not yet deleted", n)
     for team, company in companies.items():
         stored = by_team.pop(team, {})
         if scores_wanted:

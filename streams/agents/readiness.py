@@ -514,19 +514,22 @@ class ReadinessHandler:
         """One pass of `rescore` over `facts`; returns the pairs whose documents it sent to the store."""
         touched_tenders = sorted(set(tenders))
         touched_teams = sorted(t for t in set(teams) if t in facts.companies)
-        stored_docs = await self._stored_docs(facts, touched_tenders, touched_teams)
-        # Only the documents of each team's current generation count as done; older ones are retired below. When the
-        # batch touched every tender (a rebuild, a replay), the tender read has seen every document of every team:
-        # only the teams it found older documents of need a delete. Otherwise a touched team's older generation is
-        # deleted blind (its read was of the current generation only), a scan of the team's documents on FerretDB.
-        stored: StoredVersions = {}
+        # When the batch touched every tender (a rebuild, a replay), the tender read sees every document of every
+        # team: no team needs a read of its own, and only the teams it found older documents of need a delete.
+        # Otherwise a touched team's older generation is deleted blind (its own read is of the current generation
+        # only), a scan of the team's documents on FerretDB.
         covers_all = bool(facts.tenders) and set(facts.tenders) <= set(touched_tenders)
+        stored_docs = await self._stored_docs(facts, touched_tenders, () if covers_all else touched_teams)
+        # Only the documents of each team's current generation count as done; older ones are retired below.
+        stored: StoredVersions = {}
         retire = set() if covers_all else set(touched_teams)
         for d in stored_docs:
             company = facts.companies.get(d["team_id"])
-            if company is not None and d.get(TEAM_SEQ) == company.version:
+            if company is None:
+                continue
+            if d.get(TEAM_SEQ) == company.version:
                 stored[(d["team_id"], d["tender_id"])] = (d.get("tender_seq"), d.get(TEAM_SEQ), d.get("rules_version"))
-            elif company is not None and whole(d.get(TEAM_SEQ)) and d[TEAM_SEQ] < company.version:
+            elif whole(d.get(TEAM_SEQ)) and d[TEAM_SEQ] < company.version:
                 retire.add(d["team_id"])
         plan = await asyncio.to_thread(self._plan, facts, touched_tenders, touched_teams, stored, as_of)
         self.scored += len(plan.docs)

@@ -210,6 +210,7 @@ _DISCIPLINE_OWNER = "consulting discipline"  # the first words a professional's 
 _TITLE_WORDS = frozenset({"consultant", "consultants", "consultancy", "engineer", "engineers"})
 if _PROFESSIONAL_CONCEPT not in BY_ID:
     raise TaxonomyError(f"the taxonomy has no {_PROFESSIONAL_CONCEPT!r} concept")
+_DISCIPLINE_SEEN_BY = _SUBJECTS | {_PROFESSIONAL_CONCEPT}  # the concepts a discipline span does not hide
 # Generic phrases as evidence names them (folded words joined by spaces).
 _GENERIC = frozenset(" ".join(p) for p in _phrase_set("generic", FRAMES.generic))
 _APPOINTMENT = frozenset(" ".join(p) for p in _phrase_set("appointment", FRAMES.appointment))
@@ -627,7 +628,7 @@ def _phrase_evidence(
         others = [
             span
             for owner, spans in objects.items()
-            if owner != concept and not (owner == _DISCIPLINE_OWNER and concept in (_PROFESSIONAL_CONCEPT, *_SUBJECTS))
+            if owner != concept and not (owner == _DISCIPLINE_OWNER and concept in _DISCIPLINE_SEEN_BY)
             for span in spans
         ]
         if others:
