@@ -416,7 +416,8 @@ def _place_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
         for j in range(i + 2, min(i + 2 + _ORG_MAX_WORDS, len(ws))):
             if ws[j] == "" or (last is not None and ws[j] in _ORG_ENDS):
                 break
-            end = next((j + n for n in (2, 1) if tuple(ws[j : j + n]) in _PLACES), None)
+            # `j + n <= len(ws)`: a one-word slice at the very end is not a two-word place.
+            end = next((j + n for n in (2, 1) if j + n <= len(ws) and tuple(ws[j : j + n]) in _PLACES), None)
             if end is not None:
                 if all(w in _NOT_NAMES for w in ws[i + 1 : j]):
                     break

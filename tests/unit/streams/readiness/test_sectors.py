@@ -4,6 +4,7 @@ error the word matcher made (issue 15), not a single tender."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,12 +12,14 @@ import pytest
 from streams.readiness import taxonomy
 from streams.readiness.sectors import (
     PASS_THRESHOLD,
+    _phrase_evidence,
     category_concepts,
     corrected,
     match_sectors,
     sector_profile,
     sector_profiles,
     tender_evidence,
+    words,
 )
 from streams.readiness.taxonomy import CONCEPTS, TaxonomyError
 
@@ -889,3 +892,19 @@ def test_a_taxonomy_listing_a_phrase_twice_is_refused_naming_the_phrase(tmp_path
     broken.write_text(source.replace("strong = [\n", 'strong = [\n    "duplicated phrase", "duplicated phrase",\n', 1))
     with pytest.raises(TaxonomyError, match=r"concept construction\.strong lists a phrase twice: 'duplicated phrase'"):
         taxonomy.load(broken)
+
+
+def test_a_sector_label_ending_in_a_place_name_is_read_not_a_crash() -> None:
+    # A company's own sector label is read without the tender's end-of-text marker: a one-word place at its very end
+    # ("... at Camden Power station") once made a span past the last word (IndexError on the company event).
+    assert sector_profile("Repairs at Camden Power station").usable
+    assert sector_profile("Maintenance at the station").usable
+
+
+def test_every_labelled_text_reads_without_the_end_marker() -> None:
+    # The same class for any wording and every span rule: a sector label is read as its bare words (no end-of-text
+    # marker after them), so every title and description of the labelled tenders is read that way too.
+    for line in (Path(__file__).parents[3] / "fixtures" / "sector_labels" / "sample.jsonl").read_text().splitlines():
+        tender = json.loads(line)
+        for text in (tender["title"], tender["description"]):
+            _phrase_evidence([corrected(w) for w in words(text or "")])
