@@ -1,46 +1,49 @@
-"""Would a model learned from the labelled tenders do better than the rules? A probe, not part of the product.
+"""The learned sector guess (`streams.readiness.learned`): train it, write its weights, and score it beside the rules.
 
-    .venv/bin/python -m bench.sector_learned
+    .venv/bin/python -m bench.sector_learned            # train on labels.jsonl, score on labels_heldout.jsonl
+    .venv/bin/python -m bench.sector_learned --write    # ... and write streams/readiness/learned.json
 
 A logistic regression per sector over the words and word pairs of a tender's title and description and the words of
-its eTenders category (binary features, L2-normalised; torch's L-BFGS), trained on the tuning set (labels.jsonl) and
-scored on the held-out set (labels_heldout.jsonl), beside the rules, and two ways of combining them: either says yes
-("or"), and the rules' yes kept unless the model is near sure it is wrong while the model's own yes needs it to be
-near sure ("blend"). Needs torch (the `ml` extra). Figures in bench/README.md.
+its eTenders category (binary features scaled by one over the square root of their number; torch's L-BFGS, L2
+penalty), trained on the tuning set only (labels.jsonl; features seen in at least `--min-count` tuning tenders) and
+scored on the held-out set (labels_heldout.jsonl): the model alone, the rules alone, and the product's combination,
+the rules plus the model's one guess on the tenders the rules find no sector in. Weights below `--prune` in size are
+left out of the file. Needs torch (the `ml` extra); the product reads the file in pure Python. Figures in
+bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
-import re
+import json
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from bench.sector_match import WORDINGS, Labelled, load, predicted
+from bench.sector_match import Labelled, load
+from streams.readiness import learned
+from streams.readiness.sectors import PASS_THRESHOLD, tender_evidence
 from streams.readiness.taxonomy import CONCEPTS
 
-_WORD = re.compile(r"[a-z][a-z0-9]+")
 SECTORS = [c.id for c in CONCEPTS]
 
 
-def features(tender: dict[str, str]) -> set[str]:
-    words = _WORD.findall(f"{tender['title']} {tender['description']}".lower())
-    out = set(words) | {f"{a}_{b}" for a, b in itertools.pairwise(words)}
-    return out | {"cat:" + w for w in _WORD.findall(tender["category"].lower())}
+def tender_features(item: Labelled) -> frozenset[str]:
+    t = item.tender
+    return learned.features(t["category"], t["title"], t["description"])
 
 
 def matrix(data: Sequence[Labelled], vocab: dict[str, int]) -> np.ndarray:
     x = np.zeros((len(data), len(vocab)), dtype=np.float32)
     for row, item in enumerate(data):
-        for name in features(item.tender):
+        found = tender_features(item)
+        for name in found:
             column = vocab.get(name)
             if column is not None:
-                x[row, column] = 1.0
-    return x / np.maximum(1.0, np.sqrt(x.sum(1, keepdims=True)))
+                x[row, column] = 1.0 / max(1.0, len(found) ** 0.5)
+    return x
 
 
 def labels(data: Sequence[Labelled]) -> np.ndarray:
@@ -48,6 +51,7 @@ def labels(data: Sequence[Labelled]) -> np.ndarray:
 
 
 def fit(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
     xt, yt = torch.tensor(x), torch.tensor(y)
     w = torch.zeros(x.shape[1], y.shape[1], requires_grad=True)
     b = torch.zeros(y.shape[1], requires_grad=True)
@@ -63,39 +67,65 @@ def fit(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[torch.Tensor, torch.Te
     return w.detach(), b.detach()
 
 
-def scores(said: np.ndarray, meant: np.ndarray) -> str:
-    f, p, r = f1(said, meant)
-    return f"F1 {f:.3f}  P {p:.3f}  R {r:.3f}"
+def train(data: Sequence[Labelled], l2: float, min_count: int, prune: float, threshold: float) -> learned.Model:
+    counts = Counter(name for item in data for name in tender_features(item))
+    vocab = {name: n for n, name in enumerate(sorted(k for k, v in counts.items() if v >= min_count))}
+    w, b = fit(matrix(data, vocab), labels(data), l2)
+    names = sorted(vocab, key=vocab.__getitem__)
+    weights = {
+        s: {names[i]: round(float(w[i, j]), 4) for i in range(len(names)) if abs(float(w[i, j])) >= prune}
+        for j, s in enumerate(SECTORS)
+    }
+    bias = {s: round(float(b[j]), 4) for j, s in enumerate(SECTORS)}
+    trained_on = f"labels.jsonl: {len(data)} tenders; l2 {l2:g}, min count {min_count}, prune {prune:g}"
+    return learned.parse({"threshold": threshold, "trained_on": trained_on, "bias": bias, "weights": weights})
 
 
-def f1(said: np.ndarray, meant: np.ndarray) -> tuple[float, float, float]:
+def f1(said: np.ndarray, meant: np.ndarray) -> str:
     tp = float((said * meant).sum())
     p = tp / max(float(said.sum()), 1.0)
     r = tp / max(float(meant.sum()), 1.0)
-    return (2 * p * r / (p + r) if p + r else 0.0), p, r
+    return f"F1 {2 * p * r / (p + r) if p + r else 0.0:.3f}  P {p:.3f}  R {r:.3f}"
+
+
+def passes(data: Sequence[Labelled], model: learned.Model | None) -> np.ndarray:
+    rows = []
+    for item in data:
+        t = item.tender
+        evidence = tender_evidence(t["category"], t["title"], t["description"], model=model)
+        rows.append([evidence.strength(s) >= PASS_THRESHOLD for s in SECTORS])
+    return np.array(rows, dtype=np.float32)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--l2", type=float, nargs="+", default=[1e-6, 3e-6, 1e-5])
+    parser.add_argument("--l2", type=float, default=3e-7)
+    parser.add_argument("--min-count", type=int, default=3)
+    parser.add_argument("--prune", type=float, default=0.5)
+    parser.add_argument("--threshold", type=float, default=0.5, help="the probability a guess needs")
+    parser.add_argument("--write", action="store_true", help=f"write the trained weights to {learned.SOURCE}")
     args = parser.parse_args()
-    torch.manual_seed(0)
-    train, test = load(labels="labels.jsonl"), load(labels="labels_heldout.jsonl")
-    counts = Counter(name for item in train for name in features(item.tender))
-    vocab = {name: n for n, name in enumerate(sorted(k for k, v in counts.items() if v >= 2))}
-    x_train, y_train, x_test, y_test = matrix(train, vocab), labels(train), matrix(test, vocab), labels(test)
-    rules = np.array(
-        [[predicted(item.tender, WORDINGS["names"])[s] for s in SECTORS] for item in test], dtype=np.float32
+    train_set, test = load(labels="labels.jsonl"), load(labels="labels_heldout.jsonl")
+    model = train(train_set, args.l2, args.min_count, args.prune, args.threshold)
+    size = sum(len(w) for w in model.weights.values())
+    print(f"train {len(train_set)} tenders, test {len(test)} held-out; {size} weights kept ({model.trained_on})")
+    y = labels(test)
+    alone = np.array(
+        [[model.probabilities(tender_features(item))[s] >= args.threshold for s in SECTORS] for item in test],
+        dtype=np.float32,
     )
-    print(f"train {len(train)} tenders, test {len(test)} held-out, {len(vocab)} features")
-    print(f"rules            {scores(rules, y_test)}")
-    for l2 in args.l2:
-        w, b = fit(x_train, y_train, l2)
-        prob = torch.sigmoid(torch.tensor(x_test) @ w + b).numpy()
-        model = (prob >= 0.3).astype(np.float32)
-        blend = np.where(rules > 0, prob >= 0.1, prob >= 0.7).astype(np.float32)
-        either = f1(np.maximum(model, rules), y_test)[0]
-        print(f"l2 {l2:g}: model {scores(model, y_test)} | or F1 {either:.3f} | blend {scores(blend, y_test)}")
+    print(f"model alone       {f1(alone, y)}")
+    print(f"rules alone       {f1(passes(test, None), y)}")
+    print(f"rules + guess     {f1(passes(test, model), y)}")
+    if args.write:
+        data = {
+            "threshold": model.threshold,
+            "trained_on": model.trained_on,
+            "bias": dict(model.bias),
+            "weights": {s: dict(sorted(w.items())) for s, w in model.weights.items()},
+        }
+        learned.SOURCE.write_text(json.dumps(data, indent=0, sort_keys=True) + "\n")
+        print(f"wrote {learned.SOURCE}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ read once into evidence per concept: the vocabulary its title and description us
 phrase is not counted again, an excluded phrase hides its words from that concept, and the name of a department,
 "Department of Water and Sanitation", is never evidence of its work), its CIDB classes of works, and its eTenders
 category, which only supports evidence the text already gives. The strength of a concept is its evidence summed,
-capped at 1; a sector passes at PASS_THRESHOLD. A sector the taxonomy does not know is matched on its own words.
+capped at 1; a sector passes at PASS_THRESHOLD. When no concept passes, the one concept a model learned from the
+labelled tenders is fairly sure of passes weakly (`streams.readiness.learned`), named with the words it weighed,
+unless the tender uses that concept's own vocabulary (the rules have judged it). A sector the taxonomy does not know
+is matched on its own words.
 
 Deterministic and offline; linear in the text (one pass of dictionary lookups over at most LONGEST_PHRASE words per
 position).
@@ -20,9 +23,10 @@ import functools
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from streams.readiness import learned
 from streams.readiness.taxonomy import (
     BY_ID,
     CATEGORY_HINTS,
@@ -34,6 +38,8 @@ from streams.readiness.taxonomy import (
     TaxonomyError,
 )
 
+# A learned guess passes with PASS_THRESHOLD to GUESS_CEILING: below a clear match on the rules' evidence.
+GUESS_CEILING = 0.8
 # Evidence a sector needs to pass: one strong term, one medium term, or weak terms with support.
 PASS_THRESHOLD = 0.6
 # What the eTenders category adds to a concept the text already shows (it never counts alone). Rules version 10: as
@@ -678,9 +684,12 @@ class TenderEvidence:
     professional: bool = False  # appoints a professional (and no contractor): FRAMES.subjects are its subject
     no_work: bool = False  # lets, sells or rents property, sells scrap, or asks for work outside the taxonomy
     goods: bool = False  # asks for goods (and appoints no professional): FRAMES.services count strong phrases only
+    guess: learned.Guess | None = None  # the learned guess, when no concept passes on the rules' evidence
 
     def evidence(self, concept: str) -> tuple[str, ...]:
-        """The phrases found for `concept`, strongest first."""
+        """The phrases found for `concept`, strongest first (for a guessed concept: the words the model weighed)."""
+        if self.guess is not None and concept == self.guess.concept:
+            return self.guess.words
         found = self.phrases.get(concept, {})
         return tuple(sorted(found, key=lambda phrase: (-found[phrase], phrase)))
 
@@ -744,7 +753,13 @@ class TenderEvidence:
 
     def strength(self, concept: str) -> float:
         """0..1: the evidence, capped at 1, and scaled down when another concept has far more (a sector the tender
-        mentions in passing beside the work it asks for)."""
+        mentions in passing beside the work it asks for); a guessed concept passes weakly (`guess_strength`)."""
+        if self.guess is not None and concept == self.guess.concept:
+            return guess_strength(self.guess)
+        return self.rule_strength(concept)
+
+    def rule_strength(self, concept: str) -> float:
+        """`strength` on the rules' evidence alone."""
         raw = self.raw(concept)
         if raw <= 0.0 or self.no_work:
             return 0.0
@@ -753,10 +768,21 @@ class TenderEvidence:
         return strength * SUBJECT_SCALE if self.scaled(concept) else strength
 
 
+def guess_strength(guess: learned.Guess) -> float:
+    """A learned guess's strength: from PASS_THRESHOLD at the model's threshold to GUESS_CEILING when it is sure,
+    so that a clear match on the rules' evidence ranks above it."""
+    sureness = max(0.0, min(1.0, (guess.probability - guess.threshold) / (1.0 - guess.threshold)))
+    return round(PASS_THRESHOLD + (GUESS_CEILING - PASS_THRESHOLD) * sureness, 6)
+
+
 def tender_evidence(
-    category: str | None, *texts: str | None, cidb_classes: Iterable[str | None] = ()
+    category: str | None,
+    *texts: str | None,
+    cidb_classes: Iterable[str | None] = (),
+    model: learned.Model | None = learned.MODEL,
 ) -> TenderEvidence:
-    """Evidence from a tender's category, its texts (title, description) and its CIDB classes of works."""
+    """Evidence from a tender's category, its texts (title, description) and its CIDB classes of works; with `model`,
+    its guess when no concept passes on that evidence."""
     ws: list[str] = []
     breaks: set[int] = set()
     for text in texts:
@@ -777,7 +803,7 @@ def tender_evidence(
     phrases = {c: MappingProxyType(p) for c, p in found.items()}
     classes = tuple(sorted({c for c in cidb_classes if c}))
     professional = bool(matches["professional"]) and not matches["contractor"]
-    return TenderEvidence(
+    evidence = TenderEvidence(
         MappingProxyType(phrases),
         category_concepts(category),
         classes,
@@ -786,6 +812,29 @@ def tender_evidence(
         no_work=bool(matches["no_work"] or matches["outside"]),
         goods=bool(matches["goods"]) and not professional,
     )
+    if model is None or any(evidence.rule_strength(c.id) >= PASS_THRESHOLD for c in CONCEPTS):
+        return evidence
+    guess = model.guess(learned.features(category, *texts))
+    if guess is None or _uses_vocabulary(ws, guess.concept):
+        return evidence
+    return replace(evidence, guess=guess)
+
+
+def _uses_vocabulary(ws: Sequence[str], concept: str) -> bool:
+    """Whether `ws` holds a phrase of the concept's vocabulary, before exclusions and frames: then the rules have
+    judged the concept's own words ("PPE for electrical workers", "training" as a step of a supply) and a learned
+    guess does not overrule them; it speaks only for wordings the rules do not know."""
+    for i in range(len(ws)):
+        for n in range(1, min(LONGEST_PHRASE, len(ws) - i) + 1):
+            key = tuple(ws[i : i + n])
+            entries = _TABLE.get(key)
+            if entries is None:
+                if key in _PREFIXES:
+                    continue
+                break
+            if any(e.concept == concept and e.weight > 0.0 for e in entries):
+                return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -889,6 +938,12 @@ def _reason(
         reason = f"Your sector '{profile.label}' is not in the sector taxonomy; the tender shows {_quote(evidence)}"
         return reason + (f", not {_quote(missing)}" if missing else "")
     name = BY_ID[concept].name
+    shown = f"'{profile.label}'" if profile.label.lower() == name.lower() else f"'{profile.label}' ({name})"
+    if tender.guess is not None and concept == tender.guess.concept:
+        return (
+            f"Sector {shown}: likely match, learned from labelled tenders: no phrase of the sector's vocabulary is in "
+            f"the tender, but {_quote(evidence)} weigh for it (probability {tender.guess.probability:.2f})"
+        )
     parts = []
     if evidence:
         parts.append(f"the tender asks for {_quote(evidence[:6])}")
@@ -898,5 +953,4 @@ def _reason(
     if evidence and concept in tender.category:
         parts.append("its eTenders category agrees")
     clear = "clear" if strength >= 1.0 else ("likely" if strength >= PASS_THRESHOLD else "weak, not enough")
-    shown = f"'{profile.label}'" if profile.label.lower() == name.lower() else f"'{profile.label}' ({name})"
     return f"Sector {shown}: {clear} match; " + "; ".join(parts)

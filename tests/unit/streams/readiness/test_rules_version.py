@@ -1,9 +1,10 @@
-"""A change to the sector rules (the taxonomy table or the matcher) is a rule change: stored scores must be recomputed,
-so RULES_VERSION must move with it (issue 15). What is digested is what the rules do: the taxonomy table, and the
-matcher's strength for every concept on every tender of the tuning set (labels.jsonl: 621 real tenders up to
-version 4, 719 from version 5, 814 from version 6, 938 from version 7, 1,187 from version 8, 1,444 from version 9,
-1,953 from version 10; held-out tenders added to the sample later do not move it). A refactor that keeps every
-strength keeps the digest; a rule edit without a version bump fails this test."""
+"""A change to the sector rules (the taxonomy table, the matcher or the learned weights) is a rule change: stored scores
+must be recomputed, so RULES_VERSION must move with it (issue 15). What is digested is what the rules do: the taxonomy
+table, from version 12 the learned weights (learned.json), and the matcher's strength for every concept on every
+tender of the tuning set (labels.jsonl: 621 real tenders up to version 4, 719 from version 5, 814 from version 6, 938
+from version 7, 1,187 from version 8, 1,444 from version 9, 1,953 from version 10, 2,709 from version 11; held-out
+tenders added to the sample later do not move it). A refactor that keeps every strength keeps the digest; a rule
+edit without a version bump fails this test."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import json
 from pathlib import Path
 
 from bench.sector_match import FIXTURES
-from streams.readiness import taxonomy
+from streams.readiness import learned, taxonomy
 from streams.readiness.scoring import RULES_VERSION
 from streams.readiness.sectors import tender_evidence
 from streams.readiness.taxonomy import CONCEPTS
@@ -29,11 +30,13 @@ DIGESTS = {
     "9": "7522252c28127e5ced6286738cfd81ffce62722e673227820f2cff260caf0c92",
     "10": "bb3ac3f21d0306c9002f76a083f2ca884c583ba30717062f61df1e123cab94f5",
     "11": "dd6735c8e9c9c81e3d59b32bb7c1391de4e01acc63d9ce4a5f1857040d8f445d",
+    "12": "be9b272f2f579a06d7a3623f8e6b2955771eef165f80e8a2e5b168c9b1ad935b",
 }
 
 
 def rules_digest() -> str:
     digest = hashlib.sha256(Path(taxonomy.__file__).with_name("taxonomy.toml").read_bytes())
+    digest.update(learned.SOURCE.read_bytes())
     tuning = {json.loads(line)["id"] for line in (FIXTURES / "labels.jsonl").read_text().splitlines()}
     for line in (FIXTURES / "sample.jsonl").read_text().splitlines():
         t = json.loads(line)
