@@ -908,3 +908,21 @@ def test_every_labelled_text_reads_without_the_end_marker() -> None:
         tender = json.loads(line)
         for text in (tender["title"], tender["description"]):
             _phrase_evidence([corrected(w) for w in words(text or "")])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Felix Instruments Three Gas analyser: F-790(ARC-TSC) Nelspruit",
+        "Supply, delivery and installation of Gas Analyser with containers.",
+        "Supply and installation of Sulphur Dioxide Gas Analyser for the Ambient Air Quality monitoring Station",
+    ],
+)
+def test_a_gas_analyser_alone_is_an_instrument_not_electrical_work(text: str) -> None:
+    # Rules version 13: the labelled tenders naming a gas analyser with no other electrical evidence have no sector.
+    assert match(["Electrical installations"], None, text)[0] < PASS_THRESHOLD
+
+
+def test_gas_analysers_on_transformers_are_electrical_by_the_transformers() -> None:
+    text = "Supply and commissioning of permanent online gas analysers for use on transformers and reactors"
+    assert match(["Electrical installations"], None, text)[0] == 1.0
