@@ -71,7 +71,9 @@ class Model:
         return out
 
     def guess(self, found: frozenset[str]) -> Guess | None:
-        """The one concept the model is at least `threshold` sure of (the likeliest), or None."""
+        """The one concept the model is at least `threshold` sure of (the likeliest), or None; never on the category
+        alone: the words of the title and description must weigh for it themselves (issue 15: a category is evidence
+        only with support in the text)."""
         probabilities = self.probabilities(found)
         if not found or not probabilities:
             return None
@@ -79,6 +81,8 @@ class Model:
         if probabilities[concept] < self.threshold:
             return None
         weights = self.weights[concept]
+        if sum(weights.get(f, 0.0) for f in found if not f.startswith(_CATEGORY)) <= 0.0:
+            return None
         ranked = sorted((f for f in found if weights.get(f, 0.0) > 0.0), key=lambda f: (-weights[f], f))
         words = tuple(readable(f) for f in ranked[:EVIDENCE_WORDS])
         return Guess(concept, probabilities[concept], self.threshold, words)

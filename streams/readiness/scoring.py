@@ -41,7 +41,7 @@ from streams.readiness.coverage import (
 from streams.readiness.reference import CheckResult, ReadinessError
 from streams.readiness.sectors import SectorProfile, TenderEvidence, match_sectors, sector_profiles, tender_evidence
 
-RULES_VERSION = "13"
+RULES_VERSION = "14"
 HARD_FAIL_SCALE = 0.2
 # Days of preparation that earn the full "closing date" weight; fewer earn a proportional share.
 PREPARATION_DAYS = 7

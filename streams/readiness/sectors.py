@@ -358,6 +358,8 @@ _FRAME_LINKS = frozenset({"for", "on", "in", "of"})
 _FRAME_ONLY_IN = frozenset({"certificate", "learnership", "course"})
 # "training intervention in the field of ...": one such word may stand between the course and its link.
 _FRAME_NOUNS = frozenset(_WORD.findall("intervention interventions programme programmes session sessions workshop"))
+# ...but the words before a learnership are always its subject ("construction roads learnerships for the period").
+_FRAME_SUBJECT_BEFORE = frozenset({"learnership"})
 _ACROSS = _FRAME_LINKS | {"a", "an", "the"}
 _FRAME_AFTER = 10
 
@@ -381,7 +383,7 @@ def _frame_spans(ws: Sequence[str]) -> list[tuple[int, int]]:
                 # "training of 25 learners for apprenticeship trade in electrical": across further links
                 while end < len(ws) and end - i <= _FRAME_AFTER and (ws[end] not in _ORG_ENDS or ws[end] in _ACROSS):
                     end += 1
-            elif word in _FRAME_ONLY_IN:
+            elif word in _FRAME_ONLY_IN and word not in _FRAME_SUBJECT_BEFORE:
                 continue  # "an electrical compliance certificate": not a course, its words are work
             spans.append((start, end))
     return spans
@@ -579,6 +581,16 @@ def _products_hide(products: Sequence[tuple[tuple[int, int], tuple[int, int]]]) 
     return hides
 
 
+# A unit word that starts an organisation's name ("Office Building Department of Public Works"): the words before it
+# are not the unit's qualifiers (`_org_spans` reads the name).
+_UNITS_NAMING_ORGANISATIONS = frozenset({"department"})
+
+
+def _names_an_organisation(ws: Sequence[str], head: tuple[int, int]) -> bool:
+    start, end = head
+    return ws[start] in _UNITS_NAMING_ORGANISATIONS and end < len(ws) and ws[end] == "of"
+
+
 def _phrase_evidence(
     ws: Sequence[str], frames: dict[str, Spans] | None = None, breaks: frozenset[int] = frozenset()
 ) -> dict[str, dict[str, float]]:
@@ -607,7 +619,7 @@ def _phrase_evidence(
         + _org_spans(ws, breaks)
         + _address_spans(ws)
         + _place_spans(ws)
-        + _modifier_spans(ws, frames["units"])
+        + _modifier_spans(ws, [h for h in frames["units"] if not _names_an_organisation(ws, h)])
         + _acronym_spans(ws)
         + _parcel_spans(ws)
     )

@@ -138,3 +138,13 @@ def test_the_shipped_model_reads_a_wording_the_rules_do_not_know() -> None:
     assert tender_evidence("Services: Professional", "RFQJW045NS26", text, model=None).guess is None
     score, reason = match(["ICT"], text, learned.MODEL, "Services: Professional")
     assert PASS_THRESHOLD <= score <= GUESS_CEILING, reason
+
+
+def test_the_category_alone_never_makes_a_guess() -> None:
+    # The category weighs for cleaning, the text's words do not: a reference number alone is no evidence.
+    leaning = model({"cleaning": {"cat:cleaning": 30.0, "cat:functional": 30.0}})
+    functional = "Services: Functional (Including Cleaning and Security Services)"
+    assert tender_evidence(functional, "SCMU10-25/26-0018", model=leaning).guess is None
+    # With a word of its own in the text, the category adds to it.
+    leaning = model({"cleaning": {"cat:cleaning": 30.0, "sparkle": 0.5}})
+    assert tender_evidence(functional, "Sparkle at the district office", model=leaning).guess is not None

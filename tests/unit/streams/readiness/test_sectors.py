@@ -926,3 +926,52 @@ def test_a_gas_analyser_alone_is_an_instrument_not_electrical_work(text: str) ->
 def test_gas_analysers_on_transformers_are_electrical_by_the_transformers() -> None:
     text = "Supply and commissioning of permanent online gas analysers for use on transformers and reactors"
     assert match(["Electrical installations"], None, text)[0] == 1.0
+
+
+# Rules version 14: classes read from the errors of parts 25-33.
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        ("Catering", "Provision of four (4) water coolers on a lease basis for a period of three (3) years"),
+        ("ICT", "Supply and maintenance of printing devices for a period of three (3) years"),
+        ("ICT", "Managed print services for a period of 36 months"),
+        ("Water and sanitation", "Supply and delivery of 4 skipper bins"),
+        ("Water and sanitation", "Supply and delivery of home composter bins for a period of three years"),
+        ("Professional services", "The RAF wishes to appoint a neurosurgeon to conduct a clinical examination"),
+        ("Professional services", "Biological monitoring and medical surveillance services for the employees"),
+        ("Security", "Provision for maintenance service for electric fencing"),
+        ("Construction", "Supply, delivery and installation of insulated security guard houses at various sites"),
+    ],
+)
+def test_rules_version_14_wordings_name_their_trade(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score >= PASS_THRESHOLD, (sector, text, score, reason)
+
+
+@pytest.mark.parametrize(
+    ("sector", "text"),
+    [
+        # A laboratory's analysis of water samples is not water supply (GUIDELINES.md).
+        ("Water and sanitation", "Sampling and testing of water and wastewater in Drakenstein municipal area"),
+        ("Water and sanitation", "Rendering of laboratory services for the analysis of water and waste water samples"),
+        # A buyer's department is where the goods go, not their trade.
+        ("Medical supplies", "Supply of lead bricks for the nuclear medicine department at iThemba LABS"),
+        # A course's subject: the words before a learnership.
+        ("Civil engineering", "Construction roads learnerships for the period ending 30 June 2028"),
+        # Refuse bins on a street, a truck's bin lifters, a doctor's surveillance, a fence built by a builder.
+        ("Civil engineering", "Supply, delivery and installation of street bins, as and when required"),
+        ("Water and sanitation", "Supply and install new refuse compactor tailgates and bin lifters"),
+        ("Security", "Biological monitoring and medical surveillance services for the employees"),
+        ("Security", "Supply and installation of security fencing at Hluhluwe Dam"),
+        ("Electrical", "Provision for maintenance service for electric fencing"),
+        ("Medical supplies", "The RAF wishes to appoint an ophthalmologist to conduct a clinical examination"),
+    ],
+)
+def test_rules_version_14_wordings_that_are_not_the_trade(sector: str, text: str) -> None:
+    score, reason = match([sector], None, text)
+    assert score < PASS_THRESHOLD, (sector, text, score, reason)
+
+
+def test_a_department_that_starts_an_organisations_name_keeps_the_words_before_it() -> None:
+    assert match(["Security"], None, "Security services department of health")[0] == 1.0
+    assert match(["Construction"], None, "Renovation of office building department of public works")[0] == 1.0
