@@ -22,7 +22,7 @@ import bisect
 import functools
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
@@ -591,6 +591,20 @@ def _names_an_organisation(ws: Sequence[str], head: tuple[int, int]) -> bool:
     return ws[start] in _UNITS_NAMING_ORGANISATIONS and end < len(ws) and ws[end] == "of"
 
 
+def _table_matches(ws: Sequence[str]) -> Iterator[tuple[int, int, tuple[_Entry, ...]]]:
+    """Every phrase of the table in `ws`: (start, length, its entries); a prefix of a longer phrase keeps the scan
+    going, anything else ends it (at most LONGEST_PHRASE lookups per position)."""
+    for i in range(len(ws)):
+        for n in range(1, min(LONGEST_PHRASE, len(ws) - i) + 1):
+            key = tuple(ws[i : i + n])
+            entries = _TABLE.get(key)
+            if entries is None:
+                if key in _PREFIXES:
+                    continue
+                break
+            yield i, n, entries
+
+
 def _phrase_evidence(
     ws: Sequence[str], frames: dict[str, Spans] | None = None, breaks: frozenset[int] = frozenset()
 ) -> dict[str, dict[str, float]]:
@@ -600,19 +614,12 @@ def _phrase_evidence(
     frames = _frame_matches(ws) if frames is None else frames
     hidden: dict[str, list[tuple[int, int]]] = {}
     found: dict[str, list[tuple[int, int, float, str]]] = {}
-    for i in range(len(ws)):
-        for n in range(1, min(LONGEST_PHRASE, len(ws) - i) + 1):
-            key = tuple(ws[i : i + n])
-            entries = _TABLE.get(key)
-            if entries is None:
-                if key in _PREFIXES:
-                    continue
-                break
-            for entry in entries:
-                if entry.weight == 0.0:
-                    hidden.setdefault(entry.concept, []).append((i, i + n))
-                else:
-                    found.setdefault(entry.concept, []).append((i, i + n, entry.weight, " ".join(ws[i : i + n])))
+    for i, n, entries in _table_matches(ws):
+        for entry in entries:
+            if entry.weight == 0.0:
+                hidden.setdefault(entry.concept, []).append((i, i + n))
+            else:
+                found.setdefault(entry.concept, []).append((i, i + n, entry.weight, " ".join(ws[i : i + n])))
     specific_ends = [end for ms in found.values() for _, end, _, phrase in ms if phrase not in _GENERIC]
     everyone = (
         (_purpose_spans(ws, min(specific_ends)) if specific_ends else [])
@@ -836,17 +843,7 @@ def _uses_vocabulary(ws: Sequence[str], concept: str) -> bool:
     """Whether `ws` holds a phrase of the concept's vocabulary, before exclusions and frames: then the rules have
     judged the concept's own words ("PPE for electrical workers", "training" as a step of a supply) and a learned
     guess does not overrule them; it speaks only for wordings the rules do not know."""
-    for i in range(len(ws)):
-        for n in range(1, min(LONGEST_PHRASE, len(ws) - i) + 1):
-            key = tuple(ws[i : i + n])
-            entries = _TABLE.get(key)
-            if entries is None:
-                if key in _PREFIXES:
-                    continue
-                break
-            if any(e.concept == concept and e.weight > 0.0 for e in entries):
-                return True
-    return False
+    return any(e.concept == concept and e.weight > 0.0 for _, _, entries in _table_matches(ws) for e in entries)
 
 
 @dataclass(frozen=True)
