@@ -41,9 +41,9 @@ def features(category: str | None, *texts: str | None) -> frozenset[str]:
 
 
 def readable(feature: str) -> str:
-    """A feature as the checklist names it: "storage", "support and", "category 'information'"."""
+    """A feature as the checklist names it: "storage", "support and", "category: information"."""
     if feature.startswith(_CATEGORY):
-        return f"category '{feature[len(_CATEGORY) :]}'"
+        return f"category: {feature[len(_CATEGORY) :]}"
     return feature.replace("_", " ")
 
 

@@ -46,7 +46,7 @@ def test_a_tender_the_rules_find_nothing_in_gets_the_models_guess_as_a_weak_pass
     score, reason = match(["ICT"], "DR storage renewals", STORAGE, "Services: Professional")
     assert PASS_THRESHOLD <= score <= GUESS_CEILING < 1.0
     assert "learned from labelled tenders" in reason and "'storage'" in reason and "'renewals'" in reason
-    assert "category 'professional'" in reason
+    assert "'category: professional'" in reason
     # The other sectors get nothing from it.
     assert match(["Security"], "DR storage renewals", STORAGE)[0] == 0.0
 
@@ -99,7 +99,7 @@ def test_features_are_words_pairs_and_category_words() -> None:
         "cat:professional",
     }
     assert learned.readable("storage_and") == "storage and"
-    assert learned.readable("cat:professional") == "category 'professional'"
+    assert learned.readable("cat:professional") == "category: professional"
 
 
 def _valid() -> dict[str, Any]:
