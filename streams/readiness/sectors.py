@@ -270,17 +270,21 @@ def _org_spans(ws: Sequence[str], breaks: frozenset[int] = frozenset()) -> list[
     never past the end of its clause ("Department of Education: construction of a school")."""
     spans = []
     for i in range(len(ws)):
-        if ws[i] not in _ORG_FIRST:
-            continue
-        for start in _ORG_STARTS:
-            if tuple(ws[i : i + len(start)]) == start:
-                j = i + len(start)
-                end = j
-                while end < len(ws) and end - j < _ORG_MAX_WORDS and ws[end] not in _ORG_ENDS and end not in breaks:
-                    end += 1
-                spans.append((j, end))
-                break
+        start = _org_start(ws, i)
+        if start is not None:
+            j = i + len(start)
+            end = j
+            while end < len(ws) and end - j < _ORG_MAX_WORDS and ws[end] not in _ORG_ENDS and end not in breaks:
+                end += 1
+            spans.append((j, end))
     return spans
+
+
+def _org_start(ws: Sequence[str], i: int) -> tuple[str, ...] | None:
+    """The words of _ORG_STARTS that begin an organisation's name at `i` ("department of"), if any."""
+    if ws[i] not in _ORG_FIRST:
+        return None
+    return next((start for start in _ORG_STARTS if tuple(ws[i : i + len(start)]) == start), None)
 
 
 _STREET = frozenset(_WORD.findall("road street avenue drive lane crescent way boulevard"))
@@ -581,16 +585,6 @@ def _products_hide(products: Sequence[tuple[tuple[int, int], tuple[int, int]]]) 
     return hides
 
 
-# A unit word that starts an organisation's name ("Office Building Department of Public Works"): the words before it
-# are not the unit's qualifiers (`_org_spans` reads the name).
-_UNITS_NAMING_ORGANISATIONS = frozenset({"department"})
-
-
-def _names_an_organisation(ws: Sequence[str], head: tuple[int, int]) -> bool:
-    start, end = head
-    return ws[start] in _UNITS_NAMING_ORGANISATIONS and end < len(ws) and ws[end] == "of"
-
-
 def _table_matches(ws: Sequence[str]) -> Iterator[tuple[int, int, tuple[_Entry, ...]]]:
     """Every phrase of the table in `ws`: (start, length, its entries); a prefix of a longer phrase keeps the scan
     going, anything else ends it (at most LONGEST_PHRASE lookups per position)."""
@@ -626,7 +620,9 @@ def _phrase_evidence(
         + _org_spans(ws, breaks)
         + _address_spans(ws)
         + _place_spans(ws)
-        + _modifier_spans(ws, [h for h in frames["units"] if not _names_an_organisation(ws, h)])
+        # a unit word that starts an organisation's name ("Office Building Department of Public Works") qualifies
+        # nothing before it: `_org_spans` reads the name
+        + _modifier_spans(ws, [h for h in frames["units"] if _org_start(ws, h[0]) is None])
         + _acronym_spans(ws)
         + _parcel_spans(ws)
     )
