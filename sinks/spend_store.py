@@ -7,15 +7,16 @@ nothing. A redelivered or stale event produces no delta, so applying a batch twi
 rebuilds go through temporary keys and a guarded RENAME: they apply only if no batch landed since their snapshot
 (the `__gen` counter in the totals hash).
 
-Whole: the states, the totals and the window totals carry the same `__epoch` marker (1: started by the stream on an
-empty store; 2: rebuilt from MySQL; numbers, like every other totals field), are written together and expire
-together. A hash that lost its marker (expired, evicted, restarted without persistence, a lost AOF tail) means the
-three no longer describe the same tenders: the script refuses the batch ('lost') and the agent rebuilds them from
-MySQL. An entirely empty store is started by a batch only when that batch holds each of its tenders' whole history
-(their creation); otherwise it is a lost store too. The window totals also record the as-of date they were computed
-for (`__as_of`, YYYYMMDD): deltas for another date are refused ('as_of') until the window is recomputed, so a window
-total never goes negative. The sorted sets are read models with a shorter TTL: a missing one is rebuilt whole from
-the exact totals, never from one batch's buyers.
+Whole: the states, the totals and the window totals carry the same `__epoch` marker (2: built from MySQL; 1: started by
+the stream on an empty store, which versions before 2026-12-07 did and the nightly job replaces; numbers, like every
+other totals field), are written together and expire together. A hash that lost its marker (expired, evicted, restarted
+without persistence, a lost AOF tail) means the three no longer describe the same tenders: the script refuses the batch
+('lost') and the agent rebuilds them from MySQL. So does an entirely empty store: a first start cannot be told from a
+store lost whole (every key expired, a restart without persistence, a FLUSHALL), and a batch holds at most its own
+tenders' history, never the others' that were folded before the loss. The window totals also record the as-of date they
+were computed for (`__as_of`, YYYYMMDD): deltas for another date are refused ('as_of') until the window is recomputed,
+so a window total never goes negative. The sorted sets are read models with a shorter TTL: a missing one is rebuilt
+whole from the exact totals, never from one batch's buyers.
 
 Ranges: Lua numbers are doubles, exact up to 2^53; a total that would leave [0, 2^53) is refused before any write
 ('overflow' past the top; 'lost' below zero, which only a store out of step with its states can produce).
@@ -50,7 +51,6 @@ EPOCH_FIELD = "__epoch"
 AS_OF_FIELD = "__as_of"
 # The largest total the apply script can check exactly (Lua numbers are doubles).
 MAX_EXACT = 2**53 - 1
-EPOCH_STREAM = "1"
 EPOCH_MYSQL = "2"
 _CHUNK = 1000
 
@@ -68,7 +68,7 @@ end
 """
 
 # KEYS: 1 states, 2 totals, 3 zset, 4 window totals, 5 window zset.
-# ARGV: 1 state TTL, 2 read-model TTL, 3 as-of date, 4 '1' when the batch may start an empty store, 5 n writes, then
+# ARGV: 1 state TTL, 2 read-model TTL, 3 as-of date, 4 n writes, then
 # (tender id, expected value or '', new value) per write, then n deltas, then (scope 'a'|'w', member, cents, tenders,
 # without budget) per delta. Returns {'ok'}, {'conflict', tender ids...}, {'lost', why}, {'as_of', stored date} or
 # {'overflow', member}. Everything is read and checked before the first write: a Lua error does not roll back earlier
@@ -80,22 +80,17 @@ local MAX = 9007199254740991
 local e1 = redis.call('HGET', KEYS[1], '__epoch')
 local e2 = redis.call('HGET', KEYS[2], '__epoch')
 local e3 = redis.call('HGET', KEYS[4], '__epoch')
-local fresh = false
 if not (e1 and e1 == e2 and e2 == e3) then
   if e1 or e2 or e3 or redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[4]) > 0 then
     return {'lost', 'markers: states ' .. tostring(e1) .. ', totals ' .. tostring(e2) .. ', window ' .. tostring(e3)}
   end
-  if ARGV[4] ~= '1' then
-    return {'lost', 'the store is empty and the batch does not hold its tenders from their creation'}
-  end
-  fresh = true
-else
-  local as_of = redis.call('HGET', KEYS[4], '__as_of')
-  if as_of ~= ARGV[3] then return {'as_of', tostring(as_of)} end
+  return {'lost', 'the store is empty (a first start, or every key lost)'}
 end
-local i = 6
+local as_of = redis.call('HGET', KEYS[4], '__as_of')
+if as_of ~= ARGV[3] then return {'as_of', tostring(as_of)} end
+local i = 5
 local conflicts = {'conflict'}
-for k = 1, tonumber(ARGV[5]) do
+for k = 1, tonumber(ARGV[4]) do
   local cur = redis.call('HGET', KEYS[1], ARGV[i])
   if ARGV[i + 1] == '' then
     if cur then table.insert(conflicts, ARGV[i]) end
@@ -128,15 +123,10 @@ for k = 1, ndeltas do
   end
   j = j + 5
 end
-i = 6
-for k = 1, tonumber(ARGV[5]) do
+i = 5
+for k = 1, tonumber(ARGV[4]) do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
   i = i + 3
-end
-if fresh then
-  redis.call('HSET', KEYS[1], '__epoch', '1')
-  redis.call('HSET', KEYS[2], '__epoch', '1')
-  redis.call('HSET', KEYS[4], '__epoch', '1', '__as_of', ARGV[3])
 end
 j = first_delta
 local touched = {}
@@ -321,18 +311,16 @@ class SpendStore:
         )
 
     async def apply(
-        self, writes: Sequence[StateWrite], deltas: Sequence[TotalsDelta], *, as_of: dt.date, may_start: bool
+        self, writes: Sequence[StateWrite], deltas: Sequence[TotalsDelta], *, as_of: dt.date
     ) -> ApplyResult:
-        """Apply a batch atomically (see the module docstring for what is refused). `as_of` is the date the window
-        deltas were computed for; `may_start`: the batch holds each of its tenders from their creation, so it may
-        start an empty store."""
+        """Apply a batch atomically (see the module docstring for what is refused, an empty store included). `as_of`
+        is the date the window deltas were computed for."""
         if not writes and not deltas:
             return ApplyResult("ok")
         args: list[str | int] = [
             SPEND_TENDER_STATE.ttl_s,
             SPEND_BY_BUYER.ttl_s,
             as_of_field(as_of),
-            "1" if may_start else "0",
             len(writes),
         ]
         for w in writes:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
-from schema.events import Envelope, TenderClosedV1, TenderV1
+from schema.events import TenderClosedV1, TenderV1
 from schema.redis_keys import (
     SPEND_BY_BUYER,
     SPEND_BY_BUYER_WINDOW,
@@ -21,17 +21,21 @@ from schema.redis_keys import (
     SPEND_WINDOW_TOTALS,
 )
 from sinks.errors import PermanentSinkError, TransientSinkError
-from sinks.spend_store import EPOCH_MYSQL, StateWrite, Totals, TotalsDelta
+from sinks.spend_store import EPOCH_MYSQL, MAX_EXACT, StateWrite, Totals, TotalsDelta
 from streams.batch import Incoming
 from streams.context import WorkerContext
 from streams.spec import AgentSpec, Timer
 from streams.spend import (
     TENDER_EVENTS,
+    TenderSpendState,
     _row_state,
     cents_by_member,
+    contribution,
     decode_state,
     encode_state,
     fold_batch,
+    member,
+    to_cents,
     zset_from_cents,
 )
 
@@ -40,17 +44,7 @@ log = logging.getLogger(__name__)
 AGENT = "spend"
 _CAS_ROUNDS = 5
 _RECOMPUTE_ROUNDS = 5
-_TENDER_ROWS_SQL = "SELECT id, buyer, currency, budget, status, published_at FROM tenders"
-
-
-def starts_history(events: Iterable[Envelope[Any]]) -> bool:
-    """True when each tender's first event in the batch is its creation: the batch then holds the tenders' whole
-    history, which is all an empty store needs. Anything else on an empty store means earlier events were folded
-    into a store that is gone (or never seen): the tenders must come from MySQL."""
-    first: dict[str, str] = {}
-    for e in events:
-        first.setdefault(e.aggregate_id, e.event_type)
-    return all(t == "tender.created" for t in first.values())
+_TENDER_ROWS_SQL = "SELECT id, buyer, currency, budget, status, published_at FROM tenders ORDER BY id"
 
 
 class SpendHandler:
@@ -68,7 +62,6 @@ class SpendHandler:
             return
         store = self._ctx.spend
         ids = sorted({int(e.aggregate_id) for e in envelopes})
-        may_start = starts_history(envelopes)
         for _ in range(_CAS_ROUNDS):
             raw = await store.read_states(ids)
             stored = {t: None if v is None else decode_state(v) for t, v in raw.items()}
@@ -78,7 +71,7 @@ class SpendHandler:
                 StateWrite(t, raw[t], encode_state(s, result.event_ids[t])) for t, s in sorted(result.states.items())
             ]
             deltas = [TotalsDelta(d.window, d.member, d.cents, d.tenders, d.without_budget) for d in result.deltas]
-            outcome = await store.apply(writes, deltas, as_of=as_of, may_start=may_start)
+            outcome = await store.apply(writes, deltas, as_of=as_of)
             if outcome.status == "ok":
                 self.ignored += result.ignored
                 return
@@ -108,7 +101,7 @@ async def refresh_window(ctx: WorkerContext) -> bool:
         snap = await store.snapshot()
         if not snap.whole:
             if snap.epochs == (None, None, None) and not snap.states and not snap.totals:
-                return True  # nothing yet: the first batch starts the store
+                return True  # nothing yet: the first batch builds the store from MySQL
             await rebuild_from_mysql(ctx, f"window refresh found the store not whole (markers {snap.epochs})")
             return True
         cents = cents_by_member((decode_state(v) for v in snap.states.values()), as_of, days)
@@ -168,7 +161,7 @@ async def _rebuild(
     ctx: WorkerContext, generation: int, rows: list[dict[str, Any]], drift: list[str], reason: str
 ) -> RecomputeReport:
     as_of, days = ctx.as_of(), ctx.settings.spend_window_days
-    row_states = [_row_state(r) for r in rows]
+    rows, row_states = within_exact(*_states_of(rows))
     all_cents = cents_by_member(row_states)
     window_cents = cents_by_member(row_states, as_of, days)
     status = await ctx.spend.replace(
@@ -194,19 +187,52 @@ async def _rebuild(
     return RecomputeReport(len(rows), len(all_cents), len(window_cents), drift, done, done, reason)
 
 
+def _states_of(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[TenderSpendState]]:
+    return rows, [_row_state(r) for r in rows]
+
+
+def within_exact(
+    rows: Sequence[dict[str, Any]], states: Sequence[TenderSpendState]
+) -> tuple[list[dict[str, Any]], list[TenderSpendState]]:
+    """The rows (in id order) whose states keep every buyer total exact (below 2^53 cents), as the stream keeps them:
+    a tender that would pass the bound is left out and logged, like its event, which the stream refuses alone."""
+    totals: dict[str, tuple[int, int, int]] = {}
+    kept_rows, kept, refused = [], [], []
+    for row, state in zip(rows, states, strict=True):
+        c = contribution(state)
+        if c is not None:
+            m = member(c.buyer, c.currency)
+            cents, tenders, without = totals.get(m, (0, 0, 0))
+            new = (cents + to_cents(c.amount), tenders + 1, without + c.without_budget)
+            if max(new) > MAX_EXACT:
+                refused.append(int(row["id"]))
+                continue
+            totals[m] = new
+        kept_rows.append(row)
+        kept.append(state)
+    if refused:
+        log.error(
+            "%s: %d tenders left out of the rebuild: their buyer's total would pass 2^53 cents (ids %s)",
+            AGENT,
+            len(refused),
+            refused[:20],
+        )
+    return kept_rows, kept
+
+
 async def recompute_from_mysql(ctx: WorkerContext) -> RecomputeReport:
     """The nightly job: check the store against itself and against MySQL, and repair it.
 
-    A store that is not whole, was started by the stream alone (it may lack tenders older than the
-    stream), or whose totals are not the sum of its states, is rebuilt from MySQL; so is one whose totals differ
-    from MySQL's (drift: reported, then repaired). A store that agrees gets its sorted sets and window rewritten
-    (TTLs renewed), atomically, only if no batch landed meanwhile."""
+    A store that is not whole, was started by the stream alone (versions before 2026-12-07 started an empty store
+    from a batch of creations; it may lack tenders older than the stream), or whose totals are not the sum of its
+    states, is rebuilt from MySQL; so is one whose totals differ from MySQL's (drift: reported, then repaired). A
+    store that agrees gets its sorted sets and window rewritten (TTLs renewed), atomically, only if no batch landed
+    meanwhile."""
     store = ctx.spend
     as_of, days = ctx.as_of(), ctx.settings.spend_window_days
     for _ in range(_RECOMPUTE_ROUNDS):
         snap = await store.snapshot()  # before the rows: see rebuild_from_mysql
-        rows = await _read_rows(ctx)
-        row_states = [_row_state(r) for r in rows]
+        rows, row_states = within_exact(*_states_of(await _read_rows(ctx)))
         all_cents = cents_by_member(row_states)
         stream = {m: (t.cents, t.tenders, t.without_budget) for m, t in snap.totals.items()}
         drift = sorted(m for m in set(stream) | set(all_cents) if stream.get(m) != all_cents.get(m))

@@ -77,7 +77,13 @@ def spend_batches() -> list[list[bytes]]:
 
 
 async def test_spend_reaches_the_clean_state_after_a_failure_at_any_store_call(settings: Settings) -> None:
-    report = await assert_retry_safe(settings.model_copy(update={"as_of": AS_OF}), SpendHandler, spend_batches())
+    # An empty database of the test's own: the empty store is built from it first (nothing), then the stream folds.
+    scratch = Scratch(settings)
+    try:
+        update = {"as_of": AS_OF, "mysql_url": SecretStr(scratch.url)}
+        report = await assert_retry_safe(settings.model_copy(update=update), SpendHandler, spend_batches())
+    finally:
+        scratch.drop()
     assert report.clean_calls >= 6
     totals = report.clean_state["redis:<ns>analytics:{spend_by_buyer}:totals"][1]
     assert {k: v for k, v in totals.items() if k.startswith("c:")} == {

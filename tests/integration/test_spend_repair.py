@@ -188,23 +188,28 @@ async def test_a_store_that_lost_a_key_is_rebuilt_from_mysql_before_the_next_bat
     assert {keys.client.hget(k, "__epoch") for k in (keys.states_key, keys.totals_key, keys.window_key)} == {b"2"}
 
 
-async def test_an_empty_store_is_started_by_a_batch_only_from_its_tenders_creation(
-    env: tuple[Namespace, Scratch],
-) -> None:
+async def test_an_empty_store_is_built_from_mysql_before_its_first_batch(env: tuple[Namespace, Scratch]) -> None:
     ns, scratch = env
     keys = Keys(ns)
     scratch.write(7, spend_tender(7, buyer="Bradford Council", budget="70.00"))  # committed before the stream began
     await _first_batch(ns, scratch)
-    # Started by the stream: tender 7 is not there (its event came before the stream), the nightly job adds it.
-    assert keys.client.hget(keys.totals_key, "__epoch") == b"1" and 7 not in keys.states()
+    # An empty store cannot tell a first start from a lost one: it is built from MySQL, tender 7 included at once.
+    assert keys.client.hget(keys.totals_key, "__epoch") == b"2" and 7 in keys.states()
+    assert keys.totals(keys.totals_key) == mysql_cents(scratch)
     keys.consistent()
-    ctx = WorkerContext(ns.settings)
-    try:
-        report = await recompute_from_mysql(ctx)
-    finally:
-        await ctx.aclose()
-    assert report.rebuilt_state and report.reason == "the store was started by the stream alone"
-    assert keys.totals(keys.totals_key) == mysql_cents(scratch) and 7 in keys.states()
+
+
+async def test_a_store_lost_whole_is_not_restarted_by_a_batch_of_new_tenders(env: tuple[Namespace, Scratch]) -> None:
+    ns, scratch = env
+    keys = Keys(ns)
+    await _first_batch(ns, scratch)
+    # A restart without persistence, a FLUSHALL, or every key expired: the store is empty again.
+    keys.client.delete(keys.states_key, keys.totals_key, keys.window_key, keys.zset_key, keys.window_zset_key)
+    # The next batch creates a tender: it holds that tender's whole history, not the others'.
+    dead = await run_batches(ns.settings, FaultPlan(), SpendHandler, [[created(10, 5, scratch, budget="50.00")]])
+    assert dead.event_ids() == []
+    assert sorted(keys.states()) == [1, 2, 3, 4, 5]
+    assert keys.totals(keys.totals_key) == mysql_cents(scratch)
     keys.consistent()
 
 
@@ -287,12 +292,12 @@ async def test_store_refuses_a_total_out_of_range_before_writing_anything(store:
     assert done == "done"
     before = keys.client.hgetall(keys.states_key), keys.client.hgetall(keys.totals_key)
     write = [StateWrite(5, None, '{"b":2}')]
-    result = await spend.apply(write, [TotalsDelta(False, "GBP|B", 1000, 1, 0)], as_of=AS_OF, may_start=False)
+    result = await spend.apply(write, [TotalsDelta(False, "GBP|B", 1000, 1, 0)], as_of=AS_OF)
     assert (result.status, result.detail) == ("overflow", "GBP|B")
     with pytest.raises(InvalidInputError, match="past 2"):
-        await spend.apply(write, [TotalsDelta(False, "GBP|C", 2**63 - 1, 1, 0)], as_of=AS_OF, may_start=False)
+        await spend.apply(write, [TotalsDelta(False, "GBP|C", 2**63 - 1, 1, 0)], as_of=AS_OF)
     # A total that would go negative means states and totals are out of step: the store is reported lost.
-    lost = await spend.apply(write, [TotalsDelta(False, "GBP|B", -near - 1, -1, 0)], as_of=AS_OF, may_start=False)
+    lost = await spend.apply(write, [TotalsDelta(False, "GBP|B", -near - 1, -1, 0)], as_of=AS_OF)
     assert lost.status == "lost" and "negative" in lost.detail
     assert (keys.client.hgetall(keys.states_key), keys.client.hgetall(keys.totals_key)) == before
 
@@ -322,8 +327,11 @@ async def test_nightly_recompute_repairs_drift_and_rewrites_an_agreeing_store(en
     await _first_batch(ns, scratch)
     ctx = WorkerContext(ns.settings)
     try:
-        first = await recompute_from_mysql(ctx)  # started by the stream: rebuilt from MySQL
-        assert first.rebuilt_state and first.drift == []
+        # A store an older version started from a batch of creations (epoch 1): rebuilt from MySQL.
+        for key in (keys.states_key, keys.totals_key, keys.window_key):
+            keys.client.hset(key, "__epoch", "1")
+        first = await recompute_from_mysql(ctx)
+        assert first.rebuilt_state and first.drift == [] and first.reason == "the store was started by the stream alone"
         agreeing = await recompute_from_mysql(ctx)
         assert agreeing.replaced and not agreeing.rebuilt_state and agreeing.drift == []
         # A lost event: MySQL has a budget change the stream never delivered.
