@@ -3,12 +3,14 @@ DLQ record that says why the row could not be published (contract violation, or 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
+from schema.checked import encodable
 from schema.events import MAX_ID, ContractError, validate_payload
 from schema.topics import DATA_MAX_MESSAGE_BYTES, TopicNames
 
@@ -118,18 +120,22 @@ def envelope_bytes(row: OutboxRow) -> bytes:
 def _row_dict(row: OutboxRow) -> dict[str, Any]:
     return {
         "id": row.id,
-        "event_type": row.event_type,
-        "aggregate_type": row.aggregate_type,
-        "aggregate_id": row.aggregate_id,
+        "event_type": encodable(row.event_type),
+        "aggregate_type": encodable(row.aggregate_type),
+        "aggregate_id": encodable(row.aggregate_id),
         "schema_version": row.schema_version,
         # The original payload text, truncated so the DLQ record itself always fits.
-        "payload": row.payload[: 64 * 1024],
+        "payload": encodable(row.payload[: 64 * 1024]),
         "payload_truncated": len(row.payload) > 64 * 1024,
         "created_at": occurred_at(row.created_at),
     }
 
 
 def _dlq_record(row: OutboxRow, topic: str, reason: str, detail: dict[str, Any]) -> Record:
+    # The reason may quote the row's text, and the row's text may hold lone surrogates (JSON escapes): both are
+    # written with those escaped (`_row_dict` too), so the record always encodes (never a crash of the stream).
+    reason = encodable(reason)
+    row = dataclasses.replace(row, event_type=encodable(row.event_type))
     value = json.dumps(
         {"reason": reason, "event_id": row.id, "event_type": row.event_type, "source_seq": row.source_seq, **detail},
         separators=(",", ":"),

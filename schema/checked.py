@@ -108,3 +108,13 @@ def digits_within(raw: str, low: int, high: int) -> int | None:
         return None
     value = int(raw)
     return value if low <= value <= high else None
+
+
+def encodable(text: str) -> str:
+    """`text` with what UTF-8 cannot encode (lone surrogates, which JSON escapes can carry) written as backslash
+    escapes: for text that quotes a refused value and must itself be written (dead letters, their headers, logs)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text

@@ -46,6 +46,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, NoReturn, Protocol, TypeVar
 
+from schema.checked import encodable
 from schema.events import ContractError, Envelope, Payload, decode_event
 from schema.retry import backoff_delay
 from schema.topics import DATA_MAX_MESSAGE_BYTES
@@ -111,6 +112,12 @@ class DeadLetter:
     value: bytes | None
     event_id: int | None = None
     compact: bool = False
+
+    def __post_init__(self) -> None:
+        # The reason may quote the refused value: a lone surrogate in it would make the letter itself unwritable,
+        # an unclassified error retried for ever on the same batch.
+        for name in ("agent", "reason", "topic"):
+            object.__setattr__(self, name, encodable(getattr(self, name)))
 
     def compacted(self) -> DeadLetter:
         return replace(self, compact=True)

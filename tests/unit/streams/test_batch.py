@@ -435,3 +435,33 @@ async def test_events_of_types_the_agent_does_not_take_never_reach_its_handler()
     seen.clear()
     await runner(handler, letters).process([raw(1), other, raw(3)])
     assert seen == [1, 2, 3]
+
+
+@pytest.mark.asyncio
+async def test_a_lone_surrogate_past_the_200th_character_of_the_event_type_still_reaches_the_dlq() -> None:
+    # A plain producer's record: JSON-escaped, so it decodes to a string no store can encode. Its reason quotes the
+    # event type; the letter, its reason header included, must still encode (or the batch would retry for ever).
+    value = (
+        b'{"event_id":1,"event_type":"' + b"x" * 200 + b'\\ud800","aggregate_type":"tender","aggregate_id":"7",'
+        b'"occurred_at":"2026-01-05T10:00:00Z","schema_version":1,"source_seq":1,"payload":{}}'
+    )
+
+    async def handler(items: Sequence[Incoming]) -> None:
+        raise AssertionError("nothing here is an event")
+
+    async def sleep(_: float) -> None:
+        raise AssertionError("the dead letter was retried: the partition would stall")
+
+    letters = Letters()
+    await BatchRunner("test", handler, letters, sleep=sleep, stop=Stops()).process(
+        [RawEvent(b"7", value, Message("t.tender", 0, 3))]
+    )
+    assert [d.offset for d in letters.sent] == [3]
+    letters.sent[0].reason[:200].encode()  # the DLQ header
+    assert "\\ud800" in json.loads(letters.values[0])["reason"]
+
+
+def test_a_dead_letter_never_holds_text_utf_8_cannot_encode() -> None:
+    letter = DeadLetter("agent\udcff", "reason \ud800 here", "t", 0, 1, b"k", b"v")
+    assert (letter.agent, letter.reason) == ("agent\\udcff", "reason \\ud800 here")
+    assert json.loads(letter.to_json())["reason"] == "reason \\ud800 here"
