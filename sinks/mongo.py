@@ -139,6 +139,12 @@ def _plainly_clean(value: object) -> bool:
     return type(value) in _SCALARS
 
 
+def storable_text(value: str | None) -> str | None:
+    """Free text as the stores keep it: without NUL characters, which no reader shows and `check_no_operators`
+    refuses (a tender's summary, a score's checklist must not be lost to one stray control character)."""
+    return value.replace("\x00", "") if value else value
+
+
 def check_no_operators(value: object, path: str) -> None:
     """Refuse `$` keys anywhere in a value, so stored data can never be read back as a query or update operator, and
     NUL characters in any key or string: MongoDB would store them, but FerretDB's PostgreSQL storage (the local

@@ -34,7 +34,7 @@ from schema.events import OPEN_STATUSES, CompanyUpdatedV1, ContractError, Envelo
 from schema.mongo import READINESS_SCORES
 from schema.redis_keys import READINESS_COMPANIES, READINESS_TENDERS, TEAM_TOP_INPUTS, TEAM_TOP_TENDERS
 from sinks.errors import PermanentSinkError
-from sinks.mongo import VersionedDoc
+from sinks.mongo import VersionedDoc, storable_text
 from sinks.redis_versioned import EMPTY, GENERATION_FIELD, HashSnapshot, ListChange, TopList, VersionedHash, ZsetCas
 from streams.batch import Incoming, refused_event
 from streams.context import WorkerContext
@@ -73,15 +73,17 @@ def fold_tender_facts(previous: Mapping[str, Any] | None, payload: Any) -> dict[
     """The tender's facts after one event: created/updated carry the whole tender, closed only its status."""
     if isinstance(payload, TenderV1):
         description = payload.description if payload.description and payload.description != payload.title else None
+        # Text as the stores keep it (no NUL): the checklist quotes it, and a document the store refuses would
+        # refuse every batch that rescores the tender.
         return {
             "tender_id": payload.tender_id,
-            "title": payload.title,
-            "description": description,
-            "category": payload.category,
-            "province": payload.province,
+            "title": storable_text(payload.title),
+            "description": storable_text(description),
+            "category": storable_text(payload.category),
+            "province": storable_text(payload.province),
             "closing_at": _iso(payload.closing_at),
-            "buyer": payload.buyer,
-            "special_conditions": payload.special_conditions,
+            "buyer": storable_text(payload.buyer),
+            "special_conditions": storable_text(payload.special_conditions),
             "status": payload.status,
         }
     if isinstance(payload, TenderClosedV1):
@@ -102,9 +104,10 @@ def company_facts_value(payload: Any) -> dict[str, Any]:
     return {
         "team_id": payload.team_id,
         "company_id": payload.company_id,
-        "company_name": payload.company_name,
-        "sectors": list(payload.sectors),
-        "provinces": list(payload.provinces),
+        "company_name": storable_text(payload.company_name),
+        # As a tender's text: a label the checklist quotes must be one the store keeps.
+        "sectors": [storable_text(s) for s in payload.sectors],
+        "provinces": [storable_text(p) for p in payload.provinces],
         "experience_years": payload.experience_years,
         "bbbee_level": payload.bbbee_level,
         # By class of works: the order the profile listed them in is not a fact (MySQL, which verify and rebuild

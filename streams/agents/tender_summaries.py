@@ -38,7 +38,7 @@ from schema.mongo import TENDER_SUMMARIES
 from schema.redis_keys import SUMMARY_LOCK, TENDER_METADATA
 from schema.settings import Settings
 from sinks.errors import PermanentSinkError, SinkError, TransientSinkError
-from sinks.mongo import VersionedDoc
+from sinks.mongo import VersionedDoc, storable_text
 from sinks.reader import SUMMARY_FIELDS
 from sinks.redis import text
 from streams.batch import Incoming, refused_event
@@ -111,24 +111,18 @@ def stored_datetime(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
-def _text(value: str | None) -> str | None:
-    """A tender's text as stored: without NUL characters, which no reader shows and the sink refuses (a tender's
-    summary must not be lost to one stray control character)."""
-    return value.replace("\x00", "") if value else value
-
-
 def document_fields(payload: TenderV1, summary: str, model_used: str, hash_: str) -> dict[str, Any]:
     """The summary document's content for a full tender event (created/updated): every field the card and the
     readers' fallbacks need (status and closing date included)."""
     return {
-        "summary": _text(summary),
+        "summary": storable_text(summary),
         "model_used": model_used,
         "content_hash": hash_,
-        "title": _text(payload.title),
-        "tender_number": _text(payload.tender_number),
-        "buyer": _text(payload.buyer),
-        "category": _text(payload.category),
-        "province": _text(payload.province),
+        "title": storable_text(payload.title),
+        "tender_number": storable_text(payload.tender_number),
+        "buyer": storable_text(payload.buyer),
+        "category": storable_text(payload.category),
+        "province": storable_text(payload.province),
         "status": payload.status,
         "closing_at": stored_datetime(payload.closing_at),
         "published_at": stored_datetime(payload.published_at),
@@ -226,9 +220,9 @@ def document(change: TenderChange, summary: str, model_used: str, hash_: str) ->
     if change.full is not None:
         fields = document_fields(change.full, summary, model_used, hash_)
         fields["status"] = change.status
-        fields["closed_reason"] = change.closed_reason
+        fields["closed_reason"] = storable_text(change.closed_reason)
     else:
-        fields = {"status": change.status, "closed_reason": change.closed_reason}
+        fields = {"status": change.status, "closed_reason": storable_text(change.closed_reason)}
     return VersionedDoc(
         key={"tender_id": change.tender_id},
         fields=fields,

@@ -154,3 +154,36 @@ def test_an_open_tender_keeps_the_rules_verdict() -> None:
     doc = score_document(result, open_tender, team)
     assert doc.fields["biddable"] is result.biddable and doc.fields["score"] == result.score
     assert doc.fields["tender_status"] == "active" and doc.event_id == 41  # the newer input's event
+
+
+def test_a_nul_in_any_text_of_a_tender_or_profile_never_makes_a_document_the_store_refuses() -> None:
+    # A NUL the contract lets through (FerretDB's PostgreSQL storage cannot hold one) was quoted by the checklist:
+    # the company's facts were stored, then every tender event's batch was refused for that team's document.
+    from schema.events import CompanyUpdatedV1, TenderV1
+    from sinks.mongo import validate_versioned
+    from streams.agents.readiness import company_facts_value, fold_tender_facts
+
+    nul = "\x00"
+    profile = company(
+        company_name=f"Guard{nul}house", sectors=[f"Construction{nul}", f"Clean{nul}ing"], provinces=[f"Gau{nul}teng"]
+    )
+    payload = CompanyUpdatedV1.model_validate_json(json.dumps({k: v for k, v in profile.items() if k != "event_id"}))
+    company_value = company_facts_value(payload) | {"event_id": 18}
+    texts = {k: f"{v}{nul} 5CE{nul}" for k, v in tender().items() if k in ("title", "category", "buyer")}
+    tender_payload = TenderV1.model_validate_json(
+        json.dumps(
+            {
+                "ocid": "ocds-x",
+                **{k: v for k, v in tender().items() if k not in ("event_id", "status", "description")},
+                **texts,
+                "description": f"Construction{nul} of a guardhouse, {nul}3 years{nul} experience",
+                "special_conditions": f"CIDB grading of 3GB{nul} or higher; B-BBEE{nul} level 2",
+            }
+        )
+    )
+    tender_value = fold_tender_facts(None, tender_payload) | {"event_id": 17}
+    t = _Entry(5, "", check_tender_facts(tender_value, AS_OF), tender_value)
+    c = _Entry(6, "", check_company_facts(company_value, AS_OF), company_value)
+    doc = score_document(score(t.facts, c.facts, AS_OF), t, c)
+    validate_versioned([doc])
+    assert nul not in json.dumps([tender_value, company_value, doc.fields])

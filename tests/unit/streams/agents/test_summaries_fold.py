@@ -206,3 +206,14 @@ def test_the_card_is_built_from_the_document_as_stored() -> None:
     assert values["closing_at"] == "2025-10-13T07:00:00.123000"
     assert stored_datetime(dt.datetime(2025, 1, 1, 0, 0, 0, 999999)) == dt.datetime(2025, 1, 1, 0, 0, 0, 999000)
     assert values["published_at"] == "2025-09-01T08:00:00" and values["status"] == "active"
+
+
+def test_a_nul_in_a_close_reason_is_not_stored_and_never_loses_the_close() -> None:
+    from sinks.mongo import validate_versioned
+
+    # Alone (the stored document is older) and in the batch of the creation: both documents must be storable.
+    for events in ([closed(2, 7, "cancelled", "budget\x00cut")], [full(1, 7), closed(2, 7, "cancelled", "a\x00b")]):
+        changes = fold_events({7: 1} if len(events) == 1 else {}, events)
+        doc = document(changes[7], "S: x", "extractive", "h")
+        validate_versioned([doc])
+        assert doc.fields["closed_reason"] in ("budgetcut", "ab") and doc.fields["status"] == "cancelled"
