@@ -50,7 +50,7 @@ from streams.agents.readiness import (
     top_k,
 )
 from streams.agents.tender_summaries import metadata, summariser_config, summary_input
-from streams.readiness.scoring import ReadinessWeights, score
+from streams.readiness.scoring import FactsError, ReadinessWeights, score
 from streams.spend import _row_state, cents_by_member
 from streams.summaries.base import content_hash
 
@@ -492,15 +492,22 @@ def _facts_entries(
     as_of: dt.datetime,
     w: ReadinessWeights,
 ) -> tuple[dict[int, _Entry], dict[int, _Entry]]:
-    """The facts a worker would hold after these events, parsed and checked by the agent's own functions."""
+    """The facts a worker would hold after these events, parsed and checked by the agent's own functions; a row
+    whose facts the rules cannot use is left out, as the agent refuses its event (logged)."""
     tenders: dict[int, _Entry] = {}
     for tid, e in tender_events.items():
         value = fold_tender_facts(None, e.payload) | {"event_id": e.event_id}
-        tenders[tid] = _Entry(e.source_seq, "", check_tender_facts(value, as_of, w), value)
+        try:
+            tenders[tid] = _Entry(e.source_seq, "", check_tender_facts(value, as_of, w), value)
+        except FactsError as exc:
+            log.warning("verify: tender %d left out: the rules cannot use its facts: %s", tid, exc)
     companies: dict[int, _Entry] = {}
     for team, e in company_events.items():
         value = company_facts_value(e.payload) | {"event_id": e.event_id}
-        companies[team] = _Entry(e.source_seq, "", check_company_facts(value, as_of, w), value)
+        try:
+            companies[team] = _Entry(e.source_seq, "", check_company_facts(value, as_of, w), value)
+        except FactsError as exc:
+            log.warning("verify: team %d left out: the rules cannot use its company facts: %s", team, exc)
     return tenders, companies
 
 

@@ -156,10 +156,15 @@ _BBBEE_MINIMUM = (
 )
 
 
+# The characters outside ASCII that a case-insensitive pattern takes for an ASCII letter, and `lower()` does not
+# turn into it: the dotted and dotless i, the long s and the Kelvin sign ("FİVE years" matches the number words).
+_ASCII_TWINS = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+
+
 def _number(m: re.Match[str]) -> int:
     # "five (5)": the digits in brackets are the figure the buyer meant.
     raw = m["d"] or m["n"]
-    return int(raw) if raw.isdigit() else _NUMBER_WORDS[raw.lower()]
+    return int(raw) if raw.isdigit() else _NUMBER_WORDS[raw.translate(_ASCII_TWINS).lower()]
 
 
 def parse_min_experience_years(*texts: str | None) -> int | None:

@@ -34,7 +34,7 @@ from schema.settings import Settings
 from streams import verify as verify_module
 from streams.agents.readiness import _Entry, eligible, is_open, score_document, top_k
 from streams.agents.tender_summaries import metadata, summary_input
-from streams.readiness.scoring import ReadinessWeights, score
+from streams.readiness.scoring import FactsError, ReadinessWeights, score
 from streams.summaries.base import content_hash
 from streams.verify import (
     _AT,
@@ -383,6 +383,25 @@ def test_facts_entries_carry_the_event_id_and_source_seq_a_worker_would_hold(mon
     assert first.version == 1 and first.value["event_id"] == 100 + int(rows[0]["id"])
     assert first.facts.tender_id == int(rows[0]["id"]) and first.value["title"] == rows[0]["title"]
     assert companies[2].version == 9 and companies[2].value["event_id"] == 55 and companies[2].facts.team_id == 2
+
+
+def test_facts_the_rules_cannot_use_leave_out_their_row_not_the_whole_verify(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As the agent refuses such an event (DLQ) and stores nothing for it: verify compares without it.
+    rows = tender_rows(monkeypatch)
+    poisoned = int(rows[0]["id"])
+    check = verify_module.check_tender_facts
+
+    def refuse_one(value: Any, *args: Any) -> Any:
+        if value["tender_id"] == poisoned:
+            raise FactsError("the rules cannot score these facts: KeyError: 'fi̇ve'")
+        return check(value, *args)
+
+    monkeypatch.setattr(verify_module, "check_tender_facts", refuse_one)
+    tenders, _ = _facts_entries({int(r["id"]): r["_event"] for r in rows}, {}, AS_OF, WEIGHTS)
+    assert sorted(tenders) == sorted(int(r["id"]) for r in rows[1:])
+    assert f"tender {poisoned} left out" in caplog.text
 
 
 # -- reports ---------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -355,3 +356,19 @@ def test_tender_facts_parse_the_text_once_at_construction() -> None:
     assert (t.min_experience_years, t.max_bbbee_level) == (5, 2)
     assert t.scope.provinces == ("Gauteng",)
     assert t.closing_at == dt.datetime(2026, 3, 20, 9, 0, tzinfo=dt.UTC)
+
+
+def _case_twins(letter: str) -> list[str]:
+    """Every character a case-insensitive pattern matches for the ASCII `letter` (the Kelvin sign for "k", the long
+    s for "s", the dotted and dotless i for "i", ...)."""
+    pattern = re.compile(letter, re.IGNORECASE)
+    return [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and pattern.fullmatch(chr(c))]
+
+
+def test_a_number_word_in_any_case_a_pattern_matches_is_read_not_a_crash() -> None:
+    # "FİVE years of experience" (a Turkish capital dotted I) matched the pattern but was looked up as "fi̇ve".
+    for word, value in (("five", 5), ("six", 6), ("ten", 10), ("three", 3), ("twelve", 12)):
+        for at, letter in enumerate(word):
+            for twin in _case_twins(letter):
+                text = f"{word[:at]}{twin}{word[at + 1 :]} years experience"
+                assert parse_min_experience_years(text) == value, text
