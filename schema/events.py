@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -92,6 +93,25 @@ def _in_calendar(value: dt.datetime) -> dt.datetime:
 _MAX_REENCODE_GROWTH = 5
 
 
+def _finite(value: Any) -> bool:
+    """False if a number JSON cannot carry (1e400 parses as infinity; NaN) is anywhere in `value`: it would be
+    stored, then served back as `Infinity`, which strict JSON readers refuse. Iterative: depth is bounded elsewhere."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if type(node) is float:
+            if not math.isfinite(node):
+                return False
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return True
+
+
+_NOT_FINITE = "holds a number JSON cannot carry (infinite or NaN)"
+
+
 def _small_details(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
     # Depth before size, level by level without recursion: a deep value fails here instead of in json.dumps.
     level: list[Any] = [value]
@@ -102,6 +122,8 @@ def _small_details(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any
             break
     else:
         raise ValueError(f"nests deeper than {DETAILS_MAX_DEPTH} levels")
+    if not _finite(value):
+        raise ValueError(_NOT_FINITE)
     text_bytes = (info.context or {}).get("payload_bytes")
     if isinstance(text_bytes, int) and text_bytes * _MAX_REENCODE_GROWTH <= DETAILS_MAX_BYTES:
         return value  # the relay's hot path: no re-serialisation needed to know the bound holds
@@ -122,6 +144,12 @@ class Payload(BaseModel):
     # Strict: "12" is not an id. Unknown extra fields are allowed so producers can add fields first.
     model_config = ConfigDict(strict=True, extra="allow", frozen=True)
 
+    @model_validator(mode="after")
+    def _finite_extras(self) -> Payload:
+        if self.model_extra and not _finite(self.model_extra):
+            raise ValueError(f"an extra field {_NOT_FINITE}")
+        return self
+
 
 Status = Literal["planning", "planned", "active", "cancelled", "unsuccessful", "complete", "withdrawn"]
 # Statuses of a tender still open for bids; the others are closed for good (readers, readiness, summaries).
@@ -133,7 +161,8 @@ class TenderV1(Payload):
     ocid: str = Field(min_length=1, max_length=128)  # longest real: 48
     title: str = Field(min_length=1, max_length=1000)  # the column; the loader cuts real titles there
     buyer: str | None = Field(None, max_length=BUYER_MAX_CHARS)
-    budget: Decimal | None = Field(None, ge=0, le=MAX_BUDGET)
+    # Whole cents are what spend keeps; six places leave room for any currency's and no room for megabytes of digits.
+    budget: Decimal | None = Field(None, ge=0, le=MAX_BUDGET, decimal_places=6)
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
     status: Status = "active"
     published_at: Date | None = None

@@ -327,3 +327,41 @@ def test_details_within_the_shortcut_bound_are_checked_as_exactly_as_larger_ones
     big = json.dumps(ACTIVITY | {"details": details_of(DETAILS_MAX_BYTES + 1)}, ensure_ascii=False)
     with pytest.raises(ContractError):
         validate_payload("user.activity", 1, "activity", str(ACTIVITY["user_id"]), big)
+
+
+NON_FINITE = ["1e400", "-1e999", "NaN", "Infinity", "-Infinity"]
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+@pytest.mark.parametrize(
+    "where",
+    [
+        '"details":{{"count":{n}}}',
+        '"details":{{"a":[1,{{"b":[{n}]}}]}}',
+        '"extra_field":{n}',
+        '"extra_field":{{"deep":[{n}]}}',
+    ],
+)
+def test_numbers_json_cannot_carry_are_refused_by_relay_and_worker_alike(number: str, where: str) -> None:
+    # 1e400 parses as infinity: it would be stored and served back as `Infinity`, which strict JSON readers refuse.
+    payload = '{"user_id":12,"team_id":1,"action":"tender.viewed",' + where.format(n=number) + "}"
+    with pytest.raises(ContractError):
+        validate_payload("user.activity", 1, "activity", "12", payload)
+    envelope = (
+        '{"event_id":1,"event_type":"user.activity","aggregate_type":"activity","aggregate_id":"12",'
+        '"occurred_at":"2026-01-05T10:00:00Z","schema_version":1,"source_seq":1,"payload":' + payload + "}"
+    )
+    with pytest.raises(ContractError):
+        decode_event(envelope)
+
+
+def test_large_finite_numbers_in_details_still_pass() -> None:
+    check("user.activity", ACTIVITY | {"details": {"big": 1.7e308, "small": -1e-300, "n": 10**18}, "x": 1e300})
+
+
+def test_a_budget_carries_at_most_six_decimal_places() -> None:
+    # A 100,000-digit fraction would be kept verbatim in every store that holds the tender's state.
+    check("tender.created", TENDER | {"budget": "1234.567891", "currency": "ZAR"})
+    for budget in ("0." + "9" * 7, "0." + "9" * 100_000):
+        with pytest.raises(ContractError, match="budget"):
+            check("tender.created", TENDER | {"budget": budget, "currency": "ZAR"})
