@@ -1204,7 +1204,12 @@ class Redis(Service):
                     *self._port_lines(),
                     "protected-mode yes",
                     'save ""',
-                    "appendonly no",
+                    # The workers commit Kafka offsets for what Redis acknowledged (spend states, readiness facts, top
+                    # lists): an append-only file keeps it across a kill or a restart, as production's compose file
+                    # does. Written before each reply, so a killed process loses nothing it acknowledged; fsync once a
+                    # second (only a crash of the machine can lose that second).
+                    "appendonly yes",
+                    "appendfsync everysec",
                     f"dir {self.dir}",
                     "daemonize no",
                     'logfile ""',

@@ -90,3 +90,35 @@ def test_failed_start_says_which_why_and_where_the_log_is(tmp_path: Path) -> Non
     assert message.startswith("kafka: the process exited during start-up")
     assert "Invalid" in message and "heap" in message
     assert str(kafka.log_path) in message
+
+
+def test_redis_keeps_what_it_acknowledged_across_a_kill(tmp_path: Path) -> None:
+    # The derived state the workers committed offsets for lives in Redis: a SIGKILL and a restart must not lose it
+    # (append-only file; production's compose file runs Redis the same way).
+    import signal
+    import time
+
+    import redis as redis_client
+
+    cfg = load_stack_settings(stack_dir=tmp_path / "stack", redis_port=_free_port())
+    stack = Stack(cfg)
+    server = next(s for s in stack.services if isinstance(s, Redis))
+    assert server.start()
+    try:
+        server.wait_healthy(20)
+        client = redis_client.Redis(
+            host=cfg.stack_host, port=server.port, password=stack.secrets["redis_password"], socket_timeout=5
+        )
+        client.hset("readiness:tenders", mapping={"7": "1|{}", "__gen": "1"})
+        pid = server.running_pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.start()
+        server.wait_healthy(20)
+        assert client.hgetall("readiness:tenders") == {b"7": b"1|{}", b"__gen": b"1"}
+        client.close()
+    finally:
+        server.stop()
