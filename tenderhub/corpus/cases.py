@@ -190,6 +190,7 @@ NOT_JSON = "not JSON"
 BREAKS = "payload breaks"
 MYSQL_JSON_CHECK = "CONSTRAINT"  # MariaDB's JSON column is LONGTEXT CHECK (json_valid(payload))
 OPERATOR = "operator injection"
+NOT_FINITE = "a number JSON cannot carry"  # the contract's refusal of infinity and NaN
 NUL_TEXT = "NUL character in a string"  # the MongoDB sink's refusal (no backend may be asked to store one)
 DOTTED = "must not contain '.'"
 # The id a mismatch case names instead of its own: no case's aggregate (sending.STRIDE apart, ways at +0 and +1).
@@ -485,6 +486,18 @@ CASES: tuple[Case, ...] = (
         refused(MYSQL_JSON_CHECK),
         dlq("nests too deeply"),
     ),
+    Case(
+        "num-overflow-to-infinity",
+        "json",
+        "numbers past a double's range in details (1e400 and a 400-digit integer with a fraction parse as infinity)",
+        lambda ids: (
+            dumps(activity(ids, details={"a": "BIG", "b": "LONG"}))
+            .replace('"BIG"', "1e400")
+            .replace('"LONG"', "1" + "0" * 400 + ".5")
+        ),
+        dlq(NOT_FINITE),
+        dlq(NOT_FINITE),
+    ),
     # --- odd Unicode ----------------------------------------------------------------------------------------------
     Case(
         "uni-nul-in-action",
@@ -552,6 +565,39 @@ CASES: tuple[Case, ...] = (
         stored(Stored.TENDER_SUMMARISED),
         stored(Stored.TENDER_SUMMARISED),
         event_type="tender.created",
+    ),
+    Case(
+        "uni-nul-in-company-profile",
+        "unicode",
+        "NUL inside a company's name, sector label and province (the checklist quotes the label)",
+        com(company_name="Corpus\u0000 Ltd", sectors=["Construction\u0000"], provinces=["Gau\u0000teng"]),
+        stored(Stored.COMPANY_KNOWN),
+        stored(Stored.COMPANY_KNOWN),
+        event_type="company.updated",
+    ),
+    Case(
+        "uni-case-twin-number-word",
+        "unicode",
+        "experience years written with non-ASCII case twins of the number words (dotted I, long s)",
+        ten(description="Contractor with F\u0130VE years of experience; \u017fix years for the site agent"),
+        stored(Stored.TENDER_SUMMARISED),
+        stored(Stored.TENDER_SUMMARISED),
+        event_type="tender.created",
+    ),
+    Case(
+        "uni-lone-surrogate-long-event-type",
+        "unicode",
+        "a lone surrogate (escaped) in the event type, past its 200th character (the reason quotes it)",
+        act(),
+        None,
+        dlq("payload breaks"),
+        raw=lambda ids: (
+            b'{"event_id":1,"event_type":"'
+            + b"x" * 200
+            + b'\\ud800","aggregate_type":"activity","aggregate_id":"'
+            + str(ids.entity).encode()
+            + b'","occurred_at":"2026-01-05T10:00:00Z","schema_version":1,"source_seq":1,"payload":{}}'
+        ),
     ),
     Case(
         "uni-combining-marks",
