@@ -23,6 +23,9 @@ from sinks.retry import bounded_all
 # source_seq order: two partitions write in any order, and a reader that saw generation g saw every earlier write.
 # (Named like the spend store's concurrency token, which replay comparisons leave out: it counts writes, not data.)
 GENERATION_FIELD = "__gen"
+# The hash field an owner sets once the hash holds every entity (`mark_whole`): the key and its marker go together,
+# so a hash found without it is new or was lost whole (expired, a restart without persistence, a FLUSHALL).
+WHOLE_FIELD = "__whole"
 
 # KEYS[1] hash. ARGV[1] TTL, then (field, version, value) triples. Stored form: "version|value". Writes a field
 # only if its stored version is missing or smaller, adds the number written to the generation field; returns the
@@ -128,6 +131,7 @@ class HashSnapshot:
     entries: dict[str, Versioned]
     generation: int
     unreadable: dict[str, str]
+    whole: bool = False  # the owner's marker is there (see WHOLE_FIELD)
 
 
 class VersionedHash:
@@ -163,8 +167,12 @@ class VersionedHash:
         entries: dict[str, Versioned] = {}
         unreadable: dict[str, str] = {}
         generation = 0
+        marked = False
         for raw_field, raw in (await self._redis.run(run, f"hgetall {self.key}")).items():
             field = text(raw_field)
+            if field == WHOLE_FIELD:
+                marked = True
+                continue
             if field == GENERATION_FIELD:
                 count = text(raw)
                 if count.isascii() and count.isdigit():
@@ -176,7 +184,18 @@ class VersionedHash:
                 entries[field] = _parse(raw)
             except InvalidInputError as exc:
                 unreadable[field] = str(exc)
-        return HashSnapshot(entries, generation, unreadable)
+        return HashSnapshot(entries, generation, unreadable, marked)
+
+    async def mark_whole(self) -> None:
+        """Set the marker that says the hash holds every entity (and the TTL, as a write does)."""
+
+        async def run() -> None:
+            async with self._redis.client().pipeline(transaction=True) as pipe:
+                pipe.hset(self.key, WHOLE_FIELD, "1")
+                pipe.expire(self.key, self._ttl_s)
+                await pipe.execute()
+
+        await self._redis.run(run, f"hset {self.key} {WHOLE_FIELD}")
 
     async def get_all(self) -> dict[str, Versioned]:
         """Every entry; raises InvalidInputError if a field is not `version|value` (see `snapshot`)."""

@@ -56,6 +56,9 @@ from streams.spec import AgentSpec, Timer
 
 log = logging.getLogger(__name__)
 
+_REFILL_CHUNK = 1000  # facts per write of a refill from MySQL
+_REFILL_AT = "1970-01-01T00:00:00.000Z"  # occurred_at of the events a refill builds (not kept in facts)
+
 AGENT = "readiness"
 _CAS_ROUNDS = 5
 # Tenders rescored per sweep when their scores come from other rules (a sweep every readiness_sweep_s).
@@ -476,14 +479,81 @@ class ReadinessHandler:
         return {str(team): latest[team] for team in sorted(latest)}
 
     async def read_facts(self, as_of: dt.datetime) -> Facts:
-        """Both facts hashes, parsed (poison left out), and the tenders open as of `as_of`."""
+        """Both facts hashes, parsed (poison left out), and the tenders open as of `as_of`; refilled from MySQL first
+        when they were lost (see `_whole_facts`)."""
         tender_snap = await self.tenders.snapshot()
         company_snap = await self.companies.snapshot()
+        if not (tender_snap.whole and company_snap.whole) and await self._whole_facts():
+            tender_snap = await self.tenders.snapshot()
+            company_snap = await self.companies.snapshot()
         # Parsing and checking what changed (~85 us a fact, all of them at start-up): off the event loop.
         tenders = await asyncio.to_thread(self._tender_cache.sync, tender_snap)
         companies = await asyncio.to_thread(self._company_cache.sync, company_snap)
         open_tenders = {t: e for t, e in tenders.items() if _open(e, as_of)}
         return Facts(tenders, companies, tender_snap.generation, open_tenders, company_snap.generation)
+
+    async def _whole_facts(self) -> bool:
+        """Make both facts hashes whole again: they carry a marker (`WHOLE_FIELD`) that goes with the key, so a hash
+        without one is new, or was lost whole (every key of a Redis restarted without persistence, a FLUSHALL, seven
+        days without a worker). Scores in MongoDB tell the two apart: once any pair was scored, the facts were lost,
+        and scoring on from what is left would write top lists of the tenders seen since, and retire a changed
+        team's older documents as if no other tender existed. So they are refilled from MySQL (rows read after
+        the relay's high-water mark, the version they get: the rule of `tenderhub rebuild`), then marked. Returns
+        True when it refilled. (Left: a deployment that had facts but never a score, no team yet, starts afresh.)"""
+        started = await self._ctx.mongo.ids_where_not(READINESS_SCORES.name, "tender_id", "rules_version", "", 1)
+        if started:
+            await self._refill_facts()
+        await self.tenders.mark_whole()
+        await self.companies.mark_whole()
+        return bool(started)
+
+    async def _refill_facts(self) -> None:
+        from streams.rebuild import high_water  # both modules import this one
+        from streams.verify import company_rows, event, tender_payload, tender_rows
+
+        log.warning("%s: the facts hashes were lost (scores exist, facts do not): refilling them from MySQL", AGENT)
+        version = max(await high_water(self._ctx.settings), 1)
+        engine = self._ctx.engine
+
+        def read() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            rows = [tender_payload(row) for chunk in tender_rows(engine) for row in chunk]
+            return rows, company_rows(engine)
+
+        tender_payloads, company_payloads = await asyncio.to_thread(read)
+        as_of = self.as_of()
+        # The account of the worker may not read the outbox: the facts carry event id 1 (an event id is only named
+        # in a score document; versions and keys come from the high-water mark and the ids).
+        tenders: dict[str, tuple[int, str]] = {}
+        companies: dict[str, tuple[int, str]] = {}
+        for kind, payloads, out in (
+            ("tender.updated", tender_payloads, tenders),
+            ("company.updated", company_payloads, companies),
+        ):
+            for raw in payloads:
+                entity = raw["tender_id"] if kind == "tender.updated" else raw["team_id"]
+                try:
+                    e = event(kind, int(entity), raw, event_id=1, source_seq=version, at=_REFILL_AT)
+                    if kind == "tender.updated":
+                        value = fold_tender_facts(None, e.payload) | {"event_id": 1}
+                        check_tender_facts(value, as_of, self.weights)
+                    else:
+                        value = company_facts_value(e.payload) | {"event_id": 1}
+                        check_company_facts(value, as_of, self.weights)
+                except (ContractError, FactsError) as exc:
+                    log.warning("%s: %s %s left out of the refill: %s", AGENT, kind, entity, str(exc)[:300])
+                    continue
+                out[str(entity)] = (version, _dumps(value))
+        for store, items in ((self.tenders, tenders), (self.companies, companies)):
+            fields = sorted(items)
+            for n in range(0, len(fields), _REFILL_CHUNK):
+                await store.put_if_newer({f: items[f] for f in fields[n : n + _REFILL_CHUNK]})
+        log.warning(
+            "%s: refilled the facts of %d tenders and %d teams at source_seq %d",
+            AGENT,
+            len(tenders),
+            len(companies),
+            version,
+        )
 
     async def rescore(self, tenders: Collection[int], teams: Collection[int]) -> None:
         """Bring the scores of `tenders` (every team) and of `teams` (every open tender), and the top lists, up to

@@ -108,8 +108,21 @@ async def test_activity_wrapper_logs_each_event_once(penv: PipelineEnv, mongo: M
     assert sorted(d["_id"] for d in mongo[penv.mongo_db]["user_activity_logs"].find({})) == [1, 2, 3]
 
 
-async def test_spend_wrapper_keeps_totals_exact_under_a_budget_change(penv: PipelineEnv) -> None:
-    pipeline = build_pipeline(_settings(penv), agents=["spend"])
+async def test_spend_wrapper_keeps_totals_exact_under_a_budget_change(penv: PipelineEnv, settings: Settings) -> None:
+    from pydantic import SecretStr
+
+    from tests.integration.test_spend_repair import Scratch
+
+    # An empty database of the test's own: the empty store is built from it (nothing), then the stream folds.
+    scratch = Scratch(settings)
+    try:
+        await _spend_wrapper_keeps_totals_exact(penv.settings(as_of="2025-01-23", mysql_url=SecretStr(scratch.url)))
+    finally:
+        scratch.drop()
+
+
+async def _spend_wrapper_keeps_totals_exact(settings: Settings) -> None:
+    pipeline = build_pipeline(settings, agents=["spend"])
     runner = pipeline.runners["spend"]
 
     def tender(budget: str, buyer: str = "Leeds City Council") -> dict[str, Any]:
