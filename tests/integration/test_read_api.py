@@ -32,6 +32,7 @@ from tenderhub.api import build_service
 from tenderhub.api.tokens import issue, revoke
 from tenderhub.dashboard import read_service_counts
 from tenderhub.processes import Child, free_port
+from tests.integration.test_spend_repair import Scratch
 
 AS_OF = dt.date(2025, 9, 25)
 OPEN = "2025-10-20T10:00:00"
@@ -87,6 +88,9 @@ class World:
                 self.users.append(int(user or 0))
         self.tokens = [issue(engine, u, t, "test")[1] for u, t in zip(self.users, self.teams, strict=True)]
         self.engine = engine
+        # The agents' own MySQL: an empty tenders table, so spend (built from MySQL when its store is empty, then
+        # folded from the events) holds this world's tenders only, not those other tests left in the shared one.
+        self.scratch = Scratch(settings)
 
     async def fill(self) -> None:
         t1, t2 = self.teams
@@ -105,12 +109,14 @@ class World:
                 occurred_at="2026-01-05T10:05:00.000Z",
             ),
         ]
+        agents = self.settings.model_copy(update={"mysql_url": SecretStr(self.scratch.url)})
         for spec in registry().values():
-            async with AgentHarness(spec, self.settings, own_namespace=False) as h:
+            async with AgentHarness(spec, agents, own_namespace=False) as h:
                 await h.send(*events)
                 assert h.dead_letters == [], [d.reason for d in h.dead_letters]
 
     def drop(self, mongo: MongoClient[dict[str, Any]], redis_client: sync_redis.Redis) -> None:
+        self.scratch.drop()
         mongo.drop_database(self.settings.mongo_db)
         keys = list(redis_client.scan_iter(match=f"{self.settings.redis_key_prefix}*"))
         keys += list(redis_client.scan_iter(match=f"{{{self.settings.redis_key_prefix}*"))
