@@ -109,6 +109,10 @@ def _consume_outcomes(sent: list[asyncio.Future[object]]) -> None:
             fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
+# The first window of the position topic read back from its end (see `load_position_record`).
+_POSITION_WINDOW = 1024
+
+
 async def load_position(kafka: KafkaConnection, position_topic: str, source_name: str) -> Position | None:
     """The last COMMITTED position of `source_name` (read_committed: an aborted position is never seen)."""
     position, _ = await load_position_record(kafka, position_topic, source_name)
@@ -119,7 +123,12 @@ async def load_position_record(
     kafka: KafkaConnection, position_topic: str, source_name: str
 ) -> tuple[Position | None, int | None]:
     """The last committed position of `source_name` and its record's timestamp (ms since the epoch: when the relay
-    committed it), or (None, None)."""
+    committed it), or (None, None).
+
+    Read from the tail backwards, in windows that grow fourfold (1,024 offsets, then 4,096, ...): the newest record
+    of the source is almost always in the last window, so a restart does not read the whole topic. (Compaction keeps
+    only the newest value per key, but only in closed segments: an active segment holds every position committed
+    since it rolled, a million records after hours at a thousand commits a second.)"""
     key = source_name.encode()
     tp = TopicPartition(position_topic, 0)
     consumer = AIOKafkaConsumer(
@@ -131,19 +140,25 @@ async def load_position_record(
     await consumer.start()
     try:
         consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
+        begin = (await consumer.beginning_offsets([tp]))[tp]
         end = (await consumer.end_offsets([tp]))[tp]
-        found: Position | None = None
-        at: int | None = None
         deadline = asyncio.get_running_loop().time() + 60
-        while await consumer.position(tp) < end:
-            if asyncio.get_running_loop().time() > deadline:
-                raise CdcError(f"could not read {position_topic} up to offset {end} within 60 s")
-            batch = await consumer.getmany(tp, timeout_ms=1000)
-            for record in batch.get(tp, []):
-                if record.key == key and record.value is not None:
-                    found, at = Position.from_json(record.value), record.timestamp
-        return found, at
+        hi, span = end, _POSITION_WINDOW
+        while hi > begin:
+            lo = max(begin, hi - span)
+            consumer.seek(tp, lo)
+            newest: tuple[bytes, int] | None = None
+            while await consumer.position(tp) < hi:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise CdcError(f"could not read {position_topic} back from offset {end} to {lo} within 60 s")
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                for record in batch.get(tp, []):
+                    if record.offset < hi and record.key == key and record.value is not None:
+                        newest = record.value, record.timestamp
+            if newest is not None:
+                return Position.from_json(newest[0]), newest[1]
+            hi, span = lo, span * 4
+        return None, None
     finally:
         await consumer.stop()
 

@@ -61,8 +61,10 @@ def topic_specs(settings: Settings, partitions: int = 6) -> list[TopicSpec]:
         for topic in names.data.values()
     ]
     specs.append(TopicSpec(names.dlq, 1, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES), **isr}))
-    # The relay's committed position: one key per source, only the newest value matters.
-    specs.append(TopicSpec(names.position, 1, {"cleanup.policy": "compact", **isr}))
+    # The relay's committed position: one key per source, only the newest value matters. Compaction only cleans
+    # closed segments: a segment rolls every 10 minutes (not the default 7 days), so the topic stays small.
+    position = {"cleanup.policy": "compact", "segment.ms": str(10 * 60 * 1000), "min.cleanable.dirty.ratio": "0.1"}
+    specs.append(TopicSpec(names.position, 1, {**position, **isr}))
     return specs
 
 
