@@ -161,7 +161,7 @@ async def _rebuild(
     ctx: WorkerContext, generation: int, rows: list[dict[str, Any]], drift: list[str], reason: str
 ) -> RecomputeReport:
     as_of, days = ctx.as_of(), ctx.settings.spend_window_days
-    rows, row_states = within_exact(*_states_of(rows))
+    rows, row_states = within_exact(rows)
     all_cents = cents_by_member(row_states)
     window_cents = cents_by_member(row_states, as_of, days)
     status = await ctx.spend.replace(
@@ -187,18 +187,14 @@ async def _rebuild(
     return RecomputeReport(len(rows), len(all_cents), len(window_cents), drift, done, done, reason)
 
 
-def _states_of(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[TenderSpendState]]:
-    return rows, [_row_state(r) for r in rows]
-
-
-def within_exact(
-    rows: Sequence[dict[str, Any]], states: Sequence[TenderSpendState]
-) -> tuple[list[dict[str, Any]], list[TenderSpendState]]:
-    """The rows (in id order) whose states keep every buyer total exact (below 2^53 cents), as the stream keeps them:
-    a tender that would pass the bound is left out and logged, like its event, which the stream refuses alone."""
+def within_exact(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[TenderSpendState]]:
+    """The rows (in id order) whose states keep every buyer total exact (below 2^53 cents), as the stream keeps them,
+    and those states: a tender that would pass the bound is left out and logged, like its event, which the stream
+    refuses alone."""
     totals: dict[str, tuple[int, int, int]] = {}
     kept_rows, kept, refused = [], [], []
-    for row, state in zip(rows, states, strict=True):
+    for row in rows:
+        state = _row_state(row)
         c = contribution(state)
         if c is not None:
             m = member(c.buyer, c.currency)
@@ -232,7 +228,7 @@ async def recompute_from_mysql(ctx: WorkerContext) -> RecomputeReport:
     as_of, days = ctx.as_of(), ctx.settings.spend_window_days
     for _ in range(_RECOMPUTE_ROUNDS):
         snap = await store.snapshot()  # before the rows: see rebuild_from_mysql
-        rows, row_states = within_exact(*_states_of(await _read_rows(ctx)))
+        rows, row_states = within_exact(await _read_rows(ctx))
         all_cents = cents_by_member(row_states)
         stream = {m: (t.cents, t.tenders, t.without_budget) for m, t in snap.totals.items()}
         drift = sorted(m for m in set(stream) | set(all_cents) if stream.get(m) != all_cents.get(m))
