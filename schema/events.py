@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union
@@ -93,10 +93,11 @@ def _in_calendar(value: dt.datetime) -> dt.datetime:
 _MAX_REENCODE_GROWTH = 5
 
 
-def _finite(value: Any) -> bool:
-    """False if a number JSON cannot carry (1e400 parses as infinity; NaN) is anywhere in `value`: it would be
-    stored, then served back as `Infinity`, which strict JSON readers refuse. Iterative: depth is bounded elsewhere."""
-    stack = [value]
+def _finite(values: Iterable[Any]) -> bool:
+    """False if a number JSON cannot carry (1e400 parses as infinity; NaN) is among `values` or inside them: it would
+    be stored, then served back as `Infinity`, which strict JSON readers refuse. Iterative: depth is bounded
+    elsewhere."""
+    stack = list(values)
     while stack:
         node = stack.pop()
         if type(node) is float:
@@ -113,17 +114,18 @@ _NOT_FINITE = "holds a number JSON cannot carry (infinite or NaN)"
 
 
 def _small_details(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-    # Depth before size, level by level without recursion: a deep value fails here instead of in json.dumps.
+    # Depth before size, level by level without recursion: a deep value fails here instead of in json.dumps. The same
+    # walk sees every leaf once: a number JSON cannot carry is refused on the way.
     level: list[Any] = [value]
     for _ in range(DETAILS_MAX_DEPTH):
         level = [c for node in level for c in (node.values() if isinstance(node, dict) else node)]
+        if not _finite(c for c in level if type(c) is float):
+            raise ValueError(_NOT_FINITE)
         level = [c for c in level if isinstance(c, dict | list)]
         if not level:
             break
     else:
         raise ValueError(f"nests deeper than {DETAILS_MAX_DEPTH} levels")
-    if not _finite(value):
-        raise ValueError(_NOT_FINITE)
     text_bytes = (info.context or {}).get("payload_bytes")
     if isinstance(text_bytes, int) and text_bytes * _MAX_REENCODE_GROWTH <= DETAILS_MAX_BYTES:
         return value  # the relay's hot path: no re-serialisation needed to know the bound holds
@@ -146,7 +148,7 @@ class Payload(BaseModel):
 
     @model_validator(mode="after")
     def _finite_extras(self) -> Payload:
-        if self.model_extra and not _finite(self.model_extra):
+        if self.model_extra and not _finite(self.model_extra.values()):
             raise ValueError(f"an extra field {_NOT_FINITE}")
         return self
 

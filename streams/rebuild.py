@@ -35,6 +35,7 @@ from streams.replay import data_partitions
 from streams.verify import (
     CHUNK,
     FAMILIES,
+    ROWS_AT,
     VerifyError,
     activity_rows,
     company_rows,
@@ -155,7 +156,7 @@ async def rebuild(
                         p,
                         event_id=team_ids.get(int(p["team_id"]), 1),
                         source_seq=version,
-                        at=_AT,
+                        at=ROWS_AT,
                     )
                     for p in company_rows(engine)
                 ]
@@ -189,6 +190,3 @@ async def rebuild(
         await ctx.aclose()
     report.seconds = time.monotonic() - start
     return report
-
-
-_AT = "1970-01-01T00:00:00.000Z"

@@ -516,11 +516,12 @@ def tender_events(rows: Sequence[dict[str, Any]], event_ids: Mapping[int, int], 
     for row in rows:
         tid = int(row["id"])
         row["_event"] = event(
-            "tender.updated", tid, tender_payload(row), event_id=event_ids.get(tid, 1), source_seq=seq, at=_AT
+            "tender.updated", tid, tender_payload(row), event_id=event_ids.get(tid, 1), source_seq=seq, at=ROWS_AT
         )
 
 
-_AT = "1970-01-01T00:00:00.000Z"
+# occurred_at of the events built from MySQL rows (verify, rebuild, readiness's refill): rows keep no event time.
+ROWS_AT = "1970-01-01T00:00:00.000Z"
 
 
 async def verify(settings: Settings, families: Sequence[str] = FAMILIES, examples: int = 5) -> VerifyReport:
@@ -572,7 +573,7 @@ async def verify(settings: Settings, families: Sequence[str] = FAMILIES, example
                     p,
                     event_id=team_ids.get(int(p["team_id"]), 1),
                     source_seq=1,
-                    at=_AT,
+                    at=ROWS_AT,
                 )
                 for p in await asyncio.to_thread(company_rows, engine)
             }

@@ -57,7 +57,6 @@ from streams.spec import AgentSpec, Timer
 log = logging.getLogger(__name__)
 
 _REFILL_CHUNK = 1000  # facts per write of a refill from MySQL
-_REFILL_AT = "1970-01-01T00:00:00.000Z"  # occurred_at of the events a refill builds (not kept in facts)
 
 AGENT = "readiness"
 _CAS_ROUNDS = 5
@@ -509,7 +508,7 @@ class ReadinessHandler:
 
     async def _refill_facts(self) -> None:
         from streams.rebuild import high_water  # both modules import this one
-        from streams.verify import company_rows, event, tender_payload, tender_rows
+        from streams.verify import ROWS_AT, company_rows, event, tender_payload, tender_rows
 
         log.warning("%s: the facts hashes were lost (scores exist, facts do not): refilling them from MySQL", AGENT)
         version = max(await high_water(self._ctx.settings), 1)
@@ -532,7 +531,7 @@ class ReadinessHandler:
             for raw in payloads:
                 entity = raw["tender_id"] if kind == "tender.updated" else raw["team_id"]
                 try:
-                    e = event(kind, int(entity), raw, event_id=1, source_seq=version, at=_REFILL_AT)
+                    e = event(kind, int(entity), raw, event_id=1, source_seq=version, at=ROWS_AT)
                     if kind == "tender.updated":
                         value = fold_tender_facts(None, e.payload) | {"event_id": 1}
                         check_tender_facts(value, as_of, self.weights)

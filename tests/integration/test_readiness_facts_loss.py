@@ -8,8 +8,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import urllib.parse
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,30 +18,24 @@ from pydantic import SecretStr
 from pymongo import MongoClient
 
 from schema.engines import mysql_engine
-from schema.mysql import BUSINESS_TABLES, OUTBOX_TABLE, connect
+from schema.mysql import BUSINESS_TABLES, OUTBOX_TABLE
 from schema.settings import Settings
 from streams.agents.readiness import ReadinessHandler
 from tenderhub.companies import load_companies, read_profiles
 from tenderhub.loader import read_releases, tender_row, upsert_tender
 from tests.integration.store_faults import FaultPlan, Namespace, envelope, run_batches
+from tests.integration.test_spend_repair import Scratch
 
 pytestmark = pytest.mark.asyncio
 
 AS_OF = dt.date(2025, 9, 25)
 
 
-class ScratchDatabase:
+class ScratchDatabase(Scratch):
     """A MySQL database of the test's own with the application's tables, written the application's way."""
 
     def __init__(self, settings: Settings) -> None:
-        self.db = f"test_rf_{uuid.uuid4().hex[:10]}"
-        self.admin = settings.mysql_admin
-        with connect(self.admin) as conn, conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{self.db}` CHARACTER SET utf8mb4")
-            for table in (*BUSINESS_TABLES, OUTBOX_TABLE):
-                cur.execute(f"CREATE TABLE `{self.db}`.`{table}` LIKE `{settings.mysql.database}`.`{table}`")
-        url = urllib.parse.urlsplit(settings.mysql_admin_url.get_secret_value())  # type: ignore[union-attr]
-        self.url = urllib.parse.urlunsplit(url._replace(path=f"/{self.db}"))
+        super().__init__(settings, tables=(*BUSINESS_TABLES, OUTBOX_TABLE))
         self.engine = mysql_engine(SecretStr(self.url))
         self.seen = 0
 
@@ -61,8 +53,7 @@ class ScratchDatabase:
 
     def drop(self) -> None:
         self.engine.dispose()
-        with connect(self.admin) as conn, conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{self.db}`")
+        super().drop()
 
 
 @pytest.fixture

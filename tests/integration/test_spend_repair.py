@@ -51,14 +51,15 @@ def spend_tender(tender_id: int, **kw: Any) -> dict[str, Any]:
 
 
 class Scratch:
-    """A MySQL database of the test's own holding a `tenders` table, and settings whose application URL reads it."""
+    """A MySQL database of the test's own holding a `tenders` table (or `tables`), and the URL that reads it."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tables: tuple[str, ...] = ("tenders",)) -> None:
         self.db = f"test_sp_{uuid.uuid4().hex[:10]}"
         admin = settings.mysql_admin
         with connect(admin) as conn, conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE `{self.db}` CHARACTER SET utf8mb4")
-            cur.execute(f"CREATE TABLE `{self.db}`.tenders LIKE `{settings.mysql.database}`.tenders")
+            for table in tables:
+                cur.execute(f"CREATE TABLE `{self.db}`.`{table}` LIKE `{settings.mysql.database}`.`{table}`")
         url = urllib.parse.urlsplit(settings.mysql_admin_url.get_secret_value())  # type: ignore[union-attr]
         self.url = urllib.parse.urlunsplit(url._replace(path=f"/{self.db}"))
         self.admin = admin

@@ -37,8 +37,8 @@ from streams.agents.tender_summaries import metadata, summary_input
 from streams.readiness.scoring import FactsError, ReadinessWeights, score
 from streams.summaries.base import content_hash
 from streams.verify import (
-    _AT,
     _TENDER_COLUMNS,
+    ROWS_AT,
     FamilyReport,
     VerifyError,
     VerifyReport,
@@ -248,7 +248,7 @@ def test_tender_payload_without_raw_ocds_takes_the_text_from_the_description_col
     from_release = tender_payload(row | {"raw_ocds": ocds, "budget": Decimal("1500.50"), "currency": "ZAR"})
     assert from_release["description"] == "From the release" and from_release["special_conditions"] == "CIDB 3GB"
     assert from_release["budget"] == "1500.50"
-    decoded = event("tender.updated", 7, from_release, event_id=1, source_seq=1, at=_AT).payload
+    decoded = event("tender.updated", 7, from_release, event_id=1, source_seq=1, at=ROWS_AT).payload
     assert isinstance(decoded, TenderV1) and decoded.budget == Decimal("1500.50")
 
 
@@ -320,7 +320,7 @@ def test_company_payload_takes_list_columns_as_json_text_or_lists() -> None:
         "cidb": [{"class_of_works": "GB", "grade": 5, "potentially_emerging": True}],
     }
     assert company_payload(row | {"sectors": b'["Mining"]'}, [])["sectors"] == ["Mining"]
-    decoded = event("company.updated", 2, payload, event_id=1, source_seq=1, at=_AT).payload
+    decoded = event("company.updated", 2, payload, event_id=1, source_seq=1, at=ROWS_AT).payload
     assert isinstance(decoded, CompanyUpdatedV1) and decoded.cidb is not None and decoded.cidb[0].grade == 5
 
 
@@ -329,13 +329,13 @@ def test_company_payload_takes_list_columns_as_json_text_or_lists() -> None:
 
 def test_event_is_the_envelope_the_agents_decoder_makes(monkeypatch: pytest.MonkeyPatch) -> None:
     row, published = application_tenders(monkeypatch, limit=1)[0]
-    e = event("tender.updated", 3, published | {"tender_id": 3}, event_id=9, source_seq=77, at=_AT)
+    e = event("tender.updated", 3, published | {"tender_id": 3}, event_id=9, source_seq=77, at=ROWS_AT)
     raw = {
         "event_id": 9,
         "event_type": "tender.updated",
         "aggregate_type": "tender",
         "aggregate_id": "3",
-        "occurred_at": _AT,
+        "occurred_at": ROWS_AT,
         "schema_version": 1,
         "source_seq": 77,
         "payload": published | {"tender_id": 3},
@@ -348,12 +348,17 @@ def test_event_is_the_envelope_the_agents_decoder_makes(monkeypatch: pytest.Monk
 
 def test_event_names_user_events_activity_and_keeps_the_contracts_checks() -> None:
     e = event(
-        "user.activity", 5, {"user_id": 5, "team_id": 1, "action": "tender.viewed"}, event_id=1, source_seq=2, at=_AT
+        "user.activity",
+        5,
+        {"user_id": 5, "team_id": 1, "action": "tender.viewed"},
+        event_id=1,
+        source_seq=2,
+        at=ROWS_AT,
     )
     assert isinstance(e, Envelope) and e.aggregate_type == "activity"
     assert isinstance(e.payload, UserActivityV1)
     with pytest.raises(ContractError, match="does not match aggregate_id"):
-        event("company.updated", 2, {"team_id": 3, "company_id": 1}, event_id=1, source_seq=1, at=_AT)
+        event("company.updated", 2, {"team_id": 3, "company_id": 1}, event_id=1, source_seq=1, at=ROWS_AT)
 
 
 def test_facts_entries_carry_the_event_id_and_source_seq_a_worker_would_hold(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -375,7 +380,7 @@ def test_facts_entries_carry_the_event_id_and_source_seq_a_worker_would_hold(mon
         ),
         event_id=55,
         source_seq=9,
-        at=_AT,
+        at=ROWS_AT,
     )
     tenders, companies = _facts_entries({int(r["id"]): r["_event"] for r in rows}, {2: company}, AS_OF, WEIGHTS)
     assert sorted(tenders) == [int(r["id"]) for r in rows]
@@ -572,7 +577,7 @@ def _readiness_inputs(
             "bbbee_level": profile.bbbee_level,
         }
         payload = company_payload(row, profile.cidb)
-        company_events[team] = event("company.updated", team, payload, event_id=200 + team, source_seq=1, at=_AT)
+        company_events[team] = event("company.updated", team, payload, event_id=200 + team, source_seq=1, at=ROWS_AT)
     tenders, companies = _facts_entries({int(r["id"]): r["_event"] for r in rows}, company_events, AS_OF, WEIGHTS)
     docs, r = [], FakeRedis()
     for team, company in companies.items():
