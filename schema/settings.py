@@ -333,6 +333,13 @@ class Settings(_Base):
         description="Longest the broker holds a worker's fetch that finds nothing committed (bounds an idle agent's "
         "pause once data arrives; lower = more fetch requests while idle).",
     )
+    worker_session_timeout_ms: int = Field(
+        60_000,
+        ge=6_000,
+        le=300_000,
+        description="How long the consumer group waits for a worker that went silent (SIGKILL, a lost host) before "
+        "its partitions go to another worker; also how long a rebalance waits for a worker to end its batch.",
+    )
     worker_store_retry_max_s: float = Field(
         30.0, gt=0, le=3600, description="Longest pause between retries while MongoDB or Redis is unreachable."
     )

@@ -24,7 +24,7 @@ from schema.settings import Settings, load_settings
 from schema.topics import DLQ_MAX_MESSAGE_BYTES
 from streams.agents import key_families, registry
 from streams.batch import BatchRunner, DeadLetter, Handler
-from streams.consumer import ISOLATION_LEVEL, BatchConsumer, control_group
+from streams.consumer import ISOLATION_LEVEL, BatchConsumer, control_group, heartbeat_ms
 from streams.context import WorkerContext
 from streams.metrics import WorkerMetrics
 from streams.spec import AgentSpec
@@ -111,6 +111,7 @@ def build_pipeline(
     specs = registry()
     ctx = ctx or WorkerContext(settings)
     ctx.key_families = key_families(specs.values())
+    session_s = settings.worker_session_timeout_ms / 1000
     app = TenderhubApp(
         # Faust's own consumer only elects the leader for the timers: a group of its own, so that the batch
         # consumer's group (the data topics' offsets) has members of one kind.
@@ -125,6 +126,11 @@ def build_pipeline(
         topic_partitions=6,
         producer_acks=-1,
         producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+        # The control group waits for a killed worker as long as the data group does: the batch consumer starts
+        # only once Faust's own consumer has its assignment.
+        broker_session_timeout=session_s,
+        broker_rebalance_timeout=session_s,
+        broker_heartbeat_interval=heartbeat_ms(settings) / 1000,
         web_enabled=True,
         web_bind=settings.worker_web_host,
         web_host=settings.worker_web_host,

@@ -44,9 +44,9 @@ log = logging.getLogger(__name__)
 
 ISOLATION_LEVEL = "read_committed"
 COMMIT_INTERVAL_S = 1.0
-# As Faust had them: a member that stops heartbeating (SIGKILL) is replaced after the session timeout; a batch may
-# take long (a summary model on a slow machine) without the member being thrown out of the group.
-SESSION_TIMEOUT_MS = 60_000
+# A member that stops heartbeating (SIGKILL) is replaced after `worker_session_timeout_ms` (60 s by default, as Faust
+# had it); heartbeats go at least three times per session. A batch may take long (a summary model on a slow machine)
+# without the member being thrown out of the group: heartbeats do not wait for batches.
 HEARTBEAT_INTERVAL_MS = 3_000
 MAX_POLL_INTERVAL_MS = 1_000_000
 # Largest fetch per partition: a whole data-topic record (1 MiB) several times over.
@@ -89,10 +89,15 @@ def make_consumer(settings: Settings) -> AIOKafkaConsumer:
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.worker_fetch_max_wait_ms,
         max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
-        session_timeout_ms=SESSION_TIMEOUT_MS,
-        heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+        session_timeout_ms=settings.worker_session_timeout_ms,
+        heartbeat_interval_ms=heartbeat_ms(settings),
         max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
     )
+
+
+def heartbeat_ms(settings: Settings) -> int:
+    """Heartbeats at least three times per session, and no more often than every 3 s."""
+    return min(HEARTBEAT_INTERVAL_MS, settings.worker_session_timeout_ms // 3)
 
 
 def control_group(group: str) -> str:

@@ -341,6 +341,9 @@ class PipelineEnv:
                 "TENDERHUB_MONGO_DB": self.mongo_db,
                 "TENDERHUB_REDIS_KEY_PREFIX": self.redis_prefix,
                 "TENDERHUB_WORKER_STORE_RETRY_MAX_S": "2",
+                # A SIGKILLed worker's partitions go to its successor after 10 s, not the default 60 s: the kill
+                # tests wait that out after their last kill.
+                "TENDERHUB_WORKER_SESSION_TIMEOUT_MS": "10000",
             }
         )
         if self.as_of:

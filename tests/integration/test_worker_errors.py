@@ -143,7 +143,8 @@ def test_credentials_revoked_while_running_stop_the_worker_unacknowledged_and_a_
     redis_client.acl_setuser(user, enabled=True, categories=["+@all"])
     worker = WorkerProcess(penv, "--agents", "spend", TENDERHUB_REDIS_URL=url).start()
     # The stopped worker left without leaving its consumer group (it must not commit): the group takes the partitions
-    # back only when its session times out (Faust's broker_session_timeout, 60 s); wait_ready waits past that.
+    # back only when its session times out (TENDERHUB_WORKER_SESSION_TIMEOUT_MS, 10 s in tests); wait_ready waits
+    # past that.
     worker.wait_ready()
     wait_for(lambda: spend(redis_client, penv) == 20 * BUDGET, 60, "the rest counted once after the fix")
     assert worker.terminate() == 0, worker.tail()

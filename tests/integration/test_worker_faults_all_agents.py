@@ -216,8 +216,12 @@ def test_every_agent_rides_out_a_30s_store_outage_and_ends_equal_to_a_clean_work
         outage_thread.join()
         assert_equals_clean_run(penv, twin, engine, mongo, redis_client, written)
         stats = worker.stats()
+        # The agent that met the outage first holds the batch in flight (one at a time), so which agent retried
+        # depends on timing.
         assert sum(a["store_retries"] for a in stats.values()) >= 1, stats
         assert sum(a["dead_letters"] for a in stats.values()) == 0, stats
+        if store == "ferretdb":
+            assert "store unavailable" in worker.log_text(), worker.tail()
         assert worker.proc is not None and worker.proc.poll() is None, worker.tail()
         assert worker.terminate() == 0, worker.tail()
         assert relay.terminate() == 0, relay.tail()

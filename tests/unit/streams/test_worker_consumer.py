@@ -31,6 +31,21 @@ async def test_fetch_wait_is_a_setting() -> None:
 
 
 @pytest.mark.asyncio
+async def test_the_session_timeout_is_a_setting_and_heartbeats_fit_three_times_into_it() -> None:
+    default: Any = make_consumer(settings())
+    assert (default._session_timeout_ms, default._heartbeat_interval_ms) == (60_000, 3_000)
+    assert default._rebalance_timeout_ms == 60_000
+    short_settings = settings().model_copy(update={"worker_session_timeout_ms": 6_000})
+    short: Any = make_consumer(short_settings)
+    assert (short._session_timeout_ms, short._heartbeat_interval_ms) == (6_000, 2_000)
+    # Faust's control group (the batch consumer starts once it is assigned) waits for a killed worker as long.
+    pipeline = streams.app.build_pipeline(short_settings, agents=["activity_logs"])
+    conf = pipeline.app.conf
+    assert (conf.broker_session_timeout, conf.broker_rebalance_timeout, conf.broker_heartbeat_interval) == (6, 6, 2)
+    await pipeline.ctx.aclose()
+
+
+@pytest.mark.asyncio
 async def test_the_pipeline_reads_its_agents_topics_and_faust_elects_the_leader_in_a_group_of_its_own() -> None:
     pipeline = streams.app.build_pipeline(settings(), agents=["activity_logs", "readiness"])
     topics = pipeline.ctx.topics.data
