@@ -94,14 +94,14 @@ class SpendHandler:
 
 async def refresh_window(ctx: WorkerContext) -> bool:
     """Rebuild the windowed totals from the tender states: tenders age out of the window with no event. A store
-    found not whole is rebuilt from MySQL instead."""
+    found not whole (an empty one included) is built from MySQL instead."""
     store = ctx.spend
     as_of, days = ctx.as_of(), ctx.settings.spend_window_days
     for _ in range(_RECOMPUTE_ROUNDS):
         snap = await store.snapshot()
         if not snap.whole:
-            if snap.epochs == (None, None, None) and not snap.states and not snap.totals:
-                return True  # nothing yet: the first batch builds the store from MySQL
+            # Empty too: a first start and a store lost whole look alike, and readers must not wait for the next
+            # tender event to see spend again.
             await rebuild_from_mysql(ctx, f"window refresh found the store not whole (markers {snap.epochs})")
             return True
         cents = cents_by_member((decode_state(v) for v in snap.states.values()), as_of, days)

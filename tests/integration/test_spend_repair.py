@@ -26,7 +26,7 @@ from sinks.mongo import MongoSink
 from sinks.reader import CacheFirstReader
 from sinks.redis import RedisSink
 from sinks.spend_store import SpendStore, StateWrite, Totals, TotalsDelta
-from streams.agents.spend import SpendHandler, recompute_from_mysql
+from streams.agents.spend import SpendHandler, recompute_from_mysql, refresh_window
 from streams.context import WorkerContext
 from streams.spend import cents_by_member, decode_state, zset_from_cents
 from tests.integration.store_faults import FaultPlan, Namespace, envelope, run_batches
@@ -157,6 +157,25 @@ async def _first_batch(ns: Namespace, scratch: Scratch) -> list[bytes]:
     ]
     assert (await run_batches(ns.settings, FaultPlan(), SpendHandler, [batch])).event_ids() == []
     return batch
+
+
+async def test_the_window_refresh_builds_a_store_lost_whole_from_mysql_with_no_batch_coming(
+    env: tuple[Namespace, Scratch],
+) -> None:
+    ns, scratch = env
+    keys = Keys(ns)
+    await _first_batch(ns, scratch)
+    keys.client.delete(keys.states_key, keys.totals_key, keys.window_key, keys.zset_key, keys.window_zset_key)
+    scratch.write(7, spend_tender(7, buyer="Bradford Council", budget="70.00"))
+    # No tender event for hours: the leader's window refresh (every minute) must not leave readers an empty store.
+    ctx = WorkerContext(ns.settings)
+    try:
+        assert await refresh_window(ctx)
+    finally:
+        await ctx.aclose()
+    assert sorted(keys.states()) == [1, 2, 3, 4, 7]
+    assert keys.totals(keys.totals_key) == mysql_cents(scratch)
+    keys.consistent()
 
 
 @pytest.mark.parametrize("lost", ["states", "totals", "window", "all"])
