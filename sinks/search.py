@@ -197,6 +197,10 @@ def _terms(text: str) -> tuple[str, ...]:
     return tuple(sorted(words))  # order does not change what matches, nor how well
 
 
+# MySQL's DATETIME range, less the last day: a closes_before date is searched up to the next midnight.
+_EARLIEST, _LATEST = dt.date(1000, 1, 1), dt.date(9998, 12, 31)
+
+
 def _date(params: Mapping[str, str], name: str) -> dt.date | None:
     raw = params.get(name)
     if raw is None:
@@ -204,9 +208,12 @@ def _date(params: Mapping[str, str], name: str) -> dt.date | None:
     if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw):
         raise InvalidSearchError(f"{name} must be a date as YYYY-MM-DD, got {raw[:40]!r}")
     try:
-        return dt.date.fromisoformat(raw)
+        day = dt.date.fromisoformat(raw)
     except ValueError:
         raise InvalidSearchError(f"{name} {raw!r} is not a calendar date") from None
+    if not _EARLIEST <= day <= _LATEST:
+        raise InvalidSearchError(f"{name} must be between {_EARLIEST} and {_LATEST}, got {raw}")
+    return day
 
 
 def _bounded(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -332,8 +339,8 @@ class TenderSearch:
         try:
             with self._mysql.connect() as conn:
                 found = conn.execute(text, params).mappings().all()
-        except sa.exc.OperationalError as exc:
-            raise TransientSinkError(f"MySQL cannot answer the search: {str(exc.orig)[:200]}") from exc
+        except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:  # down, or the pool has no connection free
+            raise TransientSinkError(f"MySQL cannot answer the search: {str(exc)[:200]}") from exc
         return [_row(r) for r in found]
 
 

@@ -33,3 +33,17 @@ def test_open_means_an_open_status_closing_after_the_day_and_dates_bound_whole_d
 def test_text_that_holds_no_word_is_refused(text: str) -> None:
     with pytest.raises(InvalidSearchError, match="give words"):
         SearchQuery.parse({"q": text}, resolve_province)
+
+
+@pytest.mark.parametrize("name", ["closes_after", "closes_before"])
+@pytest.mark.parametrize("raw", ["9999-12-31", "0001-01-01", "0999-12-31"])
+def test_dates_outside_what_mysql_stores_are_refused_not_an_overflow_later(name: str, raw: str) -> None:
+    with pytest.raises(InvalidSearchError, match="between 1000-01-01 and 9998-12-31"):
+        SearchQuery.parse({"q": "hall", name: raw}, resolve_province).sql(dt.date(2025, 10, 1))
+
+
+@pytest.mark.parametrize("name", ["closes_after", "closes_before"])
+@pytest.mark.parametrize("raw", ["1000-01-01", "9998-12-31"])
+def test_the_widest_dates_build_a_query(name: str, raw: str) -> None:
+    sql, params = SearchQuery.parse({"q": "hall", name: raw}, resolve_province).sql(dt.date(2025, 10, 1))
+    assert "closing_at" in sql and name in params
