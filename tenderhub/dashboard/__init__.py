@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import ssl
 import time
 from collections import deque
@@ -134,17 +135,35 @@ async def read_service_counts(settings: Settings) -> dict[str, Any]:
             session.get(url, ssl=context if context is not None else True) as resp,
         ):
             resp.raise_for_status()
-            text = await resp.text()
+            text = (await resp.read()).decode("utf-8", errors="replace")
     except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
         return {"url": url, "reachable": False, "error": f"{type(exc).__name__}: {str(exc)[:160]}"}
-    counts: dict[str, Any] = {"url": url, "reachable": True}
+    return {"url": url, "reachable": True, **service_counts(text)}
+
+
+_COUNTS = {
+    f"tenderhub_api_{key}_total": key for key in ("cache_hits", "cache_misses", "redis_fallbacks", "quota_refusals")
+}
+
+
+def service_counts(text: str) -> dict[str, Any]:
+    """The counters the page shows, from Prometheus text (a sample may carry a timestamp after its value); a value
+    that is not a finite number is left out, so the page's JSON stays valid."""
+    counts: dict[str, Any] = {}
     for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        for key in ("cache_hits", "cache_misses", "redis_fallbacks", "quota_refusals"):
-            if name == f"tenderhub_api_{key}_total":
-                counts[key] = float(value)
+        name, _, rest = line.partition(" ")
+        key = _COUNTS.get(name)
+        fields = rest.split()
+        if key is None or not fields:
+            continue
+        try:
+            value = float(fields[0])
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            counts[key] = value
     total = counts.get("cache_hits", 0.0) + counts.get("cache_misses", 0.0)
-    counts["hit_ratio"] = round(counts.get("cache_hits", 0.0) / total, 4) if total else None
+    counts["hit_ratio"] = round(counts.get("cache_hits", 0.0) / total, 4) if total > 0 else None
     return counts
 
 

@@ -3,7 +3,9 @@ interval (none when the read service was not reachable or nothing was read)."""
 
 from __future__ import annotations
 
-from tenderhub.dashboard import Sample, _point
+import json
+
+from tenderhub.dashboard import Sample, _point, service_counts
 from tenderhub.status import PartitionLag, RelayStatus, Status
 
 
@@ -28,3 +30,22 @@ def test_rates_are_differences_over_the_interval_and_never_negative() -> None:
     restarted = sample(104.0, {"t.activity": 30, "t.tender": 4}, {"spend": 2}, {"reachable": False})
     point = _point(after, restarted)
     assert point["agents_eps"] == {"spend": 0.0} and point["cache_hit_ratio"] is None
+
+
+def test_the_read_services_counters_are_read_with_timestamps_and_anything_not_a_number_left_out() -> None:
+    text = "\n".join(
+        [
+            "# HELP tenderhub_api_cache_hits_total hits",
+            "tenderhub_api_cache_hits_total 30 1700000000000",
+            "tenderhub_api_cache_misses_total 10",
+            "tenderhub_api_redis_fallbacks_total NaN",
+            "tenderhub_api_quota_refusals_total +Inf",
+            "tenderhub_api_cache_misses_total_other 5",
+            "tenderhub_api_cache_hits_total",
+            "tenderhub_api_redis_fallbacks_total twelve",
+        ]
+    )
+    counts = service_counts(text)
+    assert counts == {"cache_hits": 30.0, "cache_misses": 10.0, "hit_ratio": 0.75}
+    json.dumps(counts, allow_nan=False)
+    assert service_counts("tenderhub_api_cache_hits_total 0\ntenderhub_api_cache_misses_total 0")["hit_ratio"] is None
