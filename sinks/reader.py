@@ -186,11 +186,13 @@ class CacheFirstReader:
         if not ranked:
             return Read([], None)
         details = await asyncio.to_thread(
-            self._mongo.find_by_ids,
-            READINESS_SCORES.name,
-            "tender_id",
-            [t for t, _ in ranked],
-            ["team_id", "checklist", "biddable", "team_seq"],
+            lambda: self._mongo.find_by_ids(
+                READINESS_SCORES.name,
+                "tender_id",
+                [t for t, _ in ranked],
+                ["team_id", "checklist", "biddable", "team_seq"],
+                where={"team_id": team_id},  # this team's documents only, by the (team_id, tender_id) index
+            )
         )
         by_tender = current_scores(d for d in details if d.get("team_id") == team_id)
         return Read(

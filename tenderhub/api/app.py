@@ -30,6 +30,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import asdict, is_dataclass
@@ -46,12 +47,12 @@ from schema.checked import digits_within
 from schema.events import MAX_ID
 from schema.heap import watch_gc
 from schema.settings import Settings
-from sinks.errors import SinkError
+from sinks.errors import SinkError, TransientSinkError
 from sinks.reader import BuyerSpend, CacheFirstReader, Read
 from sinks.search import InvalidSearchError, SearchQuery, TenderSearch
 from streams.readiness.coverage import resolve_province
 from streams.spend import recompute, recompute_window
-from tenderhub.api.quotas import Quotas
+from tenderhub.api.quotas import Quotas, Verdict
 from tenderhub.api.tokens import Principal, TokenStore
 
 log = logging.getLogger(__name__)
@@ -117,9 +118,44 @@ def _json_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+def _finite(value: object) -> object:
+    """`value` with every non-finite float as None (JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return _finite(asdict(value))
+    return value
+
+
+def dumps(value: object) -> str:
+    """Strict JSON: a non-finite number a store gave back is answered as null (and logged), never as NaN."""
+    try:
+        return json.dumps(value, default=_json_default, allow_nan=False)
+    except ValueError:
+        log.warning("a non-finite number in an answer was sent as null")
+        return json.dumps(_finite(value), default=_json_default, allow_nan=False)
+
+
 def answer(read: Read, status: int = 200) -> web.Response:
     body = {"data": read.value, "source": read.source, "cached": read.source == "redis"}
-    return web.json_response(body, status=status, dumps=lambda v: json.dumps(v, default=_json_default))
+    return web.json_response(body, status=status, dumps=dumps)
+
+
+def _address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def _within(verdict: Verdict, per: str, what: str = "requests") -> None:
+    if not verdict.allowed:
+        raise ApiError(
+            429,
+            f"quota of {verdict.limit} {what} per {per} used; retry in {verdict.retry_after_s} s",
+            {"Retry-After": str(verdict.retry_after_s)},
+        )
 
 
 class ReadService:
@@ -168,13 +204,7 @@ class ReadService:
             if request.path not in _OPEN_PATHS:
                 principal = await self._principal(request)
                 request[PRINCIPAL] = principal
-                verdict = await self.quotas.take(principal.token_id if principal else None, request.remote or "unknown")
-                if not verdict.allowed:
-                    raise ApiError(
-                        429,
-                        f"quota of {verdict.limit} requests per minute used; retry in {verdict.retry_after_s} s",
-                        {"Retry-After": str(verdict.retry_after_s)},
-                    )
+                _within(await self.quotas.take(principal.token_id if principal else None, _address(request)), "minute")
             response = await handler(request)
         except ApiError as exc:
             return web.json_response({"error": exc.message}, status=exc.status, headers=exc.headers)
@@ -195,8 +225,17 @@ class ReadService:
                 return None
             raise ApiError(401, "a bearer token is needed (Authorization: Bearer th_...)", _CHALLENGE)
         scheme, _, token = header.partition(" ")
-        principal = await self.tokens.principal(token.strip()) if scheme.lower() == "bearer" else None
+
+        async def address_not_used_up() -> None:
+            # A token not cached costs a MySQL query: an address whose invalid tokens used up the anonymous quota
+            # gets no more lookups this minute, so made-up tokens cannot flood MySQL.
+            _within(await self.quotas.used_up(_address(request)), "minute")
+
+        principal = (
+            await self.tokens.principal(token.strip(), address_not_used_up) if scheme.lower() == "bearer" else None
+        )
         if principal is None:
+            _within(await self.quotas.take(None, _address(request)), "minute")  # an invalid token counts as anonymous
             raise ApiError(401, "the bearer token is not valid (unknown, revoked or malformed)", _CHALLENGE)
         return principal
 
@@ -259,13 +298,7 @@ class ReadService:
             raise ApiError(422, str(exc)) from None
         principal = request.get(PRINCIPAL)
         token_id = principal.token_id if isinstance(principal, Principal) else None
-        verdict = await self.quotas.take_search(token_id, request.remote or "unknown")
-        if not verdict.allowed:
-            raise ApiError(
-                429,
-                f"quota of {verdict.limit} searches per day used; retry in {verdict.retry_after_s} s",
-                {"Retry-After": str(verdict.retry_after_s)},
-            )
+        _within(await self.quotas.take_search(token_id, _address(request)), "day", "searches")
         as_of = self.settings.today()
         digest = query.digest(as_of)
         read = await self.flight.run(("search", digest), lambda: self.searcher.search(query, as_of, digest))
@@ -288,14 +321,22 @@ class ReadService:
                 got = await self.reader.spend_by_buyer(MAX_SPEND_ROWS * 20 if currency else top, window)
             except SinkError as exc:
                 log.warning("spend: Redis cannot answer (%s); recomputing from MySQL", exc)
-                return Read(await asyncio.to_thread(self._spend_from_mysql, window), "mysql")
+                # One recompute per window however many tops and currencies are asked for meanwhile.
+                rows = await self.flight.run(("spend-mysql", window), lambda: self._spend_from_mysql(window))
+                return Read(rows, "mysql")
             return got
 
         got = self._count(await self.flight.run(("spend", window, currency, top), read))
         rows = [r for r in (got.value or []) if currency is None or r.currency == currency][:top]
         return answer(Read(rows, got.source))
 
-    def _spend_from_mysql(self, window_days: int | None) -> list[BuyerSpend]:
+    async def _spend_from_mysql(self, window_days: int | None) -> list[BuyerSpend]:
+        try:
+            return await asyncio.to_thread(self._recompute_spend, window_days)
+        except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
+            raise TransientSinkError(f"MySQL cannot answer the spend recompute: {str(exc)[:200]}") from exc
+
+    def _recompute_spend(self, window_days: int | None) -> list[BuyerSpend]:
         with self.mysql.connect() as conn:
             rows = [dict(r) for r in conn.execute(sa.text(_TENDER_ROWS_SQL)).mappings()]
         totals = recompute(rows) if window_days is None else recompute_window(rows, self.settings.today(), window_days)

@@ -2,7 +2,9 @@
 window's end set on its first request (EXPIRE 60, or EXPIREAT the next midnight), in one transaction. Past the limit
 the read service answers 429 with Retry-After: the seconds until the window ends.
 
-Requests without a token (when public data is open) are counted per client address. If Redis cannot answer, the
+Requests without a token (when public data is open), and requests with a token that is not valid, are counted per
+client address; once an address has used that quota, no token of its is looked up in MySQL until the minute ends
+(tokens it has used before stay cached and keep working). If Redis cannot answer, the
 request is let through and counted in `unchecked`: the read service keeps answering from MongoDB and MySQL while
 Redis is down, and a quota that cannot be counted is not a reason to refuse it.
 """
@@ -50,6 +52,30 @@ class Quotas:
         """One request of a token (or of an address, without one) in the current minute."""
         family = QUOTA_MINUTE if token_id is not None else QUOTA_ANON_MINUTE
         return await self._take(family, token_id, address, self._per_minute, None)
+
+    async def used_up(self, address: str) -> Verdict:
+        """Whether `address` has used its anonymous requests of the minute, counting nothing (a peek before work
+        that only a refused request would have paid for, such as looking up a token that is not cached)."""
+        key = QUOTA_ANON_MINUTE.key(id=address_id(address))
+        full = self._redis.full_key(key, "string")
+
+        async def peek() -> Any:
+            async with self._redis.client().pipeline(transaction=True) as pipe:
+                pipe.get(full)
+                pipe.ttl(full)
+                return await pipe.execute()
+
+        try:
+            used, ttl = await self._redis.run(peek, f"quota {key}")
+        except TransientSinkError as exc:
+            self.unchecked += 1
+            log.warning("quota of %s not read, Redis cannot answer (%s): let through", key, exc)
+            return Verdict(True, 0, self._per_minute)
+        used = int(used or 0)
+        if used >= self._per_minute:
+            self.refused += 1
+            return Verdict(False, used, self._per_minute, max(int(ttl), 1))
+        return Verdict(True, used, self._per_minute)
 
     async def take_search(self, token_id: int | None, address: str) -> Verdict:
         """One search of a token (or address) in the current day, UTC."""

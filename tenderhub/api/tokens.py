@@ -3,8 +3,9 @@ shown once, when it is issued), revocable. `tenderhub api token issue | revoke |
 application's MySQL account; the read service looks them up with the read-only one.
 
 A token is `th_` and 43 URL-safe characters (32 random bytes): far too many to guess, so a fast hash is enough and a
-lookup by hash needs no constant-time compare. The service trusts a lookup for `api_token_cache_s` (a revocation
-takes effect within it).
+lookup by hash needs no constant-time compare. A token is valid while it is not revoked and its user still belongs to
+the team it was issued for (a user moved to another team or deleted loses the old team's data). The service trusts a
+lookup for `api_token_cache_s` (a revocation or a move takes effect within it).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import hashlib
 import re
 import secrets
 import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +25,7 @@ import sqlalchemy as sa
 
 from schema.checked import whole
 from schema.events import MAX_ID
+from sinks.errors import TransientSinkError
 
 TOKEN_PREFIX = "th_"  # noqa: S105 - the prefix every token starts with, not a secret
 _TOKEN = re.compile(r"th_[A-Za-z0-9_-]{43}")
@@ -101,33 +105,52 @@ def list_tokens(engine: sa.Engine, team_id: int | None = None) -> list[dict[str,
 
 
 class TokenStore:
-    """Looks tokens up by hash (read-only account), caching each answer for `cache_s`."""
+    """Looks tokens up by hash (read-only account), caching each answer for `cache_s`; at most `cache_max` answers
+    are kept, the least recently used going first."""
 
-    def __init__(self, engine: sa.Engine, cache_s: float = 10.0, clock: Any = time.monotonic) -> None:
+    def __init__(
+        self, engine: sa.Engine, cache_s: float = 10.0, clock: Any = time.monotonic, cache_max: int = 10_000
+    ) -> None:
         self._engine = engine
         self._cache_s = cache_s
         self._clock = clock
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._cache_max = cache_max
+        self._cache: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
 
-    async def principal(self, token: str) -> Principal | None:
-        """Who `token` speaks for, or None (malformed, unknown or revoked)."""
+    async def principal(
+        self, token: str, before_lookup: Callable[[], Awaitable[None]] | None = None
+    ) -> Principal | None:
+        """Who `token` speaks for, or None (malformed, unknown, revoked, or its user left the team).
+        `before_lookup` runs before a token that is not cached is looked up in MySQL (the caller's quota: a flood
+        of made-up tokens must not become a flood of queries); it raises to refuse the lookup."""
         if not well_formed(token):
             return None
         digest = token_hash(token)
         now = self._clock()
         hit = self._cache.get(digest)
         if hit is not None and now - hit[0] < self._cache_s:
+            self._cache.move_to_end(digest)
             return hit[1]
-        found = await asyncio.to_thread(self._lookup, digest)
-        if len(self._cache) > 10_000:
-            self._cache.clear()  # bounded: a flood of unknown tokens cannot grow it without end
+        if before_lookup is not None:
+            await before_lookup()
+        try:
+            found = await asyncio.to_thread(self._lookup, digest)
+        except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
+            raise TransientSinkError(f"MySQL cannot answer token lookups: {str(exc)[:200]}") from exc
         self._cache[digest] = (now, found)
+        self._cache.move_to_end(digest)
+        while len(self._cache) > self._cache_max:
+            self._cache.popitem(last=False)
         return found
 
     def _lookup(self, digest: str) -> Principal | None:
         with self._engine.connect() as conn:
             row = conn.execute(
-                sa.text("SELECT id, user_id, team_id FROM api_tokens WHERE token_hash = :h AND revoked_at IS NULL"),
+                sa.text(
+                    "SELECT t.id, t.user_id, t.team_id FROM api_tokens t "
+                    "JOIN users u ON u.id = t.user_id AND u.team_id = t.team_id "
+                    "WHERE t.token_hash = :h AND t.revoked_at IS NULL"
+                ),
                 {"h": digest},
             ).first()
         return None if row is None else Principal(int(row[0]), int(row[1]), int(row[2]))

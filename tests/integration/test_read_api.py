@@ -293,6 +293,97 @@ async def test_a_revoked_token_and_a_used_up_quota_are_refused(world: World) -> 
 
 
 @pytest.mark.asyncio
+async def test_a_top_list_reads_only_its_own_teams_score_documents(world: World) -> None:
+    client = await client_for(world.settings)
+    mongo = client.service.reader._mongo  # type: ignore[attr-defined]
+    real_find = mongo.find_by_ids
+    calls: list[tuple[str, str, Any]] = []
+
+    def recorded(collection: str, field: str, ids: Any, fields: Any, *, where: Any = None) -> Any:
+        calls.append((collection, field, where))
+        return real_find(collection, field, ids, fields, where=where)
+
+    mongo.find_by_ids = recorded
+    team = world.teams[0]
+    try:
+        status, body, _ = await get(client, f"/v1/teams/{team}/top", world.tokens[0])
+        assert status == 200 and body["data"]
+        # Every team's scores of those tenders would be read (and filtered here) without the team in the query.
+        scores = [c for c in calls if c[0] == "readiness_scores"]
+        assert scores and all(c[1] == "team_id" or c[2] == {"team_id": team} for c in scores), scores
+    finally:
+        await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_token_stops_working_when_its_user_leaves_the_team_it_was_issued_for(world: World) -> None:
+    settings = world.settings.model_copy(update={"api_token_cache_s": 0.0})
+    client = await client_for(settings)
+    team, other_team = world.teams
+    mine = world.tokens[0]
+    try:
+        assert (await get(client, f"/v1/teams/{team}/top", mine))[0] == 200
+        with world.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE users SET team_id = :t WHERE id = :u"), {"t": other_team, "u": world.users[0]})
+        status, body, _ = await get(client, f"/v1/teams/{team}/top", mine)
+        assert status == 401 and "not valid" in body["error"], (status, body)
+        # Nor does it speak for the new team: a token is bound to the team it was issued for.
+        assert (await get(client, f"/v1/teams/{other_team}/top", mine))[0] == 401
+    finally:
+        await client.close()
+
+
+@pytest.mark.asyncio
+async def test_made_up_tokens_are_counted_against_the_address_before_mysql_is_asked(world: World) -> None:
+    settings = world.settings.model_copy(update={"api_requests_per_minute": 5, "api_token_cache_s": 60.0})
+    client = await client_for(settings)
+    lookups = 0
+    tokens = client.service.tokens  # type: ignore[attr-defined]
+    real_lookup = tokens._lookup
+
+    def counted(digest: str) -> Any:
+        nonlocal lookups
+        lookups += 1
+        return real_lookup(digest)
+
+    tokens._lookup = counted
+    try:
+        assert (await get(client, "/v1/tenders/101", world.tokens[0]))[0] == 200  # now cached
+        statuses = [(await get(client, "/v1/tenders/101", f"th_{n:043d}"))[0] for n in range(12)]
+        assert statuses[:5] == [401] * 5 and set(statuses[5:]) == {429}, statuses
+        assert lookups == 6, "no lookup once the address used up its quota"
+        # A token looked up before still works from that address (its own quota; no lookup needed), one that is not
+        # cached waits for the address's minute to end, as a made-up one does.
+        assert (await get(client, "/v1/tenders/101", world.tokens[0]))[0] == 200
+        assert (await get(client, "/v1/tenders/101", world.tokens[1]))[0] == 429
+        assert lookups == 6
+    finally:
+        await client.close()
+
+
+@pytest.mark.asyncio
+async def test_mysql_down_is_a_503_for_token_lookups_searches_and_spend(world: World) -> None:
+    closed = "mysql+pymysql://nobody:nothing@127.0.0.1:1/none"
+    settings = world.settings.model_copy(update={"mysql_reader_url": SecretStr(closed), "api_token_cache_s": 0.0})
+    client = await client_for(settings)
+    try:
+        status, body, _ = await get(client, "/v1/tenders/101", world.tokens[0])
+        assert status == 503 and "retry" in body["error"], (status, body)
+    finally:
+        await client.close()
+    # Public data needs no token: the search reads MySQL, and spend with Redis down too.
+    no_redis = SecretStr(f"redis://127.0.0.1:{free_port()}/0")
+    public = settings.model_copy(update={"api_public_open": True, "redis_url": no_redis})
+    client = await client_for(public)
+    try:
+        for path in ("/v1/search?q=hall", "/v1/spend?top=3"):
+            status, body, _ = await get(client, path)
+            assert status == 503 and "retry" in body["error"], (path, status, body)
+    finally:
+        await client.close()
+
+
+@pytest.mark.asyncio
 async def test_with_redis_down_reads_come_from_mongodb_and_mysql_and_closed_stays_closed(world: World) -> None:
     down = world.settings.model_copy(update={"redis_url": SecretStr(f"redis://127.0.0.1:{free_port()}/0")})
     client = await client_for(down)

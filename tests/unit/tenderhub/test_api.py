@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 
 import pytest
 
-from tenderhub.api.app import ApiError, SingleFlight, positive_id
+from tenderhub.api.app import ApiError, SingleFlight, dumps, positive_id
 from tenderhub.api.quotas import address_id
 from tenderhub.api.tokens import TOKEN_PREFIX, token_hash, well_formed
 
@@ -69,3 +71,15 @@ def test_tokens_are_checked_for_shape_before_any_lookup() -> None:
 def test_client_addresses_become_valid_key_ids() -> None:
     ids = {address_id(a) for a in ("127.0.0.1", "::1", "10.0.0.7", "")}
     assert len(ids) == 4 and all(0 < i < 2**63 for i in ids)
+
+
+def test_answers_are_strict_json_a_non_finite_number_is_null() -> None:
+    @dataclasses.dataclass
+    class Row:
+        amount: float
+
+    body = {"data": [float("nan"), 1.5, {"s": float("inf")}, Row(float("-inf")), (2.0, float("nan"))], "n": None}
+    text = dumps(body)
+    assert json.loads(text) == {"data": [None, 1.5, {"s": None}, {"amount": None}, [2.0, None]], "n": None}
+    assert "NaN" not in text and "Infinity" not in text
+    assert dumps({"a": 1.25}) == '{"a": 1.25}'
