@@ -14,11 +14,12 @@ import re
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, Self
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any, Literal, Self, TypeVar
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 ENV_PREFIX = "TENDERHUB_"
 DEFAULT_ENV_FILE = ".stack/tenderhub.env"
@@ -44,12 +45,41 @@ def _secrets_dir() -> str | None:
     return folder or None
 
 
+def _url_parts(v: SecretStr, schemes: tuple[str, ...], shape: str) -> SplitResult:
+    """The parts of a store URL with a known scheme, a host (but for a Unix socket) and a port in 1-65535 if any.
+    Never repeats the URL: a password holding `/`, `?`, `#` or `@` unencoded splits it elsewhere, and the piece the
+    parser then takes for a port is part of the password."""
+    text = v.get_secret_value()
+    if not text.isprintable() or any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        raise ValueError(f"expected {shape}; the URL holds characters that are not printable text")
+    parts = urlsplit(text)
+    if parts.scheme not in schemes:
+        raise ValueError(f"expected {shape}")
+    if parts.scheme == "unix":
+        return parts
+    hint = "percent-encode @ : / ? # in the user name and password"
+    hosts = parts.netloc.rpartition("@")[2]
+    try:
+        ports = [parts.port] if "," not in hosts else [urlsplit(f"//{h}").port for h in hosts.split(",")]
+    except ValueError:
+        raise ValueError(f"expected {shape}: the port is not a number from 1 to 65535 ({hint})") from None
+    if any(port is not None and not 0 < port < 65536 for port in ports):
+        raise ValueError(f"expected {shape}: a port is 1-65535")
+    if not parts.hostname and not ("," in hosts and all(h.strip() for h in hosts.split(","))):
+        raise ValueError(f"expected {shape}: no host ({hint})")
+    return parts
+
+
 class _Base(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
+        # An empty variable means the default (`TENDERHUB_AS_OF=` is the real clock; an empty folder setting is not
+        # the working directory), and no number setting takes inf or nan.
+        env_ignore_empty=True,
+        allow_inf_nan=False,
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
@@ -106,7 +136,7 @@ class StackSettings(_Base):
     kafka_version: str = Field("4.1.1", description="Apache Kafka version fetched from Maven Central.")
     ferretdb_version: str = Field("v1.24.2", description="FerretDB version built from its Go module source.")
     kafka_heap: str = Field("768m", description="Kafka JVM heap (-Xmx).")
-    health_timeout_s: float = Field(90.0, gt=0, description="Seconds `stack up` waits for each service.")
+    health_timeout_s: float = Field(90.0, gt=0, le=3600, description="Seconds `stack up` waits for each service.")
     ferretdb_capped_cleanup_s: int = Field(
         10, ge=1, description="FerretDB capped-collection clean-up interval (seconds) for the dev stack."
     )
@@ -268,7 +298,7 @@ class Settings(_Base):
         200, ge=10, le=60_000, description="Polling mode: pause between polls that found nothing."
     )
     relay_retention_hours: float = Field(
-        72.0, gt=0, description="The janitor deletes published outbox rows older than this."
+        72.0, gt=0, le=87_600, description="The janitor deletes published outbox rows older than this."
     )
     relay_partition_ids: int = Field(
         1_000_000,
@@ -366,6 +396,7 @@ class Settings(_Base):
     readiness_sweep_s: float = Field(
         60.0,
         gt=0,
+        le=86_400,
         description="How often the leader sweeps tenders whose closing date passed out of top lists, and rescores "
         "the next tenders whose scores came from other rules.",
     )
@@ -394,31 +425,32 @@ class Settings(_Base):
         "0 2 * * *", description="When the leader recomputes spend from MySQL (crontab syntax, worker timezone)."
     )
     spend_window_refresh_s: float = Field(
-        60.0, gt=0, description="How often the leader rebuilds the windowed spend from tender states (ageing)."
+        60.0,
+        gt=0,
+        le=86_400,
+        description="How often the leader rebuilds the windowed spend from tender states (ageing).",
     )
 
     @field_validator("mysql_url", "mysql_admin_url", "relay_mysql_url", "mysql_reader_url")
     @classmethod
     def _mysql_scheme(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None:
-            parts = urlsplit(v.get_secret_value())
-            if parts.scheme not in ("mysql", "mysql+pymysql") or not parts.hostname or not parts.path.strip("/"):
-                raise ValueError("expected mysql+pymysql://user:password@host:port/database")
+            parts = _url_parts(v, ("mysql", "mysql+pymysql"), "mysql+pymysql://user:password@host:port/database")
+            if not parts.path.strip("/"):
+                raise ValueError("expected mysql+pymysql://user:password@host:port/database (no database named)")
             mysql_tls_kwargs(parts.query)
         return v
 
     @field_validator("mongo_url")
     @classmethod
     def _mongo_scheme(cls, v: SecretStr) -> SecretStr:
-        if urlsplit(v.get_secret_value()).scheme not in ("mongodb", "mongodb+srv"):
-            raise ValueError("expected mongodb://host:port/")
+        _url_parts(v, ("mongodb", "mongodb+srv"), "mongodb://host:port/")
         return v
 
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, v: SecretStr) -> SecretStr:
-        if urlsplit(v.get_secret_value()).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("expected redis://[:password@]host:port/db")
+        _url_parts(v, ("redis", "rediss", "unix"), "redis://[:password@]host:port/db")
         return v
 
     @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
@@ -471,6 +503,8 @@ class Settings(_Base):
         for server in v.split(","):
             if not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+:\d{1,5}", server.strip()):
                 raise ValueError("expected host:port[,host:port]")
+            if not 0 < int(server.strip().rpartition(":")[2]) < 65536:
+                raise ValueError(f"{server.strip()}: a port is 1-65535")
         return v
 
     @field_validator("topic_map")
@@ -612,19 +646,37 @@ def _explain(exc: ValidationError, model: type[BaseSettings]) -> SettingsError:
     return SettingsError("invalid tenderhub settings:\n" + "\n".join(lines))
 
 
+_SettingsT = TypeVar("_SettingsT", bound="_Base")
+
+
+def _load(model: type[_SettingsT], overrides: dict[str, Any]) -> _SettingsT:
+    env_file = _env_file()
+    try:
+        return model(_env_file=env_file, _secrets_dir=_secrets_dir(), **overrides)
+    except ValidationError as exc:
+        raise _explain(exc, model) from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(
+            f"the env file {env_file} ({ENV_PREFIX}ENV_FILE) or a secret file is not UTF-8 text: {exc.reason} at byte "
+            f"{exc.start}. Fix: save it as UTF-8."
+        ) from None
+    except PydanticSettingsError as exc:
+        # A value that must be JSON (a map or a list) and is not. The message names the variable, never the value.
+        field = re.search(r'field "(\w+)"', str(exc))
+        var = f"{ENV_PREFIX}{field.group(1).upper()}" if field else "a setting that takes JSON"
+        raise SettingsError(
+            f"invalid tenderhub settings:\n  {var} is invalid: it must be JSON (for example "
+            f'{ENV_PREFIX}TOPIC_MAP=\'{{"tender": "prod.tender"}}\'). Fix: correct the JSON or unset it.'
+        ) from None
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read and validate the pipeline settings; raise SettingsError with a fix for each bad option."""
-    try:
-        return Settings(_env_file=_env_file(), _secrets_dir=_secrets_dir(), **overrides)
-    except ValidationError as exc:
-        raise _explain(exc, Settings) from None
+    return _load(Settings, overrides)
 
 
 def load_stack_settings(**overrides: Any) -> StackSettings:
-    try:
-        return StackSettings(_env_file=_env_file(), _secrets_dir=_secrets_dir(), **overrides)
-    except ValidationError as exc:
-        raise _explain(exc, StackSettings) from None
+    return _load(StackSettings, overrides)
 
 
 def describe_options() -> list[tuple[str, str, str, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +153,92 @@ def test_more_redis_cluster_nodes_are_host_port_pairs(env: pytest.MonkeyPatch) -
         env.setenv("TENDERHUB_REDIS_CLUSTER_NODES", bad)
         with pytest.raises(SettingsError, match="TENDERHUB_REDIS_CLUSTER_NODES"):
             load_settings()
+
+
+# -- bad values an operator meets (a review's findings, each failing before the fix) --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("TENDERHUB_RELAY_MYSQL_URL", "mysql+pymysql://r:S3CRET/x@127.0.0.1:1/t"),  # a "/" in the password
+        ("TENDERHUB_MYSQL_URL", "mysql+pymysql://u:S3CRET#x@127.0.0.1:13306/t"),
+        ("TENDERHUB_REDIS_URL", "redis://:S3CRET?x@127.0.0.1:1/0"),
+        ("TENDERHUB_MONGO_URL", "mongodb://u:S3CRET/x@127.0.0.1:1/"),
+    ],
+)
+def test_a_password_that_breaks_the_url_is_refused_without_repeating_it(
+    env: pytest.MonkeyPatch, var: str, value: str
+) -> None:
+    env.setenv(var, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert f"{var} is invalid" in str(err.value) and "S3CRET" not in str(err.value)
+    assert "percent-encode" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("TENDERHUB_MYSQL_URL", "mysql+pymysql://u:p@127.0.0.1:105537/t"),  # wraps to another port in getaddrinfo
+        ("TENDERHUB_MYSQL_URL", "mysql+pymysql://u:p@127.0.0.1:0/t"),
+        ("TENDERHUB_REDIS_URL", "redis://:pw@/0"),
+        ("TENDERHUB_REDIS_URL", "redis://:pw@127.0.0.1:70000/0"),
+        ("TENDERHUB_MONGO_URL", "mongodb://@/"),
+        ("TENDERHUB_MONGO_URL", "mongodb://127.0.0.1:99999/"),
+        ("TENDERHUB_KAFKA_BOOTSTRAP", "127.0.0.1:99999"),
+        ("TENDERHUB_KAFKA_BOOTSTRAP", "127.0.0.1:0"),
+        ("TENDERHUB_MYSQL_URL", "mysql+pymysql://u:pa\udcffss@127.0.0.1:13306/t"),
+    ],
+)
+def test_urls_need_a_host_a_port_in_range_and_encodable_text(env: pytest.MonkeyPatch, var: str, value: str) -> None:
+    env.setenv(var, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert f"{var} is invalid" in str(err.value)
+
+
+def test_an_empty_variable_means_its_default(env: pytest.MonkeyPatch) -> None:
+    for var in ("TENDERHUB_AS_OF", "TENDERHUB_MYSQL_READER_URL", "TENDERHUB_TOPIC_MAP", "TENDERHUB_API_TLS_CERT"):
+        env.setenv(var, "")
+    s = load_settings()
+    assert (s.as_of, s.mysql_reader_url, s.topic_map, s.api_tls_cert) == (None, None, {}, None)
+    env.setenv("TENDERHUB_STACK_DIR", "")
+    env.setenv("TENDERHUB_STACK_TLS_DIR", "")
+    stack = load_stack_settings()
+    assert str(stack.stack_dir) == ".stack" and stack.stack_tls_dir is None
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("TENDERHUB_RELAY_RETENTION_HOURS", "inf"),
+        ("TENDERHUB_RELAY_RETENTION_HOURS", "1e308"),
+        ("TENDERHUB_READINESS_SWEEP_S", "inf"),
+        ("TENDERHUB_HEALTH_TIMEOUT_S", "nan"),
+        ("TENDERHUB_SPEND_WINDOW_REFRESH_S", "1e300"),
+    ],
+)
+def test_numbers_must_be_finite_and_bounded(env: pytest.MonkeyPatch, var: str, value: str) -> None:
+    env.setenv(var, value)
+    with pytest.raises(SettingsError) as err:
+        (load_stack_settings if var == "TENDERHUB_HEALTH_TIMEOUT_S" else load_settings)()
+    assert f"{var} is invalid" in str(err.value)
+
+
+@pytest.mark.parametrize("value", ['{"tender": "x"', "[1, 2", "not json"])
+def test_malformed_json_in_a_setting_is_a_settings_error_naming_it(env: pytest.MonkeyPatch, value: str) -> None:
+    env.setenv("TENDERHUB_TOPIC_MAP", value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert "TENDERHUB_TOPIC_MAP" in str(err.value) and "JSON" in str(err.value)
+
+
+def test_an_env_file_that_is_not_utf8_is_a_settings_error_naming_it(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.env"
+    bad.write_bytes(b"TENDERHUB_MONGO_DB=ab\xffc\n")
+    env.setenv("TENDERHUB_ENV_FILE", str(bad))
+    for load in (load_settings, load_stack_settings):
+        with pytest.raises(SettingsError) as err:
+            load()
+        assert str(bad) in str(err.value) and "UTF-8" in str(err.value)
