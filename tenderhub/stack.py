@@ -1539,6 +1539,8 @@ class Stack:
         progress(f"settings written to {self.env_file}")
 
     def down(self, purge: bool = False, progress: Callable[[str], None] = log.info) -> None:
+        if purge and self.root.exists():
+            self._check_purgeable()
         # Every service type, configured or not: a PostgreSQL left from before a switch to SQLite stops too. The
         # brokers of a cluster stop together: one left alone without its controller quorum never finishes.
         brokers = [svc for svc in self._every if isinstance(svc, Kafka)]
@@ -1557,6 +1559,20 @@ class Stack:
         if purge and self.root.exists():
             shutil.rmtree(self.root)
             progress(f"removed {self.root}")
+
+    def _check_purgeable(self) -> None:
+        """`down --purge` deletes the folder: only one the stack made (its secrets file in it), and never the working
+        directory, a folder holding it, the home folder or /: a mistyped or empty TENDERHUB_STACK_DIR deletes nothing.
+        """
+        root = self.root.resolve()
+        cwd = Path.cwd().resolve()
+        if root in (cwd, *cwd.parents, Path.home().resolve()) or not (root / "secrets.json").is_file():
+            raise StackError(
+                "stack",
+                f"{root} is not a stack folder that can be purged (it must hold the stack's secrets.json and not be "
+                "the working directory, one of its parents or the home folder); nothing was stopped or deleted. Fix: "
+                "point TENDERHUB_STACK_DIR at the stack's own folder.",
+            )
 
     def status(self) -> list[ServiceStatus]:
         """The configured services, and any other this stack started that still runs."""

@@ -65,3 +65,22 @@ def test_a_stack_folder_keeps_the_layout_it_was_made_with(tmp_path: Path) -> Non
     assert Stack.recorded_layout(root) == {"kafka_brokers": 3, "redis_nodes": 6}
     with pytest.raises(StackError, match=r"made with 6 Redis node\(s\), not 1: run `tenderhub stack down --purge`"):
         _stack(tmp_path, kafka_brokers=3).up()
+
+
+def test_purge_removes_only_a_folder_the_stack_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A folder holding other things (a mistyped TENDERHUB_STACK_DIR, the repository itself): nothing is deleted.
+    precious = tmp_path / "repo"
+    (precious / ".git").mkdir(parents=True)
+    (precious / "README.md").write_text("keep me")
+    monkeypatch.chdir(precious)
+    for root in (precious, Path("."), tmp_path):
+        with pytest.raises(StackError, match="not a stack folder"):
+            Stack(load_stack_settings(stack_dir=root)).down(purge=True, progress=lambda _: None)
+    assert (precious / "README.md").read_text() == "keep me" and (precious / ".git").is_dir()
+    # The stack's own folder (its secrets file in it) goes.
+    stack = _stack(tmp_path)
+    stack.root.mkdir()
+    stack.write_env_file()
+    assert (stack.root / "secrets.json").is_file()
+    stack.down(purge=True, progress=lambda _: None)
+    assert not stack.root.exists()
