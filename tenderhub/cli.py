@@ -490,7 +490,12 @@ def setup_logging(cfg: StackSettings, verbose: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tenderhub", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="tenderhub",
+        description=__doc__,
+        epilog="exit status of every command, besides its own: 2 bad settings or arguments; 69 MySQL, Kafka, MongoDB "
+        "or Redis cannot answer (one line names it and its setting); 130 interrupted",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     stack = sub.add_parser("stack", help="the local services: up | down | status")
@@ -653,6 +658,51 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tenderhub: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of the output went away (`tenderhub settings | head`): nothing more to say, and no traceback.
+        sys.stderr.close()
+        return 0
+    except Exception as exc:
+        service = unreachable_service(exc)
+        if service is None:
+            raise
+        name, variables = service
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        print(
+            f"tenderhub: {name} cannot answer ({type(exc).__name__}: {first}). Fix: start it, or correct {variables}.",
+            file=sys.stderr,
+        )
+        return EXIT_UNREACHABLE
+
+
+EXIT_UNREACHABLE = 69  # sysexits' EX_UNAVAILABLE: a service the command needs cannot be reached
+
+
+def unreachable_service(exc: BaseException) -> tuple[str, str] | None:
+    """(service, its settings) when `exc`, or what it was raised from, means a store or the broker cannot be
+    reached or answered too late; None for anything else (a bug keeps its traceback)."""
+    import aiokafka.errors
+    import pymongo.errors
+    import pymysql
+    import redis.exceptions
+    import sqlalchemy.exc
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(
+            cause, pymysql.err.OperationalError | sqlalchemy.exc.OperationalError | sqlalchemy.exc.TimeoutError
+        ):
+            return "MySQL", "the TENDERHUB_MYSQL*_URL the command uses"
+        if isinstance(cause, aiokafka.errors.KafkaConnectionError | aiokafka.errors.KafkaTimeoutError):
+            return "Kafka", "TENDERHUB_KAFKA_BOOTSTRAP"
+        if isinstance(cause, pymongo.errors.ConnectionFailure):
+            return "MongoDB", "TENDERHUB_MONGO_URL"
+        if isinstance(cause, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+            return "Redis", "TENDERHUB_REDIS_URL"
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -160,9 +160,6 @@ class DlqReader:
         self._kafka = kafka
         self._topic = topic
         self._tp = TopicPartition(topic, 0)
-        self._consumer = AIOKafkaConsumer(
-            **kafka_options(kafka), isolation_level="read_committed", enable_auto_commit=False, group_id=None
-        )
 
     async def __aenter__(self) -> DlqReader:
         partitions = [tp.partition for tp in await topic_partitions(self._kafka, [self._topic])]
@@ -170,7 +167,15 @@ class DlqReader:
             raise DlqError(f"the DLQ topic {self._topic} does not exist (run `tenderhub migrate`)")
         if partitions != [0]:
             raise DlqError(f"the DLQ topic {self._topic} has partitions {partitions}; tenderhub declares one")
-        await self._consumer.start()
+        # Made here, not in __init__: a consumer never started (the broker down above) is reported unclosed.
+        self._consumer = AIOKafkaConsumer(
+            **kafka_options(self._kafka), isolation_level="read_committed", enable_auto_commit=False, group_id=None
+        )
+        try:
+            await self._consumer.start()
+        except BaseException:
+            await self._consumer.stop()  # closes what start() opened before it failed
+            raise
         self._consumer.assign([self._tp])
         return self
 

@@ -33,3 +33,33 @@ def test_missing_settings_exit_2_with_the_fix(
 def test_cdc_run_refuses_contradictory_options(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TENDERHUB_ENV_FILE", "/nonexistent.env")
     assert main(["cdc", "run", "--from-now", "--resnapshot"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "service", "variable"),
+    [
+        (["api", "token", "list"], "MySQL", "TENDERHUB_MYSQL"),
+        (["verify", "--family", "summaries"], "MySQL", "TENDERHUB_MYSQL"),
+        (["dlq", "list"], "Kafka", "TENDERHUB_KAFKA_BOOTSTRAP"),
+        (["rebuild", "--yes"], "Kafka", "TENDERHUB_KAFKA_BOOTSTRAP"),
+    ],
+)
+def test_a_service_that_cannot_be_reached_is_one_line_and_exit_69_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    service: str,
+    variable: str,
+) -> None:
+    # Port 1: nothing listens there. Exit 1 already means "drift" (verify) or "cannot replay" (dlq).
+    monkeypatch.setenv("TENDERHUB_ENV_FILE", "/nonexistent.env")
+    for var in ("MYSQL_URL", "RELAY_MYSQL_URL", "MYSQL_READER_URL"):
+        monkeypatch.setenv(f"TENDERHUB_{var}", "mysql+pymysql://u:s3cret@127.0.0.1:1/t")
+    monkeypatch.setenv("TENDERHUB_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    monkeypatch.setenv("TENDERHUB_MONGO_URL", "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=500")
+    monkeypatch.setenv("TENDERHUB_REDIS_URL", "redis://:s3cret@127.0.0.1:1/0")
+    assert main(argv) == 69
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if x.startswith("tenderhub: "))
+    assert f"{service} cannot answer" in line and variable in line and "Traceback" not in err
+    assert "s3cret" not in err
