@@ -7,8 +7,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-import pymysql
-
+from schema.mysql import BoundedConnection
 from schema.settings import MysqlDsn, Settings
 
 # Every relay session reads and writes timestamps in UTC: `occurred_at`, lag and the janitor's cut-off must not
@@ -16,9 +15,14 @@ from schema.settings import MysqlDsn, Settings
 UTC_INIT = "SET time_zone = '+00:00'"
 
 
-def transactional_connection(dsn: MysqlDsn) -> Any:
-    conn = pymysql.connect(
-        **dsn.pymysql_kwargs(), database=dsn.database, autocommit=False, charset="utf8mb4", init_command=UTC_INIT
+def transactional_connection(dsn: MysqlDsn, connect_timeout: float = 10) -> Any:
+    conn = BoundedConnection(
+        **dsn.pymysql_kwargs(),
+        database=dsn.database,
+        autocommit=False,
+        charset="utf8mb4",
+        init_command=UTC_INIT,
+        connect_timeout=connect_timeout,
     )
     with conn.cursor() as cur:
         # No gap locks: a polling batch held open across the Kafka commit must not stall the app's inserts.
@@ -26,11 +30,16 @@ def transactional_connection(dsn: MysqlDsn) -> Any:
     return conn
 
 
-def marker_connection(dsn: MysqlDsn) -> Any:
+def marker_connection(dsn: MysqlDsn, connect_timeout: float = 10) -> Any:
     """Autocommit: each run is recorded in its own statement. The runs never touch outbox rows, so the marker does not
     wait for a transaction the relay read from the binlog before InnoDB committed it."""
-    return pymysql.connect(
-        **dsn.pymysql_kwargs(), database=dsn.database, autocommit=True, charset="utf8mb4", init_command=UTC_INIT
+    return BoundedConnection(
+        **dsn.pymysql_kwargs(),
+        database=dsn.database,
+        autocommit=True,
+        charset="utf8mb4",
+        init_command=UTC_INIT,
+        connect_timeout=connect_timeout,
     )
 
 
@@ -47,13 +56,13 @@ def polling_connection(settings: Settings) -> Any:
 
 
 @contextlib.contextmanager
-def relay_connection(dsn: MysqlDsn) -> Iterator[Any]:
-    conn = pymysql.connect(
+def relay_connection(dsn: MysqlDsn, connect_timeout: float = 10) -> Iterator[Any]:
+    conn = BoundedConnection(
         **dsn.pymysql_kwargs(),
         database=dsn.database,
         autocommit=True,
         charset="utf8mb4",
-        connect_timeout=10,
+        connect_timeout=connect_timeout,
         init_command=UTC_INIT,
     )
     try:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pymysql
 
+from schema.mysql import BoundedConnection
 from schema.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class LeaderLock:
 
     def _try(self) -> bool:
         if self._conn is None:
-            self._conn = pymysql.connect(**self.s.relay_mysql.pymysql_kwargs(), autocommit=True, connect_timeout=5)
+            self._conn = BoundedConnection(**self.s.relay_mysql.pymysql_kwargs(), autocommit=True, connect_timeout=5)
             with self._conn.cursor() as cur:
                 # The server drops this connection (and so the lock) once it is idle this long: a relay that is
                 # paused (SIGSTOP, a long GC, a frozen VM) stops pinging and a standby takes over.

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 import sqlalchemy as sa
 from pydantic import SecretStr
 
+from schema.mysql import BoundedConnection
 from schema.settings import MYSQL_TLS_PARAMS, mysql_tls_kwargs
 
 POOL_RECYCLE_S = 3600
@@ -29,6 +30,11 @@ def mysql_engine(url: SecretStr | str, **kwargs: Any) -> sa.Engine:
         .update_query_dict({"charset": "utf8mb4"})
     )
     options: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": POOL_RECYCLE_S, **kwargs}
-    if tls:
-        options["connect_args"] = {**tls, **options.get("connect_args", {})}
-    return sa.create_engine(parsed, **options)
+    options["connect_args"] = {"connect_timeout": 10, **tls, **options.get("connect_args", {})}
+    engine = sa.create_engine(parsed, **options)
+
+    @sa.event.listens_for(engine, "do_connect")
+    def _bounded(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        return BoundedConnection(*cargs, **cparams)  # the handshake gives up after connect_timeout
+
+    return engine

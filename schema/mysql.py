@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
 import pymysql
 import pymysql.cursors
@@ -123,14 +123,32 @@ def reader_grants(database: str) -> list[str]:
     return [f"SELECT ON {_ident(database)}.*"]
 
 
+class BoundedConnection(pymysql.connections.Connection):
+    """A PyMySQL connection whose handshake (the server's greeting, authentication, the session's first statements)
+    gives up after `connect_timeout`. PyMySQL reads the handshake under `read_timeout`, None by default, so a server
+    that accepts the connection and never answers (frozen, a load balancer with no backend, a URL pointing at another
+    service's port) held the caller for ever. Reads after the handshake keep the `read_timeout` asked for."""
+
+    def connect(self, sock: Any = None) -> None:
+        keep: float | None = self._read_timeout  # type: ignore[has-type]
+        if keep is None:
+            self._read_timeout = self.connect_timeout
+        try:
+            super().connect(sock)
+        finally:
+            self._read_timeout = keep  # the next read sets the socket's timeout back (PyMySQL compares the two)
+
+
 @contextmanager
-def connect(dsn: MysqlDsn, database: str | None = None) -> Iterator[pymysql.connections.Connection]:
-    conn = pymysql.connect(
+def connect(
+    dsn: MysqlDsn, database: str | None = None, connect_timeout: float = 10
+) -> Iterator[pymysql.connections.Connection]:
+    conn = BoundedConnection(
         **dsn.pymysql_kwargs(),
         database=database,
         charset="utf8mb4",
         autocommit=True,
-        connect_timeout=10,
+        connect_timeout=connect_timeout,
         cursorclass=pymysql.cursors.Cursor,
     )
     try:

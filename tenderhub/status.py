@@ -184,7 +184,7 @@ async def _health(name: str, probe: Callable[[], Awaitable[str]]) -> StoreHealth
 
 
 def _mysql(settings: Settings) -> str:
-    with connect(settings.relay_mysql) as conn, conn.cursor() as cur:
+    with connect(settings.relay_mysql, connect_timeout=PROBE_TIMEOUT_S) as conn, conn.cursor() as cur:
         cur.execute("SELECT VERSION()")
         row = cur.fetchone()
     return f"server {row[0] if row else '?'}"
