@@ -43,7 +43,7 @@ class Target:
             return cls(earliest=True)
         if text.startswith("offset:"):
             value = text.removeprefix("offset:")
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 raise ReplayError(f"--to {text!r}: expected offset:N with N >= 0")
             return cls(offset=int(value))
         try:
@@ -53,6 +53,11 @@ class Target:
                 f"--to {text!r}: expected 'earliest', 'offset:N' or an ISO time such as 2026-01-05T10:00:00+00:00"
             ) from None
         return cls(time=when if when.tzinfo else when.replace(tzinfo=dt.UTC))
+
+    def describe(self) -> str:
+        if self.earliest:
+            return "earliest"
+        return f"offset:{self.offset}" if self.offset is not None else str(self.time)
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,26 @@ async def plan_offsets(settings: Settings, target: Target) -> dict[TopicPartitio
         await consumer.stop()
 
 
+async def group_positions(settings: Settings, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """Where the workers' group resumes on each partition: its committed offset, or the first offset kept (a group
+    with nothing committed starts at the earliest, `auto_offset_reset`)."""
+    consumer = AIOKafkaConsumer(**kafka_options(settings), group_id=settings.worker_group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        first = await consumer.beginning_offsets(tps)
+        committed = {tp: await consumer.committed(tp) for tp in tps}
+    finally:
+        await consumer.stop()
+    return {tp: committed[tp] if committed[tp] is not None else first[tp] for tp in tps}
+
+
+def moved_forward(planned: dict[TopicPartition, int], positions: dict[TopicPartition, int]) -> list[str]:
+    """Partitions the plan moves past events the group has not handled yet: `topic[p] position -> planned`."""
+    return [
+        f"{tp.topic}[{tp.partition}] {positions[tp]} -> {o}" for tp, o in sorted(planned.items()) if o > positions[tp]
+    ]
+
+
 async def commit_offsets(settings: Settings, offsets: dict[TopicPartition, int]) -> None:
     # A group without live members accepts commits from a consumer with manually assigned partitions.
     consumer = AIOKafkaConsumer(**kafka_options(settings), group_id=settings.worker_group, enable_auto_commit=False)
@@ -158,7 +183,12 @@ def clear_stores(settings: Settings) -> tuple[list[str], int]:
 
 
 async def replay(
-    settings: Settings, target: Target, *, rebuild: bool, say: Callable[[str], None] = log.info
+    settings: Settings,
+    target: Target,
+    *,
+    rebuild: bool,
+    forward: bool = False,
+    say: Callable[[str], None] = log.info,
 ) -> ReplayReport:
     if rebuild and not target.earliest:
         raise ReplayError("--rebuild clears the stores, so it must replay everything: use it with --to earliest")
@@ -169,6 +199,16 @@ async def replay(
             "of this deployment first (Kafka refuses to move a live group's offsets)"
         )
     planned = await plan_offsets(settings, target)
+    if not forward and not rebuild:
+        # A replay goes back. An offset past the end or a time in the future (a mistyped year) would skip every
+        # event the workers have not handled yet, and their derived data would be missing until a rebuild.
+        ahead = moved_forward(planned, await group_positions(settings, list(planned)))
+        if ahead:
+            raise ReplayError(
+                f"--to {target.describe()} moves the group forward past events its workers have not handled "
+                f"({', '.join(ahead[:6])}{' ...' if len(ahead) > 6 else ''}); they would never reach the derived "
+                "stores. Nothing was changed. To skip them on purpose, add --forward"
+            )
     if rebuild:
         # beginning_offsets of the data topics, as planned for --to earliest: a partition that does not start at 0
         # lost events to retention, and clearing the stores then would lose their derived data for good.

@@ -223,7 +223,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             _say("nothing done")
             return 1
     try:
-        asyncio.run(replay(settings, Target.parse(args.to), rebuild=args.rebuild, say=_say))
+        asyncio.run(replay(settings, Target.parse(args.to), rebuild=args.rebuild, forward=args.forward, say=_say))
     except ReplayError as exc:
         print(f"tenderhub replay: {exc}", file=sys.stderr)
         return 2
@@ -558,6 +558,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--rebuild", action="store_true", help="clear the derived stores first (needs --to earliest)")
     replay.add_argument("--yes", action="store_true", help="do not ask before deleting (scripts, CI)")
+    replay.add_argument(
+        "--forward",
+        action="store_true",
+        help="allow moving the group past events its workers have not handled (they are skipped; refused without it)",
+    )
     replay.set_defaults(func=cmd_replay)
     verify = sub.add_parser(
         "verify",

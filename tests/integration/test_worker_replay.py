@@ -127,3 +127,20 @@ def test_replay_refuses_a_live_group_and_rebuild_without_earliest(penv: Pipeline
     partial = run_cli(penv, "replay", "--to", "offset:5", "--rebuild", "--yes")
     assert partial.returncode == 2 and "--to earliest" in partial.stderr
     assert worker.terminate() == 0
+
+
+def test_replay_refuses_to_move_the_group_forward_past_events_it_has_not_handled(penv: PipelineEnv) -> None:
+    from tests.integration.relay_harness import run
+    from tests.integration.test_worker_errors import produce, tender_event
+
+    bootstrap = penv.renv.settings.kafka_bootstrap
+    run(produce(bootstrap, f"{penv.renv.prefix}tender", [tender_event(n, penv.uid) for n in range(1, 21)]))
+    # No worker has read them: an offset past them, or a time in the future (a typo of the year), would skip them.
+    for to in ("offset:1000000", "2062-01-01T00:00:00"):
+        ahead = run_cli(penv, "replay", "--to", to)
+        assert ahead.returncode == 2 and "forward" in ahead.stderr and "--forward" in ahead.stderr, ahead.stderr
+    # Asked for on purpose, it moves.
+    moved = run_cli(penv, "replay", "--to", "offset:1000000", "--forward")
+    assert moved.returncode == 0, moved.stderr
+    # Back to the start is a rewind: always allowed.
+    assert run_cli(penv, "replay", "--to", "earliest").returncode == 0
