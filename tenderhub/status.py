@@ -32,6 +32,7 @@ T = TypeVar("T")
 
 # Each probe's time limit: a service that does not answer within it is down as far as an operator is concerned.
 PROBE_TIMEOUT_S = 15.0
+LAG_PART = "consumer lag"
 # Dead letters quoted with their reasons.
 LATEST_DEAD_LETTERS = 5
 _REASON_CHARS = 160
@@ -89,13 +90,18 @@ class Status:
     def healthy(self) -> bool:
         return all(s.ok for s in self.stores) and not self.errors
 
+    @property
+    def consumer_lag_total(self) -> int | None:
+        """The workers' lag in events, or None when it could not be read (never a 0 an alert would take for "none")."""
+        return None if LAG_PART in self.errors else sum(p.lag for p in self.consumer_lag)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "healthy": self.healthy,
             "stores": [asdict(s) for s in self.stores],
             "relay": None if self.relay is None else asdict(self.relay),
             "consumer_lag": {
-                "total": sum(p.lag for p in self.consumer_lag),
+                "total": self.consumer_lag_total,
                 "partitions": [asdict(p) for p in self.consumer_lag],
             },
             "dlq": {"count": self.dlq_count, "latest": [asdict(d) for d in self.dlq_latest]},
@@ -115,8 +121,8 @@ class Status:
             if r.unpublished is not None:
                 lag = f"{r.lag_ms:,.0f} ms" if r.lag_ms is not None else "-"
                 out.append(f"  behind         {r.unpublished:,} outbox rows, the oldest waiting {lag}")
-        total = sum(p.lag for p in self.consumer_lag)
-        out.append(f"consumer lag (workers): {total:,} events")
+        total = self.consumer_lag_total
+        out.append(f"consumer lag (workers): {'unknown (see ERROR)' if total is None else f'{total:,} events'}")
         for p in self.consumer_lag:
             committed = "never committed" if p.committed is None else f"committed {p.committed:,}"
             out.append(f"  {p.topic}[{p.partition}]  lag {p.lag:,}  ({committed}, end {p.end:,})")
@@ -137,7 +143,7 @@ async def gather_status(settings: Settings) -> Status:
     stores, relay, lag, dlq = await asyncio.gather(
         _stores(settings),
         _part(status, "relay", _relay(settings, topics)),
-        _part(status, "consumer lag", _consumer_lag(settings, topics)),
+        _part(status, LAG_PART, _consumer_lag(settings, topics)),
         _part(status, "dlq", _dlq(settings, topics)),
     )
     status.stores = stores

@@ -109,7 +109,7 @@ def _point(before: Sample, after: Sample) -> dict[str, Any]:
         "t": round(after.at, 3),
         "relay_lag_ms": None if relay is None else relay.lag_ms,
         "relay_unpublished": None if relay is None else relay.unpublished,
-        "consumer_lag": sum(p.lag for p in after.status.consumer_lag),
+        "consumer_lag": after.status.consumer_lag_total,
         "dlq": after.status.dlq_count,
         "topics_eps": rate(after.topic_ends, before.topic_ends),
         "agents_eps": rate(after.agent_events, before.agent_events),

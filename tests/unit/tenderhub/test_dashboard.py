@@ -49,3 +49,13 @@ def test_the_read_services_counters_are_read_with_timestamps_and_anything_not_a_
     assert counts == {"cache_hits": 30.0, "cache_misses": 10.0, "hit_ratio": 0.75}
     json.dumps(counts, allow_nan=False)
     assert service_counts("tenderhub_api_cache_hits_total 0\ntenderhub_api_cache_misses_total 0")["hit_ratio"] is None
+
+
+def test_a_consumer_lag_that_could_not_be_read_is_unknown_not_zero() -> None:
+    status = Status(errors={"consumer lag": "KafkaConnectionError: unreachable"})
+    assert status.to_dict()["consumer_lag"]["total"] is None and not status.healthy
+    assert "consumer lag (workers): unknown" in status.render()
+    down = Sample(1.0, status, {}, {}, {}, {})
+    assert _point(down, down)["consumer_lag"] is None
+    fine = Status(consumer_lag=[PartitionLag("t.activity", 0, 5, 9, 4)])
+    assert fine.to_dict()["consumer_lag"]["total"] == 4
