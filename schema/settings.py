@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
+from croniter import croniter
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
@@ -430,6 +431,13 @@ class Settings(_Base):
         le=86_400,
         description="How often the leader rebuilds the windowed spend from tender states (ageing).",
     )
+
+    @field_validator("spend_recompute_cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        if not croniter.is_valid(v):
+            raise ValueError('expected a crontab line of five fields, such as "0 2 * * *"')
+        return v
 
     @field_validator("mysql_url", "mysql_admin_url", "relay_mysql_url", "mysql_reader_url")
     @classmethod

@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import json
 import logging
+import re
+import shlex
 import signal
 import sys
 import threading
@@ -180,13 +182,18 @@ def cmd_kafka_acls(args: argparse.Namespace) -> int:
     if args.print:
         print("# add --command-config <file>: the admin user's client settings (security.protocol, sasl.*, ssl.*)")
         for acl in acls:
-            print(
-                " ".join(["kafka-acls.sh", "--bootstrap-server", settings.kafka_bootstrap, *kafka_acls_arguments(acl)])
-            )
+            words = ["kafka-acls.sh", "--bootstrap-server", settings.kafka_bootstrap, *kafka_acls_arguments(acl)]
+            print(" ".join(shlex.quote(w) for w in words))  # meant to be pasted into a shell
         return 0
     added = asyncio.run(apply_acls(settings, acls))
     _say(f"kafka: {added} ACL bindings for {args.relay_user} (relay) and {args.worker_user} (workers)")
     return 0
+
+
+def _sasl_user(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._@+-]{1,128}", text):
+        raise argparse.ArgumentTypeError(f"expected a SASL user name (letters, digits, . _ @ + -), got {text[:40]!r}")
+    return text
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -195,8 +202,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.worker import run_worker
     from tenderhub import dashboard
 
-    agents = args.agents.split(",") if args.agents else None
     settings = load_settings()
+    agents = worker_agents(args.agents, settings)
     try:
         return run_worker(
             settings,
@@ -207,6 +214,26 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except StoreAccessError as exc:
         print(f"tenderhub: {exc}", file=sys.stderr)
         return EXIT_STORE_REFUSED
+
+
+def worker_agents(text: str | None, settings: Settings) -> list[str] | None:
+    """`--agents` as names of registered agents, and the settings only agents read, checked before the worker
+    contacts any store (SettingsError: exit 2, as the worker's help says)."""
+    from streams.agents import registry
+    from streams.readiness.scoring import WeightsError, weights_with
+
+    known = sorted(registry())
+    names = [n.strip() for n in text.split(",")] if text else None  # none given: every agent
+    if names is not None:
+        unknown = sorted({n for n in names if n not in known})
+        if unknown or not names:
+            raise SettingsError(f"--agents: unknown agents {unknown}; known: {', '.join(known)} (comma-separated)")
+    if names is None or "readiness" in names:
+        try:
+            weights_with(settings.readiness_weights)
+        except WeightsError as exc:
+            raise SettingsError(f"TENDERHUB_READINESS_WEIGHTS: {exc}") from None
+    return names
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -547,8 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
         "kafka-acls",
         help="allow the relay's and the workers' Kafka users exactly what they need (run with an admin user)",
     )
-    acls.add_argument("--relay-user", default="relay", help="the relay's SASL user")
-    acls.add_argument("--worker-user", default="worker", help="the workers' SASL user")
+    acls.add_argument("--relay-user", default="relay", type=_sasl_user, help="the relay's SASL user")
+    acls.add_argument("--worker-user", default="worker", type=_sasl_user, help="the workers' SASL user")
     acls.add_argument("--print", action="store_true", help="print kafka-acls.sh commands instead of applying")
     acls.set_defaults(func=cmd_kafka_acls)
     worker.set_defaults(func=cmd_worker)

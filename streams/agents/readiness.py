@@ -51,6 +51,7 @@ from streams.readiness.scoring import (
     rules_version,
     score,
     tender_facts_from_payload,
+    weights_with,
 )
 from streams.spec import AgentSpec, Timer
 
@@ -392,12 +393,7 @@ class ReadinessHandler:
         self.tenders = VersionedHash(redis, READINESS_TENDERS.key(), READINESS_TENDERS.ttl_s)
         self.companies = VersionedHash(redis, READINESS_COMPANIES.key(), READINESS_COMPANIES.ttl_s)
         self.tops = ZsetCas(redis, TEAM_TOP_TENDERS.ttl_s, inputs_suffix=_INPUTS_SUFFIX)
-        defaults = ReadinessWeights()
-        overrides = ctx.settings.readiness_weights
-        unknown = set(overrides) - set(defaults.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"TENDERHUB_READINESS_WEIGHTS names unknown items {sorted(unknown)}")
-        self.weights = ReadinessWeights(**{**defaults.__dict__, **overrides})
+        self.weights = weights_with(ctx.settings.readiness_weights)
         self._tender_cache = FactsCache("tender", lambda v: check_tender_facts(v, self.as_of(), self.weights))
         self._company_cache = FactsCache("company", lambda v: check_company_facts(v, self.as_of(), self.weights))
         self.k = ctx.settings.readiness_top_k

@@ -94,6 +94,14 @@ class ReadinessWeights:
 DEFAULT_WEIGHTS = ReadinessWeights()
 
 
+def weights_with(overrides: Mapping[str, float]) -> ReadinessWeights:
+    """The default weights with `overrides` (TENDERHUB_READINESS_WEIGHTS); WeightsError names unknown items."""
+    unknown = set(overrides) - {f.name for f in fields(ReadinessWeights)}
+    if unknown:
+        raise WeightsError(f"TENDERHUB_READINESS_WEIGHTS names unknown items {sorted(unknown)}")
+    return ReadinessWeights(**{**DEFAULT_WEIGHTS.__dict__, **overrides})
+
+
 @functools.lru_cache(maxsize=64)
 def rules_version(weights: ReadinessWeights = DEFAULT_WEIGHTS) -> str:
     """RULES_VERSION, plus a digest of the weights when they are not the defaults: a weight change is a rule change

@@ -63,3 +63,38 @@ def test_a_service_that_cannot_be_reached_is_one_line_and_exit_69_not_a_tracebac
     line = next(x for x in err.splitlines() if x.startswith("tenderhub: "))
     assert f"{service} cannot answer" in line and variable in line and "Traceback" not in err
     assert "s3cret" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "says"),
+    [
+        (["worker", "--agents", "spend,nope"], {}, "unknown agents ['nope']"),
+        (["worker", "--agents", "spend,"], {}, "unknown agents ['']"),
+        (["worker", "--agents", "readiness"], {"TENDERHUB_READINESS_WEIGHTS": '{"luck": 10}'}, "unknown items"),
+        (["worker"], {"TENDERHUB_READINESS_WEIGHTS": '{"sector": 90}'}, "sum to 100"),
+        (["worker"], {"TENDERHUB_SPEND_RECOMPUTE_CRON": "not a cron"}, "TENDERHUB_SPEND_RECOMPUTE_CRON is invalid"),
+    ],
+)
+def test_the_worker_checks_its_agents_and_their_settings_before_contacting_any_store(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str], env: dict[str, str], says: str
+) -> None:
+    monkeypatch.setenv("TENDERHUB_ENV_FILE", "/nonexistent.env")
+    for var in ("MYSQL_URL", "RELAY_MYSQL_URL"):
+        monkeypatch.setenv(f"TENDERHUB_{var}", "mysql+pymysql://u:p@127.0.0.1:1/t")
+    monkeypatch.setenv("TENDERHUB_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # nothing listens: a contact would be exit 69
+    monkeypatch.setenv("TENDERHUB_MONGO_URL", "mongodb://127.0.0.1:1/")
+    monkeypatch.setenv("TENDERHUB_REDIS_URL", "redis://:p@127.0.0.1:1/0")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(argv) == 2
+    assert says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("user", ["", "a b;touch /tmp/pwned", "$(id)", "x" * 129])
+def test_kafka_acl_user_names_are_checked_before_they_reach_a_printed_shell_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], user: str
+) -> None:
+    monkeypatch.setenv("TENDERHUB_ENV_FILE", "/nonexistent.env")
+    with pytest.raises(SystemExit) as exit_:
+        main(["kafka-acls", "--print", "--worker-user", user])
+    assert exit_.value.code == 2 and "SASL user name" in capsys.readouterr().err
