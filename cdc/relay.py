@@ -187,4 +187,7 @@ class Relay:
                     )
             except pymysql.MySQLError as exc:
                 log.warning("janitor failed (will retry): %s", exc)
+            except Exception:
+                # Anything else is a bug, but it must not end the clean-up for the relay's whole life.
+                log.exception("janitor pass failed (will retry in %.0f s)", every_s)
             await asyncio.sleep(every_s)
