@@ -28,6 +28,11 @@ class CompanyProfile:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CompanyProfile:
+        for name in ("sectors", "provinces"):
+            value = data[name]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                # A string would become a list of its letters.
+                raise ValueError(f"company {str(data.get('team'))[:60]!r}: {name} must be a list of names")
         return cls(
             team=data["team"],
             company_name=data["company_name"],

@@ -52,11 +52,32 @@ class TenderRow:
     briefing_venue: str | None = None
 
 
+def _amount(ocid: str, raw: object) -> Decimal:
+    """A budget: a finite number of at least 0 (NaN, Infinity and negative amounts are refused, as the contract would
+    refuse the event made from the row)."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ReleaseError(f"{ocid}: tender.value.amount must be a number, got {str(raw)[:40]!r}")
+    try:
+        amount = Decimal(str(raw))
+    except ArithmeticError:
+        raise ReleaseError(f"{ocid}: tender.value.amount is not a number: {str(raw)[:40]!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise ReleaseError(f"{ocid}: tender.value.amount must be finite and at least 0, got {str(raw)[:40]!r}")
+    return amount
+
+
 def tender_row(release: dict[str, Any]) -> TenderRow:
     tender = release.get("tender") or {}
     ocid = release.get("ocid")
     if not ocid:
         raise ReleaseError("release has no ocid")
+    if not isinstance(ocid, str) or len(ocid) > 128:
+        raise ReleaseError(f"release ocid must be text of at most 128 characters, got {str(ocid)[:40]!r}")
+    if not isinstance(tender, dict):
+        raise ReleaseError(f"{ocid}: tender must be an object")
+    for name in ("title", "description", "specialConditions"):
+        if tender.get(name) is not None and not isinstance(tender[name], str):
+            raise ReleaseError(f"{ocid}: tender.{name} must be text")
     number = tender.get("title")
     # eTenders puts the tender number in title and the real title in description.
     title = (tender.get("description") or number or "").strip()
@@ -68,6 +89,8 @@ def tender_row(release: dict[str, Any]) -> TenderRow:
     if amount in (0, "0", 0.0):
         # The eTenders API publishes {"amount": 0} when no estimate was published: unknown, not free.
         amount = None
+    if amount is not None:
+        amount = _amount(ocid, amount)
     status = str(tender.get("status")) if tender.get("status") in OCDS_STATUSES else "active"
     period = tender.get("tenderPeriod") or {}
     buyer = (release.get("buyer") or tender.get("procuringEntity") or {}).get("name")
@@ -78,7 +101,7 @@ def tender_row(release: dict[str, Any]) -> TenderRow:
         title=title[:1000],
         description="\n\n".join(d.strip() for d in details if d and d.strip()) or None,
         buyer=buyer,
-        budget=Decimal(str(amount)) if amount is not None and currency else None,
+        budget=amount if amount is not None and currency else None,
         currency=currency if amount is not None and currency else None,
         status=status,
         published_at=naive_utc(period.get("startDate") or release.get("date")),
@@ -111,7 +134,15 @@ def read_releases(path: Path = SAMPLE_TENDERS, limit: int | None = None) -> Iter
             if limit is not None and n >= limit:
                 return
             if line.strip():
-                yield json.loads(line)
+                try:
+                    release = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ReleaseError(
+                        f"{path}:{n + 1}: not a JSON release ({exc.msg} at column {exc.colno})"
+                    ) from None
+                if not isinstance(release, dict):
+                    raise ReleaseError(f"{path}:{n + 1}: a release is a JSON object")
+                yield release
 
 
 def _payload(tender_id: int, row: TenderRow) -> dict[str, Any]:

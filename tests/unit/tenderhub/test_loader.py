@@ -49,3 +49,41 @@ def test_values_become_budget_and_currency() -> None:
 def test_releases_without_id_or_title_are_refused(release: dict[str, object]) -> None:
     with pytest.raises(ReleaseError):
         tender_row(release)
+
+
+@pytest.mark.parametrize(
+    "release",
+    [
+        {"ocid": "o-1", "tender": {"description": "Roads", "value": {"amount": "NaN", "currency": "ZAR"}}},
+        {"ocid": "o-2", "tender": {"description": "Roads", "value": {"amount": "Infinity", "currency": "ZAR"}}},
+        {"ocid": "o-3", "tender": {"description": "Roads", "value": {"amount": -5, "currency": "ZAR"}}},
+        {"ocid": "o-4", "tender": {"description": "Roads", "value": {"amount": "lots", "currency": "ZAR"}}},
+        {"ocid": "o-5", "tender": {"description": "Roads", "value": {"amount": [1], "currency": "ZAR"}}},
+        {"ocid": 12345, "tender": {"description": "Roads"}},
+        {"ocid": "o" * 129, "tender": {"description": "Roads"}},
+        {"ocid": "o-6", "tender": {"description": {"text": "Roads"}}},
+        {"ocid": "o-7", "tender": ["Roads"]},
+    ],
+)
+def test_releases_a_tender_row_cannot_hold_are_refused_with_the_reason(release: dict[str, object]) -> None:
+    with pytest.raises(ReleaseError, match=r"ocid|tender"):
+        tender_row(release)
+
+
+def test_a_truncated_release_file_names_its_path_and_line(tmp_path: pytest.TempPathFactory) -> None:
+    path = tmp_path / "releases.jsonl"  # type: ignore[operator]
+    path.write_text('{"ocid": "o-1", "tender": {"description": "Roads"}}\n{"ocid": "o-2", "tend\n')
+    releases = read_releases(path)
+    assert next(releases)["ocid"] == "o-1"
+    with pytest.raises(ReleaseError, match=r"releases\.jsonl:2: not a JSON release"):
+        next(releases)
+
+
+@pytest.mark.parametrize("field", ["sectors", "provinces"])
+def test_a_company_profile_lists_its_sectors_and_provinces_a_single_string_is_refused(field: str) -> None:
+    from tenderhub.companies import CompanyProfile
+
+    data = {"team": "T", "company_name": "C", "sectors": ["Construction"], "provinces": ["Gauteng"]}
+    assert CompanyProfile.from_dict(data).sectors == ["Construction"]
+    with pytest.raises(ValueError, match=f"{field} must be a list"):
+        CompanyProfile.from_dict({**data, field: "construction"})  # was ['c', 'o', 'n', ...]
