@@ -392,7 +392,7 @@ class ApiMetrics(Collector):
             ("cache_misses", "Reads answered by a fallback (MongoDB, MySQL)", s.cache_misses),
             ("redis_fallbacks", "Reads Redis could not answer (it was down or too slow)", s.reader.redis_failures),
             ("quota_refusals", "Requests refused with 429", s.quotas.refused),
-            ("quota_unchecked", "Requests let through because Redis could not count them", s.quotas.unchecked),
+            ("quota_unchecked", "Requests Redis could not count (counted in this process instead)", s.quotas.unchecked),
         ):
             family = CounterMetricFamily(f"tenderhub_api_{name}", doc)
             family.add_metric([], float(value))

@@ -5,8 +5,9 @@ the read service answers 429 with Retry-After: the seconds until the window ends
 Requests without a token (when public data is open), and requests with a token that is not valid, are counted per
 client address; once an address has used that quota, no token of its is looked up in MySQL until the minute ends
 (tokens it has used before stay cached and keep working). If Redis cannot answer, the
-request is let through and counted in `unchecked`: the read service keeps answering from MongoDB and MySQL while
-Redis is down, and a quota that cannot be counted is not a reason to refuse it.
+read service keeps answering from MongoDB and MySQL, and counts the quotas in its own memory meanwhile (the same
+windows, per process; counted in `unchecked`): a quota must still hold when the cache is down, because that is when
+every request falls through to the stores behind it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,12 +44,43 @@ def address_id(address: str) -> int:
     return int.from_bytes(hashlib.sha256(address.encode()).digest()[:8], "big") % MAX_ID + 1
 
 
+class LocalWindows:
+    """Fixed windows counted in this process while Redis cannot count them; at most `max_keys` windows are kept,
+    the least recently used going first."""
+
+    def __init__(self, max_keys: int = 100_000, clock: Callable[[], float] = time.time) -> None:
+        self._max_keys = max_keys
+        self._clock = clock
+        self._counts: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    def take(self, key: str, window_s: float | None, ends_at: float | None) -> tuple[int, float]:
+        """Count one in `key`'s window (it ends `window_s` after its first count, or at `ends_at`): (used, seconds
+        left)."""
+        now = self._clock()
+        end, used = self._counts.get(key, (0.0, 0))
+        if end <= now:
+            end, used = (ends_at if ends_at is not None else now + (window_s or WINDOW_S)), 0
+        self._counts[key] = (end, used + 1)
+        self._counts.move_to_end(key)
+        while len(self._counts) > self._max_keys:
+            self._counts.popitem(last=False)
+        return used + 1, end - now
+
+    def used(self, key: str) -> tuple[int, float]:
+        end, used = self._counts.get(key, (0.0, 0))
+        now = self._clock()
+        return (used, end - now) if end > now else (0, 0.0)
+
+
 class Quotas:
-    def __init__(self, redis: RedisSink, per_minute: int, searches_per_day: int) -> None:
+    def __init__(
+        self, redis: RedisSink, per_minute: int, searches_per_day: int, local: LocalWindows | None = None
+    ) -> None:
         self._redis = redis
         self._per_minute = per_minute
         self._searches_per_day = searches_per_day
-        self.unchecked = 0  # requests let through because Redis could not count them
+        self._local = local or LocalWindows()
+        self.unchecked = 0  # requests Redis could not count (counted in this process instead)
         self.refused = 0
 
     async def take(self, token_id: int | None, address: str) -> Verdict:
@@ -69,8 +104,8 @@ class Quotas:
             used, ttl = await self._redis.run(peek, f"quota {key}")
         except TransientSinkError as exc:
             self.unchecked += 1
-            log.warning("quota of %s not read, Redis cannot answer (%s): let through", key, exc)
-            return Verdict(True, 0, self._per_minute)
+            log.warning("quota of %s not read, Redis cannot answer (%s): read in this process", key, exc)
+            used, ttl = self._local.used(full)
         used = int(used or 0)
         if used >= self._per_minute:
             self.refused += 1
@@ -103,8 +138,8 @@ class Quotas:
             used, _, ttl = await self._redis.run(count, f"quota {key}")
         except TransientSinkError as exc:
             self.unchecked += 1
-            log.warning("quota of %s not counted, Redis cannot answer (%s): let through", key, exc)
-            return Verdict(True, 0, limit)
+            log.warning("quota of %s not counted in Redis (%s): counted in this process", key, exc)
+            used, ttl = self._local.take(full, WINDOW_S if ends_at is None else None, ends_at)
         used = int(used)
         if used > limit:
             self.refused += 1

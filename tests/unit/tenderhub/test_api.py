@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tenderhub.api.app import ApiError, SingleFlight, dumps, positive_id
-from tenderhub.api.quotas import address_id
+from tenderhub.api.quotas import LocalWindows, Quotas, address_id
 from tenderhub.api.tokens import TOKEN_PREFIX, token_hash, well_formed
 
 
@@ -83,3 +83,39 @@ def test_answers_are_strict_json_a_non_finite_number_is_null() -> None:
     assert json.loads(text) == {"data": [None, 1.5, {"s": None}, {"amount": None}, [2.0, None]], "n": None}
     assert "NaN" not in text and "Infinity" not in text
     assert dumps({"a": 1.25}) == '{"a": 1.25}'
+
+
+class _RedisDown:
+    """A RedisSink whose every call fails as a Redis that is down does."""
+
+    def full_key(self, key: str, kind: str) -> str:
+        return f"p:{key}"
+
+    async def run(self, call: object, what: str) -> object:
+        from sinks.errors import TransientSinkError
+
+        raise TransientSinkError(f"{what}: connection refused")
+
+
+@pytest.mark.asyncio
+async def test_quotas_hold_in_the_services_memory_while_redis_is_down() -> None:
+    now = [1_000.0]
+    quotas = Quotas(_RedisDown(), per_minute=3, searches_per_day=2, local=LocalWindows(clock=lambda: now[0]))  # type: ignore[arg-type]
+    verdicts = [await quotas.take(7, "10.0.0.1") for _ in range(4)]
+    assert [v.allowed for v in verdicts] == [True, True, True, False]
+    assert 1 <= verdicts[-1].retry_after_s <= 60 and quotas.unchecked == 4
+    assert (await quotas.take(8, "10.0.0.1")).allowed  # another token has its own window
+    searches = [await quotas.take_search(None, "10.0.0.2") for _ in range(3)]
+    assert [v.allowed for v in searches] == [True, True, False]
+    for _ in range(3):
+        await quotas.take(None, "10.0.0.3")
+    assert not (await quotas.used_up("10.0.0.3")).allowed and (await quotas.used_up("10.0.0.4")).allowed
+    now[0] += 61  # the minute is over
+    assert (await quotas.take(7, "10.0.0.1")).allowed
+
+
+def test_local_windows_are_bounded() -> None:
+    windows = LocalWindows(max_keys=2, clock=lambda: 0.0)
+    for key in ("a", "b", "c"):
+        windows.take(key, 60, None)
+    assert windows.used("a") == (0, 0.0) and windows.used("c")[0] == 1
