@@ -9,6 +9,7 @@ start-up with a `SettingsError` that names the variable and says how to fix it.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -403,6 +404,11 @@ class Settings(_Base):
     )
     api_host: str = Field("127.0.0.1", description="Address the read service (`tenderhub api`) binds to.")
     api_port: int = Field(16080, ge=1024, le=65535, description="Port of the read service.")
+    api_trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or networks of proxies in front of the read service (e.g. "
+        "127.0.0.1,10.0.0.0/8): a request from one is counted against the client X-Forwarded-For names, not the proxy.",
+    )
     api_public_open: bool = Field(
         False,
         description="Serve public data (tenders, spend) without a token. Team-scoped data always needs one.",
@@ -431,6 +437,22 @@ class Settings(_Base):
         le=86_400,
         description="How often the leader rebuilds the windowed spend from tender states (ageing).",
     )
+
+    @field_validator("api_trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: str) -> str:
+        for part in filter(None, (p.strip() for p in v.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"{part[:60]!r} is not an IP address or network") from None
+        return v
+
+    @property
+    def api_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(
+            ipaddress.ip_network(p.strip(), strict=False) for p in self.api_trusted_proxies.split(",") if p.strip()
+        )
 
     @field_validator("spend_recompute_cron")
     @classmethod

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ipaddress
 import json
 import logging
 import math
@@ -145,8 +146,32 @@ def answer(read: Read, status: int = 200) -> web.Response:
     return web.json_response(body, status=status, dumps=dumps)
 
 
-def _address(request: web.Request) -> str:
-    return request.remote or "unknown"
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def client_address(remote: str | None, forwarded_for: str | None, proxies: Networks) -> str:
+    """The client a request is counted against: its peer, or, when the peer is a trusted proxy, the last address of
+    X-Forwarded-For that is not one (each proxy appends the address it got the request from; anything before the
+    first trusted hop could be made up by the client)."""
+    if not remote or not proxies or not _trusted(remote, proxies):
+        return remote or "unknown"
+    for hop in reversed((forwarded_for or "").split(",")):
+        hop = hop.strip()
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return remote  # a hop that is not an address: the header cannot be trusted past it
+        if not _trusted(hop, proxies):
+            return hop
+    return remote
+
+
+def _trusted(address: str, proxies: Networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in proxies)
 
 
 def _within(verdict: Verdict, per: str, what: str = "requests") -> None:
@@ -175,6 +200,7 @@ class ReadService:
         self.searcher = searcher
         self.mysql = mysql
         self.flight = SingleFlight()
+        self._proxies = settings.api_proxy_networks
         self.cache_hits = 0
         self.cache_misses = 0
         self.metrics = ApiMetrics(self)
@@ -185,6 +211,9 @@ class ReadService:
         self.mysql.dispose()
 
     # -- middleware ---------------------------------------------------------------------------------------------
+
+    def _address(self, request: web.Request) -> str:
+        return client_address(request.remote, request.headers.get("X-Forwarded-For"), self._proxies)
 
     @web.middleware
     async def guard(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
@@ -204,7 +233,9 @@ class ReadService:
             if request.path not in _OPEN_PATHS:
                 principal = await self._principal(request)
                 request[PRINCIPAL] = principal
-                _within(await self.quotas.take(principal.token_id if principal else None, _address(request)), "minute")
+                _within(
+                    await self.quotas.take(principal.token_id if principal else None, self._address(request)), "minute"
+                )
             response = await handler(request)
         except ApiError as exc:
             return web.json_response({"error": exc.message}, status=exc.status, headers=exc.headers)
@@ -229,13 +260,15 @@ class ReadService:
         async def address_not_used_up() -> None:
             # A token not cached costs a MySQL query: an address whose invalid tokens used up the anonymous quota
             # gets no more lookups this minute, so made-up tokens cannot flood MySQL.
-            _within(await self.quotas.used_up(_address(request)), "minute")
+            _within(await self.quotas.used_up(self._address(request)), "minute")
 
         principal = (
             await self.tokens.principal(token.strip(), address_not_used_up) if scheme.lower() == "bearer" else None
         )
         if principal is None:
-            _within(await self.quotas.take(None, _address(request)), "minute")  # an invalid token counts as anonymous
+            _within(
+                await self.quotas.take(None, self._address(request)), "minute"
+            )  # an invalid token counts as anonymous
             raise ApiError(401, "the bearer token is not valid (unknown, revoked or malformed)", _CHALLENGE)
         return principal
 
@@ -298,7 +331,7 @@ class ReadService:
             raise ApiError(422, str(exc)) from None
         principal = request.get(PRINCIPAL)
         token_id = principal.token_id if isinstance(principal, Principal) else None
-        _within(await self.quotas.take_search(token_id, _address(request)), "day", "searches")
+        _within(await self.quotas.take_search(token_id, self._address(request)), "day", "searches")
         as_of = self.settings.today()
         digest = query.digest(as_of)
         read = await self.flight.run(("search", digest), lambda: self.searcher.search(query, as_of, digest))

@@ -56,6 +56,7 @@ def test_missing_url_names_variable_and_fix(env: pytest.MonkeyPatch) -> None:
         ("TENDERHUB_AS_OF", "30/11/2026"),
         ("TENDERHUB_RELAY_MODE", "trigger"),
         ("TENDERHUB_TOPIC_PREFIX", "bad topic/"),
+        ("TENDERHUB_API_TRUSTED_PROXIES", "10.0.0.0/8,proxy.local"),
     ],
 )
 def test_invalid_value_names_variable(env: pytest.MonkeyPatch, var: str, value: str) -> None:

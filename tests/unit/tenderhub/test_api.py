@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import json
 
 import pytest
 
-from tenderhub.api.app import ApiError, SingleFlight, dumps, positive_id
+from tenderhub.api.app import ApiError, SingleFlight, client_address, dumps, positive_id
 from tenderhub.api.quotas import LocalWindows, Quotas, address_id
 from tenderhub.api.tokens import TOKEN_PREFIX, token_hash, well_formed
 
@@ -119,3 +120,19 @@ def test_local_windows_are_bounded() -> None:
     for key in ("a", "b", "c"):
         windows.take(key, 60, None)
     assert windows.used("a") == (0, 0.0) and windows.used("c")[0] == 1
+
+
+def test_the_client_behind_a_trusted_proxy_is_counted_not_the_proxy() -> None:
+    proxies = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/8"))
+    # No trusted proxy configured, or a peer that is not one: the peer, whatever the header claims.
+    assert client_address("203.0.113.9", "198.51.100.7", ()) == "203.0.113.9"
+    assert client_address("203.0.113.9", "198.51.100.7", proxies) == "203.0.113.9"
+    # Through the proxy: the client it names; through two proxies: the first untrusted hop from the right.
+    assert client_address("127.0.0.1", "198.51.100.7", proxies) == "198.51.100.7"
+    assert client_address("127.0.0.1", "6.6.6.6, 198.51.100.7, 10.1.2.3", proxies) == "198.51.100.7"
+    # A header of trusted hops only, none, or garbage: the proxy itself (nothing better is known).
+    assert client_address("127.0.0.1", "10.1.2.3", proxies) == "127.0.0.1"
+    assert client_address("127.0.0.1", None, proxies) == "127.0.0.1"
+    assert client_address("127.0.0.1", "x; DROP, 198.51.100.7", proxies) == "198.51.100.7"
+    assert client_address("127.0.0.1", "198.51.100.7, not-an-ip", proxies) == "127.0.0.1"
+    assert client_address(None, "198.51.100.7", proxies) == "unknown"
