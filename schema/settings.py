@@ -38,6 +38,23 @@ def _env_file() -> str:
     return os.environ.get(f"{ENV_PREFIX}ENV_FILE", DEFAULT_ENV_FILE)
 
 
+def mixed_sources() -> list[str]:
+    """The variables the default env file (the dev stack's, read because TENDERHUB_ENV_FILE is not set) fills in while
+    the environment sets store URLs of its own: an operator who exported production URLs from inside a checkout would
+    otherwise get the dev stack's values for everything else without a word. [] when nothing is mixed."""
+    if f"{ENV_PREFIX}ENV_FILE" in os.environ or not Path(DEFAULT_ENV_FILE).is_file():
+        return []
+    urls = [k for k in os.environ if k.startswith(ENV_PREFIX) and k.endswith("_URL")]
+    if not urls:
+        return []
+    try:
+        lines = Path(DEFAULT_ENV_FILE).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeError):
+        return []
+    names = {line.partition("=")[0].strip() for line in lines if "=" in line and not line.lstrip().startswith("#")}
+    return sorted(n for n in names if n.startswith(ENV_PREFIX) and n not in os.environ)
+
+
 def _secrets_dir() -> str | None:
     """`TENDERHUB_SECRETS_DIR` (e.g. /run/secrets): a folder of files, one per secret setting, named like its
     variable (`tenderhub_kafka_sasl_password`), holding the value. The environment and the env file come first."""

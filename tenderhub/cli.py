@@ -15,12 +15,14 @@ import time
 from pathlib import Path
 
 from schema.settings import (
+    DEFAULT_ENV_FILE,
     Settings,
     SettingsError,
     StackSettings,
     describe_options,
     load_settings,
     load_stack_settings,
+    mixed_sources,
 )
 
 log = logging.getLogger("tenderhub")
@@ -683,6 +685,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         setup_logging(load_stack_settings(), args.verbose)
+        filled = mixed_sources()
+        if filled:
+            logging.getLogger("tenderhub").warning(
+                "store URLs come from the environment, but %s come from %s, the dev stack's file (read because "
+                "TENDERHUB_ENV_FILE is not set): set TENDERHUB_ENV_FILE to the file meant, or /dev/null for none",
+                ", ".join(filled[:8]) + (" ..." if len(filled) > 8 else ""),
+                DEFAULT_ENV_FILE,
+            )
         return int(args.func(args))
     except (SettingsError, StackError, CdcError, SummariserError) as exc:
         print(f"tenderhub: {exc}", file=sys.stderr)

@@ -243,3 +243,21 @@ def test_an_env_file_that_is_not_utf8_is_a_settings_error_naming_it(env: pytest.
         with pytest.raises(SettingsError) as err:
             load()
         assert str(bad) in str(err.value) and "UTF-8" in str(err.value)
+
+
+def test_the_dev_stacks_env_file_filling_in_for_exported_urls_is_named(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from schema.settings import mixed_sources
+
+    (tmp_path / ".stack").mkdir()
+    (tmp_path / ".stack" / "tenderhub.env").write_text(
+        "# dev stack\nTENDERHUB_MYSQL_URL=mysql+pymysql://dev@127.0.0.1:13306/t\nTENDERHUB_MYSQL_ADMIN_URL=x\n"
+    )
+    env.chdir(tmp_path)
+    env.delenv("TENDERHUB_ENV_FILE")
+    assert mixed_sources() == ["TENDERHUB_MYSQL_ADMIN_URL"]  # the MySQL URL itself came from the environment
+    env.setenv("TENDERHUB_ENV_FILE", str(tmp_path / ".stack" / "tenderhub.env"))
+    assert mixed_sources() == []  # asked for by name: not a surprise
+    env.delenv("TENDERHUB_ENV_FILE")
+    for var in GOOD:
+        env.delenv(var)
+    assert mixed_sources() == []  # nothing exported: the file is the one source
