@@ -130,6 +130,8 @@ def build_pipeline(
         # only once Faust's own consumer has its assignment.
         broker_session_timeout=session_s,
         broker_rebalance_timeout=session_s,
+        # Faust refuses a session longer than its request timeout (90 s by default).
+        broker_request_timeout=max(90.0, session_s + 30),
         broker_heartbeat_interval=heartbeat_ms(settings) / 1000,
         web_enabled=True,
         web_bind=settings.worker_web_host,

@@ -90,6 +90,8 @@ def make_consumer(settings: Settings) -> AIOKafkaConsumer:
         fetch_max_wait_ms=settings.worker_fetch_max_wait_ms,
         max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
         session_timeout_ms=settings.worker_session_timeout_ms,
+        # A JoinGroup is answered once the rebalance ends, up to a session later: the request must outlast it.
+        request_timeout_ms=max(40_000, settings.worker_session_timeout_ms + 5_000),
         heartbeat_interval_ms=heartbeat_ms(settings),
         max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
     )

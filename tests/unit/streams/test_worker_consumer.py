@@ -43,6 +43,14 @@ async def test_the_session_timeout_is_a_setting_and_heartbeats_fit_three_times_i
     conf = pipeline.app.conf
     assert (conf.broker_session_timeout, conf.broker_rebalance_timeout, conf.broker_heartbeat_interval) == (6, 6, 2)
     await pipeline.ctx.aclose()
+    # The longest session the setting takes: Faust's consumer is made with it (it refuses one longer than its
+    # request timeout), and the data consumer's requests outlast a rebalance.
+    longest = settings().model_copy(update={"worker_session_timeout_ms": 300_000})
+    assert make_consumer(longest)._client._request_timeout_ms == 305_000
+    pipeline = streams.app.build_pipeline(longest, agents=["activity_logs"])
+    faust_consumer = pipeline.app.consumer._thread._create_worker_consumer(pipeline.app.transport)  # raises if refused
+    assert faust_consumer._session_timeout_ms == 300_000
+    await pipeline.ctx.aclose()
 
 
 @pytest.mark.asyncio
