@@ -215,6 +215,13 @@ QUOTA_ANON_MINUTE = KeyFamily(
     60,
     "Requests without a token from one client address (id = a hash of it) in the current minute.",
 )
+QUOTA_BAD_TOKEN_MINUTE = KeyFamily(
+    "quota:badtoken:<id>:minute",
+    "string",
+    60,
+    "Requests with a token that is not valid from one client address (id = a hash of it) in the current minute: "
+    "past the quota, tokens never seen valid from that address are not looked up in MySQL until the minute ends.",
+)
 QUOTA_SEARCH_DAY = KeyFamily(
     "quota:<id>:search:day",
     "string",
@@ -227,7 +234,13 @@ QUOTA_ANON_SEARCH_DAY = KeyFamily(
     24 * 3600,
     "Searches without a token from one client address (id = a hash of it) in the current day (UTC).",
 )
-API_FAMILIES: tuple[KeyFamily, ...] = (QUOTA_MINUTE, QUOTA_ANON_MINUTE, QUOTA_SEARCH_DAY, QUOTA_ANON_SEARCH_DAY)
+API_FAMILIES: tuple[KeyFamily, ...] = (
+    QUOTA_MINUTE,
+    QUOTA_ANON_MINUTE,
+    QUOTA_BAD_TOKEN_MINUTE,
+    QUOTA_SEARCH_DAY,
+    QUOTA_ANON_SEARCH_DAY,
+)
 
 
 class FamilyIndex:

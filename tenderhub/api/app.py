@@ -213,7 +213,9 @@ class ReadService:
     # -- middleware ---------------------------------------------------------------------------------------------
 
     def _address(self, request: web.Request) -> str:
-        return client_address(request.remote, request.headers.get("X-Forwarded-For"), self._proxies)
+        # Every X-Forwarded-For line: a proxy may add a line of its own rather than append to the client's.
+        forwarded = ",".join(request.headers.getall("X-Forwarded-For", []))
+        return client_address(request.remote, forwarded, self._proxies)
 
     @web.middleware
     async def guard(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
@@ -258,17 +260,15 @@ class ReadService:
         scheme, _, token = header.partition(" ")
 
         async def address_not_used_up() -> None:
-            # A token not cached costs a MySQL query: an address whose invalid tokens used up the anonymous quota
-            # gets no more lookups this minute, so made-up tokens cannot flood MySQL.
-            _within(await self.quotas.used_up(self._address(request)), "minute")
+            # A token never seen valid costs a MySQL query: an address whose invalid tokens used up their quota gets
+            # no more such lookups this minute, so made-up tokens cannot flood MySQL.
+            _within(await self.quotas.bad_tokens_used_up(self._address(request)), "minute", "invalid tokens")
 
         principal = (
             await self.tokens.principal(token.strip(), address_not_used_up) if scheme.lower() == "bearer" else None
         )
         if principal is None:
-            _within(
-                await self.quotas.take(None, self._address(request)), "minute"
-            )  # an invalid token counts as anonymous
+            _within(await self.quotas.take_bad_token(self._address(request)), "minute", "invalid tokens")
             raise ApiError(401, "the bearer token is not valid (unknown, revoked or malformed)", _CHALLENGE)
         return principal
 

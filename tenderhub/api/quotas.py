@@ -2,12 +2,12 @@
 window's end set on its first request (EXPIRE 60, or EXPIREAT the next midnight), in one transaction. Past the limit
 the read service answers 429 with Retry-After: the seconds until the window ends.
 
-Requests without a token (when public data is open), and requests with a token that is not valid, are counted per
-client address; once an address has used that quota, no token of its is looked up in MySQL until the minute ends
-(tokens it has used before stay cached and keep working). If Redis cannot answer, the
-read service keeps answering from MongoDB and MySQL, and counts the quotas in its own memory meanwhile (the same
-windows, per process; counted in `unchecked`): a quota must still hold when the cache is down, because that is when
-every request falls through to the stores behind it.
+Requests without a token (when public data is open) are counted per client address. So are requests with a token that
+is not valid, in a quota of their own: once an address has used it, no token from that address that was never seen
+valid is looked up in MySQL until the minute ends (a valid token seen before is looked up as usual). If Redis cannot
+answer, the read service keeps answering from MongoDB and MySQL, and counts the quotas in its own memory meanwhile
+(the same windows, per process; counted in `unchecked`): a quota must still hold when the cache is down, because that
+is when every request falls through to the stores behind it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from schema.events import MAX_ID
-from schema.redis_keys import QUOTA_ANON_MINUTE, QUOTA_ANON_SEARCH_DAY, QUOTA_MINUTE, QUOTA_SEARCH_DAY, KeyFamily
+from schema.redis_keys import (
+    QUOTA_ANON_MINUTE,
+    QUOTA_ANON_SEARCH_DAY,
+    QUOTA_BAD_TOKEN_MINUTE,
+    QUOTA_MINUTE,
+    QUOTA_SEARCH_DAY,
+    KeyFamily,
+)
 from sinks.errors import TransientSinkError
 from sinks.redis import RedisSink
 
@@ -88,10 +95,15 @@ class Quotas:
         family = QUOTA_MINUTE if token_id is not None else QUOTA_ANON_MINUTE
         return await self._take(family, token_id, address, self._per_minute, None)
 
-    async def used_up(self, address: str) -> Verdict:
-        """Whether `address` has used its anonymous requests of the minute, counting nothing (a peek before work
-        that only a refused request would have paid for, such as looking up a token that is not cached)."""
-        key = QUOTA_ANON_MINUTE.key(id=address_id(address))
+    async def take_bad_token(self, address: str) -> Verdict:
+        """One request with a token that is not valid from `address` in the current minute (a quota of its own: the
+        anonymous requests of public data do not use it up, and it limits no valid token already known)."""
+        return await self._take(QUOTA_BAD_TOKEN_MINUTE, None, address, self._per_minute, None)
+
+    async def bad_tokens_used_up(self, address: str) -> Verdict:
+        """Whether `address` has used its quota of invalid tokens this minute, counting nothing: a peek before a
+        MySQL lookup of a token never seen valid."""
+        key = QUOTA_BAD_TOKEN_MINUTE.key(id=address_id(address))
         full = self._redis.full_key(key, "string")
 
         async def peek() -> Any:

@@ -116,13 +116,16 @@ class TokenStore:
         self._clock = clock
         self._cache_max = cache_max
         self._cache: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
+        # Tokens seen valid (hashes, most recent last): looked up again when their cache entry expires, without the
+        # caller's gate, so a flood of made-up tokens from a shared address does not lock out known users.
+        self._known: OrderedDict[str, None] = OrderedDict()
 
     async def principal(
         self, token: str, before_lookup: Callable[[], Awaitable[None]] | None = None
     ) -> Principal | None:
         """Who `token` speaks for, or None (malformed, unknown, revoked, or its user left the team).
-        `before_lookup` runs before a token that is not cached is looked up in MySQL (the caller's quota: a flood
-        of made-up tokens must not become a flood of queries); it raises to refuse the lookup."""
+        `before_lookup` runs before a token never seen valid is looked up in MySQL (the caller's quota: a flood of
+        made-up tokens must not become a flood of queries); it raises to refuse the lookup."""
         if not well_formed(token):
             return None
         digest = token_hash(token)
@@ -131,7 +134,7 @@ class TokenStore:
         if hit is not None and now - hit[0] < self._cache_s:
             self._cache.move_to_end(digest)
             return hit[1]
-        if before_lookup is not None:
+        if before_lookup is not None and digest not in self._known:
             await before_lookup()
         try:
             found = await asyncio.to_thread(self._lookup, digest)
@@ -141,6 +144,13 @@ class TokenStore:
         self._cache.move_to_end(digest)
         while len(self._cache) > self._cache_max:
             self._cache.popitem(last=False)
+        if found is None:
+            self._known.pop(digest, None)
+        else:
+            self._known[digest] = None
+            self._known.move_to_end(digest)
+            while len(self._known) > self._cache_max:
+                self._known.popitem(last=False)
         return found
 
     def _lookup(self, digest: str) -> Principal | None:

@@ -109,8 +109,12 @@ async def test_quotas_hold_in_the_services_memory_while_redis_is_down() -> None:
     searches = [await quotas.take_search(None, "10.0.0.2") for _ in range(3)]
     assert [v.allowed for v in searches] == [True, True, False]
     for _ in range(3):
-        await quotas.take(None, "10.0.0.3")
-    assert not (await quotas.used_up("10.0.0.3")).allowed and (await quotas.used_up("10.0.0.4")).allowed
+        await quotas.take_bad_token("10.0.0.3")
+    assert not (await quotas.bad_tokens_used_up("10.0.0.3")).allowed
+    assert (await quotas.bad_tokens_used_up("10.0.0.4")).allowed
+    for _ in range(3):
+        await quotas.take(None, "10.0.0.4")  # anonymous reads of public data are another quota
+    assert (await quotas.bad_tokens_used_up("10.0.0.4")).allowed
     now[0] += 61  # the minute is over
     assert (await quotas.take(7, "10.0.0.1")).allowed
 
