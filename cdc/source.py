@@ -175,7 +175,13 @@ class BinlogSource:
     def _open(self, gtid_state: str) -> BinLogStreamReader:
         fastrows.install()
         return BinLogStreamReader(
-            connection_settings={**self.dsn.pymysql_kwargs(), "read_timeout": max(10, int(self.heartbeat_s * 4))},
+            # Both timeouts: a server that stops answering mid-read or mid-TLS-handshake ends the connection.
+            connection_settings={
+                **self.dsn.pymysql_kwargs(),
+                "read_timeout": max(10, int(self.heartbeat_s * 4)),
+                "write_timeout": max(10, int(self.heartbeat_s * 4)),
+                "connect_timeout": 10,
+            },
             server_id=self.server_id,
             only_events=[
                 MariadbGtidEvent if self.mariadb else GtidEvent,

@@ -130,13 +130,16 @@ class BoundedConnection(pymysql.connections.Connection):
     service's port) held the caller for ever. Reads after the handshake keep the `read_timeout` asked for."""
 
     def connect(self, sock: Any = None) -> None:
-        keep: float | None = self._read_timeout  # type: ignore[has-type]
-        if keep is None:
-            self._read_timeout = self.connect_timeout
+        # Reads and writes both: the TLS handshake (a server that offers TLS, or ssl_* in the URL) runs under the
+        # write timeout PyMySQL set last.
+        keep: tuple[float | None, float | None] = (self._read_timeout, self._write_timeout)  # type: ignore[has-type]
+        self._read_timeout = keep[0] if keep[0] is not None else self.connect_timeout
+        self._write_timeout = keep[1] if keep[1] is not None else self.connect_timeout
         try:
             super().connect(sock)
         finally:
-            self._read_timeout = keep  # the next read sets the socket's timeout back (PyMySQL compares the two)
+            # The next read or write sets the socket's timeout back (PyMySQL compares the two).
+            self._read_timeout, self._write_timeout = keep
 
 
 @contextmanager

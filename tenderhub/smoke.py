@@ -68,7 +68,7 @@ def check_mysql_binlog(settings: Settings) -> str:
         row_id = cur.lastrowid
     relay = settings.relay_mysql
     stream = BinLogStreamReader(
-        connection_settings={**relay.pymysql_kwargs()},
+        connection_settings={**relay.pymysql_kwargs(), "connect_timeout": 10, "read_timeout": 30, "write_timeout": 30},
         server_id=4_000_000 + (uuid.uuid4().int % 100_000),
         only_events=[WriteRowsEvent],
         only_schemas=[relay.database],

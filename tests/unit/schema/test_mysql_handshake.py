@@ -6,6 +6,7 @@ printed nothing, past its own 15 s limit)."""
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
+from pymysql.constants import CLIENT
 
 from cdc.connections import marker_connection, relay_connection, transactional_connection
 from schema.engines import mysql_engine
@@ -21,9 +23,19 @@ from schema.mysql import connect
 from schema.settings import MysqlDsn
 
 
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A listener that accepts connections and never sends a byte."""
+def _greeting_offering_tls() -> bytes:
+    """A MySQL server greeting (protocol 10) that offers TLS: the client then starts a TLS handshake."""
+    caps = CLIENT.LONG_PASSWORD | CLIENT.PROTOCOL_41 | CLIENT.SECURE_CONNECTION | CLIENT.SSL | CLIENT.PLUGIN_AUTH
+    body = bytes([10]) + b"8.4.0\0" + struct.pack("<I", 1) + b"abcdefgh" + b"\0"
+    body += struct.pack("<H", caps & 0xFFFF) + struct.pack("<BHHB", 45, 2, caps >> 16, 21) + b"\0" * 10
+    body += b"ijklmnopqrst\0" + b"mysql_native_password\0"
+    return struct.pack("<I", len(body))[:3] + b"\0" + body
+
+
+@pytest.fixture(params=["silent", "greets offering TLS, then silent"])
+def silent_port(request: pytest.FixtureRequest) -> Iterator[int]:
+    """A listener that accepts connections and never sends a byte (or only a greeting that offers TLS)."""
+    greeting = _greeting_offering_tls() if request.param != "silent" else b""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)
@@ -34,9 +46,12 @@ def silent_port() -> Iterator[int]:
         server.settimeout(0.2)
         while not stop.is_set():
             try:
-                accepted.append(server.accept()[0])
+                conn = server.accept()[0]
             except TimeoutError:
                 continue
+            accepted.append(conn)
+            if greeting:
+                conn.sendall(greeting)
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
