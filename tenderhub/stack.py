@@ -1539,8 +1539,6 @@ class Stack:
         progress(f"settings written to {self.env_file}")
 
     def down(self, purge: bool = False, progress: Callable[[str], None] = log.info) -> None:
-        if purge and self.root.exists():
-            self._check_purgeable()
         # Every service type, configured or not: a PostgreSQL left from before a switch to SQLite stops too. The
         # brokers of a cluster stop together: one left alone without its controller quorum never finishes.
         brokers = [svc for svc in self._every if isinstance(svc, Kafka)]
@@ -1553,6 +1551,8 @@ class Stack:
                     progress(f"{name}: stopped")
                 elif svc in self.services:
                     progress(f"{name}: was not running")
+        if purge and self.root.exists():
+            self._check_purgeable()
         if purge:
             for svc in self._every:
                 svc.purge()
@@ -1561,17 +1561,18 @@ class Stack:
             progress(f"removed {self.root}")
 
     def _check_purgeable(self) -> None:
-        """`down --purge` deletes the folder: only one the stack made (its secrets file in it), and never the working
-        directory, a folder holding it, the home folder or /: a mistyped or empty TENDERHUB_STACK_DIR deletes nothing.
-        """
+        """`down --purge` deletes the folder: only one the stack made (a file only the stack writes in it: its
+        secrets, env file or layout), never the home folder, one holding it, or /. A mistyped or empty
+        TENDERHUB_STACK_DIR (the working directory, say a checkout) deletes nothing."""
         root = self.root.resolve()
-        cwd = Path.cwd().resolve()
-        if root in (cwd, *cwd.parents, Path.home().resolve()) or not (root / "secrets.json").is_file():
+        home = Path.home().resolve()
+        marks = ("secrets.json", "tenderhub.env", *self.LAYOUT)
+        if root in (home, *home.parents) or not any((root / name).is_file() for name in marks):
             raise StackError(
                 "stack",
-                f"{root} is not a stack folder that can be purged (it must hold the stack's secrets.json and not be "
-                "the working directory, one of its parents or the home folder); nothing was stopped or deleted. Fix: "
-                "point TENDERHUB_STACK_DIR at the stack's own folder.",
+                f"{root} is not a stack folder that can be purged (none of {', '.join(marks)} in it, or it is the "
+                "home folder or one holding it); the services were stopped, nothing was deleted. Fix: point "
+                "TENDERHUB_STACK_DIR at the stack's own folder.",
             )
 
     def status(self) -> list[ServiceStatus]:

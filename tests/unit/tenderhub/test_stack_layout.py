@@ -77,10 +77,18 @@ def test_purge_removes_only_a_folder_the_stack_made(tmp_path: Path, monkeypatch:
         with pytest.raises(StackError, match="not a stack folder"):
             Stack(load_stack_settings(stack_dir=root)).down(purge=True, progress=lambda _: None)
     assert (precious / "README.md").read_text() == "keep me" and (precious / ".git").is_dir()
-    # The stack's own folder (its secrets file in it) goes.
+    # The stack's own folder (its secrets file in it) goes, from inside it too.
     stack = _stack(tmp_path)
     stack.root.mkdir()
     stack.write_env_file()
     assert (stack.root / "secrets.json").is_file()
+    monkeypatch.chdir(stack.root)
     stack.down(purge=True, progress=lambda _: None)
     assert not stack.root.exists()
+    # A first `stack up` that failed early left only its layout file: the purge it asks for still works.
+    monkeypatch.chdir(tmp_path)
+    half = _stack(tmp_path / "half")
+    half.root.mkdir(parents=True)
+    (half.root / next(iter(Stack.LAYOUT))).write_text("1\n")
+    half.down(purge=True, progress=lambda _: None)
+    assert not half.root.exists()
