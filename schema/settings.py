@@ -15,11 +15,11 @@ import re
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, get_args
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from croniter import croniter
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
@@ -68,10 +68,13 @@ def _url_parts(v: SecretStr, schemes: tuple[str, ...], shape: str) -> SplitResul
     """The parts of a store URL with a known scheme, a host (but for a Unix socket) and a port in 1-65535 if any.
     Never repeats the URL: a password holding `/`, `?`, `#` or `@` unencoded splits it elsewhere, and the piece the
     parser then takes for a port is part of the password."""
-    text = v.get_secret_value()
+    text = v.get_secret_value().strip()  # a secret written with `echo` ends in a newline; the drivers strip it too
     if not text.isprintable() or any(0xD800 <= ord(c) <= 0xDFFF for c in text):
         raise ValueError(f"expected {shape}; the URL holds characters that are not printable text")
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # its own message would quote a piece of the URL (a password holding brackets)
+        raise ValueError(f"expected {shape} (percent-encode @ : / ? # [ ] in the user name and password)") from None
     if parts.scheme not in schemes:
         raise ValueError(f"expected {shape}")
     if parts.scheme == "unix":
@@ -95,14 +98,24 @@ class _Base(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
-        # An empty variable means the default (`TENDERHUB_AS_OF=` is the real clock; an empty folder setting is not
-        # the working directory), and no number setting takes inf or nan.
-        env_ignore_empty=True,
+        # No number setting takes inf or nan.
         allow_inf_nan=False,
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     log_json: bool = Field(False, description="Write logs as JSON lines (production).")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: Any, info: ValidationInfo) -> Any:
+        """An empty value of a setting that may be unset means unset (`TENDERHUB_AS_OF=` is the real clock, an
+        empty TLS folder is none, not the working directory). An empty value still overrides the env file, and a
+        text setting keeps it (`TENDERHUB_TOPIC_PREFIX=` means topics without a prefix)."""
+        if v == "" and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if type(None) in get_args(annotation):
+                return None
+        return v
 
 
 def _host_ports(text: str) -> list[tuple[str, int]]:

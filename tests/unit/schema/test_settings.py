@@ -166,6 +166,7 @@ def test_more_redis_cluster_nodes_are_host_port_pairs(env: pytest.MonkeyPatch) -
         ("TENDERHUB_MYSQL_URL", "mysql+pymysql://u:S3CRET#x@127.0.0.1:13306/t"),
         ("TENDERHUB_REDIS_URL", "redis://:S3CRET?x@127.0.0.1:1/0"),
         ("TENDERHUB_MONGO_URL", "mongodb://u:S3CRET/x@127.0.0.1:1/"),
+        ("TENDERHUB_MYSQL_URL", "mysql+pymysql://u:Sec[S3CRET]Pw@h:3306/db"),
     ],
 )
 def test_a_password_that_breaks_the_url_is_refused_without_repeating_it(
@@ -199,15 +200,22 @@ def test_urls_need_a_host_a_port_in_range_and_encodable_text(env: pytest.MonkeyP
     assert f"{var} is invalid" in str(err.value)
 
 
-def test_an_empty_variable_means_its_default(env: pytest.MonkeyPatch) -> None:
-    for var in ("TENDERHUB_AS_OF", "TENDERHUB_MYSQL_READER_URL", "TENDERHUB_TOPIC_MAP", "TENDERHUB_API_TLS_CERT"):
+def test_an_empty_variable_unsets_a_setting_that_may_be_unset_and_keeps_an_empty_text(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for var in ("TENDERHUB_AS_OF", "TENDERHUB_MYSQL_READER_URL", "TENDERHUB_API_TLS_CERT", "TENDERHUB_TOPIC_PREFIX"):
         env.setenv(var, "")
     s = load_settings()
-    assert (s.as_of, s.mysql_reader_url, s.topic_map, s.api_tls_cert) == (None, None, {}, None)
-    env.setenv("TENDERHUB_STACK_DIR", "")
+    assert (s.as_of, s.mysql_reader_url, s.api_tls_cert) == (None, None, None)
+    assert s.topic_prefix == "", "an empty prefix means topics without one"
     env.setenv("TENDERHUB_STACK_TLS_DIR", "")
-    stack = load_stack_settings()
-    assert str(stack.stack_dir) == ".stack" and stack.stack_tls_dir is None
+    assert load_stack_settings().stack_tls_dir is None
+    # An empty variable still wins over the env file.
+    file = tmp_path / "x.env"
+    file.write_text("TENDERHUB_KAFKA_SSL_CAFILE=/etc/ssl/certs/ca-certificates.crt\n")
+    env.setenv("TENDERHUB_ENV_FILE", str(file))
+    env.setenv("TENDERHUB_KAFKA_SSL_CAFILE", "")
+    assert load_settings().kafka_ssl_cafile is None
 
 
 @pytest.mark.parametrize(
@@ -261,3 +269,25 @@ def test_the_dev_stacks_env_file_filling_in_for_exported_urls_is_named(env: pyte
     for var in GOOD:
         env.delenv(var)
     assert mixed_sources() == []  # nothing exported: the file is the one source
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        (
+            "TENDERHUB_MYSQL_URL",
+            "mysql+pymysql://app:s3cret@127.0.0.1:13306/tenderhub?ssl_ca=/etc/ssl/certs/ca-certificates.crt",
+        ),
+        ("TENDERHUB_MYSQL_URL", "mysql+pymysql://app:s3cret@[::1]:13306/tenderhub"),
+        ("TENDERHUB_MYSQL_URL", "mysql+pymysql://app:s3cret@127.0.0.1:13306/tenderhub\n"),
+        ("TENDERHUB_MONGO_URL", "mongodb+srv://u:p@cluster0.example.org/?retryWrites=true"),
+        ("TENDERHUB_MONGO_URL", "mongodb://u:p@h1:27017,h2:27017,[::1]:27018/?replicaSet=rs0"),
+        ("TENDERHUB_MONGO_URL", "mongodb://h1,h2/"),
+        ("TENDERHUB_REDIS_URL", "rediss://:pw@[2001:db8::1]:6380/0"),
+        ("TENDERHUB_REDIS_URL", "unix:///run/redis/redis.sock?db=0"),
+        ("TENDERHUB_KAFKA_BOOTSTRAP", "[::1]:9092,kafka-2.internal:9093"),
+    ],
+)
+def test_production_shaped_urls_are_accepted(env: pytest.MonkeyPatch, var: str, value: str) -> None:
+    env.setenv(var, value)
+    load_settings()
