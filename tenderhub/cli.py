@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import logging
-import re
 import shlex
 import signal
 import sys
@@ -193,8 +192,10 @@ def cmd_kafka_acls(args: argparse.Namespace) -> int:
 
 
 def _sasl_user(text: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9._@+-]{1,128}", text):
-        raise argparse.ArgumentTypeError(f"expected a SASL user name (letters, digits, . _ @ + -), got {text[:40]!r}")
+    """A SASL user name, or a certificate's distinguished name (`CN=relay,OU=...`): printable, with no quote,
+    backslash, backquote or dollar (the printed commands also quote each word for the shell)."""
+    if not text or len(text) > 255 or not text.isprintable() or any(c in text for c in "\"'\\`$"):
+        raise argparse.ArgumentTypeError(f"expected a SASL user name or a certificate DN, got {text[:40]!r}")
     return text
 
 
@@ -701,9 +702,10 @@ def main(argv: list[str] | None = None) -> int:
         print("tenderhub: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # The reader of the output went away (`tenderhub settings | head`): nothing more to say, and no traceback.
+        # The reader of the output went away (`tenderhub settings | head`): no traceback, and the status a shell
+        # gives a command whose pipe ended (128 + SIGPIPE), not 0, which would hide a failure such as drift.
         sys.stderr.close()
-        return 0
+        return 141
     except Exception as exc:
         service = unreachable_service(exc)
         if service is None:
@@ -731,19 +733,25 @@ def unreachable_service(exc: BaseException) -> tuple[str, str] | None:
 
     seen: set[int] = set()
     cause: BaseException | None = exc
+    # Only what the error was raised from (`raise ... from`): an error raised while handling another is its own.
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
-        if isinstance(
-            cause, pymysql.err.OperationalError | sqlalchemy.exc.OperationalError | sqlalchemy.exc.TimeoutError
-        ):
+        if isinstance(cause, sqlalchemy.exc.TimeoutError):  # the pool found no connection in time
+            return "MySQL", "the TENDERHUB_MYSQL*_URL the command uses"
+        orig = cause.orig if isinstance(cause, sqlalchemy.exc.DBAPIError) else cause
+        # Client-side errors only (2002 no socket, 2003 refused, 2006 gone, 2013 lost, ...): the server's own
+        # refusals (access denied, a missing grant, a deadlock) are not an outage and keep their traceback.
+        code = orig.args[0] if isinstance(orig, pymysql.err.OperationalError) and orig.args else None
+        if isinstance(code, int) and 2000 <= code < 2100:
             return "MySQL", "the TENDERHUB_MYSQL*_URL the command uses"
         if isinstance(cause, aiokafka.errors.KafkaConnectionError | aiokafka.errors.KafkaTimeoutError):
             return "Kafka", "TENDERHUB_KAFKA_BOOTSTRAP"
         if isinstance(cause, pymongo.errors.ConnectionFailure):
             return "MongoDB", "TENDERHUB_MONGO_URL"
-        if isinstance(cause, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        redis_down = isinstance(cause, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError)
+        if redis_down and not isinstance(cause, redis.exceptions.AuthenticationError):
             return "Redis", "TENDERHUB_REDIS_URL"
-        cause = cause.__cause__ or cause.__context__
+        cause = cause.__cause__
     return None
 
 

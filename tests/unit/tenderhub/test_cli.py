@@ -90,7 +90,7 @@ def test_the_worker_checks_its_agents_and_their_settings_before_contacting_any_s
     assert says in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("user", ["", "a b;touch /tmp/pwned", "$(id)", "x" * 129])
+@pytest.mark.parametrize("user", ["", "a';touch /tmp/pwned;'", "$(id)", "`id`", "x" * 256, "a\nb"])
 def test_kafka_acl_user_names_are_checked_before_they_reach_a_printed_shell_command(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], user: str
 ) -> None:
@@ -98,3 +98,38 @@ def test_kafka_acl_user_names_are_checked_before_they_reach_a_printed_shell_comm
     with pytest.raises(SystemExit) as exit_:
         main(["kafka-acls", "--print", "--worker-user", user])
     assert exit_.value.code == 2 and "SASL user name" in capsys.readouterr().err
+
+
+def test_a_certificate_dn_is_a_user_and_every_printed_word_is_quoted(capsys: pytest.CaptureFixture[str]) -> None:
+    import shlex
+
+    assert main(["kafka-acls", "--print", "--worker-user", "CN=worker,OU=Pipeline,O=Tender Hub"]) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("kafka-acls.sh")]
+    assert lines and all(shlex.split(x)[0] == "kafka-acls.sh" for x in lines)
+    assert any("User:CN=worker,OU=Pipeline,O=Tender Hub" in shlex.split(x) for x in lines)
+
+
+def test_only_client_side_errors_are_an_unreachable_service() -> None:
+    import pymysql
+    import redis.exceptions
+    import sqlalchemy.exc
+
+    from tenderhub.cli import unreachable_service
+
+    refused = pymysql.err.OperationalError(2003, "Can't connect to MySQL server")
+    assert unreachable_service(refused) == ("MySQL", "the TENDERHUB_MYSQL*_URL the command uses")
+    wrapped = sqlalchemy.exc.OperationalError("SELECT 1", {}, refused)
+    assert unreachable_service(wrapped) is not None
+    # The server answered: a wrong password, a missing grant or a deadlock is not an outage.
+    for code in (1045, 1142, 1213):
+        assert unreachable_service(pymysql.err.OperationalError(code, "refused")) is None
+    assert unreachable_service(redis.exceptions.AuthenticationError("WRONGPASS")) is None
+    assert unreachable_service(redis.exceptions.ConnectionError("refused")) is not None
+    # A bug raised while handling an outage is a bug.
+    try:
+        try:
+            raise refused
+        except pymysql.err.OperationalError:
+            raise KeyError("bug") from None
+    except KeyError as bug:
+        assert unreachable_service(bug) is None
