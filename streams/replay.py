@@ -124,8 +124,8 @@ async def plan_offsets(settings: Settings, target: Target) -> dict[TopicPartitio
 
 
 async def group_positions(settings: Settings, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-    """Where the workers' group resumes on each partition: its committed offset, or the first offset kept (a group
-    with nothing committed starts at the earliest, `auto_offset_reset`)."""
+    """Where the workers' group resumes on each partition: its committed offset, or the first offset kept when that
+    is later (a group with nothing committed starts at the earliest, `auto_offset_reset`)."""
     consumer = AIOKafkaConsumer(**kafka_options(settings), group_id=settings.worker_group, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -133,7 +133,8 @@ async def group_positions(settings: Settings, tps: list[TopicPartition]) -> dict
         committed = {tp: await consumer.committed(tp) for tp in tps}
     finally:
         await consumer.stop()
-    return {tp: committed[tp] if committed[tp] is not None else first[tp] for tp in tps}
+    # Below the first offset kept, the events are gone (retention): the group effectively resumes there.
+    return {tp: max(committed[tp] or 0, first[tp]) for tp in tps}
 
 
 def moved_forward(planned: dict[TopicPartition, int], positions: dict[TopicPartition, int]) -> list[str]:

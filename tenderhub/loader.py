@@ -124,7 +124,7 @@ def with_award_value(row: TenderRow, release: dict[str, Any]) -> TenderRow:
     currencies = {v.get("currency") for v in values}
     if not values or len(currencies) != 1 or None in currencies:
         return row
-    total = sum((Decimal(str(v["amount"])) for v in values), Decimal(0)).quantize(Decimal("0.01"))
+    total = sum((_amount(row.ocid, v["amount"]) for v in values), Decimal(0)).quantize(Decimal("0.01"))
     return dataclasses.replace(row, budget=total, currency=currencies.pop())
 
 

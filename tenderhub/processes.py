@@ -239,7 +239,8 @@ class Worker(Child):
     def wait_ready(self, timeout: float = 150) -> Self:
         """Until the web view answers and the worker says its partitions are assigned. A worker that replaces one
         that died without leaving the consumer group (SIGKILL, exit 78) gets its partitions when the dead member's
-        session times out (60 s): the default waits well past that."""
+        session times out (TENDERHUB_WORKER_SESSION_TIMEOUT_MS: 10 s in tests, 60 s by default): the default waits
+        well past that."""
         return self.wait_until(
             lambda: bool(self.stats() is not None and "Worker ready" in self.since_start()), timeout, "ready", 0.2
         )

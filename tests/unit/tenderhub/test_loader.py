@@ -87,3 +87,15 @@ def test_a_company_profile_lists_its_sectors_and_provinces_a_single_string_is_re
     assert CompanyProfile.from_dict(data).sectors == ["Construction"]
     with pytest.raises(ValueError, match=f"{field} must be a list"):
         CompanyProfile.from_dict({**data, field: "construction"})  # was ['c', 'o', 'n', ...]
+
+
+@pytest.mark.parametrize("amount", [-500, "NaN", "Infinity", "lots"])
+def test_award_values_a_budget_cannot_be_are_refused(amount: object) -> None:
+    from tenderhub.loader import with_award_value
+
+    row = tender_row({"ocid": "o-1", "tender": {"description": "Roads"}})
+    release = {
+        "awards": [{"value": {"amount": 100, "currency": "GBP"}}, {"value": {"amount": amount, "currency": "GBP"}}]
+    }
+    with pytest.raises(ReleaseError, match="amount"):
+        with_award_value(row, release)
