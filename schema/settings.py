@@ -40,11 +40,16 @@ def _env_file() -> str:
 
 def mixed_sources() -> list[str]:
     """The variables the default env file (the dev stack's, read because TENDERHUB_ENV_FILE is not set) fills in while
-    the environment sets store URLs of its own: an operator who exported production URLs from inside a checkout would
-    otherwise get the dev stack's values for everything else without a word. [] when nothing is mixed."""
+    the environment sets store URLs of its own, or a secrets folder holds settings: an operator who exported production
+    URLs (or mounted secrets) from inside a checkout would otherwise get the dev stack's values without a word (the
+    env file even wins over the secrets folder). [] when nothing is mixed."""
     if f"{ENV_PREFIX}ENV_FILE" in os.environ or not Path(DEFAULT_ENV_FILE).is_file():
         return []
     urls = [k for k in os.environ if k.startswith(ENV_PREFIX) and k.endswith("_URL")]
+    secrets = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR")
+    if secrets and Path(secrets).is_dir():
+        # The env file comes before the secrets folder: its dev URLs would win over the secrets' own.
+        urls += [p.name for p in Path(secrets).iterdir() if p.name.lower().startswith("tenderhub_")]
     if not urls:
         return []
     try:

@@ -269,6 +269,11 @@ def test_the_dev_stacks_env_file_filling_in_for_exported_urls_is_named(env: pyte
     for var in GOOD:
         env.delenv(var)
     assert mixed_sources() == []  # nothing exported: the file is the one source
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "tenderhub_mysql_url").write_text("mysql+pymysql://prod@db:3306/t")
+    env.setenv("TENDERHUB_SECRETS_DIR", str(secrets))
+    assert mixed_sources() == ["TENDERHUB_MYSQL_ADMIN_URL", "TENDERHUB_MYSQL_URL"]  # the file wins over secrets
 
 
 @pytest.mark.parametrize(
