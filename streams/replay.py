@@ -107,7 +107,8 @@ def truncated_history(first: dict[TopicPartition, int]) -> list[str]:
 async def plan_offsets(settings: Settings, target: Target) -> dict[TopicPartition, int]:
     """The offset each partition of the data topics resumes at."""
     tps = await data_partitions(settings)
-    consumer = AIOKafkaConsumer(**kafka_options(settings), enable_auto_commit=False)
+    # read_committed: the end is the last stable offset, never inside a relay transaction still open.
+    consumer = AIOKafkaConsumer(**kafka_options(settings), enable_auto_commit=False, isolation_level="read_committed")
     await consumer.start()
     try:
         first = await consumer.beginning_offsets(tps)
