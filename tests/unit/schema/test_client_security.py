@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
+import schema.engines
 from schema.engines import mysql_engine
 from schema.kafka_client import kafka_options
 from schema.settings import MysqlDsn, Settings, SettingsError, load_settings
@@ -96,7 +97,9 @@ def test_bad_kafka_security_settings_fail_at_start_up(
     assert message in str(err.value)
 
 
-def test_mysql_tls_comes_from_the_url_for_pymysql_and_sqlalchemy_alike(ca: str) -> None:
+def test_mysql_tls_comes_from_the_url_for_pymysql_and_sqlalchemy_alike(
+    ca: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"mysql+pymysql://relay:pw@db.internal:3306/tenderhub?ssl_ca={ca}"
     dsn = MysqlDsn.parse(SecretStr(url))
     assert dsn.pymysql_kwargs() == {
@@ -112,7 +115,15 @@ def test_mysql_tls_comes_from_the_url_for_pymysql_and_sqlalchemy_alike(ca: str) 
     }
     engine = mysql_engine(url.replace("db.internal:3306", "127.0.0.1:1"))
     seen: dict[str, Any] = {}
-    sa.event.listen(engine, "do_connect", lambda dialect, rec, cargs, cparams: seen.update(cparams))
+
+    class Recorded(schema.engines.BoundedConnection):
+        """The connection the engine makes (its own do_connect listener), with the arguments it was given."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            seen.update(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(schema.engines, "BoundedConnection", Recorded)
     try:
         assert "ssl_ca" not in engine.url.query  # not also handed to the dialect's own ssl translation
         with pytest.raises(sa.exc.OperationalError):  # nothing listens on port 1: the arguments are what matter
