@@ -15,15 +15,20 @@ from schema.settings import MysqlDsn, Settings
 UTC_INIT = "SET time_zone = '+00:00'"
 
 
-def transactional_connection(dsn: MysqlDsn, connect_timeout: float = 10) -> Any:
-    conn = BoundedConnection(
+def _utc_connection(dsn: MysqlDsn, autocommit: bool, connect_timeout: float) -> Any:
+    """A connection to the relay's database whose session reads timestamps in UTC; its handshake is bounded."""
+    return BoundedConnection(
         **dsn.pymysql_kwargs(),
         database=dsn.database,
-        autocommit=False,
+        autocommit=autocommit,
         charset="utf8mb4",
         init_command=UTC_INIT,
         connect_timeout=connect_timeout,
     )
+
+
+def transactional_connection(dsn: MysqlDsn, connect_timeout: float = 10) -> Any:
+    conn = _utc_connection(dsn, False, connect_timeout)
     with conn.cursor() as cur:
         # No gap locks: a polling batch held open across the Kafka commit must not stall the app's inserts.
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
@@ -33,14 +38,7 @@ def transactional_connection(dsn: MysqlDsn, connect_timeout: float = 10) -> Any:
 def marker_connection(dsn: MysqlDsn, connect_timeout: float = 10) -> Any:
     """Autocommit: each run is recorded in its own statement. The runs never touch outbox rows, so the marker does not
     wait for a transaction the relay read from the binlog before InnoDB committed it."""
-    return BoundedConnection(
-        **dsn.pymysql_kwargs(),
-        database=dsn.database,
-        autocommit=True,
-        charset="utf8mb4",
-        init_command=UTC_INIT,
-        connect_timeout=connect_timeout,
-    )
+    return _utc_connection(dsn, True, connect_timeout)
 
 
 def polling_connection(settings: Settings) -> Any:
@@ -57,14 +55,7 @@ def polling_connection(settings: Settings) -> Any:
 
 @contextlib.contextmanager
 def relay_connection(dsn: MysqlDsn, connect_timeout: float = 10) -> Iterator[Any]:
-    conn = BoundedConnection(
-        **dsn.pymysql_kwargs(),
-        database=dsn.database,
-        autocommit=True,
-        charset="utf8mb4",
-        connect_timeout=connect_timeout,
-        init_command=UTC_INIT,
-    )
+    conn = _utc_connection(dsn, True, connect_timeout)
     try:
         yield conn
     finally:

@@ -120,6 +120,14 @@ class Keys:
         self.window_zset_key = f"{p}analytics:{{spend_by_buyer}}:30d"
         self.client = sync_redis.Redis.from_url(ns.settings.redis_url.get_secret_value(), socket_timeout=5)
 
+    @property
+    def every_key(self) -> list[str]:
+        return [self.states_key, self.totals_key, self.window_key, self.zset_key, self.window_zset_key]
+
+    def lose_everything(self) -> None:
+        """A restart without persistence, a FLUSHALL, or every key expired: the store is empty again."""
+        self.client.delete(*self.every_key)
+
     def totals(self, key: str) -> dict[str, tuple[int, int, int]]:
         raw = {k.decode(): int(v) for k, v in self.client.hgetall(key).items() if not k.startswith(b"__")}
         members = {k[2:] for k in raw}
@@ -165,7 +173,7 @@ async def test_the_window_refresh_builds_a_store_lost_whole_from_mysql_with_no_b
     ns, scratch = env
     keys = Keys(ns)
     await _first_batch(ns, scratch)
-    keys.client.delete(keys.states_key, keys.totals_key, keys.window_key, keys.zset_key, keys.window_zset_key)
+    keys.lose_everything()
     scratch.write(7, spend_tender(7, buyer="Bradford Council", budget="70.00"))
     # No tender event for hours: the leader's window refresh (every minute) must not leave readers an empty store.
     ctx = WorkerContext(ns.settings)
@@ -187,7 +195,7 @@ async def test_a_store_that_lost_a_key_is_rebuilt_from_mysql_before_the_next_bat
     await _first_batch(ns, scratch)
     # Expired, evicted, or a restart without persistence (all): the other keys stay as they were.
     doomed = {"states": [keys.states_key], "totals": [keys.totals_key], "window": [keys.window_key]}.get(
-        lost, [keys.states_key, keys.totals_key, keys.window_key, keys.zset_key, keys.window_zset_key]
+        lost, keys.every_key
     )
     keys.client.delete(*doomed)
     # The next batch changes one tender's budget (tender 2 in another batch had been counted before the loss).
@@ -223,8 +231,7 @@ async def test_a_store_lost_whole_is_not_restarted_by_a_batch_of_new_tenders(env
     ns, scratch = env
     keys = Keys(ns)
     await _first_batch(ns, scratch)
-    # A restart without persistence, a FLUSHALL, or every key expired: the store is empty again.
-    keys.client.delete(keys.states_key, keys.totals_key, keys.window_key, keys.zset_key, keys.window_zset_key)
+    keys.lose_everything()
     # The next batch creates a tender: it holds that tender's whole history, not the others'.
     dead = await run_batches(ns.settings, FaultPlan(), SpendHandler, [[created(10, 5, scratch, budget="50.00")]])
     assert dead.event_ids() == []
@@ -258,10 +265,7 @@ async def test_the_all_time_sorted_set_expired_comes_back_whole_not_with_one_bat
     assert keys.zset(keys.zset_key) == before | {"GBP|York Council": 350.0}
     keys.consistent()
     # Every hash lives as long as the others; the read models never longer than the totals they come from.
-    ttls = {
-        k: keys.client.ttl(k)
-        for k in (keys.states_key, keys.totals_key, keys.window_key, keys.zset_key, keys.window_zset_key)
-    }
+    ttls = {k: keys.client.ttl(k) for k in keys.every_key}
     assert (
         max(ttls[k] for k in (keys.states_key, keys.totals_key, keys.window_key))
         - min(ttls[k] for k in (keys.states_key, keys.totals_key, keys.window_key))
