@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import ipaddress
 import logging
 import time
 from collections import OrderedDict
@@ -47,7 +48,16 @@ class Verdict:
 
 
 def address_id(address: str) -> int:
-    """A client address as a key id (a positive 63-bit integer): addresses are not ids a key may hold as text."""
+    """A client address as a key id (a positive 63-bit integer): addresses are not ids a key may hold as text. An IPv6
+    client is counted by its /64, the least a site is given: one host has the whole /64 to rotate through."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        ip = None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+        address = str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    elif isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        address = str(ip.ipv4_mapped)
     return int.from_bytes(hashlib.sha256(address.encode()).digest()[:8], "big") % MAX_ID + 1
 
 

@@ -74,6 +74,13 @@ def test_client_addresses_become_valid_key_ids() -> None:
     assert len(ids) == 4 and all(0 < i < 2**63 for i in ids)
 
 
+def test_an_ipv6_client_is_counted_by_its_64_and_a_mapped_ipv4_as_itself() -> None:
+    # One host holds a whole /64: rotating through it must not give it a fresh quota per address.
+    assert address_id("2001:db8:1:2::1") == address_id("2001:db8:1:2:ffff:ffff:ffff:ffff")
+    assert address_id("2001:db8:1:2::1") != address_id("2001:db8:1:3::1")
+    assert address_id("::ffff:10.0.0.7") == address_id("10.0.0.7")
+
+
 def test_answers_are_strict_json_a_non_finite_number_is_null() -> None:
     @dataclasses.dataclass
     class Row:
