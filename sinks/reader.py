@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,6 +125,17 @@ def score_generation(doc: Mapping[str, Any]) -> int:
     return seq if whole(seq) else -1
 
 
+_MAX_PAGE = 10_000  # the most documents one find_where returns
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def whole_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 class CacheFirstReader:
     def __init__(self, redis: RedisSink, mongo: MongoSink, as_of: Callable[[], dt.date] | None = None) -> None:
         """`as_of`: today's date for "open" (Settings.today: the configured as-of date, else the real clock)."""
@@ -213,14 +225,43 @@ class CacheFirstReader:
         tender's status and closing date as stored (the score's own status, and the summary document's status and
         closing date), so a close that has not reached the scores yet, or a closing date that passed with no event,
         never shows. A tender with no summary document has no known closing date: left out."""
-        docs = self._mongo.find_by_ids(
-            READINESS_SCORES.name, "team_id", [team_id], ["tender_id", "score", "biddable", "tender_status", "team_seq"]
-        )
+        # The best scores first, a page at a time: only as many documents as the answer needs are read (a team with
+        # thousands of scores and no open tender in Redis read every one of them on every request).
+        limit = max(4 * k, 64)
+        while True:
+            page = self._mongo.find_where(
+                READINESS_SCORES.name, {"team_id": team_id}, ["tender_id", "score"], sort=("score", -1), limit=limit
+            )
+            all_read = len(page) < limit
+            if not all_read and limit >= _MAX_PAGE:
+                return self._best_open(team_id, None, k)  # a page cannot hold enough: read every document
+            ids = sorted({int(d["tender_id"]) for d in page if whole_id(d.get("tender_id"))})
+            best = self._best_open(team_id, ids, k)
+            numbers = [float(d["score"]) for d in page if _number(d.get("score"))]
+            # A tender outside the page has no document scoring above the page's lowest: it can enter the top k
+            # only when it could tie with or beat the last one.
+            floor = min(numbers) if numbers else None
+            if all_read or (floor is not None and (floor <= 0 or (len(best) == k and best[-1][1] > floor))):
+                return best
+            limit = min(limit * 4, _MAX_PAGE)
+
+    def _best_open(self, team_id: int, tender_ids: list[int] | None, k: int) -> list[tuple[int, float]]:
+        """The best k open tenders among `tender_ids` (None: all the team's), from every score document of theirs
+        (the current generation of each)."""
+        fields = ["tender_id", "score", "biddable", "tender_status", "team_seq"]
+        if tender_ids is None:
+            docs = self._mongo.find_by_ids(READINESS_SCORES.name, "team_id", [team_id], fields)
+        elif not tender_ids:
+            return []
+        else:
+            docs = self._mongo.find_by_ids(
+                READINESS_SCORES.name, "tender_id", tender_ids, fields, where={"team_id": team_id}
+            )
         candidates = [
             d
             for d in current_scores(docs).values()
             if d.get("biddable") is True
-            and isinstance(d.get("score"), int | float)
+            and _number(d.get("score"))
             and d["score"] > 0
             and d.get("tender_status", "active") in OPEN_STATUSES
         ]
