@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pymysql.charset import charset_by_name
-from pymysqlreplication import binlogstream, constants, packet
+from pymysqlreplication import binlogstream, constants, event, packet
 from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.json_binary import parse_json
 from pymysqlreplication.row_event import TableMapEvent, WriteRowsEvent
@@ -103,7 +103,8 @@ def _timestamp2(fsp: int) -> Reader:
     frac = (fsp + 1) // 2
 
     def read(data: bytes, pos: int) -> tuple[Any, int]:
-        seconds = int.from_bytes(data[pos : pos + 4], "big", signed=True)
+        # Unsigned: MariaDB 11.5 stores TIMESTAMPs up to 2106 (read signed, 2040 became 1903). 0 is the zero date.
+        seconds = int.from_bytes(data[pos : pos + 4], "big", signed=False)
         pos += 4
         value = dt.datetime.fromtimestamp(seconds, dt.UTC).replace(tzinfo=None)
         if frac:
@@ -209,6 +210,15 @@ class FastWriteRowsEvent(WriteRowsEvent):  # type: ignore[misc]
         return fast
 
 
+class CompressedEvent(event.NotImplementedEvent):  # type: ignore[misc]
+    """A compressed binlog event (MariaDB's log_bin_compress: compressed queries and rows; MySQL's
+    binlog_transaction_compression: a transaction payload). The library cannot read them and skipped them without a
+    word, so the relay lost the rows inside while its position moved past them: the relay now stops on one."""
+
+
+# MySQL TRANSACTION_PAYLOAD_EVENT (40); MariaDB QUERY_COMPRESSED_EVENT (165) and the compressed rows events (166-171).
+COMPRESSED_EVENT_TYPES = (40, 165, 166, 167, 168, 169, 170, 171)
+
 _LIBRARY_WRAPPER = packet.BinLogPacketWrapper
 
 
@@ -220,6 +230,7 @@ class _RelayPacketWrapper(packet.BinLogPacketWrapper):  # type: ignore[misc]
         constants.TABLE_MAP_EVENT: CachedTableMapEvent,
         constants.WRITE_ROWS_EVENT_V1: FastWriteRowsEvent,
         constants.WRITE_ROWS_EVENT_V2: FastWriteRowsEvent,
+        **dict.fromkeys(COMPRESSED_EVENT_TYPES, CompressedEvent),
     }
 
 

@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pymysql
@@ -190,6 +190,7 @@ class BinlogSource:
                 QueryEvent,
                 fastrows.FastWriteRowsEvent,
                 fastrows.CachedTableMapEvent,
+                fastrows.CompressedEvent,
                 HeartbeatLogEvent,
             ],
             only_schemas=[self.dsn.database],
@@ -259,6 +260,10 @@ class _Txn:
     rows: int = 0  # outbox rows seen so far
     xa: str | None = None  # XA transaction id between XA START and its prepare
     held: list[dict[str, Any]] | None = None  # rows of that XA transaction, published when it commits
+    # Rows after a SAVEPOINT, published when the group commits: the server logs ROLLBACK TO instead of dropping
+    # them when the transaction also changed a non-transactional table.
+    pending: list[dict[str, Any]] | None = None
+    marks: dict[str, int] = field(default_factory=dict)  # savepoint -> rows pending before it
 
 
 # MariaDB Gtid_log_event flags (sql/log_event.h).
@@ -302,6 +307,14 @@ class TxnMachine:
     def feed(self, event: Any) -> list[Item]:
         if isinstance(event, HeartbeatLogEvent):
             return [Idle()]
+        if isinstance(event, fastrows.CompressedEvent):
+            where = self.cur.gtid if self.cur is not None else f"after {self.read_state}"
+            raise SourceConfigError(
+                f"a compressed binlog event (type {event.event_type}) in {where}: the relay cannot read compressed "
+                "events, and skipping one would lose the outbox rows inside. Remedy: SET GLOBAL log_bin_compress=OFF "
+                "(MariaDB) or binlog_transaction_compression=OFF (MySQL, every session too), and in the server's "
+                "config; then `tenderhub cdc run --resnapshot` starts past the compressed events."
+            )
         if isinstance(event, MariadbGtidEvent):
             relay_domain = event.domain_id == self.domain
             self.cur = _Txn(
@@ -328,22 +341,58 @@ class TxnMachine:
         if cur is None:
             return []
         if isinstance(event, WriteRowsEvent):
-            return self._rows(cur, [row["values"] for row in event.rows])
+            images = [row["values"] for row in event.rows]
+            if images and not images[0].keys() >= _OUTBOX_COLUMNS:
+                raise SourceConfigError(
+                    f"transaction {cur.gtid}: the binlog names the outbox's columns {sorted(images[0])[:8]}, not "
+                    f"{sorted(_OUTBOX_COLUMNS)}: its table maps carry no column names (binlog_row_metadata is not "
+                    "FULL, now or when they were written) or a column was renamed. Remedy: SET GLOBAL "
+                    "binlog_row_metadata=FULL (and in the server's config), then restart the relay; for events "
+                    "written before that, `tenderhub cdc run --resnapshot` starts past them."
+                )
+            return self._rows(cur, images)
         if isinstance(event, QueryEvent):
             return self._query(cur, _query_text(event))
         if isinstance(event, XAPrepareEvent):
             if event.one_phase:  # MySQL: XA COMMIT ... ONE PHASE ends an ordinary transaction
                 rows, cur.held, cur.xa = cur.held or [], None, None
                 return [*self._rows(cur, rows), *self._end(cur)]
-            return self._prepared(cur, str(event.xid))
+            return self._prepared(cur, xid_key(event.xid_gtrid, event.xid_bqual))
         if isinstance(event, XidEvent):
-            return self._end(cur)
+            return [*self._release(cur), *self._end(cur)]
         return []
 
     def _query(self, cur: _Txn, query: str) -> list[Item]:
         upper = query.upper()
         if upper == "BEGIN":
             cur.standalone = False
+        elif upper.startswith("SAVEPOINT "):
+            if cur.pending is None:
+                cur.pending = []
+            cur.marks[_savepoint_name(query, "SAVEPOINT ")] = len(cur.pending)
+        elif upper.startswith("ROLLBACK TO "):
+            name = _savepoint_name(re.sub(r"(?i)^ROLLBACK\s+(WORK\s+)?TO\s+(SAVEPOINT\s+)?", "", query), "")
+            if cur.pending is not None and name in cur.marks:
+                del cur.pending[cur.marks[name] :]
+        elif upper.startswith("RELEASE SAVEPOINT "):
+            pass
+        elif upper == "ROLLBACK":
+            # The group was rolled back (it also changed a non-transactional table): its rows never existed.
+            if cur.rows:
+                log.error(
+                    "transaction %s was rolled back after %d of its outbox rows were read: they were published "
+                    "(a rollback is logged only when a non-transactional table is in the transaction)",
+                    cur.gtid,
+                    cur.rows,
+                )
+            cur.pending, cur.marks = None, {}
+            return self._end(cur)
+        elif cur.standalone and _OUTBOX_RESET.match(query):
+            raise SourceConfigError(
+                f"transaction {cur.gtid} resets the outbox ({query[:80]!r}): new rows would reuse published event "
+                "ids, and consumers drop a reused id as a redelivery. Remedy: ALTER TABLE integration_outbox "
+                "AUTO_INCREMENT = (a number above the last published id), then `tenderhub cdc run --resnapshot`."
+            )
         elif upper.startswith("XA START") or upper.startswith("XA BEGIN"):
             cur.standalone, cur.xa, cur.held = False, _xid_of(query), []
         elif upper.startswith("XA END"):
@@ -355,6 +404,15 @@ class TxnMachine:
             return [*self._rows(cur, rows), *self._end(cur)]
         elif upper.startswith("XA COMMIT") or upper.startswith("XA ROLLBACK"):
             xid = _xid_of(query)
+            if xid not in self.held and upper.startswith("XA COMMIT"):
+                # Prepared before the relay's start position (a snapshot or --from-now taken meanwhile), or an XA
+                # transaction without outbox rows: nothing of it is held here.
+                log.warning(
+                    "XA COMMIT %s in %s: its prepare was not read with outbox rows (prepared before the relay's start "
+                    "position, or it had none); if it wrote outbox rows, they are not published",
+                    xid[:80],
+                    cur.gtid,
+                )
             rows, before = self.held.pop(xid, ([], ""))
             if upper.startswith("XA COMMIT"):
                 out = self._rows(cur, rows)
@@ -367,17 +425,22 @@ class TxnMachine:
         elif cur.standalone or upper == "COMMIT":
             # A standalone GTID (DDL) ends with its query; a transaction on a non-transactional table ends with
             # COMMIT. Other queries inside a transaction (SAVEPOINT ...) do not end it.
-            return self._end(cur)
+            return [*self._release(cur), *self._end(cur)]
         return []
 
     def _prepared(self, cur: _Txn, xid: str) -> list[Item]:
         """An XA transaction is prepared: its rows wait for XA COMMIT. MariaDB resumes from before it until then;
         MySQL keeps its GTID out of the resume set (and remembers it here) until then."""
         rows = cur.held or []
-        # MariaDB: resume from the state before this group (a re-read after a restart is before it already).
-        before = self.read_state if self.mariadb else cur.gtid
-        self.held[xid] = (rows, before)
         cur.held, cur.xa = None, None
+        if not rows:
+            # Nothing to publish when it commits (another application's XA): it must not hold the resume point,
+            # which an orphaned prepared transaction would do for good.
+            return self._end(cur)
+        # MariaDB: resume from the state before this group. A group read again (the library's silent reconnect
+        # resumes from before it) keeps the point it was first held at, never the state read since.
+        before = self.held[xid][1] if xid in self.held else (self.read_state if self.mariadb else cur.gtid)
+        self.held[xid] = (rows, before)
         self.cur = None
         if self.mariadb:
             self.read_state = replace_domain(self.read_state, cur.gtid)
@@ -385,9 +448,17 @@ class TxnMachine:
                 self.done_seq = cur.seq
         return [TxnEnd(self.resume_state(), self.done_seq)]
 
+    def _release(self, cur: _Txn) -> list[Item]:
+        """The rows held since a savepoint, published as the group commits."""
+        rows, cur.pending, cur.marks = cur.pending or [], None, {}
+        return self._rows(cur, rows)
+
     def _rows(self, cur: _Txn, rows: list[dict[str, Any]]) -> list[Item]:
         if cur.xa is not None and cur.held is not None:
             cur.held.extend(rows)
+            return []
+        if cur.pending is not None:
+            cur.pending.extend(rows)
             return []
         if not rows:
             return []
@@ -461,6 +532,11 @@ def outbox_row_from_values(v: dict[str, Any], txn_seq: int, idx: int, seq: int, 
     if not isinstance(created, dt.datetime):
         defect = defect or f"created_at is not a valid timestamp: {created!r}"
         created = None
+    elif created == _EPOCH:
+        # A TIMESTAMP stores the zero date ('0000-00-00 00:00:00', accepted without NO_ZERO_DATE) as 0 seconds,
+        # which decodes to the epoch: no row of the pipeline was written then.
+        defect = defect or "created_at is the zero date"
+        created = None
     try:
         raw = v.get("schema_version")
         # The column defaults to 1; a stored 0 is a version the contract does not know (DLQ), never "1".
@@ -495,8 +571,29 @@ def _query_text(event: Any) -> str:
     return str(query).strip()
 
 
+def xid_key(gtrid: bytes, bqual: bytes) -> str:
+    """An XA transaction's key: its gtrid and bqual bytes, as hex (a transaction manager's ids are binary)."""
+    return (gtrid + bqual).hex()
+
+
 def _xid_of(query: str) -> str:
-    """The gtrid of `XA <verb> 'gtrid'[,'bqual'[,format]]` as the XA prepare event spells it (gtrid + bqual)."""
+    """The key of the xid in `XA <verb> 'gtrid'[,'bqual'[,format]]` (either part quoted text or X'hex'), as
+    `xid_key` makes it from the XA prepare event."""
     parts = re.findall(r"'((?:[^'\\]|\\.)*+)'|X'([0-9A-Fa-f]*+)'", query)
-    texts = [a if a or not b else bytes.fromhex(b).decode("utf-8", errors="replace") for a, b in parts[:2]]
-    return "".join(texts)
+    raw = [a.encode() if a or not b else bytes.fromhex(b) for a, b in parts[:2]]
+    gtrid, bqual = [*raw, b"", b""][:2]
+    return xid_key(gtrid, bqual)
+
+
+def _savepoint_name(text: str, prefix: str) -> str:
+    return text[len(prefix) :].strip().strip("`").strip()
+
+
+# The columns the relay cannot do without (schema_version and created_at have defaults and their own checks).
+_OUTBOX_COLUMNS = frozenset({"id", "event_type", "aggregate_type", "aggregate_id", "payload"})
+# DDL after which new outbox rows reuse event ids (a partition dropped by the janitor is not one).
+_OUTBOX_RESET = re.compile(
+    r"(?is)^\s*(TRUNCATE(\s+TABLE)?|DROP\s+TABLE(\s+IF\s+EXISTS)?|RENAME\s+TABLE)\s+"
+    r"(`?\w+`?\.)?`?integration_outbox`?(\s|,|;|$)"
+)
+_EPOCH = dt.datetime(1970, 1, 1)

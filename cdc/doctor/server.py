@@ -89,8 +89,20 @@ def evaluate_variables(
         ),
         _server_id(variables, relay_server_id),
         _gtid(variables, mariadb, relay_domain),
+        _uncompressed(variables, mariadb),
     ]
     return [*(_for_mode(c, mode) for c in checks), evaluate_retention(variables, mariadb, mode)]
+
+
+def _uncompressed(variables: Mapping[str, str], mariadb: bool) -> Check:
+    """The relay cannot read compressed binlog events (it stops on one, rather than lose the rows inside)."""
+    name = "log_bin_compress" if mariadb else "binlog_transaction_compression"
+    got = variables.get(name)
+    if got is None:
+        return Check(name, "ok", "not supported by this server (never compressed)")
+    if got.upper() in ("ON", "1"):
+        return Check(name, "fail", f"{got} (the relay reads no compressed events)", _cnf(f"{name} = OFF"))
+    return Check(name, "ok", got)
 
 
 def _server_id(variables: Mapping[str, str], relay_server_id: int) -> Check:

@@ -339,7 +339,7 @@ def test_server_versions_and_status_statement() -> None:
 def test_good_mariadb_and_mysql_variables_are_all_ok() -> None:
     for variables, mariadb in ((MARIADB_VARS, True), (MYSQL_VARS, False)):
         checks = evaluate_variables(variables, mariadb=mariadb, mode="binlog", relay_server_id=4_200_001)
-        assert [c.status for c in checks] == ["ok"] * 7, checks
+        assert [c.status for c in checks] == ["ok"] * 8, checks
     gtid = by_name(evaluate_variables(MARIADB_VARS, mariadb=True, mode="binlog", relay_server_id=9))["gtid"]
     assert "gtid_binlog_pos=0-1-2330" in gtid.value and "gtid_domain_id=0" in gtid.value
 
@@ -622,3 +622,11 @@ def test_database_wide_execute_covers_the_partition_procedures() -> None:
     checks = privileges(lines)
     assert checks["privileges"].status == "ok", checks["privileges"].value
     assert not GrantTarget("other", "*").covers(GrantTarget("tenderhub", "tenderhub_outbox_add_partition", "PROCEDURE"))
+
+
+@pytest.mark.parametrize(("mariadb", "name"), [(True, "log_bin_compress"), (False, "binlog_transaction_compression")])
+def test_a_compressed_binlog_fails_the_check_with_the_fix(mariadb: bool, name: str) -> None:
+    base = MARIADB_VARS if mariadb else MYSQL_VARS
+    assert by_name(evaluate_variables(base, mariadb=mariadb, mode="binlog", relay_server_id=9))[name].status == "ok"
+    check = by_name(evaluate_variables({**base, name: "ON"}, mariadb=mariadb, mode="binlog", relay_server_id=9))[name]
+    assert check.status == "fail" and f"{name} = OFF" in check.fix
