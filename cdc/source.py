@@ -225,7 +225,7 @@ class BinlogSource:
             self._put(exc)
 
     def _tail(self) -> None:
-        machine = TxnMachine(self.position, self.mariadb, self.domain)
+        machine = TxnMachine(self.position, self.mariadb, self.domain, database=self.dsn.database)
         stream = self._stream = self._open(machine.resume_state())
         try:
             while not self._stop.is_set():
@@ -282,9 +282,10 @@ class TxnMachine:
     MariaDB GTID domains are tracked in the position but may carry no outbox row.
     """
 
-    def __init__(self, position: Position, mariadb: bool, domain: int = 0) -> None:
+    def __init__(self, position: Position, mariadb: bool, domain: int = 0, database: str | None = None) -> None:
         self.mariadb = mariadb
         self.domain = domain
+        self.database = database  # the outbox's schema (None: any, in unit tests)
         self.read_state = position.gtid  # MariaDB: GTID state read so far; MySQL: GTID set read so far
         self.done_seq = position.seq
         self.clock = position.clock()
@@ -352,7 +353,7 @@ class TxnMachine:
                 )
             return self._rows(cur, images)
         if isinstance(event, QueryEvent):
-            return self._query(cur, _query_text(event))
+            return self._query(cur, _query_text(event), getattr(event, "schema", None))
         if isinstance(event, XAPrepareEvent):
             if event.one_phase:  # MySQL: XA COMMIT ... ONE PHASE ends an ordinary transaction
                 rows, cur.held, cur.xa = cur.held or [], None, None
@@ -362,7 +363,7 @@ class TxnMachine:
             return [*self._release(cur), *self._end(cur)]
         return []
 
-    def _query(self, cur: _Txn, query: str) -> list[Item]:
+    def _query(self, cur: _Txn, query: str, schema: object = None) -> list[Item]:
         upper = query.upper()
         if upper == "BEGIN":
             cur.standalone = False
@@ -387,7 +388,7 @@ class TxnMachine:
                 )
             cur.pending, cur.marks = None, {}
             return self._end(cur)
-        elif cur.standalone and _OUTBOX_RESET.match(query):
+        elif cur.standalone and self._resets_outbox(query, schema):
             raise SourceConfigError(
                 f"transaction {cur.gtid} resets the outbox ({query[:80]!r}): new rows would reuse published event "
                 "ids, and consumers drop a reused id as a redelivery. Remedy: ALTER TABLE integration_outbox "
@@ -427,6 +428,18 @@ class TxnMachine:
             # COMMIT. Other queries inside a transaction (SAVEPOINT ...) do not end it.
             return [*self._release(cur), *self._end(cur)]
         return []
+
+    def _resets_outbox(self, query: str, schema: object) -> bool:
+        """Does this DDL truncate, drop or rename the relay's outbox (its own schema's, not a same-named table of
+        another database)?"""
+        found = _OUTBOX_RESET.match(query)
+        if found is None:
+            return False
+        if self.database is None:
+            return True
+        qualifier = (found.group(4) or "").strip("`.")
+        current = schema.decode("utf-8", "replace") if isinstance(schema, bytes) else str(schema or "")
+        return (qualifier or current) == self.database
 
     def _prepared(self, cur: _Txn, xid: str) -> list[Item]:
         """An XA transaction is prepared: its rows wait for XA COMMIT. MariaDB resumes from before it until then;

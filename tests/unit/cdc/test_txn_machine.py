@@ -271,9 +271,19 @@ def test_a_ddl_that_resets_the_outbox_ids_stops_with_the_remedy(ddl: str) -> Non
     feed(m, txn(6, 1))
     with pytest.raises(SourceConfigError, match="AUTO_INCREMENT"):
         feed(m, [gtid(7, flags=0x01), query(ddl)])
-    # Other tables' DDL is none of the relay's business.
-    m2 = TxnMachine(Position("0-1-5", 5), mariadb=True)
+    # Other tables' DDL is none of the relay's business, nor is another database's table of the same name.
+    m2 = TxnMachine(Position("0-1-5", 5), mariadb=True, database="tenderhub")
     feed(m2, [gtid(6, flags=0x01), query("TRUNCATE TABLE integration_outbox_status_cache")])
+    feed(m2, [gtid(7, flags=0x01), _event(QueryEvent, query=ddl, schema=b"scratch_db")])
+    feed(
+        m2,
+        [
+            gtid(8, flags=0x01),
+            _event(QueryEvent, query=ddl.replace("integration_outbox", "s.integration_outbox"), schema=b"tenderhub"),
+        ],
+    )
+    with pytest.raises(SourceConfigError, match="AUTO_INCREMENT"):
+        feed(m2, [gtid(9, flags=0x01), _event(QueryEvent, query=ddl, schema=b"tenderhub")])
 
 
 @pytest.mark.parametrize("event_type", [40, 165, 166, 169, 171])
