@@ -33,7 +33,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import ConsumerStoppedError
+from aiokafka.errors import (
+    CommitFailedError,
+    ConsumerStoppedError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+)
 from mode import Service
 
 from schema.kafka_client import kafka_options
@@ -100,6 +106,12 @@ def make_consumer(settings: Settings) -> AIOKafkaConsumer:
 def heartbeat_ms(settings: Settings) -> int:
     """Heartbeats at least three times per session, and no more often than every 3 s."""
     return min(HEARTBEAT_INTERVAL_MS, settings.worker_session_timeout_ms // 3)
+
+
+def _redeliverable(exc: KafkaError) -> bool:
+    """A commit failure that only means redelivery: the group rebalanced without this member, or the coordinator
+    was unreachable or busy."""
+    return isinstance(exc, CommitFailedError | KafkaConnectionError | KafkaTimeoutError) or bool(exc.retriable)
 
 
 def control_group(group: str) -> str:
@@ -194,7 +206,21 @@ class BatchConsumer(Service):
             if self._committed.get(tp) != offset:
                 offsets[tp] = offset
         if offsets:
-            await consumer.commit(offsets)
+            try:
+                await consumer.commit(offsets)
+            except KafkaError as exc:
+                if not _redeliverable(exc):
+                    raise  # refused for good (authorization): the worker stops, as for any store refusing it
+                # The group went on without this member (its session expired while the coordinator's broker was
+                # down, say) or the coordinator cannot take the commit now. Nothing is lost: the events since the
+                # last commit are redelivered to whoever owns the partitions, and every agent is retry-safe. The
+                # consumer rejoins by itself; a worker that stopped here would leave its partitions idle instead.
+                log.warning(
+                    "offset commit refused (%s: %s): the events since the last commit are redelivered",
+                    type(exc).__name__,
+                    str(exc).splitlines()[0][:200],
+                )
+                return
             self._committed.update(offsets)
             self.commits += 1
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.errors import CommitFailedError
 
 import streams.app
-from streams.consumer import ISOLATION_LEVEL, control_group, make_consumer
+from streams.consumer import ISOLATION_LEVEL, BatchConsumer, control_group, make_consumer
 from tests.unit.streams.test_batch_shutdown import settings
 
 
@@ -60,3 +62,51 @@ async def test_the_pipeline_reads_its_agents_topics_and_faust_elects_the_leader_
     assert pipeline.consumer.topics == sorted({topics["activity"], topics["tender"], topics["company"]})
     assert pipeline.app.conf.id == control_group(settings().worker_group) != settings().worker_group
     await pipeline.ctx.aclose()
+
+
+class _Rebalanced:
+    """A consumer whose group went on without it (its session expired while the coordinator's broker was down):
+    every commit is refused."""
+
+    def __init__(self) -> None:
+        self.tp = TopicPartition("t.activity", 0)
+        self.commits = 0
+
+    def assignment(self) -> set[TopicPartition]:
+        return {self.tp}
+
+    async def position(self, tp: TopicPartition) -> int:
+        return 42
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits += 1
+        raise CommitFailedError("the group has already rebalanced and assigned the partitions to another member")
+
+
+@pytest.mark.asyncio
+async def test_a_refused_commit_does_not_stop_the_worker_the_events_are_redelivered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    consumer = BatchConsumer(settings(), [])
+    fake = _Rebalanced()
+    await consumer._commit(fake, [fake.tp])  # type: ignore[arg-type]
+    assert fake.commits == 1 and consumer._committed == {} and consumer.commits == 0
+    assert "redelivered" in caplog.text
+    # Revoked partitions are committed the same way, and a refusal there does not break the rebalance either.
+    consumer._consumer = fake  # type: ignore[assignment]
+    consumer._seen.add(fake.tp)
+    await consumer.partitions_revoked([fake.tp])
+    assert fake.commits == 2 and fake.tp not in consumer._seen
+
+
+@pytest.mark.asyncio
+async def test_a_commit_refused_for_good_still_stops_the_worker() -> None:
+    from aiokafka.errors import GroupAuthorizationFailedError
+
+    class Unauthorized(_Rebalanced):
+        async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+            raise GroupAuthorizationFailedError()
+
+    fake = Unauthorized()
+    with pytest.raises(GroupAuthorizationFailedError):
+        await BatchConsumer(settings(), [])._commit(fake, [fake.tp])  # type: ignore[arg-type]
