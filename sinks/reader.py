@@ -18,12 +18,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from schema.checked import whole
+from schema.checked import finite, whole
 from schema.events import OPEN_STATUSES
 from schema.mongo import READINESS_SCORES, TENDER_SUMMARIES, USER_ACTIVITY_LOGS
 from schema.redis_keys import (
@@ -128,14 +127,6 @@ def score_generation(doc: Mapping[str, Any]) -> int:
 _MAX_PAGE = 10_000  # the most documents one find_where returns
 
 
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def whole_id(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 class CacheFirstReader:
     def __init__(self, redis: RedisSink, mongo: MongoSink, as_of: Callable[[], dt.date] | None = None) -> None:
         """`as_of`: today's date for "open" (Settings.today: the configured as-of date, else the real clock)."""
@@ -235,9 +226,9 @@ class CacheFirstReader:
             all_read = len(page) < limit
             if not all_read and limit >= _MAX_PAGE:
                 return self._best_open(team_id, None, k)  # a page cannot hold enough: read every document
-            ids = sorted({int(d["tender_id"]) for d in page if whole_id(d.get("tender_id"))})
+            ids = sorted({int(d["tender_id"]) for d in page if whole(d.get("tender_id"), 1)})
             best = self._best_open(team_id, ids, k)
-            numbers = [float(d["score"]) for d in page if _number(d.get("score"))]
+            numbers = [float(d["score"]) for d in page if finite(d.get("score"))]
             # A tender outside the page has no document scoring above the page's lowest: it can enter the top k
             # only when it could tie with or beat the last one.
             floor = min(numbers) if numbers else None
@@ -261,7 +252,7 @@ class CacheFirstReader:
             d
             for d in current_scores(docs).values()
             if d.get("biddable") is True
-            and _number(d.get("score"))
+            and finite(d.get("score"))
             and d["score"] > 0
             and d.get("tender_status", "active") in OPEN_STATUSES
         ]
